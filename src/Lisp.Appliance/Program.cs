@@ -1,0 +1,57 @@
+using Lisp.Appliance.Cli;
+
+namespace Lisp.Appliance;
+
+public static class Program
+{
+    public const string Help = """
+        lisp-decent: a LISP xTR that is its own decentralized mapping system (LISP-Decent, RFC 9962).
+
+        Usage: lisp-decent COMMAND [options]      (lisp-decent COMMAND --help for each command's options)
+
+        Commands:
+          demo           decode the seed's Map-Request packets and print their LISP-Decent index (embedded data)
+          decode         decode LISP control messages from hex, a vector file or a pcap capture
+          version        print the version
+
+        Options:
+          -h, --help     show this help
+        """;
+
+    public static int Main(string[] args)
+    {
+        try
+        {
+            return Dispatch(args, Console.Out, Console.Error);
+        }
+        catch (Exception e)
+        {
+            // Last line of defence: an operator gets one clear line, not a stack trace from a native binary.
+            Console.Error.WriteLine($"lisp-decent: internal error: {e.GetType().Name}: {e.Message}");
+            return 70;
+        }
+    }
+
+    public static int Dispatch(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length == 0 || args[0] is "-h" or "--help" or "help")
+        {
+            stdout.WriteLine(Help);
+            return args.Length == 0 ? 2 : 0;
+        }
+        var rest = args[1..];
+        switch (args[0])
+        {
+            case "decode":
+                return DecodeCommand.Run(rest, stdout, stderr);
+            case "demo":
+                return DemoCommand.Run(rest, stdout, stderr);
+            case "version" or "--version":
+                stdout.WriteLine($"lisp-decent {typeof(Program).Assembly.GetName().Version}");
+                return 0;
+            default:
+                stderr.WriteLine($"lisp-decent: unknown command '{args[0]}' (see lisp-decent --help)");
+                return 2;
+        }
+    }
+}
