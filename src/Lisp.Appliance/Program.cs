@@ -10,8 +10,11 @@ public static class Program
         Usage: lisp-decent COMMAND [options]      (lisp-decent COMMAND --help for each command's options)
 
         Commands:
-          demo           decode the seed's Map-Request packets and print their LISP-Decent index (embedded data)
+          run            run the appliance (control plane roles, mapping system); no --config = embedded demo node
+          lig            send a Map-Request for an EID and print the Map-Reply (LISP Internet Groper)
+          decent-index   print the LISP-Decent pull-mode index and DNS name of EIDs
           decode         decode LISP control messages from hex, a vector file or a pcap capture
+          demo           decode the seed's Map-Request packets (embedded data)
           version        print the version
 
         Options:
@@ -44,6 +47,12 @@ public static class Program
         {
             case "decode":
                 return DecodeCommand.Run(rest, stdout, stderr);
+            case "run":
+                return RunCommand.Run(rest, stdout, stderr);
+            case "lig":
+                return LigCommand.Run(rest, stdout, stderr);
+            case "decent-index":
+                return DecentIndexCommand.Run(rest, stdout, stderr);
             case "demo":
                 return DemoCommand.Run(rest, stdout, stderr);
             case "version" or "--version":

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Build, test, publish and run lisp-decent.
+#   ./build.sh            build everything (Release)
+#   ./build.sh test       install test dependencies if missing, run every test, print "N passed, N failed"
+#   ./build.sh publish    native-AOT publish for linux-x64 into artifacts/publish/lisp-decent
+#   ./build.sh run [ARGS] publish (if needed) and run the appliance; no ARGS = `run` on the embedded default config
+#   ./build.sh deps       install the Debian packages the tests use (tshark, dnsmasq, tcpdump, iproute2)
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+PUBLISH_DIR="$ROOT/artifacts/publish"
+RESULTS_DIR="$ROOT/artifacts/test-results"
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo -n "$@"; else return 1; fi
+}
+
+# Installs what the tests need when it is missing. A failure is reported, not fatal: the tests that need a
+# missing tool skip and print why.
+deps() {
+  local missing=()
+  command -v tshark  >/dev/null 2>&1 || missing+=(tshark)
+  command -v dnsmasq >/dev/null 2>&1 && [ -x "$(command -v dnsmasq)" ] || missing+=(dnsmasq-base)
+  command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+  command -v ip      >/dev/null 2>&1 || missing+=(iproute2)
+  if [ ${#missing[@]} -eq 0 ]; then return 0; fi
+  echo "build.sh: installing ${missing[*]}"
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections 2>/dev/null || true
+  if ! { as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+    echo "build.sh: WARNING: could not install ${missing[*]}; tests that need them will be skipped" >&2
+  fi
+}
+
+build() { dotnet build LispDecentAppliance.sln -c Release -nologo -v quiet "$@"; }
+
+publish() {
+  rm -rf "$PUBLISH_DIR"
+  local log="$ROOT/artifacts/publish.log"
+  mkdir -p "$ROOT/artifacts"
+  dotnet publish src/Lisp.Appliance/Lisp.Appliance.csproj -c Release -r linux-x64 -o "$PUBLISH_DIR" -nologo 2>&1 | tee "$log" | grep -E "warning|error|->" || true
+  [ -x "$PUBLISH_DIR/lisp-decent" ] || { echo "build.sh: publish failed (see $log)" >&2; exit 1; }
+  local warnings
+  warnings=$(grep -cE "warning (IL|CS|NU)[0-9]+" "$log" || true)
+  echo "build.sh: $PUBLISH_DIR/lisp-decent $(stat -c %s "$PUBLISH_DIR/lisp-decent") bytes, ${warnings} trim/AOT warnings"
+  [ "$warnings" = 0 ] || exit 1
+}
+
+run_tests() {
+  deps
+  rm -rf "$RESULTS_DIR"
+  local rc=0
+  dotnet test LispDecentAppliance.sln -c Release -nologo \
+    --logger "trx" --logger "console;verbosity=normal" --results-directory "$RESULTS_DIR" "$@" || rc=$?
+  local passed=0 failed=0 skipped=0 total=0 files=0
+  for f in "$RESULTS_DIR"/*.trx; do
+    [ -e "$f" ] || continue
+    files=$((files + 1))
+    local counters
+    counters=$(grep -o '<Counters [^>]*>' "$f" | head -1)
+    get() { echo "$counters" | sed -n "s/.* $1=\"\([0-9]*\)\".*/\1/p"; }
+    total=$((total + $(get total)))
+    passed=$((passed + $(get passed)))
+    failed=$((failed + $(get failed)))
+    skipped=$((skipped + $(get notExecuted)))
+  done
+  if [ "$files" = 0 ]; then echo "build.sh: no test results were written" >&2; rc=1; fi
+  # trx counts skipped tests as notExecuted; list them with their reasons so a skip is never silent.
+  grep -ho 'outcome="NotExecuted"[^>]*testName="[^"]*"' "$RESULTS_DIR"/*.trx 2>/dev/null | sed 's/.*testName="\([^"]*\)"/skipped: \1/' || true
+  echo "test projects: $files, tests: $total, skipped: $skipped"
+  echo "$passed passed, $failed failed"
+  if [ "$failed" != 0 ]; then rc=1; fi
+  return $rc
+}
+
+cmd=${1:-build}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  build) build "$@" ;;
+  test) run_tests "$@" ;;
+  publish) publish ;;
+  deps) deps ;;
+  run)
+    if [ ! -x "$PUBLISH_DIR/lisp-decent" ] || [ -n "$(find src -newer "$PUBLISH_DIR/lisp-decent" -name '*.cs' -print -quit)" ]; then publish; fi
+    if [ $# -eq 0 ]; then set -- run; fi
+    exec "$PUBLISH_DIR/lisp-decent" "$@" ;;
+  *) echo "usage: ./build.sh [build|test|publish|run [ARGS]|deps]" >&2; exit 2 ;;
+esac
