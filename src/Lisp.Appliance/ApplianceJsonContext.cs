@@ -7,6 +7,7 @@ namespace Lisp.Appliance;
 [JsonSourceGenerationOptions(WriteIndented = true, PropertyNamingPolicy = JsonKnownNamingPolicy.KebabCaseLower,
     DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(List<DecodedMessage>))]
+[JsonSerializable(typeof(LigResult))]
 internal sealed partial class ApplianceJsonContext : JsonSerializerContext
 {
 }

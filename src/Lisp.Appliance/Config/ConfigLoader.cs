@@ -1,0 +1,408 @@
+using System.Globalization;
+using System.Net;
+using Lisp.Wire;
+using Tomlyn;
+using Tomlyn.Model;
+using Tomlyn.Serialization;
+
+namespace Lisp.Appliance.Config;
+
+/// <summary>Source-generated TOML model metadata (no reflection, native-AOT clean).</summary>
+[TomlSerializable(typeof(TomlTable))]
+internal sealed partial class ConfigTomlContext : TomlSerializerContext
+{
+}
+
+/// <summary>A config problem, named by its key path so the operator knows where to look.</summary>
+public sealed class ConfigException(string message) : Exception(message);
+
+/// <summary>
+/// Reads the TOML config into a validated <see cref="NodeConfig"/>. Every error names the key
+/// (e.g. <c>site[2].eid_prefixes[0]</c>) and what is wrong with it; unknown keys are errors too, so a typo
+/// never silently falls back to a default.
+/// </summary>
+public static class ConfigLoader
+{
+    public static NodeConfig LoadFile(string path)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"cannot read config {path}: {e.Message}");
+        }
+        return Parse(text, path);
+    }
+
+    public static NodeConfig Parse(string text, string sourceName = "config")
+    {
+        TomlTable root;
+        try
+        {
+            root = TomlSerializer.Deserialize(text, ConfigTomlContext.Default.TomlTable) ?? new TomlTable();
+        }
+        catch (TomlException e)
+        {
+            throw new ConfigException($"{sourceName}: not valid TOML: {e.Message}");
+        }
+        var r = new Reader(sourceName);
+        return r.Read(root);
+    }
+
+    private sealed class Reader(string source)
+    {
+        private ConfigException Bad(string key, string what) => new($"{source}: {key}: {what}");
+
+        public NodeConfig Read(TomlTable root)
+        {
+            Allow(root, "", "node", "mapping", "etr", "itr", "map_server", "site", "database", "decent", "management");
+            var node = Table(root, "node") ?? new TomlTable();
+            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level");
+            var cfg = new NodeConfig
+            {
+                Name = Str(node, "node.name") ?? "lisp-decent",
+                Roles = Roles(node),
+                Rlocs = Addresses(node, "node.rlocs"),
+                Listen = Addresses(node, "node.listen"),
+                ControlPort = Int(node, "node.control_port", 1, 65535) ?? DataHeader.ControlPort,
+                LogLevel = Choice(node, "node.log_level", ["debug", "info", "warning", "error"]) ?? "info",
+            };
+
+            var mapping = Table(root, "mapping");
+            if (mapping is not null)
+            {
+                Allow(mapping, "mapping.", "map_servers", "map_resolvers", "key", "algorithm");
+                cfg = cfg with
+                {
+                    MapServers = Endpoints(mapping, "mapping.map_servers", cfg.ControlPort),
+                    MapResolvers = Endpoints(mapping, "mapping.map_resolvers", cfg.ControlPort),
+                    RegistrationKey = Str(mapping, "mapping.key") ?? "",
+                    Algorithm = Algorithm(mapping, "mapping.algorithm") ?? cfg.Algorithm,
+                };
+            }
+
+            var etr = Table(root, "etr");
+            if (etr is not null)
+            {
+                Allow(etr, "etr.", "register_interval", "record_ttl", "want_map_notify", "proxy_reply");
+                cfg = cfg with
+                {
+                    RegisterInterval = Duration(etr, "etr.register_interval") ?? cfg.RegisterInterval,
+                    RecordTtl = Duration(etr, "etr.record_ttl") ?? cfg.RecordTtl,
+                    WantMapNotify = Bool(etr, "etr.want_map_notify") ?? cfg.WantMapNotify,
+                    ProxyReply = Bool(etr, "etr.proxy_reply") ?? cfg.ProxyReply,
+                };
+            }
+            var itr = Table(root, "itr");
+            if (itr is not null)
+            {
+                Allow(itr, "itr.", "request_timeout", "request_retries");
+                cfg = cfg with
+                {
+                    RequestTimeout = Duration(itr, "itr.request_timeout") ?? cfg.RequestTimeout,
+                    RequestRetries = Int(itr, "itr.request_retries", 0, 10) ?? cfg.RequestRetries,
+                };
+            }
+            var ms = Table(root, "map_server");
+            if (ms is not null)
+            {
+                Allow(ms, "map_server.", "registration_timeout", "map_reply_ttl");
+                cfg = cfg with
+                {
+                    RegistrationTimeout = Duration(ms, "map_server.registration_timeout") ?? cfg.RegistrationTimeout,
+                    MapReplyTtl = Duration(ms, "map_server.map_reply_ttl") ?? cfg.MapReplyTtl,
+                };
+            }
+            else
+            {
+                cfg = cfg with { RegistrationTimeout = cfg.RegisterInterval * 3 };
+            }
+
+            cfg = cfg with { Sites = Sites(root), Database = Database(root, cfg) };
+
+            var decent = Table(root, "decent");
+            if (decent is not null)
+            {
+                Allow(decent, "decent.", "pull", "push");
+                var pull = Table(decent, "pull", "decent.pull");
+                if (pull is not null) cfg = cfg with { DecentPull = Pull(pull, cfg) };
+                var push = Table(decent, "push", "decent.push");
+                if (push is not null) cfg = cfg with { DecentPush = Push(push, cfg) };
+            }
+
+            var mgmt = Table(root, "management");
+            if (mgmt is not null)
+            {
+                Allow(mgmt, "management.", "listen");
+                var l = Str(mgmt, "management.listen");
+                if (l is not null)
+                {
+                    if (!IPEndPoint.TryParse(l, out var ep) || ep.Port == 0) throw Bad("management.listen", $"'{l}' is not ADDRESS:PORT");
+                    cfg = cfg with { Management = ep };
+                }
+            }
+            Validate(cfg);
+            return cfg;
+        }
+
+        private void Validate(NodeConfig c)
+        {
+            if (c.Roles.Count == 0) throw Bad("node.roles", $"at least one role is needed ({string.Join(", ", NodeConfig.KnownRoles)})");
+            if (c.Listen.Count == 0 && c.Rlocs.Count == 0) throw Bad("node.listen", "give the addresses to listen on (or node.rlocs)");
+            if (c.Has("etr") && c.Database.Count == 0) throw Bad("database", "an ETR needs at least one [[database]] mapping");
+            if (c.Has("etr") && c.Rlocs.Count == 0 && c.Database.Any(d => d.Rlocs.Count == 0))
+                throw Bad("node.rlocs", "an ETR needs RLOCs (node.rlocs or rlocs in each [[database]])");
+            bool decent = c.DecentPull is not null || c.DecentPush is not null;
+            if (c.Has("etr") && !decent && c.MapServers.Count == 0 && !c.Has("map-server"))
+                throw Bad("mapping.map_servers", "an ETR needs map-servers (or the map-server role, or [decent.pull]/[decent.push])");
+            if (c.Has("itr") && !decent && c.MapResolvers.Count == 0 && !c.Has("map-resolver"))
+                throw Bad("mapping.map_resolvers", "an ITR needs map-resolvers (or the map-resolver role, or [decent.pull]/[decent.push])");
+            if (c.Has("map-server") && c.Sites.Count == 0 && c.DecentPush is null)
+                throw Bad("site", "a map-server needs at least one [[site]]");
+            if (c.Has("etr") && c.RegistrationKey.Length == 0 && c.DecentPull?.Key is null && c.DecentPush?.Key is null)
+                throw Bad("mapping.key", "an ETR needs a registration key (mapping.key or the decent section's key)");
+            if (c.DecentPull is not null && c.DecentPush is not null)
+                throw Bad("decent", "choose one of [decent.pull] and [decent.push] (a push group can use pull only through seed_group)");
+        }
+
+        private HashSet<string> Roles(TomlTable node)
+        {
+            var set = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var (s, i) in StrList(node, "node.roles").Select((s, i) => (s, i)))
+            {
+                string role = s.Trim().ToLowerInvariant() switch
+                {
+                    "ms" or "mapserver" => "map-server",
+                    "mr" or "mapresolver" => "map-resolver",
+                    var x => x,
+                };
+                if (!NodeConfig.KnownRoles.Contains(role)) throw Bad($"node.roles[{i}]", $"unknown role '{s}' (known: {string.Join(", ", NodeConfig.KnownRoles)})");
+                set.Add(role);
+            }
+            return set;
+        }
+
+        private List<SiteConfig> Sites(TomlTable root)
+        {
+            var list = new List<SiteConfig>();
+            foreach (var (t, i) in Tables(root, "site"))
+            {
+                string k = $"site[{i}]";
+                Allow(t, k + ".", "name", "key", "eid_prefixes", "accept_more_specifics", "description");
+                var name = Str(t, k + ".name") ?? $"site-{i}";
+                var key = Str(t, k + ".key") ?? throw Bad(k + ".key", "every site needs an authentication key");
+                if (key.Length == 0) throw Bad(k + ".key", "must not be empty");
+                var prefixes = StrList(t, k + ".eid_prefixes").Select((s, j) => Eid(s, $"{k}.eid_prefixes[{j}]")).ToList();
+                if (prefixes.Count == 0) throw Bad(k + ".eid_prefixes", "a site needs at least one EID-prefix");
+                list.Add(new SiteConfig(name, key, prefixes, Bool(t, k + ".accept_more_specifics") ?? false, Str(t, k + ".description")));
+            }
+            return list;
+        }
+
+        private List<DatabaseMapping> Database(TomlTable root, NodeConfig cfg)
+        {
+            var list = new List<DatabaseMapping>();
+            foreach (var (t, i) in Tables(root, "database"))
+            {
+                string k = $"database[{i}]";
+                Allow(t, k + ".", "eid", "rlocs");
+                var eid = Eid(Str(t, k + ".eid") ?? throw Bad(k + ".eid", "missing"), k + ".eid");
+                var rlocs = new List<LocatorRecord>();
+                if (t.TryGetValue("rlocs", out var rv))
+                {
+                    if (rv is not TomlArray arr) throw Bad(k + ".rlocs", "must be a list of { address = ..., priority = ..., weight = ... } or addresses");
+                    int j = 0;
+                    foreach (var item in arr)
+                    {
+                        string rk = $"{k}.rlocs[{j++}]";
+                        if (item is string s)
+                        {
+                            rlocs.Add(new LocatorRecord(new IpAddress(Address(s, rk))));
+                        }
+                        else if (item is TomlTable rt)
+                        {
+                            Allow(rt, rk + ".", "address", "priority", "weight");
+                            var a = Address(Str(rt, rk + ".address") ?? throw Bad(rk + ".address", "missing"), rk + ".address");
+                            rlocs.Add(new LocatorRecord(new IpAddress(a), (byte)(Int(rt, rk + ".priority", 0, 255) ?? 1), (byte)(Int(rt, rk + ".weight", 0, 255) ?? 100)));
+                        }
+                        else
+                        {
+                            throw Bad(rk, "must be an address string or an inline table");
+                        }
+                    }
+                }
+                list.Add(new DatabaseMapping(eid, rlocs));
+            }
+            return list;
+        }
+
+        private DecentPullConfig Pull(TomlTable t, NodeConfig cfg)
+        {
+            Allow(t, "decent.pull.", "dns_suffix", "modulus", "hash", "dns_servers", "key", "hash_mask", "lookup_length", "sg_hash", "map_server_port", "min_dns_ttl", "dns_grace");
+            var suffix = Str(t, "decent.pull.dns_suffix") ?? throw Bad("decent.pull.dns_suffix", "missing (e.g. \"ms.lispers.net\")");
+            var modulus = Int(t, "decent.pull.modulus", 1, 1 << 20) ?? throw Bad("decent.pull.modulus", "missing (every node must use the same modulus)");
+            var servers = Endpoints(t, "decent.pull.dns_servers", 53);
+            if (servers.Count == 0) throw Bad("decent.pull.dns_servers", "give at least one DNS server as ADDRESS[:PORT]");
+            return new DecentPullConfig(suffix, modulus,
+                Choice(t, "decent.pull.hash", ["sha256", "hmac-sha256-lisp-decent"]) ?? "sha256",
+                servers, Str(t, "decent.pull.key"),
+                Int(t, "decent.pull.hash_mask", 0, 1024) ?? 0,
+                Int(t, "decent.pull.lookup_length", 0, 128) ?? 0,
+                Choice(t, "decent.pull.sg_hash", ["group", "draft", "source"]) ?? "group",
+                Int(t, "decent.pull.map_server_port", 1, 65535) ?? cfg.ControlPort,
+                Duration(t, "decent.pull.min_dns_ttl") ?? TimeSpan.FromSeconds(30),
+                Duration(t, "decent.pull.dns_grace") ?? TimeSpan.FromMinutes(5));
+        }
+
+        private DecentPushConfig Push(TomlTable t, NodeConfig cfg)
+        {
+            Allow(t, "decent.push.", "group", "delivery", "members", "key", "register_interval", "seed_group", "interface", "multicast_ttl");
+            var g = Address(Str(t, "decent.push.group") ?? throw Bad("decent.push.group", "missing (the group address naming the mapping system)"), "decent.push.group");
+            bool mc = g.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? (g.GetAddressBytes()[0] & 0xf0) == 0xe0 : g.IsIPv6Multicast;
+            if (!mc) throw Bad("decent.push.group", $"{g} is not a multicast address");
+            return new DecentPushConfig(g,
+                Choice(t, "decent.push.delivery", ["replicate", "multicast", "replicate-encapsulated"]) ?? "replicate",
+                Endpoints(t, "decent.push.members", cfg.ControlPort),
+                Str(t, "decent.push.key"),
+                Duration(t, "decent.push.register_interval") ?? cfg.RegisterInterval,
+                Str(t, "decent.push.seed_group"),
+                Str(t, "decent.push.interface"),
+                Int(t, "decent.push.multicast_ttl", 0, 255) ?? 1);
+        }
+
+        // ---- typed accessors: each names its key in the error ----
+
+        private void Allow(TomlTable t, string prefix, params string[] keys)
+        {
+            foreach (var k in t.Keys)
+            {
+                if (!keys.Contains(k)) throw Bad(prefix + k, $"unknown key (allowed here: {string.Join(", ", keys)})");
+            }
+        }
+
+        private TomlTable? Table(TomlTable t, string key, string? path = null)
+        {
+            if (!t.TryGetValue(key, out var v)) return null;
+            return v as TomlTable ?? throw Bad(path ?? key, "must be a table ([" + (path ?? key) + "])");
+        }
+
+        private IEnumerable<(TomlTable, int)> Tables(TomlTable t, string key)
+        {
+            if (!t.TryGetValue(key, out var v)) return [];
+            if (v is TomlTableArray ta) return ta.Select((x, i) => (x, i));
+            throw Bad(key, $"must be written as [[{key}]] tables");
+        }
+
+        private string? Str(TomlTable t, string path)
+        {
+            if (!t.TryGetValue(Leaf(path), out var v)) return null;
+            return v as string ?? throw Bad(path, $"must be a string, not {Describe(v)}");
+        }
+
+        private bool? Bool(TomlTable t, string path)
+        {
+            if (!t.TryGetValue(Leaf(path), out var v)) return null;
+            return v is bool b ? b : throw Bad(path, $"must be true or false, not {Describe(v)}");
+        }
+
+        private int? Int(TomlTable t, string path, int min, int max)
+        {
+            if (!t.TryGetValue(Leaf(path), out var v)) return null;
+            if (v is not long l) throw Bad(path, $"must be an integer, not {Describe(v)}");
+            if (l < min || l > max) throw Bad(path, $"{l} is out of range {min}..{max}");
+            return (int)l;
+        }
+
+        private string? Choice(TomlTable t, string path, string[] allowed)
+        {
+            var s = Str(t, path);
+            if (s is null) return null;
+            if (!allowed.Contains(s)) throw Bad(path, $"'{s}' is not one of {string.Join(", ", allowed)}");
+            return s;
+        }
+
+        private AuthAlgorithm? Algorithm(TomlTable t, string path) => Choice(t, path, ["hmac-sha1", "hmac-sha256", "hmac-sha1-96", "hmac-sha256-128"]) switch
+        {
+            null => null,
+            "hmac-sha1" or "hmac-sha1-96" => AuthAlgorithm.HmacSha1_96,
+            _ => AuthAlgorithm.HmacSha256_128,
+        };
+
+        private List<string> StrList(TomlTable t, string path)
+        {
+            if (!t.TryGetValue(Leaf(path), out var v)) return [];
+            if (v is string one) return [one];
+            if (v is not TomlArray a) throw Bad(path, $"must be a list of strings, not {Describe(v)}");
+            var list = new List<string>();
+            int i = 0;
+            foreach (var x in a)
+            {
+                list.Add(x as string ?? throw Bad($"{path}[{i}]", $"must be a string, not {Describe(x)}"));
+                i++;
+            }
+            return list;
+        }
+
+        private List<IPAddress> Addresses(TomlTable t, string path) =>
+            StrList(t, path).Select((s, i) => Address(s, $"{path}[{i}]")).ToList();
+
+        private List<IPEndPoint> Endpoints(TomlTable t, string path, int defaultPort) =>
+            StrList(t, path).Select((s, i) => Endpoint(s, $"{path}[{i}]", defaultPort)).ToList();
+
+        private IPAddress Address(string s, string path) =>
+            IPAddress.TryParse(s, out var a) && (s.Contains(':') || s.Count(c => c == '.') == 3) ? a : throw Bad(path, $"'{s}' is not an IPv4 or IPv6 address");
+
+        private IPEndPoint Endpoint(string s, string path, int defaultPort)
+        {
+            if (IPAddress.TryParse(s, out var a) && (s.Contains(':') && !s.StartsWith('[') || s.Count(c => c == '.') == 3 && !s.Contains(':')))
+            {
+                return new IPEndPoint(a, defaultPort);
+            }
+            if (IPEndPoint.TryParse(s, out var ep) && ep.Port != 0) return ep;
+            throw Bad(path, $"'{s}' is not ADDRESS or ADDRESS:PORT ([v6]:port for IPv6)");
+        }
+
+        private EidPrefix Eid(string s, string path) =>
+            EidPrefix.TryParse(s, out var p, out var err) ? p! : throw Bad(path, err ?? "not an EID");
+
+        private TimeSpan? Duration(TomlTable t, string path)
+        {
+            if (!t.TryGetValue(Leaf(path), out var v)) return null;
+            if (v is long secs) return secs >= 0 ? TimeSpan.FromSeconds(secs) : throw Bad(path, "must not be negative");
+            if (v is string s && TryDuration(s, out var d)) return d;
+            throw Bad(path, $"must be a duration like \"60s\", \"3m\", \"500ms\", \"1h\" or a number of seconds, not {Describe(v)}");
+        }
+
+        private static string Leaf(string path) => path[(path.LastIndexOf('.') + 1)..];
+
+        private static string Describe(object? v) => v switch
+        {
+            null => "nothing",
+            string s => $"the string \"{s}\"",
+            long l => $"the number {l}",
+            bool b => b ? "true" : "false",
+            TomlTable => "a table",
+            TomlArray => "a list",
+            _ => v.GetType().Name,
+        };
+    }
+
+    public static bool TryDuration(string s, out TimeSpan d)
+    {
+        d = default;
+        s = s.Trim();
+        (string unit, double scale)[] units = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)];
+        foreach (var (unit, scale) in units)
+        {
+            if (s.EndsWith(unit, StringComparison.Ordinal) && double.TryParse(s[..^unit.Length], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var n))
+            {
+                d = TimeSpan.FromSeconds(n * scale);
+                return true;
+            }
+        }
+        return false;
+    }
+}

@@ -1,0 +1,53 @@
+using System.Net;
+using Lisp.Wire;
+
+namespace Lisp.Appliance.Config;
+
+/// <summary>One database mapping: an EID this node owns and the RLOCs it registers for it.</summary>
+public sealed record DatabaseMapping(EidPrefix Eid, IReadOnlyList<LocatorRecord> Rlocs);
+
+/// <summary>A map-server site: who may register which prefixes, with which key.</summary>
+public sealed record SiteConfig(string Name, string Key, IReadOnlyList<EidPrefix> EidPrefixes, bool AcceptMoreSpecifics, string? Description);
+
+/// <summary>Pull-based LISP-Decent settings ([decent.pull]).</summary>
+public sealed record DecentPullConfig(string DnsSuffix, int Modulus, string Hash, IReadOnlyList<IPEndPoint> DnsServers,
+    string? Key, int HashMask, int LookupLength, string SgHash, int MapServerPort, TimeSpan MinDnsTtl, TimeSpan DnsGrace);
+
+/// <summary>Push-based LISP-Decent settings ([decent.push]).</summary>
+public sealed record DecentPushConfig(IPAddress Group, string Delivery, IReadOnlyList<IPEndPoint> Members, string? Key,
+    TimeSpan RegisterInterval, string? SeedGroupName, string? Interface, int MulticastTtl);
+
+/// <summary>Everything `lisp-decent run` needs, validated. Built by <see cref="ConfigLoader"/>.</summary>
+public sealed record NodeConfig
+{
+    public string Name { get; init; } = "lisp-decent";
+    public IReadOnlySet<string> Roles { get; init; } = new HashSet<string>();
+    public IReadOnlyList<IPAddress> Rlocs { get; init; } = [];
+    public IReadOnlyList<IPAddress> Listen { get; init; } = [];
+    public int ControlPort { get; init; } = DataHeader.ControlPort;
+    public string LogLevel { get; init; } = "info";
+
+    public IReadOnlyList<IPEndPoint> MapServers { get; init; } = [];
+    public IReadOnlyList<IPEndPoint> MapResolvers { get; init; } = [];
+    public string RegistrationKey { get; init; } = "";
+    public AuthAlgorithm Algorithm { get; init; } = AuthAlgorithm.HmacSha256_128;
+
+    public TimeSpan RegisterInterval { get; init; } = TimeSpan.FromSeconds(60);
+    public TimeSpan RegistrationTimeout { get; init; } = TimeSpan.FromSeconds(180);
+    public TimeSpan RecordTtl { get; init; } = TimeSpan.FromMinutes(3);
+    public bool WantMapNotify { get; init; } = true;
+    public bool ProxyReply { get; init; } = true;
+    public TimeSpan MapReplyTtl { get; init; } = TimeSpan.FromMinutes(1440);
+    public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(1);
+    public int RequestRetries { get; init; } = 3;
+
+    public IReadOnlyList<SiteConfig> Sites { get; init; } = [];
+    public IReadOnlyList<DatabaseMapping> Database { get; init; } = [];
+    public DecentPullConfig? DecentPull { get; init; }
+    public DecentPushConfig? DecentPush { get; init; }
+    public IPEndPoint? Management { get; init; }
+
+    public bool Has(string role) => Roles.Contains(role);
+
+    public static readonly string[] KnownRoles = ["itr", "etr", "map-server", "map-resolver"];
+}

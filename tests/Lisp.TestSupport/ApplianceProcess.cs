@@ -1,0 +1,145 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+
+namespace Lisp.TestSupport;
+
+/// <summary>
+/// Runs the real `lisp-decent` (the lisp-decent.dll built beside the test, under `dotnet`) as a child
+/// process: long-running nodes with their log lines collected, and one-shot commands (lig, decode ...).
+/// Every wait is bounded; Dispose kills the process tree.
+/// </summary>
+public sealed class ApplianceProcess : IDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly SemaphoreSlim _lineArrived = new(0);
+
+    private ApplianceProcess(Process p)
+    {
+        _process = p;
+    }
+
+    public static string DllPath
+    {
+        get
+        {
+            var p = Path.Combine(AppContext.BaseDirectory, "lisp-decent.dll");
+            if (!File.Exists(p)) throw new FileNotFoundException("lisp-decent.dll is not beside the test assembly", p);
+            return p;
+        }
+    }
+
+    public IReadOnlyCollection<string> Lines => _lines.ToArray();
+    public bool HasExited => _process.HasExited;
+    public int Id => _process.Id;
+
+    public static ApplianceProcess Start(params string[] args)
+    {
+        var psi = Psi(args);
+        var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
+        var ap = new ApplianceProcess(p);
+        p.OutputDataReceived += (_, e) => ap.Add(e.Data);
+        p.ErrorDataReceived += (_, e) => ap.Add(e.Data);
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return ap;
+    }
+
+    private void Add(string? line)
+    {
+        if (line is null) return;
+        _lines.Enqueue(line);
+        _lineArrived.Release();
+    }
+
+    /// <summary>Waits until a log line matches; returns it, or throws with the collected log on timeout.</summary>
+    public string WaitForLine(string pattern, TimeSpan timeout)
+    {
+        var re = new Regex(pattern);
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            foreach (var l in _lines)
+            {
+                if (re.IsMatch(l)) return l;
+            }
+            var left = timeout - sw.Elapsed;
+            if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
+            {
+                throw new TimeoutException($"no line matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
+                    $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
+            }
+            _lineArrived.Wait(left < TimeSpan.FromMilliseconds(250) ? left : TimeSpan.FromMilliseconds(250));
+        }
+    }
+
+    public bool Any(string pattern) => _lines.Any(l => Regex.IsMatch(l, pattern));
+
+    /// <summary>Runs a one-shot command to completion (bounded by <paramref name="timeout"/>).</summary>
+    public static (int ExitCode, string Stdout, string Stderr) Run(TimeSpan timeout, params string[] args)
+    {
+        using var p = new Process { StartInfo = Psi(args) };
+        p.Start();
+        var so = p.StandardOutput.ReadToEndAsync();
+        var se = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit(5000);
+            throw new TimeoutException($"lisp-decent {string.Join(' ', args)} did not finish within {timeout.TotalSeconds}s");
+        }
+        p.WaitForExit();
+        return (p.ExitCode, so.Result, se.Result);
+    }
+
+    private static ProcessStartInfo Psi(string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        psi.ArgumentList.Add(DllPath);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        return psi;
+    }
+
+    /// <summary>Stops the node the way an operator would (SIGTERM, then kill after a grace period).</summary>
+    public void Stop(TimeSpan? grace = null)
+    {
+        if (_process.HasExited) return;
+        try
+        {
+            Process.Start("kill", ["-TERM", _process.Id.ToString()])?.WaitForExit(2000);
+            if (!_process.WaitForExit(grace ?? TimeSpan.FromSeconds(3))) _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // already gone
+        }
+        _process.WaitForExit(5000);
+    }
+
+    public void Kill()
+    {
+        try
+        {
+            if (!_process.HasExited) _process.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+            // already gone
+        }
+        _process.WaitForExit(5000);
+    }
+
+    public void Dispose()
+    {
+        Kill();
+        _process.Dispose();
+    }
+}
