@@ -222,7 +222,7 @@ public static class EidText
         if (text[0] == '\'' && text.Length >= 3 && text[^1] == '\'') { address = new DistinguishedName(text[1..^1]); return true; }
         if (MacAddress.TryParse(text, out var mac)) { address = mac; return true; }
         if ((text.Contains(':') || text.Count(c => c == '.') == 3) && IPAddress.TryParse(text, out var ip) &&
-            ip.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6 && ip.ScopeId == 0)
+            (ip.AddressFamily == AddressFamily.InterNetwork || ip.AddressFamily == AddressFamily.InterNetworkV6 && ip.ScopeId == 0))
         {
             address = new IpAddress(ip);
             return true;
