@@ -178,19 +178,24 @@ public sealed record MapRegister : AuthenticatedMessage
     public bool Merge { get; init; }
     public bool MobileNode { get; init; }
     public bool WantMapNotify { get; init; }
+    /// <summary>
+    /// Word-0 bits we give no meaning, kept as received so decode -> encode is exact: byte 0 bit 0x01 (in bit 16),
+    /// byte 1 (bits 8-15) and byte 2 bits 0xe0.
+    /// </summary>
+    public uint ReservedBits { get; init; }
 
     protected override void WriteWord0(ref SpanWriter w)
     {
-        w.U8((byte)(0x30 | (ProxyReply ? 8 : 0) | (LispSec ? 4 : 0) | (XtrIdPresent ? 2 : 0)));
-        w.U8(0);
-        w.U8((byte)((Refresh ? 0x10 : 0) | (UseTtlForTimeout ? 8 : 0) | (Merge ? 4 : 0) | (MobileNode ? 2 : 0) | (WantMapNotify ? 1 : 0)));
+        w.U8((byte)(0x30 | (ProxyReply ? 8 : 0) | (LispSec ? 4 : 0) | (XtrIdPresent ? 2 : 0) | (int)((ReservedBits >> 16) & 1)));
+        w.U8((byte)(ReservedBits >> 8));
+        w.U8((byte)((int)(ReservedBits & 0xe0) | (Refresh ? 0x10 : 0) | (UseTtlForTimeout ? 8 : 0) | (Merge ? 4 : 0) | (MobileNode ? 2 : 0) | (WantMapNotify ? 1 : 0)));
         w.U8((byte)Records.Count);
     }
 
     internal static MapRegister? Read(ref SpanReader r)
     {
         byte b0 = r.U8("flags");
-        r.U8("reserved");
+        byte b1 = r.U8("reserved");
         byte b2 = r.U8("flags");
         byte count = r.U8("record count");
         var c = ReadCommon(ref r, count, (b0 & 2) != 0);
@@ -198,6 +203,7 @@ public sealed record MapRegister : AuthenticatedMessage
         return new MapRegister
         {
             ProxyReply = (b0 & 8) != 0, LispSec = (b0 & 4) != 0,
+            ReservedBits = (uint)((b0 & 1) << 16 | b1 << 8 | (b2 & 0xe0)),
             Refresh = (b2 & 0x10) != 0, UseTtlForTimeout = (b2 & 8) != 0, Merge = (b2 & 4) != 0,
             MobileNode = (b2 & 2) != 0, WantMapNotify = (b2 & 1) != 0,
             Nonce = x.Nonce, KeyId = x.KeyId, Algorithm = x.Algorithm, AuthData = x.AuthData,
@@ -211,25 +217,28 @@ public sealed record MapNotify : AuthenticatedMessage
 {
     public bool IsAck { get; init; }
     public bool Rebuilt { get; init; }
+    /// <summary>The 18 reserved bits of word 0 (after I and R), kept as received so decode -> encode is exact.</summary>
+    public uint ReservedBits { get; init; }
     public override MessageType Type => IsAck ? MessageType.MapNotifyAck : MessageType.MapNotify;
 
     protected override void WriteWord0(ref SpanWriter w)
     {
-        w.U8((byte)(((byte)Type << 4) | (XtrIdPresent ? 8 : 0) | (Rebuilt ? 4 : 0)));
-        w.U16(0);
+        w.U8((byte)(((byte)Type << 4) | (XtrIdPresent ? 8 : 0) | (Rebuilt ? 4 : 0) | (int)((ReservedBits >> 16) & 3)));
+        w.U16((ushort)ReservedBits);
         w.U8((byte)Records.Count);
     }
 
     internal static MapNotify? Read(ref SpanReader r)
     {
         byte b0 = r.U8("flags");
-        r.U16("reserved");
+        ushort reserved = r.U16("reserved");
         byte count = r.U8("record count");
         var c = ReadCommon(ref r, count, (b0 & 8) != 0);
         if (c is not { } x) return null;
         return new MapNotify
         {
             IsAck = (b0 >> 4) == (int)MessageType.MapNotifyAck, Rebuilt = (b0 & 4) != 0,
+            ReservedBits = (uint)((b0 & 3) << 16 | reserved),
             Nonce = x.Nonce, KeyId = x.KeyId, Algorithm = x.Algorithm, AuthData = x.AuthData,
             Records = x.Records, XtrId = x.XtrId, SiteId = x.SiteId,
         };

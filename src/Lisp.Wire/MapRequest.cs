@@ -127,6 +127,8 @@ public sealed record MapReply : ControlMessage
     public bool Probe { get; init; }
     public bool EchoNonceCapable { get; init; }
     public bool Security { get; init; }
+    /// <summary>The 17 reserved bits of word 0 (after P, E, S), kept as received so decode -> encode is exact.</summary>
+    public uint ReservedBits { get; init; }
     public ulong Nonce { get; init; }
     public IReadOnlyList<MappingRecord> Records { get; init; } = [];
 
@@ -134,8 +136,8 @@ public sealed record MapReply : ControlMessage
 
     public override void Write(ref SpanWriter w)
     {
-        w.U8((byte)(0x20 | (Probe ? 8 : 0) | (EchoNonceCapable ? 4 : 0) | (Security ? 2 : 0)));
-        w.U16(0);
+        w.U8((byte)(0x20 | (Probe ? 8 : 0) | (EchoNonceCapable ? 4 : 0) | (Security ? 2 : 0) | (int)((ReservedBits >> 16) & 1)));
+        w.U16((ushort)ReservedBits);
         w.U8((byte)Records.Count);
         w.U64(Nonce);
         foreach (var r in Records) r.Write(ref w);
@@ -144,7 +146,7 @@ public sealed record MapReply : ControlMessage
     internal static MapReply? Read(ref SpanReader r)
     {
         byte b0 = r.U8("flags");
-        r.U16("reserved");
+        ushort reserved = r.U16("reserved");
         byte count = r.U8("record count");
         ulong nonce = r.U64("nonce");
         CheckCount(ref r, count, 12, "mapping record");
@@ -156,6 +158,10 @@ public sealed record MapReply : ControlMessage
             records.Add(rec);
         }
         if (!r.Ok) return null;
-        return new MapReply { Probe = (b0 & 8) != 0, EchoNonceCapable = (b0 & 4) != 0, Security = (b0 & 2) != 0, Nonce = nonce, Records = records };
+        return new MapReply
+        {
+            Probe = (b0 & 8) != 0, EchoNonceCapable = (b0 & 4) != 0, Security = (b0 & 2) != 0,
+            ReservedBits = (uint)((b0 & 1) << 16 | reserved), Nonce = nonce, Records = records,
+        };
     }
 }

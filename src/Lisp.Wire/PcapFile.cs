@@ -3,13 +3,19 @@ using System.Net;
 
 namespace Lisp.Wire;
 
-/// <summary>One UDP datagram found in a capture.</summary>
-public sealed record CapturedDatagram(int FrameNumber, IPAddress Source, IPAddress Destination, ushort SourcePort, ushort DestinationPort, byte[] Payload);
+/// <summary>
+/// One UDP datagram found in a capture. <see cref="Truncated"/>: the capture holds fewer bytes than the IP/UDP
+/// lengths claim (snap length or a damaged file); <see cref="Payload"/> is then the part that was captured, so a
+/// decoder can say what is missing instead of the frame silently disappearing.
+/// </summary>
+public sealed record CapturedDatagram(int FrameNumber, IPAddress Source, IPAddress Destination, ushort SourcePort, ushort DestinationPort, byte[] Payload,
+    bool Truncated = false);
 
 /// <summary>
 /// Reads UDP datagrams out of a classic libpcap file held in memory (no I/O here). Supports the link types
 /// captures of LISP come in: Ethernet (1, with 802.1Q tags), BSD loopback (0), raw IP (101), Linux SLL (113).
-/// Frames that are not IPv4/IPv6 UDP are skipped; a malformed file yields a status, not an exception.
+/// Frames that are not IPv4/IPv6 UDP are skipped; a frame cut short by the capture is returned with what was
+/// captured and marked <see cref="CapturedDatagram.Truncated"/>; a malformed file yields a status, not an exception.
 /// </summary>
 public static class PcapFile
 {
@@ -87,22 +93,25 @@ public static class PcapFile
         }
         IPAddress src, dst;
         ReadOnlySpan<byte> udp;
+        bool cut;
         if (ethertype == 0x0800 && ip.Length >= 20 && ip[0] >> 4 == 4)
         {
             int ihl = (ip[0] & 0x0f) * 4;
             int total = ip[2] << 8 | ip[3];
-            if (ip[9] != 17 || ihl < 20 || total < ihl || total > ip.Length) return null;
+            if (ip[9] != 17 || ihl < 20 || total < ihl || ihl > ip.Length) return null;
+            cut = total > ip.Length;
             src = new IPAddress(ip.Slice(12, 4));
             dst = new IPAddress(ip.Slice(16, 4));
-            udp = ip.Slice(ihl, total - ihl);
+            udp = ip.Slice(ihl, Math.Min(total, ip.Length) - ihl);
         }
         else if (ethertype == 0x86dd && ip.Length >= 40 && ip[0] >> 4 == 6)
         {
             int plen = ip[4] << 8 | ip[5];
-            if (ip[6] != 17 || 40 + plen > ip.Length) return null;
+            if (ip[6] != 17) return null;
+            cut = 40 + plen > ip.Length;
             src = new IPAddress(ip.Slice(8, 16));
             dst = new IPAddress(ip.Slice(24, 16));
-            udp = ip.Slice(40, plen);
+            udp = ip.Slice(40, Math.Min(plen, ip.Length - 40));
         }
         else
         {
@@ -110,7 +119,9 @@ public static class PcapFile
         }
         if (udp.Length < 8) return null;
         int ulen = udp[4] << 8 | udp[5];
-        if (ulen < 8 || ulen > udp.Length) return null;
-        return new CapturedDatagram(frame, src, dst, (ushort)(udp[0] << 8 | udp[1]), (ushort)(udp[2] << 8 | udp[3]), udp.Slice(8, ulen - 8).ToArray());
+        if (ulen < 8 || ulen > udp.Length && !cut) return null;
+        cut |= ulen > udp.Length;
+        return new CapturedDatagram(frame, src, dst, (ushort)(udp[0] << 8 | udp[1]), (ushort)(udp[2] << 8 | udp[3]),
+            udp.Slice(8, Math.Min(ulen, udp.Length) - 8).ToArray(), cut);
     }
 }

@@ -189,6 +189,20 @@ public class MessageCodecTests
     }
 
     [Theory]
+    [InlineData("21 ffff 00 | 0000000000000001")]                                  // Map-Reply: all 17 reserved bits
+    [InlineData("31 ff e0 00 | 0000000000000001 | 00 00 0000")]                    // Map-Register: bit 7, byte 1, byte 2 top bits
+    [InlineData("43 ffff 00 | 0000000000000001 | 00 00 0000")]                     // Map-Notify: 18 reserved bits
+    [InlineData("53 0001 00 | 0000000000000001 | 00 00 0000")]                     // Map-Notify-Ack
+    [InlineData("10 0f 80 00 | 0000000000000001 | 0000 | 0001 01020304")]          // Map-Request: reserved nibble + bit
+    public void Reserved_bits_survive_decode_then_encode(string hex)
+    {
+        var golden = Hex(hex);
+        var st = ControlMessage.TryDecode(golden, out var m);
+        Assert.True(st.IsOk, st.ToString());
+        Assert.Equal(ToHex(golden), ToHex(m!.ToBytes()));
+    }
+
+    [Theory]
     [MemberData(nameof(TestData.SeedEids), MemberType = typeof(TestData))]
     public void Ecm_from_the_seed_round_trips(string eid)
     {
