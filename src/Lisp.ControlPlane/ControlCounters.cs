@@ -1,0 +1,140 @@
+using Lisp.Wire;
+
+namespace Lisp.ControlPlane;
+
+/// <summary>Why a received control message was dropped. Each value is a counter in <see cref="ControlCounters"/>.</summary>
+public enum DropReason
+{
+    /// <summary>The codec refused it; <see cref="ControlCounters.Malformed(WireError)"/> has the kind.</summary>
+    Malformed,
+    /// <summary>HMAC did not verify with the key of any site (or the ETR's key), or the algorithm was None.</summary>
+    AuthFailure,
+    /// <summary>The message authenticated but with an algorithm the site does not allow.</summary>
+    AlgorithmNotAllowed,
+    /// <summary>No configured site covers the first record of a Map-Register.</summary>
+    UnknownSite,
+    /// <summary>A record of an authenticated Map-Register lies outside its site (or is more specific when that is not allowed).</summary>
+    NotCovered,
+    /// <summary>A Map-Register/Map-Notify/Map-Request with no records.</summary>
+    NoRecords,
+    /// <summary>A message type this node has no role for (e.g. a Map-Reply at a node without an ITR).</summary>
+    UnexpectedType,
+    /// <summary>A Map-Request suppressed by the ITR's per-EID or global rate limit.</summary>
+    RateLimited,
+    /// <summary>A Map-Reply, Map-Notify or Map-Notify-Ack whose nonce matches nothing outstanding.</summary>
+    StaleNonce,
+    /// <summary>A Map-Notify whose nonce matched but whose records differ from the Map-Register sent.</summary>
+    RecordMismatch,
+    /// <summary>An ETR was asked about an EID it does not own.</summary>
+    NotOurEid,
+    /// <summary>An SMR for an EID the ITR does not have cached.</summary>
+    SmrNotCached,
+    /// <summary>No address to answer to (no usable ITR-RLOC).</summary>
+    NoReplyPath,
+    /// <summary>A request the ITR could not place: too many outstanding, or no map-resolver known.</summary>
+    NoResolver,
+    /// <summary>A Map-Reply record that does not overlap the EID that was asked for.</summary>
+    UnrequestedRecord,
+    /// <summary>Something threw while handling a message (a bug; logged at Error).</summary>
+    HandlerFault,
+}
+
+/// <summary>Things that happened (not drops), counted for `show` and metrics.</summary>
+public enum ControlEvent
+{
+    Received,
+    RegistrationAccepted,
+    RegistrationExpired,
+    MapNotifySent,
+    MapNotifyRetransmitted,
+    MapNotifyAcked,
+    MapRegisterSent,
+    MapNotifyAccepted,
+    MapNotifyAckSent,
+    MapRequestSent,
+    MapRequestRetransmitted,
+    MapRequestTimedOut,
+    MapRequestForwarded,
+    MapReplySent,
+    ProxyMapReplySent,
+    NegativeMapReplySent,
+    MapCacheInstalled,
+    MapCacheExpired,
+    SmrSent,
+    SmrHonoured,
+}
+
+/// <summary>
+/// Per-reason drop counts, per-kind malformed counts and event counts of one <see cref="ControlNode"/>.
+/// Written by the single control thread, read by anyone (Interlocked/Volatile), so `show` and metrics may
+/// read it from another thread.
+/// </summary>
+public sealed class ControlCounters
+{
+    private readonly long[] _drops = new long[Enum.GetValues<DropReason>().Length];
+    private readonly long[] _malformed = new long[Enum.GetValues<WireError>().Length];
+    private readonly long[] _events = new long[Enum.GetValues<ControlEvent>().Length];
+
+    public long Drops(DropReason reason) => Volatile.Read(ref _drops[(int)reason]);
+    public long Malformed(WireError error) => Volatile.Read(ref _malformed[(int)error]);
+    public long Events(ControlEvent e) => Volatile.Read(ref _events[(int)e]);
+
+    /// <summary>Sum of every drop reason.</summary>
+    public long TotalDrops
+    {
+        get
+        {
+            long s = 0;
+            for (int i = 0; i < _drops.Length; i++) s += Volatile.Read(ref _drops[i]);
+            return s;
+        }
+    }
+
+    public void Drop(DropReason reason) => Interlocked.Increment(ref _drops[(int)reason]);
+
+    public void DropMalformed(WireError error)
+    {
+        Interlocked.Increment(ref _drops[(int)DropReason.Malformed]);
+        if ((int)error < _malformed.Length) Interlocked.Increment(ref _malformed[(int)error]);
+    }
+
+    public void Count(ControlEvent e) => Interlocked.Increment(ref _events[(int)e]);
+
+    /// <summary>Every non-zero counter as ("drop.auth-failure", 3), ("malformed.truncated", 1), ("event.map-reply-sent", 9).</summary>
+    public IReadOnlyList<KeyValuePair<string, long>> Snapshot()
+    {
+        var list = new List<KeyValuePair<string, long>>();
+        foreach (var r in Enum.GetValues<DropReason>())
+        {
+            long v = Drops(r);
+            if (v != 0) list.Add(new("drop." + Kebab(r.ToString()), v));
+        }
+        foreach (var e in Enum.GetValues<WireError>())
+        {
+            long v = Malformed(e);
+            if (v != 0) list.Add(new("malformed." + Kebab(e.ToString()), v));
+        }
+        foreach (var e in Enum.GetValues<ControlEvent>())
+        {
+            long v = Events(e);
+            if (v != 0) list.Add(new("event." + Kebab(e.ToString()), v));
+        }
+        return list;
+    }
+
+    internal static string Kebab(string name)
+    {
+        var sb = new System.Text.StringBuilder(name.Length + 4);
+        for (int i = 0; i < name.Length; i++)
+        {
+            char c = name[i];
+            if (char.IsUpper(c))
+            {
+                if (i > 0) sb.Append('-');
+                sb.Append(char.ToLowerInvariant(c));
+            }
+            else sb.Append(c);
+        }
+        return sb.ToString();
+    }
+}

@@ -1,0 +1,341 @@
+using System.Net;
+using System.Text;
+using Lisp.Wire;
+
+namespace Lisp.ControlPlane;
+
+/// <summary>One database mapping of an ETR: an EID-prefix it serves and the RLOCs (priority/weight) to reach it.</summary>
+public sealed record DatabaseMapping(EidPrefix Eid, IReadOnlyList<LocatorRecord> Rlocs);
+
+/// <summary>ETR settings; defaults are lispers.net's (spec/wire.md, spec/decent.md "Timers").</summary>
+public sealed record EtrOptions
+{
+    public IReadOnlyList<DatabaseMapping> Database { get; init; } = [];
+    /// <summary>Shared key of the site at the map-servers (UTF-8 bytes are the HMAC key).</summary>
+    public string Key { get; init; } = "";
+    public AuthAlgorithm Algorithm { get; init; } = AuthAlgorithm.HmacSha256_128;
+    public byte KeyId { get; init; }
+    /// <summary>Map-Register period (first one at the first <see cref="Etr.Tick"/>).</summary>
+    public TimeSpan RegisterInterval { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Each period is the interval times a uniform factor in [1 - j, 1 + j].</summary>
+    public double RegisterJitter { get; init; } = 0.1;
+    /// <summary>Record TTL in Map-Registers (the map-server's timeout when <see cref="UseTtlForTimeout"/>).</summary>
+    public TimeSpan RecordTtl { get; init; } = TimeSpan.FromMinutes(3);
+    /// <summary>M bit: ask the map-server for a Map-Notify.</summary>
+    public bool WantMapNotify { get; init; } = true;
+    /// <summary>P bit: ask the map-server to answer Map-Requests for us.</summary>
+    public bool ProxyReply { get; init; }
+    /// <summary>T bit (lispers.net): the map-server times the registration out after the record TTL.</summary>
+    public bool UseTtlForTimeout { get; init; }
+    /// <summary>xTR-ID (16 bytes) and site-ID sent with the I bit; null leaves the I bit clear.</summary>
+    public byte[]? XtrId { get; init; }
+    public ulong SiteId { get; init; }
+    /// <summary>TTL of the records in our Map-Replies (lispers.net: 1440 minutes).</summary>
+    public TimeSpan MapReplyTtl { get; init; } = TimeSpan.FromMinutes(1440);
+    /// <summary>Retry period while the mapping system names no map-server for some EID (DNS not answered yet).</summary>
+    public TimeSpan NoMapServerRetry { get; init; } = TimeSpan.FromSeconds(5);
+    /// <summary>Largest Map-Register we build; more records are split over several messages.</summary>
+    public int MaxRegisterBytes { get; init; } = 1200;
+    /// <summary>ITRs remembered (bounded, oldest dropped) to send SMRs to when the database changes.</summary>
+    public int SmrRequesterLimit { get; init; } = 128;
+    /// <summary>How long an ITR that asked counts as "recent" for SMRs.</summary>
+    public TimeSpan SmrRequesterWindow { get; init; } = TimeSpan.FromMinutes(10);
+}
+
+/// <summary>Where one EID stands with one map-server, for `show`.</summary>
+public sealed record EtrRegistrationState(IPEndPoint MapServer, EidPrefix Eid, DateTimeOffset LastSent, DateTimeOffset? LastNotified);
+
+/// <summary>An ITR that recently asked this ETR for an EID (an SMR target).</summary>
+public sealed record RecentRequester(IPEndPoint Itr, EidPrefix Eid, DateTimeOffset At);
+
+/// <summary>
+/// ETR (RFC 9301 sections 4.1, 6.1, 8.2): registers its database mappings with every map-server the mapping
+/// system names for each EID (records grouped per map-server), at start and then periodically with jitter;
+/// accepts a Map-Notify only when it authenticates and echoes the nonce and records of a Map-Register it
+/// sent, and acknowledges it; answers Map-Requests (plain, RLOC-probe, or ECM-forwarded by a map-server)
+/// for its EIDs; sends SMRs to recent requesters when its mappings change. Pure and single-threaded.
+/// </summary>
+public sealed class Etr
+{
+    private readonly EtrOptions _options;
+    private readonly IMappingSystem _mappingSystem;
+    private readonly Random _random;
+    private readonly ControlCounters _counters;
+    private readonly byte[] _key;
+    private IReadOnlyList<DatabaseMapping> _database;
+    private DateTimeOffset? _nextRegister;
+    private readonly Dictionary<ulong, PendingRegister> _pending = new();
+    private readonly Dictionary<(IPEndPoint, string), EtrRegistrationState> _state = new();
+    private readonly List<RecentRequester> _requesters = [];
+
+    private sealed record PendingRegister(IPEndPoint To, IReadOnlyList<MappingRecord> Records, DateTimeOffset SentAt)
+    {
+        public bool Acked { get; set; }
+    }
+
+    public Etr(EtrOptions options, IMappingSystem mappingSystem, Random? random = null, ControlCounters? counters = null)
+    {
+        if (options.Key.Length == 0 && options.Algorithm != AuthAlgorithm.None) throw new ArgumentException("an ETR needs the site key to register");
+        if (options.XtrId is not null && options.XtrId.Length != 16) throw new ArgumentException("xTR-ID must be 16 bytes");
+        _options = options;
+        _mappingSystem = mappingSystem;
+        _random = random ?? new Random();
+        _counters = counters ?? new ControlCounters();
+        _key = Encoding.UTF8.GetBytes(options.Key);
+        _database = options.Database;
+    }
+
+    public EtrOptions Options => _options;
+    public IReadOnlyList<DatabaseMapping> Database => _database;
+
+    /// <summary>When the next Map-Register round is due (null before the first <see cref="Tick"/>: due now).</summary>
+    public DateTimeOffset? NextDeadline => _nextRegister ?? DateTimeOffset.MinValue;
+
+    /// <summary>Per (map-server, EID) registration state.</summary>
+    public IReadOnlyList<EtrRegistrationState> RegistrationStates =>
+        _state.Values.OrderBy(s => s.Eid.ToString(), StringComparer.Ordinal).ThenBy(s => s.MapServer.ToString(), StringComparer.Ordinal).ToList();
+
+    public IReadOnlyList<RecentRequester> RecentRequesters => _requesters.ToList();
+
+    /// <summary>The database mapping with the longest prefix covering <paramref name="eid"/>, or null.</summary>
+    public DatabaseMapping? Find(EidPrefix eid)
+    {
+        var c = eid.Canonical();
+        DatabaseMapping? best = null;
+        foreach (var m in _database)
+        {
+            if (m.Eid.Canonical().Covers(c) && (best is null || m.Eid.MaskLength > best.Eid.MaskLength)) best = m;
+        }
+        return best;
+    }
+
+    /// <summary>Sends a Map-Register round when one is due.</summary>
+    public IReadOnlyList<ControlAction> Tick(DateTimeOffset now)
+    {
+        if (_nextRegister is { } due && now < due) return [];
+        return RegisterNow(now);
+    }
+
+    /// <summary>Sends Map-Registers for every mapping to every map-server now, and schedules the next round.</summary>
+    public IReadOnlyList<ControlAction> RegisterNow(DateTimeOffset now)
+    {
+        var actions = new List<ControlAction>();
+        foreach (var (n, p) in _pending.ToList())
+        {
+            if (now - p.SentAt > _options.RegisterInterval * 3) _pending.Remove(n);
+        }
+        var groups = new Dictionary<IPEndPoint, List<MappingRecord>>();
+        var order = new List<IPEndPoint>();
+        bool missing = false;
+        uint ttl = MapServer.TtlMinutes(_options.RecordTtl);
+        foreach (var m in _database)
+        {
+            var servers = _mappingSystem.MapServersFor(m.Eid);
+            if (servers.Count == 0)
+            {
+                missing = true;
+                actions.Add(new LogAction(LogLevel.Warning, "no-map-server", $"{_mappingSystem.Name} names no map-server for {m.Eid} yet; retrying"));
+                continue;
+            }
+            var record = new MappingRecord(m.Eid, m.Rlocs, ttl, MapReplyAction.NoAction, Authoritative: true);
+            foreach (var s in servers.Distinct())
+            {
+                if (!groups.TryGetValue(s, out var list))
+                {
+                    groups[s] = list = [];
+                    order.Add(s);
+                }
+                list.Add(record);
+            }
+        }
+        foreach (var server in order)
+        {
+            foreach (var chunk in Chunk(groups[server]))
+            {
+                ulong nonce = Util.Nonce(_random);
+                var reg = new MapRegister
+                {
+                    ProxyReply = _options.ProxyReply, WantMapNotify = _options.WantMapNotify, UseTtlForTimeout = _options.UseTtlForTimeout,
+                    Nonce = nonce, KeyId = _options.KeyId, Algorithm = _options.Algorithm, Records = chunk,
+                    XtrId = _options.XtrId, SiteId = _options.XtrId is null ? 0 : _options.SiteId,
+                };
+                actions.Add(new SendAction(server, reg.ToSignedBytes(_key)));
+                _pending[nonce] = new PendingRegister(server, chunk, now);
+                foreach (var r in chunk)
+                {
+                    var key = (server, r.Eid.ToString());
+                    _state[key] = _state.TryGetValue(key, out var st) ? st with { LastSent = now } : new EtrRegistrationState(server, r.Eid, now, null);
+                }
+                _counters.Count(ControlEvent.MapRegisterSent);
+                actions.Add(new LogAction(LogLevel.Debug, "map-register-sent",
+                    $"Map-Register nonce {Util.Hex(nonce)} to {server}: {Util.Records(chunk)}"));
+            }
+        }
+        double factor = 1 + _options.RegisterJitter * (2 * _random.NextDouble() - 1);
+        var next = now + _options.RegisterInterval * factor;
+        if (missing && now + _options.NoMapServerRetry < next) next = now + _options.NoMapServerRetry;
+        _nextRegister = next;
+        return actions;
+    }
+
+    private IEnumerable<List<MappingRecord>> Chunk(List<MappingRecord> records)
+    {
+        int fixedPart = 16 + MessageAuthentication.FullLength(_options.Algorithm) + (_options.XtrId is null ? 0 : 24);
+        var chunk = new List<MappingRecord>();
+        int size = fixedPart;
+        foreach (var r in records)
+        {
+            if (chunk.Count > 0 && (size + r.EncodedLength > _options.MaxRegisterBytes || chunk.Count == ControlMessage.MaxRecords))
+            {
+                yield return chunk;
+                chunk = [];
+                size = fixedPart;
+            }
+            chunk.Add(r);
+            size += r.EncodedLength;
+        }
+        if (chunk.Count > 0) yield return chunk;
+    }
+
+    /// <summary>
+    /// Accepts a Map-Notify that authenticates with our key and echoes the nonce and records of a Map-Register
+    /// we sent; answers it with a Map-Notify-Ack. Anything else is counted and dropped.
+    /// </summary>
+    public IReadOnlyList<ControlAction> HandleMapNotify(MapNotify notify, ReceivedPacket packet, DateTimeOffset now)
+    {
+        if (!_pending.TryGetValue(notify.Nonce, out var pending))
+        {
+            _counters.Drop(DropReason.StaleNonce);
+            return [new LogAction(LogLevel.Warning, "map-notify-rejected", $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From} matches no Map-Register we sent")];
+        }
+        if (notify.Algorithm == AuthAlgorithm.None || !MessageAuthentication.Verify(packet.Payload, _key))
+        {
+            _counters.Drop(DropReason.AuthFailure);
+            return [new LogAction(LogLevel.Warning, "map-notify-rejected", $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: authentication failed")];
+        }
+        if (!notify.Records.SequenceEqual(pending.Records))
+        {
+            _counters.Drop(DropReason.RecordMismatch);
+            return [new LogAction(LogLevel.Warning, "map-notify-rejected",
+                $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: records ({Util.Records(notify.Records)}) differ from the Map-Register's ({Util.Records(pending.Records)})")];
+        }
+        var actions = new List<ControlAction>();
+        if (!pending.Acked)
+        {
+            pending.Acked = true;
+            _counters.Count(ControlEvent.MapNotifyAccepted);
+            foreach (var r in pending.Records)
+            {
+                var key = (pending.To, r.Eid.ToString());
+                if (_state.TryGetValue(key, out var st)) _state[key] = st with { LastNotified = now };
+            }
+            actions.Add(new LogAction(LogLevel.Info, "map-notify-accepted",
+                $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: registered {Util.Records(pending.Records)}"));
+        }
+        var ack = notify with { IsAck = true, AuthData = null };
+        actions.Add(new SendAction(packet.From, ack.ToSignedBytes(_key), Util.FromFor(packet.Local, packet.From)));
+        _counters.Count(ControlEvent.MapNotifyAckSent);
+        return actions;
+    }
+
+    /// <summary>
+    /// Answers a Map-Request for our EIDs: an RLOC-probe (P bit) gets a probe reply; an ECM-forwarded one
+    /// (<paramref name="ecm"/> not null) is answered to an ITR-RLOC at the inner UDP source port, a plain one
+    /// at the sender's port.
+    /// </summary>
+    public IReadOnlyList<ControlAction> HandleMapRequest(MapRequest request, EncapsulatedControlMessage? ecm, ReceivedPacket packet, DateTimeOffset now)
+    {
+        if (request.Records.Count == 0)
+        {
+            _counters.Drop(DropReason.NoRecords);
+            return [new LogAction(LogLevel.Debug, "map-request-dropped", $"Map-Request from {packet.From} has no EID records")];
+        }
+        var records = new List<MappingRecord>();
+        uint ttl = MapServer.TtlMinutes(_options.MapReplyTtl);
+        foreach (var eid in request.Records)
+        {
+            var m = Find(eid);
+            if (m is not null && !records.Any(r => r.Eid.SameKey(m.Eid)))
+            {
+                records.Add(new MappingRecord(m.Eid, m.Rlocs, ttl, MapReplyAction.NoAction, Authoritative: true));
+            }
+        }
+        if (records.Count == 0)
+        {
+            _counters.Drop(DropReason.NotOurEid);
+            return [new LogAction(LogLevel.Debug, "map-request-dropped", $"Map-Request from {packet.From} for {request.Records[0]}: not in our database")];
+        }
+        IPEndPoint to;
+        if (ecm is not null)
+        {
+            if (!MapServer.TryReplyTarget(request, ecm, packet, out to))
+            {
+                _counters.Drop(DropReason.NoReplyPath);
+                return [new LogAction(LogLevel.Warning, "map-request-dropped", $"Map-Request for {request.Records[0]}: no ITR-RLOC to answer to")];
+            }
+        }
+        else
+        {
+            bool fromListed = request.ItrRlocs.Any(a => Util.Ip(a) is { } ip && ip.Equals(packet.From.Address));
+            var addr = fromListed ? packet.From.Address : Util.ReplyAddress(request, packet.Local, packet.From.Address) ?? packet.From.Address;
+            to = new IPEndPoint(addr, packet.From.Port);
+        }
+        Remember(to, request.Records[0], now);
+        var reply = new MapReply { Probe = request.Probe, Nonce = request.Nonce, Records = records };
+        _counters.Count(ControlEvent.MapReplySent);
+        return
+        [
+            new SendAction(to, reply.ToBytes(), Util.FromFor(packet.Local, to)),
+            new LogAction(LogLevel.Debug, request.Probe ? "rloc-probe-reply" : "map-reply-sent",
+                $"{(request.Probe ? "RLOC-probe reply" : "Map-Reply")} for {request.Records[0]} ({Util.Records(records)}) to {to}, nonce {Util.Hex(request.Nonce)}"),
+        ];
+    }
+
+    private void Remember(IPEndPoint itr, EidPrefix eid, DateTimeOffset now)
+    {
+        _requesters.RemoveAll(r => r.Itr.Equals(itr) && r.Eid.SameKey(eid));
+        _requesters.Add(new RecentRequester(itr, eid, now));
+        while (_requesters.Count > Math.Max(0, _options.SmrRequesterLimit)) _requesters.RemoveAt(0);
+    }
+
+    /// <summary>
+    /// Replaces the database. For each mapping that appeared, disappeared or changed its RLOCs, sends an SMR
+    /// (Map-Request with the S bit) to each ITR that asked about it within the window, and re-registers now.
+    /// </summary>
+    public IReadOnlyList<ControlAction> UpdateDatabase(IReadOnlyList<DatabaseMapping> database, DateTimeOffset now)
+    {
+        var old = _database;
+        _database = database;
+        var changed = new List<EidPrefix>();
+        foreach (var m in database)
+        {
+            var o = old.FirstOrDefault(x => x.Eid.SameKey(m.Eid));
+            if (o is null || !o.Rlocs.SequenceEqual(m.Rlocs)) changed.Add(m.Eid);
+        }
+        foreach (var o in old)
+        {
+            if (!database.Any(m => m.Eid.SameKey(o.Eid))) changed.Add(o.Eid);
+        }
+        var actions = new List<ControlAction>();
+        _requesters.RemoveAll(r => now - r.At > _options.SmrRequesterWindow);
+        foreach (var eid in changed)
+        {
+            var rlocs = (database.FirstOrDefault(m => m.Eid.SameKey(eid)) ?? old.First(m => m.Eid.SameKey(eid))).Rlocs
+                .Select(l => l.Locator).Where(a => Util.Ip(a) is not null).Take(32).ToList();
+            foreach (var r in _requesters)
+            {
+                if (!eid.Canonical().Covers(r.Eid.Canonical()) && !r.Eid.Canonical().Covers(eid.Canonical())) continue;
+                var itrRlocs = rlocs.Count > 0 ? rlocs : [new IpAddress(r.Itr.Address)];
+                var smr = new MapRequest
+                {
+                    Smr = true, Nonce = Util.Nonce(_random), SourceEid = eid.Address, ItrRlocs = itrRlocs, Records = [r.Eid],
+                };
+                actions.Add(new SendAction(r.Itr, smr.ToBytes()));
+                _counters.Count(ControlEvent.SmrSent);
+                actions.Add(new LogAction(LogLevel.Info, "smr-sent", $"SMR for {r.Eid} to {r.Itr} ({eid} changed)"));
+            }
+        }
+        if (changed.Count > 0) actions.AddRange(RegisterNow(now));
+        return actions;
+    }
+}

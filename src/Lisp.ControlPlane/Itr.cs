@@ -1,0 +1,341 @@
+using System.Net;
+using Lisp.Wire;
+
+namespace Lisp.ControlPlane;
+
+/// <summary>One map-cache entry: a positive mapping (locators) or a negative one (no locators, an action).</summary>
+public sealed record MapCacheEntry(
+    EidPrefix Eid,
+    IReadOnlyList<LocatorRecord> Locators,
+    MapReplyAction Action,
+    DateTimeOffset InstalledAt,
+    DateTimeOffset ExpiresAt,
+    IPEndPoint? LearnedFrom,
+    bool Authoritative)
+{
+    public bool IsNegative => Locators.Count == 0;
+    public TimeSpan Ttl => ExpiresAt - InstalledAt;
+
+    /// <summary>
+    /// The locators to encapsulate to: the reachable ones with the lowest unicast priority below 255
+    /// (the caller spreads flows over them by weight). Empty for negative entries.
+    /// </summary>
+    public IReadOnlyList<LocatorRecord> BestLocators()
+    {
+        var usable = Locators.Where(l => l.Reachable && l.Priority != 255).ToList();
+        if (usable.Count == 0) return [];
+        byte best = usable.Min(l => l.Priority);
+        return usable.Where(l => l.Priority == best).ToList();
+    }
+}
+
+/// <summary>ITR settings; defaults are lispers.net's where it has one.</summary>
+public sealed record ItrOptions
+{
+    /// <summary>This ITR's RLOCs: the ITR-RLOCs of its Map-Requests (1 to 32; Map-Replies come back to them).</summary>
+    public IReadOnlyList<IPAddress> Rlocs { get; init; } = [];
+    /// <summary>The inner UDP source port of our ECM Map-Requests: where Map-Replies are sent back.</summary>
+    public ushort ControlPort { get; init; } = 4342;
+    /// <summary>Source EID of Map-Requests (none by default).</summary>
+    public LispAddress? SourceEid { get; init; }
+    /// <summary>First retransmit timeout; each next one doubles (1 s, 2 s, 4 s ...).</summary>
+    public TimeSpan InitialRetransmit { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>Sends of one Map-Request in all (first included); each timeout moves to the next map-resolver.</summary>
+    public int MaxTransmissions { get; init; } = 3;
+    /// <summary>At most one Map-Request per EID per this period (lispers.net: 0.5 s).</summary>
+    public TimeSpan PerEidRateLimit { get; init; } = TimeSpan.FromMilliseconds(500);
+    /// <summary>At most this many new Map-Requests per second overall (retransmits not counted).</summary>
+    public int GlobalRequestsPerSecond { get; init; } = 100;
+    /// <summary>At most this many requests in flight.</summary>
+    public int MaxOutstanding { get; init; } = 1000;
+    /// <summary>At most this many map-cache entries; a reply that would add more is not installed.</summary>
+    public int MaxCacheEntries { get; init; } = 100_000;
+}
+
+/// <summary>A Map-Request in flight, for `show`.</summary>
+public sealed record OutstandingRequest(EidPrefix Eid, ulong Nonce, int Transmissions, IPEndPoint LastResolver, DateTimeOffset Deadline, bool SmrInvoked);
+
+/// <summary>
+/// ITR (RFC 9301 sections 6.1, 6.6): a simple map-cache (linear longest-prefix match for IP-like EIDs, exact
+/// for others), Map-Requests in ECMs to the mapping system's map-resolvers with a random nonce, retransmit
+/// with exponential back-off moving to the next resolver on each timeout, per-EID and global rate limits,
+/// installs positive and negative Map-Replies whose nonce matches, expires entries by TTL, honours SMRs.
+/// RLOC-probing is not done here (probe replies are counted as stale). Pure and single-threaded.
+/// </summary>
+public sealed class Itr
+{
+    private readonly ItrOptions _options;
+    private readonly IMappingSystem _mappingSystem;
+    private readonly Random _random;
+    private readonly ControlCounters _counters;
+    private readonly Dictionary<string, MapCacheEntry> _cache = new(StringComparer.Ordinal);
+    private readonly Dictionary<ulong, Pending> _outstanding = new();
+    private readonly Dictionary<string, ulong> _outstandingByEid = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, DateTimeOffset> _lastRequest = new(StringComparer.Ordinal);
+    private DateTimeOffset _windowStart = DateTimeOffset.MinValue;
+    private int _windowCount;
+
+    private sealed class Pending(EidPrefix eid, string key, ulong nonce, IReadOnlyList<IPEndPoint> resolvers, bool smrInvoked)
+    {
+        public EidPrefix Eid { get; } = eid;
+        public string Key { get; } = key;
+        public ulong Nonce { get; } = nonce;
+        public IReadOnlyList<IPEndPoint> Resolvers { get; } = resolvers;
+        public bool SmrInvoked { get; } = smrInvoked;
+        public int Transmissions { get; set; }
+        public IPEndPoint LastResolver { get; set; } = resolvers[0];
+        public DateTimeOffset Deadline { get; set; }
+    }
+
+    public Itr(ItrOptions options, IMappingSystem mappingSystem, Random? random = null, ControlCounters? counters = null)
+    {
+        if (options.Rlocs.Count is < 1 or > 32) throw new ArgumentException("an ITR needs 1 to 32 RLOCs (its ITR-RLOCs)");
+        if (options.MaxTransmissions < 1) throw new ArgumentException("MaxTransmissions must be at least 1");
+        _options = options;
+        _mappingSystem = mappingSystem;
+        _random = random ?? new Random();
+        _counters = counters ?? new ControlCounters();
+    }
+
+    public ItrOptions Options => _options;
+    public int CacheCount => _cache.Count;
+
+    public IReadOnlyList<OutstandingRequest> Outstanding =>
+        _outstanding.Values.Select(p => new OutstandingRequest(p.Eid, p.Nonce, p.Transmissions, p.LastResolver, p.Deadline, p.SmrInvoked)).ToList();
+
+    /// <summary>Every live map-cache entry, ordered by EID text.</summary>
+    public IReadOnlyList<MapCacheEntry> Entries(DateTimeOffset now) =>
+        _cache.Values.Where(e => e.ExpiresAt > now).OrderBy(e => e.Eid.ToString(), StringComparer.Ordinal).ToList();
+
+    public DateTimeOffset? NextDeadline
+    {
+        get
+        {
+            DateTimeOffset? d = null;
+            foreach (var p in _outstanding.Values) d = d is null || p.Deadline < d ? p.Deadline : d;
+            foreach (var e in _cache.Values) d = d is null || e.ExpiresAt < d ? e.ExpiresAt : d;
+            return d;
+        }
+    }
+
+    /// <summary>Longest-prefix match (exact for kinds without prefixes); expired entries do not match.</summary>
+    public bool TryLookup(EidPrefix eid, DateTimeOffset now, out MapCacheEntry? entry)
+    {
+        entry = null;
+        var c = eid.Canonical();
+        if (_cache.TryGetValue(c.ToString(), out var exact) && exact.ExpiresAt > now)
+        {
+            entry = exact;
+            return true;
+        }
+        foreach (var e in _cache.Values)
+        {
+            if (e.ExpiresAt <= now || !e.Eid.Covers(c)) continue;
+            if (entry is null || e.Eid.MaskLength > entry.Eid.MaskLength) entry = e;
+        }
+        return entry is not null;
+    }
+
+    /// <summary>Looks up an IP address (host prefix) in instance <paramref name="instanceId"/>.</summary>
+    public bool TryLookup(IPAddress address, uint instanceId, DateTimeOffset now, out MapCacheEntry? entry)
+    {
+        var ip = new IpAddress(address);
+        return TryLookup(EidPrefix.Create(instanceId, ip, ip.HostMaskLength), now, out entry);
+    }
+
+    /// <summary>
+    /// Asks the mapping system about <paramref name="eid"/>: an ECM Map-Request to the first map-resolver,
+    /// unless one is already in flight for it or a rate limit holds it back (counted).
+    /// </summary>
+    public IReadOnlyList<ControlAction> Request(EidPrefix eid, DateTimeOffset now, bool smrInvoked = false)
+    {
+        var c = eid.Canonical();
+        string key = c.ToString();
+        if (_outstandingByEid.ContainsKey(key)) return [];
+        if (_lastRequest.TryGetValue(key, out var last) && now - last < _options.PerEidRateLimit)
+        {
+            _counters.Drop(DropReason.RateLimited);
+            return [new LogAction(LogLevel.Debug, "map-request-rate-limited", $"Map-Request for {c} held back: last one {(now - last).TotalMilliseconds:0} ms ago")];
+        }
+        if (now - _windowStart >= TimeSpan.FromSeconds(1))
+        {
+            _windowStart = now;
+            _windowCount = 0;
+        }
+        if (_windowCount >= _options.GlobalRequestsPerSecond)
+        {
+            _counters.Drop(DropReason.RateLimited);
+            return [new LogAction(LogLevel.Debug, "map-request-rate-limited", $"Map-Request for {c} held back: {_windowCount} requests this second")];
+        }
+        if (_outstanding.Count >= _options.MaxOutstanding)
+        {
+            _counters.Drop(DropReason.NoResolver);
+            return [new LogAction(LogLevel.Warning, "map-request-dropped", $"Map-Request for {c}: {_outstanding.Count} requests already in flight")];
+        }
+        var resolvers = _mappingSystem.MapResolversFor(c);
+        if (resolvers.Count == 0)
+        {
+            _counters.Drop(DropReason.NoResolver);
+            return [new LogAction(LogLevel.Warning, "map-request-dropped", $"Map-Request for {c}: {_mappingSystem.Name} names no map-resolver")];
+        }
+        _windowCount++;
+        _lastRequest[key] = now;
+        if (_lastRequest.Count > 4 * _options.MaxOutstanding + 1024)
+        {
+            foreach (var (k, t) in _lastRequest.ToList())
+            {
+                if (now - t >= _options.PerEidRateLimit) _lastRequest.Remove(k);
+            }
+        }
+        ulong nonce;
+        do nonce = Util.Nonce(_random); while (_outstanding.ContainsKey(nonce));
+        var p = new Pending(c, key, nonce, resolvers.ToList(), smrInvoked);
+        _outstanding[nonce] = p;
+        _outstandingByEid[key] = nonce;
+        return Send(p, now);
+    }
+
+    private IReadOnlyList<ControlAction> Send(Pending p, DateTimeOffset now)
+    {
+        var resolver = p.Resolvers[p.Transmissions % p.Resolvers.Count];
+        p.LastResolver = resolver;
+        var request = new MapRequest
+        {
+            Nonce = p.Nonce, SmrInvoked = p.SmrInvoked, SourceEid = _options.SourceEid ?? NoAddress.Instance,
+            ItrRlocs = _options.Rlocs.Select(a => (LispAddress)new IpAddress(a)).ToList(), Records = [p.Eid],
+        };
+        var source = _options.Rlocs.FirstOrDefault(a => a.AddressFamily == resolver.AddressFamily) ?? _options.Rlocs[0];
+        IPAddress dest = Util.Ip(p.Eid.Inner) is { } e && e.AddressFamily == source.AddressFamily ? e
+            : resolver.Address.AddressFamily == source.AddressFamily ? resolver.Address : source;
+        var bytes = Util.Ecm(request, source, dest, _options.ControlPort);
+        double factor = Math.Pow(2, p.Transmissions);
+        p.Transmissions++;
+        p.Deadline = now + _options.InitialRetransmit * factor;
+        if (p.Transmissions == 1) _counters.Count(ControlEvent.MapRequestSent);
+        else _counters.Count(ControlEvent.MapRequestRetransmitted);
+        return
+        [
+            new SendAction(resolver, bytes),
+            new LogAction(p.Transmissions == 1 ? LogLevel.Debug : LogLevel.Info, p.Transmissions == 1 ? "map-request-sent" : "map-request-retransmit",
+                $"Map-Request for {p.Eid} to map-resolver {resolver}, nonce {Util.Hex(p.Nonce)}, send {p.Transmissions}{(p.SmrInvoked ? " (SMR-invoked)" : "")}"),
+        ];
+    }
+
+    /// <summary>Installs the records of a Map-Reply whose nonce matches a request in flight.</summary>
+    public IReadOnlyList<ControlAction> HandleMapReply(MapReply reply, ReceivedPacket packet, DateTimeOffset now)
+    {
+        if (!_outstanding.TryGetValue(reply.Nonce, out var p))
+        {
+            _counters.Drop(DropReason.StaleNonce);
+            return [new LogAction(LogLevel.Debug, "map-reply-dropped",
+                $"{(reply.Probe ? "RLOC-probe reply" : "Map-Reply")} nonce {Util.Hex(reply.Nonce)} from {packet.From} matches no request in flight")];
+        }
+        if (reply.Records.Count == 0)
+        {
+            _counters.Drop(DropReason.NoRecords);
+            return [new LogAction(LogLevel.Warning, "map-reply-dropped", $"Map-Reply nonce {Util.Hex(reply.Nonce)} from {packet.From} has no records")];
+        }
+        _outstanding.Remove(p.Nonce);
+        _outstandingByEid.Remove(p.Key);
+        var actions = new List<ControlAction>();
+        foreach (var r in reply.Records)
+        {
+            var eid = r.Eid.Canonical();
+            if (!eid.Covers(p.Eid) && !p.Eid.Covers(eid))
+            {
+                _counters.Drop(DropReason.UnrequestedRecord);
+                actions.Add(new LogAction(LogLevel.Warning, "map-reply-record-dropped", $"Map-Reply from {packet.From} for {p.Eid} carries unrelated {eid}"));
+                continue;
+            }
+            string key = eid.ToString();
+            if (r.TtlRaw == 0)
+            {
+                if (_cache.Remove(key))
+                {
+                    actions.Add(new MapCacheChanged(eid, null));
+                    actions.Add(new LogAction(LogLevel.Info, "map-cache-remove", $"{eid} removed (TTL 0 from {packet.From})"));
+                }
+                continue;
+            }
+            if (!_cache.ContainsKey(key) && _cache.Count >= _options.MaxCacheEntries)
+            {
+                actions.Add(new LogAction(LogLevel.Warning, "map-cache-full", $"{eid} not installed: map-cache holds {_cache.Count} entries"));
+                continue;
+            }
+            var entry = new MapCacheEntry(eid, r.Locators, r.Action, now, now + r.Ttl, packet.From, r.Authoritative);
+            _cache[key] = entry;
+            _counters.Count(ControlEvent.MapCacheInstalled);
+            actions.Add(new MapCacheChanged(eid, entry));
+            actions.Add(new LogAction(LogLevel.Info, "map-cache-install", entry.IsNegative
+                ? $"{eid} negative ({r.Action}), TTL {r.Ttl.TotalMinutes:0.##} min, from {packet.From}"
+                : $"{eid} -> {string.Join(", ", r.Locators.Select(l => $"{l.Locator.ToText()} p{l.Priority} w{l.Weight}"))}, TTL {r.Ttl.TotalMinutes:0.##} min, from {packet.From}"));
+        }
+        return actions;
+    }
+
+    /// <summary>
+    /// An SMR (Map-Request with the S bit) from an ETR: when we cache an EID it names (its records, else its
+    /// source EID), re-request that entry with the s bit. SMRs for what we do not cache are dropped.
+    /// </summary>
+    public IReadOnlyList<ControlAction> HandleSmr(MapRequest smr, ReceivedPacket packet, DateTimeOffset now)
+    {
+        var candidates = new List<EidPrefix>(smr.Records);
+        if (smr.SourceEid is not NoAddress)
+        {
+            var inner = smr.SourceEid is InstanceIdAddress i ? i.Address : smr.SourceEid;
+            int ml = smr.SourceEid is MulticastInfoAddress m ? m.GroupMaskLength : inner.HostMaskLength;
+            candidates.Add(new EidPrefix(smr.SourceEid, (byte)ml));
+        }
+        foreach (var c in candidates)
+        {
+            if (TryLookup(c, now, out var entry) && entry is not null)
+            {
+                _counters.Count(ControlEvent.SmrHonoured);
+                var actions = new List<ControlAction>
+                {
+                    new LogAction(LogLevel.Info, "smr-received", $"SMR from {packet.From} for {c}: re-requesting {entry.Eid}"),
+                };
+                actions.AddRange(Request(entry.Eid, now, smrInvoked: true));
+                return actions;
+            }
+        }
+        _counters.Drop(DropReason.SmrNotCached);
+        return [new LogAction(LogLevel.Debug, "smr-dropped", $"SMR from {packet.From} for {(candidates.Count > 0 ? candidates[0].ToString() : "nothing")}: not in the map-cache")];
+    }
+
+    /// <summary>Retransmits timed-out requests (next resolver, doubled timeout), gives up after the last try, expires entries.</summary>
+    public IReadOnlyList<ControlAction> Tick(DateTimeOffset now)
+    {
+        var actions = new List<ControlAction>();
+        foreach (var p in _outstanding.Values.Where(p => p.Deadline <= now).ToList())
+        {
+            if (p.Transmissions >= _options.MaxTransmissions)
+            {
+                _outstanding.Remove(p.Nonce);
+                _outstandingByEid.Remove(p.Key);
+                _counters.Count(ControlEvent.MapRequestTimedOut);
+                actions.Add(new LogAction(LogLevel.Warning, "map-request-timeout",
+                    $"Map-Request for {p.Eid}: no Map-Reply after {p.Transmissions} sends (last to {p.LastResolver})"));
+                continue;
+            }
+            actions.AddRange(Send(p, now));
+        }
+        foreach (var (key, e) in _cache.ToList())
+        {
+            if (e.ExpiresAt > now) continue;
+            _cache.Remove(key);
+            _counters.Count(ControlEvent.MapCacheExpired);
+            actions.Add(new MapCacheChanged(e.Eid, null));
+            actions.Add(new LogAction(LogLevel.Info, "map-cache-expire", $"{e.Eid} expired (TTL {e.Ttl.TotalMinutes:0.##} min)"));
+        }
+        return actions;
+    }
+
+    /// <summary>Removes every entry (e.g. `clear map-cache`).</summary>
+    public IReadOnlyList<ControlAction> Clear()
+    {
+        var actions = _cache.Values.Select(e => (ControlAction)new MapCacheChanged(e.Eid, null)).ToList();
+        _cache.Clear();
+        return actions;
+    }
+}
