@@ -88,7 +88,11 @@ public static class Tshark
     public static IReadOnlyList<TsharkPacket> DecodeControl(params byte[][] lispPayloads) =>
         DecodeIp(lispPayloads.Select(p => Ipv4Udp(p, ControlPort, ControlPort)));
 
-    /// <summary>Writes the IP packets to a temp pcap and returns tshark's dissection of each frame.</summary>
+    /// <summary>
+    /// Writes the IP packets to a temp pcap and returns tshark's dissection of each frame. IPv4 header and UDP
+    /// checksums are validated (a wrong one is an expert error); UDP 4342 is dissected as LISP control, 4341 as
+    /// LISP data (tshark's default).
+    /// </summary>
     public static IReadOnlyList<TsharkPacket> DecodeIp(IEnumerable<byte[]> ipPackets)
     {
         var exe = ExecutablePath ?? throw new InvalidOperationException("tshark is not installed");
@@ -96,7 +100,8 @@ public static class Tshark
         try
         {
             WritePcap(file, ipPackets);
-            var xml = Run(exe, "-n", "-r", file, "-d", "udp.port==4342,lisp", "-T", "pdml");
+            var xml = Run(exe, "-n", "-r", file, "-d", "udp.port==4342,lisp",
+                "-o", "ip.check_checksum:TRUE", "-o", "udp.check_checksum:TRUE", "-T", "pdml");
             return ParsePdml(xml);
         }
         finally
@@ -186,7 +191,23 @@ public sealed class TsharkPacket(IReadOnlyList<TsharkField> fields, IReadOnlyLis
     public string One(string name) =>
         Fields.FirstOrDefault(f => f.Name == name)?.Show ?? throw new Xunit.Sdk.XunitException($"tshark shows no field {name}; fields: {string.Join(", ", Fields.Select(f => f.Name).Distinct())}");
 
+    /// <summary>The raw hex value (PDML "value") of the first field with this name; for byte fields such as lisp.auth.</summary>
+    public string Raw(string name) =>
+        Fields.FirstOrDefault(f => f.Name == name)?.Value ?? throw new Xunit.Sdk.XunitException($"tshark shows no field {name}");
+
+    /// <summary>The first field with this name read as a number (decimal or 0x-hex, as tshark shows it).</summary>
+    public long Number(string name)
+    {
+        var s = One(name);
+        return s.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? long.Parse(s.AsSpan(2), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture)
+            : long.Parse(s, System.Globalization.CultureInfo.InvariantCulture);
+    }
+
     public bool Has(string name) => Fields.Any(f => f.Name == name);
+
+    /// <summary>The display lines of every field, for a failure message.</summary>
+    public string Dump() => string.Join("\n", Fields.Select(f => $"{f.Name} = {f.Show} [{f.ShowName}]"));
 
     /// <summary>Malformed-packet markers, expert infos of severity warning or error, and LISP "invalid field" marks.</summary>
     public IReadOnlyList<string> Problems()
