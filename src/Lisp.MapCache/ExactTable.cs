@@ -40,7 +40,7 @@ internal struct V6Ops : IKeyOps<V6Key>
 /// lookups stop at the first bucket that has a free slot, which is consistent because tables are never
 /// mutated after build.
 /// Measured (perf/RESULTS.md, hash-LPM rows): with tags+keys+values in three parallel arrays a hit costs
-/// about 3 cache lines; that is why large IPv4 instances use DIR-24-8 instead (one line, address-computed).
+/// about 3 cache lines; that is why large IPv4 instances use the DIR-24 table instead (one address-computed load).
 /// </summary>
 internal sealed class ExactTable<TKey, TOps> where TKey : struct where TOps : struct, IKeyOps<TKey>
 {

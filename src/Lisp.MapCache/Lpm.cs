@@ -10,81 +10,62 @@ namespace Lisp.MapCache;
 /// <list type="bullet">
 /// <item>Hash LPM (small instances): one <see cref="ExactTable{TKey,TOps}"/> per populated prefix length and a
 /// 64-bit bitmap of populated lengths, probed longest first; memory is proportional to the prefix count.</item>
-/// <item>DIR-24-8 (instances with at least <see cref="MapCacheOptions.Dir24Threshold"/> prefixes): a 2^24-entry
-/// int table indexed by the top 24 address bits, plus 256-entry groups for prefixes longer than /24. One
-/// address-computed load per lookup (two for &gt;/24), no data-dependent branches, so independent lookups in
-/// a batch overlap their cache misses. Measured in perf/RESULTS.md: at 100k and 1M prefixes hash LPM probes
-/// several lengths per lookup and misses cache on each; DIR-24-8 is several times faster there. It costs a
-/// fixed 64 MiB per instance, hence the threshold.</item>
+/// <item>DIR-24 + hashed tail (instances with at least <see cref="MapCacheOptions.Dir24Threshold"/> prefixes):
+/// a 2^24-entry int table indexed by the top 24 address bits holds the best /0../24 answer, so most lookups
+/// are one address-computed load with no data-dependent branch and independent lookups in a batch overlap
+/// their cache misses. Prefixes longer than /24 (host EIDs are common in LISP) go into the per-length hash
+/// tables and set the sign bit of their /24's entry; only lookups under such a /24 probe the tail tables.
+/// Classic DIR-24-8 would give each such /24 a 1 KiB tbl8 group: with 25 % of 1M prefixes longer than /24
+/// that is 256 MiB, against ~8 MiB for the hashed tail. Measured in perf/RESULTS.md: at 100k and 1M
+/// prefixes hash LPM probes several lengths per lookup and misses cache on each; DIR-24 is several times
+/// faster there. It costs a fixed 64 MiB per instance, hence the threshold.</item>
 /// </list>
 /// </summary>
 internal sealed class V4Lpm
 {
-    // DIR-24-8 encoding: 0 = no route; v > 0: slot + 1; v < 0: tbl8 group index in the low 31 bits.
+    // DIR-24 encoding: low 31 bits = slot + 1 of the best prefix of length <= 24 (0 = none);
+    // sign bit = some prefix longer than /24 lies in this /24 (probe the tail tables first).
     private readonly int[]? _tbl24;
-    private readonly int[]? _tbl8;
-    private readonly ulong _lengths;   // bit L set when some prefix has length L (0..32)
-    private readonly ExactTable<uint, V4Ops>?[]? _tables;
+    private readonly ulong _lengths;   // bit L set when a hash table exists for length L (all lengths, or 25..32 with DIR-24)
+    private readonly ExactTable<uint, V4Ops>?[] _tables = new ExactTable<uint, V4Ops>?[33];
 
     public int Count { get; }
     public bool IsDir24 => _tbl24 is not null;
 
-    public long Bytes =>
-        _tbl24 is not null ? (long)_tbl24.Length * 4 + (long)_tbl8!.Length * 4
-        : _tables!.Sum(t => t?.Bytes ?? 0);
+    public long Bytes => (_tbl24 is null ? 0 : (long)_tbl24.Length * 4) + _tables.Sum(t => t?.Bytes ?? 0);
 
     /// <param name="prefixes">(network address host-order, length, slot); unique (address, length).</param>
     public V4Lpm(List<(uint Addr, byte Len, int Slot)> prefixes, bool hardware, int dir24Threshold)
     {
         Count = prefixes.Count;
-        if (prefixes.Count >= dir24Threshold)
+        bool dir = prefixes.Count >= dir24Threshold;
+        var byLen = new List<uint>[33];
+        var slots = new List<int>[33];
+        if (dir)
         {
             prefixes.Sort((a, b) => a.Len.CompareTo(b.Len));
             _tbl24 = new int[1 << 24];
-            int groups = 0;
-            foreach (var p in prefixes) if (p.Len > 24) groups++;
-            var tbl8 = new int[Math.Max(1, groups) * 256];
-            int used = 0;
-            foreach (var (addr, len, slot) in prefixes)
-            {
-                if (len <= 24)
-                {
-                    // Shorter lengths are painted first, so longer ones overwrite them.
-                    _tbl24.AsSpan((int)(addr >> 8), 1 << (24 - len)).Fill(slot + 1);
-                }
-                else
-                {
-                    int i24 = (int)(addr >> 8);
-                    int g = _tbl24[i24];
-                    if (g >= 0)
-                    {
-                        tbl8.AsSpan(used * 256, 256).Fill(g);
-                        g = used++ | int.MinValue;
-                        _tbl24[i24] = g;
-                    }
-                    int group = g & int.MaxValue;
-                    tbl8.AsSpan(group * 256 + (int)(addr & 0xff), 1 << (32 - len)).Fill(slot + 1);
-                }
-            }
-            _tbl8 = used == groups ? tbl8 : tbl8.AsSpan(0, Math.Max(1, used) * 256).ToArray();
-            return;
         }
-        var byLen = new List<uint>[33];
-        var slots = new List<int>[33];
         foreach (var (addr, len, slot) in prefixes)
         {
+            if (dir && len <= 24)
+            {
+                // Ascending length order: longer prefixes overwrite the shorter ones they sit in.
+                _tbl24!.AsSpan((int)(addr >> 8), 1 << (24 - len)).Fill(slot + 1);
+                continue;
+            }
+            if (dir) _tbl24![addr >> 8] |= int.MinValue;
             (byLen[len] ??= new()).Add(addr);
             (slots[len] ??= new()).Add(slot);
             _lengths |= 1UL << len;
         }
-        _tables = new ExactTable<uint, V4Ops>?[33];
         for (int l = 0; l <= 32; l++)
         {
             if (byLen[l] is { } keys) _tables[l] = new ExactTable<uint, V4Ops>(CollectionsMarshal.AsSpan(keys), CollectionsMarshal.AsSpan(slots[l]), hardware);
         }
     }
 
-    internal ExactTable<uint, V4Ops>? TableForLength(int len) => _tables?[len];
+    internal ExactTable<uint, V4Ops>? TableForLength(int len) => _tables[len];
 
     /// <summary>Slot of the longest prefix covering <paramref name="addr"/> (host order), or -1.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -93,7 +74,12 @@ internal sealed class V4Lpm
         if (_tbl24 is { } t24)
         {
             int v = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t24), (nint)(addr >> 8));
-            if (v < 0) v = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_tbl8!), (nint)(((uint)(v & int.MaxValue) << 8) | (addr & 0xff)));
+            if (v < 0)
+            {
+                int tail = LookupHash(addr);
+                if (tail >= 0) return tail;
+                v &= int.MaxValue;
+            }
             return v - 1;
         }
         return LookupHash(addr);
@@ -102,7 +88,7 @@ internal sealed class V4Lpm
     private int LookupHash(uint addr)
     {
         ulong bits = _lengths;
-        var tables = _tables!;
+        var tables = _tables;
         while (bits != 0)
         {
             int len = 63 - BitOperations.LeadingZeroCount(bits);

@@ -10,7 +10,7 @@ namespace Lisp.MapCache;
 /// <summary>Build-time choices of a <see cref="MapCacheWriter"/>.</summary>
 public sealed record MapCacheOptions
 {
-    /// <summary>An IPv4 instance with at least this many prefixes uses DIR-24-8 (64 MiB fixed) instead of hash LPM.</summary>
+    /// <summary>An IPv4 instance with at least this many prefixes uses DIR-24 + hashed tail (64 MiB fixed) instead of hash LPM.</summary>
     public int Dir24Threshold { get; init; } = 16 * 1024;
     /// <summary>null: the CRC32 instruction when <see cref="Crc32C.HardwareAvailable"/>; false forces the software hash.</summary>
     public bool? UseHardwareHash { get; init; }
@@ -59,6 +59,7 @@ public sealed class MapCacheWriter
     private readonly Dictionary<uint, V4Lpm> _v4Built = new();
     private readonly Dictionary<uint, V6Lpm> _v6Built = new();
     private BytesTable? _exactBuilt;
+    private readonly Dictionary<(ulong Hash, int Length), int> _ringDedup = new();
     private MapCacheSnapshot _current;
     private long _generation;
 
@@ -215,7 +216,8 @@ public sealed class MapCacheWriter
     {
         // Entries and weighted rings (reachability may have changed for any RLOC).
         var entries = new Entry[_slots.Count];
-        var ring = new List<int>(_slots.Count * 2);
+        _ringDedup.Clear();
+        var ring = new List<int>(64);
         var members = new List<(int Rloc, int Weight)>(8);
         for (int s = 0; s < _slots.Count; s++)
         {
@@ -228,8 +230,7 @@ public sealed class MapCacheWriter
             e.Expires = m.Expires;
             e.PrefixLength = m.Key.Len;
             if (m.Negative) continue;
-            e.RingStart = ring.Count;
-            e.RingLength = BuildRing(m, ring, members);
+            e.RingLength = BuildRing(m, ring, members, out e.RingStart);
         }
 
         foreach (var (family, iid) in _dirty)
@@ -272,8 +273,9 @@ public sealed class MapCacheWriter
     /// spread flows over them by weight (all-zero weights mean equal shares; a zero weight beside non-zero
     /// ones gets no share). The ring holds each member weight-many times (scaled to MaxRingSlots).
     /// </summary>
-    private int BuildRing(Mapping m, List<int> ring, List<(int Rloc, int Weight)> members)
+    private int BuildRing(Mapping m, List<int> ring, List<(int Rloc, int Weight)> members, out int ringStart)
     {
+        ringStart = 0;
         int best = 255;
         foreach (var r in m.Rlocs)
             if (r.Priority < best && r.Reachable && _rlocReachable[r.Rloc]) best = r.Priority;
@@ -292,15 +294,39 @@ public sealed class MapCacheWriter
             for (int i = 0; i < span.Length; i++) span[i].Weight = 1;
             total = span.Length;
         }
+        // Shares are what matter: divide by the GCD of the weights (50/50 -> 1/1).
+        int g = 0;
+        foreach (var (_, w) in span) if (w != 0) g = Gcd(g, w);
         int start = ring.Count;
         int max = Math.Max(_options.MaxRingSlots, span.Length);
-        foreach (var (rloc, w) in span)
+        total /= g;
+        foreach (var (rloc, w0) in span)
         {
+            int w = w0 / g;
             if (w == 0) continue;
             int n = total <= max ? w : Math.Max(1, (int)((long)w * max / total));
             for (int k = 0; k < n; k++) ring.Add(rloc);
         }
-        return ring.Count - start;
+        int length = ring.Count - start;
+        // Most mappings share their RLOC set: reuse an identical ring already in the array.
+        var seg = CollectionsMarshal.AsSpan(ring).Slice(start, length);
+        ulong h = 14695981039346656037UL;
+        foreach (int r in seg) h = (h ^ (uint)r) * 1099511628211UL;
+        if (_ringDedup.TryGetValue((h, length), out int prior) && CollectionsMarshal.AsSpan(ring).Slice(prior, length).SequenceEqual(seg))
+        {
+            ring.RemoveRange(start, length);
+            ringStart = prior;
+            return length;
+        }
+        _ringDedup[(h, length)] = start;
+        ringStart = start;
+        return length;
+    }
+
+    private static int Gcd(int a, int b)
+    {
+        while (b != 0) (a, b) = (b, a % b);
+        return a;
     }
 }
 

@@ -187,7 +187,7 @@ public sealed class MapCacheSnapshot
 
     /// <summary>
     /// Batch of IPv4 lookups in one instance: destinations host-order. The loop carries no dependency
-    /// between iterations, so with DIR-24-8 the CPU overlaps the table loads of consecutive packets.
+    /// between iterations, so with DIR-24 the CPU overlaps the table loads of consecutive packets.
     /// Returns the number of results that are <see cref="LookupStatus.Forward"/>.
     /// </summary>
     public int LookupV4Batch(uint iid, ReadOnlySpan<uint> destinations, ReadOnlySpan<uint> flowHashes, Span<LookupResult> results)

@@ -45,7 +45,7 @@ public class MapCacheTests
     }
 
     [Fact]
-    public void DefaultRouteAndHostRouteInDir24()
+    public void DefaultRouteAndHostRouteInDir24Table()
     {
         var w = new MapCacheWriter(new MapCacheOptions { Dir24Threshold = 1 });
         int d = w.AddOrReplaceV4(0, 0, 0, One, 60, 0);
