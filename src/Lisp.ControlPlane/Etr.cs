@@ -86,6 +86,7 @@ public sealed class Etr
     }
 
     public EtrOptions Options => _options;
+    public ControlCounters Counters => _counters;
     public IReadOnlyList<DatabaseMapping> Database => _database;
 
     /// <summary>When the next Map-Register round is due (null before the first <see cref="Tick"/>: due now).</summary>
@@ -232,7 +233,11 @@ public sealed class Etr
             actions.Add(new LogAction(LogLevel.Info, "map-notify-accepted",
                 $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: registered {Util.Records(pending.Records)}"));
         }
-        var ack = notify with { IsAck = true, AuthData = null };
+        var ack = new MapNotify
+        {
+            IsAck = true, Nonce = notify.Nonce, KeyId = notify.KeyId, Algorithm = notify.Algorithm,
+            Records = notify.Records, XtrId = notify.XtrId, SiteId = notify.SiteId,
+        };
         actions.Add(new SendAction(packet.From, ack.ToSignedBytes(_key), Util.FromFor(packet.Local, packet.From)));
         _counters.Count(ControlEvent.MapNotifyAckSent);
         return actions;

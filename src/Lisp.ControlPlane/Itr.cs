@@ -98,6 +98,7 @@ public sealed class Itr
     }
 
     public ItrOptions Options => _options;
+    public ControlCounters Counters => _counters;
     public int CacheCount => _cache.Count;
 
     public IReadOnlyList<OutstandingRequest> Outstanding =>

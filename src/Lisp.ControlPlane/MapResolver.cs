@@ -42,6 +42,7 @@ public sealed class MapResolver
     }
 
     public MapResolverOptions Options => _options;
+    public ControlCounters Counters => _counters;
 
     private bool IsLocal(IPEndPoint ep, ReceivedPacket p) => ep.Equals(p.Local) || _localEndpoints.Contains(ep);
 
