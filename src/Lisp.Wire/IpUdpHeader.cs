@@ -108,6 +108,11 @@ public sealed record IpUdpHeader(IPAddress Source, IPAddress Destination, ushort
     public static IpUdpHeader? Read(ref SpanReader r, out int payloadLength)
     {
         payloadLength = 0;
+        if (r.Ok && r.Remaining == 0)
+        {
+            r.Fail(WireError.Truncated, "inner IP header missing (0 bytes left)");
+            return null;
+        }
         int version = r.Peek(0) >> 4;
         IPAddress src, dst;
         byte ttl, tos = 0;
