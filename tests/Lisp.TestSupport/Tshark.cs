@@ -110,6 +110,13 @@ public static class Tshark
         }
     }
 
+    /// <summary>tshark's dissection of every frame of an existing capture file (any link type tshark reads).</summary>
+    public static IReadOnlyList<TsharkPacket> DecodeFile(string path)
+    {
+        var exe = ExecutablePath ?? throw new InvalidOperationException("tshark is not installed");
+        return ParsePdml(Run(exe, "-n", "-r", path, "-d", "udp.port==4342,lisp", "-T", "pdml"));
+    }
+
     /// <summary>Runs tshark with the given arguments and returns its standard output (stderr only on failure).</summary>
     public static string Run(string exe, params string[] args)
     {
