@@ -22,7 +22,7 @@ public sealed class DnsmasqTests(ITestOutputHelper output)
         Dns = new DnsResolverOptions
         {
             Servers = [dns.EndPoint],
-            QueryTimeout = TimeSpan.FromMilliseconds(300),
+            QueryTimeout = TimeSpan.FromSeconds(1), // generous: other builds load this machine
             QueryRetries = 0,
             MinimumTtl = TimeSpan.FromSeconds(1),
             Grace = TimeSpan.FromSeconds(3),
