@@ -1,15 +1,142 @@
+using System.Runtime.InteropServices;
+using Lisp.Appliance.Config;
+using Lisp.Appliance.Hosting;
+using Lisp.ControlPlane;
+using Lisp.Wire;
+
 namespace Lisp.Appliance.Cli;
 
-// Placeholder until the control-plane issue lands: without a config it shows the embedded seed demo.
+/// <summary>`lisp-decent run`: the appliance itself.</summary>
 public static class RunCommand
 {
+    public const string Help = """
+        Usage: lisp-decent run [--config FILE] [options]
+
+        Runs the appliance: the control plane roles named in the config (itr, etr, map-server,
+        map-resolver) on UDP control_port of each listen address, with the mapping system the config
+        chooses (static map-servers/resolvers, [decent.pull] or [decent.push]). Logs one line per event
+        on stdout. Stops cleanly on SIGINT/SIGTERM.
+
+        Without --config it runs the embedded default: one node on 127.0.0.1 that is ETR + ITR +
+        map-server + map-resolver for itself, registers the demo EIDs [0]10.1.1.0/24 and [0]'demo-node',
+        and looks up [0]10.1.1.1/32 once it has registered (try `lisp-decent lig 10.1.1.1 --map-resolver 127.0.0.1`
+        in another terminal). Example configs: packaging/examples/.
+
+        Options:
+          --config FILE          TOML config (see packaging/examples/*.toml)
+          --log-level LEVEL      debug | info | warning | error (overrides node.log_level)
+          --request EID          ask the ITR to resolve EID shortly after start (repeatable)
+          --check                validate the config, print a summary and exit
+          --print-default-config print the embedded default config and exit
+          -h, --help             show this help
+
+        Exit status: 0 clean stop, 1 start-up failure (bad config, address in use), 2 usage error.
+        """;
+
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
-        if (args.Count > 0)
+        var cl = CommandLine.Parse(args, ["config", "log-level", "request"], ["check", "print-default-config"]);
+        if (cl.Has("help"))
         {
-            stderr.WriteLine("lisp-decent run: the control plane is not built yet; only the embedded demo runs");
+            stdout.WriteLine(Help);
+            return 0;
+        }
+        if (cl.Error is not null || cl.Positional.Count > 0)
+        {
+            stderr.WriteLine($"run: {cl.Error ?? "unexpected argument " + cl.Positional[0]} (see lisp-decent run --help)");
             return 2;
         }
-        return DemoCommand.Run(args, stdout, stderr);
+        if (cl.Has("print-default-config"))
+        {
+            stdout.Write(DefaultConfigText());
+            return 0;
+        }
+        var level = cl.Value("log-level");
+        if (level is not null && level is not ("debug" or "info" or "warning" or "error"))
+        {
+            stderr.WriteLine($"run: --log-level '{level}' is not debug, info, warning or error");
+            return 2;
+        }
+        var requests = new List<EidPrefix>();
+        foreach (var r in cl.Values("request"))
+        {
+            if (!EidPrefix.TryParse(r, out var eid, out var err))
+            {
+                stderr.WriteLine($"run: --request: {err}");
+                return 2;
+            }
+            requests.Add(eid!);
+        }
+
+        NodeConfig config;
+        string source = cl.Value("config") ?? "embedded default config";
+        try
+        {
+            config = cl.Value("config") is { } path ? ConfigLoader.LoadFile(path) : ConfigLoader.Parse(DefaultConfigText(), source);
+        }
+        catch (ConfigException e)
+        {
+            stderr.WriteLine($"run: bad config: {e.Message}");
+            return 1;
+        }
+        if (cl.Value("config") is null && requests.Count == 0)
+        {
+            requests.Add(EidPrefix.Parse("[0]10.1.1.1/32"));
+        }
+        if (cl.Has("check"))
+        {
+            stdout.WriteLine($"{source}: ok: node {config.Name}, roles {string.Join(", ", config.Roles)}, {config.Sites.Count} site(s), {config.Database.Count} database mapping(s)");
+            return 0;
+        }
+
+        var log = new Log(Log.ParseLevel(level ?? config.LogLevel), stdout);
+        IMappingSystem mapping;
+        try
+        {
+            mapping = MappingSystems.Create(config, log);
+        }
+        catch (ConfigException e)
+        {
+            stderr.WriteLine($"run: bad config: {e.Message}");
+            return 1;
+        }
+        NodeHost host;
+        try
+        {
+            host = new NodeHost(config, mapping, log);
+        }
+        catch (InvalidOperationException e)
+        {
+            stderr.WriteLine($"run: cannot start: {e.Message}");
+            (mapping as IDisposable)?.Dispose();
+            return 1;
+        }
+
+        using var stopped = new ManualResetEventSlim();
+        using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.Set(); });
+        using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopped.Set(); });
+        log.Info("config", $"loaded {source}");
+        host.Start();
+        if (requests.Count > 0)
+        {
+            // Give the ETR a moment to register first, then resolve through the mapping system like any ITR miss.
+            _ = Task.Delay(TimeSpan.FromSeconds(2)).ContinueWith(_ =>
+            {
+                foreach (var eid in requests) host.RequestLookup(eid);
+            }, TaskScheduler.Default);
+        }
+        stopped.Wait();
+        log.Info("signal", "stopping");
+        host.Dispose();
+        (mapping as IDisposable)?.Dispose();
+        return 0;
+    }
+
+    internal static string DefaultConfigText()
+    {
+        using var s = typeof(RunCommand).Assembly.GetManifestResourceStream("default-config.toml")
+            ?? throw new InvalidOperationException("embedded default config is missing from the binary");
+        using var r = new StreamReader(s);
+        return r.ReadToEnd();
     }
 }

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Net;
+using Lisp.ControlPlane;
 using Lisp.Wire;
 using Tomlyn;
 using Tomlyn.Model;
@@ -197,7 +198,11 @@ public static class ConfigLoader
                 if (key.Length == 0) throw Bad(k + ".key", "must not be empty");
                 var prefixes = StrList(t, k + ".eid_prefixes").Select((s, j) => Eid(s, $"{k}.eid_prefixes[{j}]")).ToList();
                 if (prefixes.Count == 0) throw Bad(k + ".eid_prefixes", "a site needs at least one EID-prefix");
-                list.Add(new SiteConfig(name, key, prefixes, Bool(t, k + ".accept_more_specifics") ?? false, Str(t, k + ".description")));
+                list.Add(new SiteConfig(name, key, prefixes)
+                {
+                    AcceptMoreSpecifics = Bool(t, k + ".accept_more_specifics") ?? false,
+                    Description = Str(t, k + ".description") ?? "",
+                });
             }
             return list;
         }

@@ -1,13 +1,8 @@
 using System.Net;
+using Lisp.ControlPlane;
 using Lisp.Wire;
 
 namespace Lisp.Appliance.Config;
-
-/// <summary>One database mapping: an EID this node owns and the RLOCs it registers for it.</summary>
-public sealed record DatabaseMapping(EidPrefix Eid, IReadOnlyList<LocatorRecord> Rlocs);
-
-/// <summary>A map-server site: who may register which prefixes, with which key.</summary>
-public sealed record SiteConfig(string Name, string Key, IReadOnlyList<EidPrefix> EidPrefixes, bool AcceptMoreSpecifics, string? Description);
 
 /// <summary>Pull-based LISP-Decent settings ([decent.pull]).</summary>
 public sealed record DecentPullConfig(string DnsSuffix, int Modulus, string Hash, IReadOnlyList<IPEndPoint> DnsServers,

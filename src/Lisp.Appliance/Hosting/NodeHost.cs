@@ -1,0 +1,171 @@
+using System.Net;
+using System.Threading.Channels;
+using Lisp.Appliance.Config;
+using Lisp.ControlPlane;
+using Lisp.ControlPlane.Transport;
+using Lisp.Wire;
+
+namespace Lisp.Appliance.Hosting;
+
+/// <summary>
+/// Runs one node's control plane: the UDP transport's receive threads feed a bounded queue, and one control
+/// thread owns the <see cref="ControlNode"/> state machine (so roles need no locks), handling packets and
+/// timer deadlines and carrying out the actions the roles return. Packets that arrive while the queue is full
+/// are dropped and counted: a flood cannot grow memory or stall the receive threads.
+/// </summary>
+public sealed class NodeHost : IDisposable
+{
+    public const int QueueCapacity = 4096;
+
+    private readonly NodeConfig _config;
+    private readonly Log _log;
+    private readonly Channel<ReceivedPacket> _queue;
+    private readonly Channel<EidPrefix> _requests = Channel.CreateUnbounded<EidPrefix>();
+    private readonly UdpControlTransport _transport;
+    private readonly Thread _controlThread;
+    private readonly CancellationTokenSource _stop = new();
+    private long _queueDrops;
+
+    public NodeHost(NodeConfig config, IMappingSystem mappingSystem, Log log)
+    {
+        _config = config;
+        _log = log;
+        var listen = (config.Listen.Count > 0 ? config.Listen : config.Rlocs).Select(a => new IPEndPoint(a, config.ControlPort)).ToList();
+        _transport = new UdpControlTransport(listen, m => _log.Warn("transport", m));
+        Node = new ControlNode(BuildOptions(config, _transport.LocalEndpoints), mappingSystem);
+        _queue = Channel.CreateBounded<ReceivedPacket>(new BoundedChannelOptions(QueueCapacity)
+        {
+            FullMode = BoundedChannelFullMode.DropWrite,
+            SingleReader = true,
+        });
+        _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
+    }
+
+    public ControlNode Node { get; }
+    public IReadOnlyList<IPEndPoint> LocalEndpoints => _transport.LocalEndpoints;
+    public long QueueDrops => Interlocked.Read(ref _queueDrops);
+
+    public static ControlNodeOptions BuildOptions(NodeConfig c, IReadOnlyList<IPEndPoint> local)
+    {
+        var rlocs = c.Rlocs.Count > 0 ? c.Rlocs : c.Listen;
+        string key = c.DecentPull?.Key ?? c.DecentPush?.Key ?? c.RegistrationKey;
+        return new ControlNodeOptions
+        {
+            Name = c.Name,
+            LocalEndpoints = local,
+            MapServer = c.Has("map-server")
+                ? new MapServerOptions
+                {
+                    Sites = c.Sites,
+                    RegistrationTimeout = c.RegistrationTimeout,
+                    // A pull-mode set must not vouch for EIDs another set may hold (spec/decent.md).
+                    NegativePrefix = c.DecentPull is not null ? NegativePrefixPolicy.RequestedPrefix : NegativePrefixPolicy.LeastSpecificUncovered,
+                }
+                : null,
+            MapResolver = c.Has("map-resolver") ? new MapResolverOptions() : null,
+            Etr = c.Has("etr")
+                ? new EtrOptions
+                {
+                    Database = c.Database.Select(d => d.Rlocs.Count > 0 ? d : d with { Rlocs = rlocs.Select(a => new LocatorRecord(new IpAddress(a))).ToList() }).ToList(),
+                    Key = key,
+                    Algorithm = c.Algorithm,
+                    RegisterInterval = c.DecentPush?.RegisterInterval ?? c.RegisterInterval,
+                    RecordTtl = c.RecordTtl,
+                    WantMapNotify = c.WantMapNotify,
+                    ProxyReply = c.ProxyReply,
+                    MapReplyTtl = c.MapReplyTtl,
+                }
+                : null,
+            Itr = c.Has("itr")
+                ? new ItrOptions
+                {
+                    Rlocs = rlocs,
+                    ControlPort = (ushort)c.ControlPort,
+                    InitialRetransmit = c.RequestTimeout,
+                    MaxTransmissions = c.RequestRetries,
+                }
+                : null,
+        };
+    }
+
+    public void Start()
+    {
+        _transport.Start((payload, from, local) =>
+        {
+            if (!_queue.Writer.TryWrite(new ReceivedPacket(payload, from, local)))
+            {
+                if (Interlocked.Increment(ref _queueDrops) % 1000 == 1)
+                {
+                    _log.Warn("queue-full", $"control queue full ({QueueCapacity}); dropped {QueueDrops} packets so far");
+                }
+            }
+        });
+        _log.Info("node-started", $"{_config.Name}: roles {Node.Roles}; mapping system {Node.MappingSystem.Name}; listening on {string.Join(", ", LocalEndpoints)}");
+        _controlThread.Start();
+    }
+
+    /// <summary>Asks the ITR to resolve an EID (thread-safe; handled on the control thread).</summary>
+    public void RequestLookup(EidPrefix eid) => _requests.Writer.TryWrite(eid);
+
+    private void ControlLoop()
+    {
+        var token = _stop.Token;
+        Execute(Node.Tick(DateTimeOffset.UtcNow));
+        while (!token.IsCancellationRequested)
+        {
+            var now = DateTimeOffset.UtcNow;
+            var deadline = Node.NextDeadline ?? now.AddSeconds(1);
+            var wait = deadline - now;
+            if (wait > TimeSpan.FromSeconds(1)) wait = TimeSpan.FromSeconds(1);
+            if (wait > TimeSpan.Zero)
+            {
+                try
+                {
+                    var readable = _queue.Reader.WaitToReadAsync(token).AsTask();
+                    readable.Wait((int)Math.Ceiling(wait.TotalMilliseconds), token);
+                }
+                catch (OperationCanceledException)
+                {
+                    break;
+                }
+            }
+            int handled = 0;
+            while (handled < 256 && _queue.Reader.TryRead(out var packet))
+            {
+                Execute(Node.Handle(packet, DateTimeOffset.UtcNow));
+                handled++;
+            }
+            while (_requests.Reader.TryRead(out var eid))
+            {
+                Execute(Node.Request(eid, DateTimeOffset.UtcNow));
+            }
+            Execute(Node.Tick(DateTimeOffset.UtcNow));
+        }
+    }
+
+    private void Execute(IReadOnlyList<ControlAction> actions)
+    {
+        foreach (var a in actions)
+        {
+            switch (a)
+            {
+                case SendAction s:
+                    _transport.Send(s.To, s.Payload, s.From);
+                    break;
+                case LogAction l:
+                    _log.Write(l.Level, l.Event, l.Message);
+                    break;
+                case MapCacheChanged:
+                    break; // the data plane's map-cache mirrors these once it exists; the ITR already logs installs
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        if (_controlThread.IsAlive) _controlThread.Join(TimeSpan.FromSeconds(3));
+        _transport.Dispose();
+        _log.Info("node-stopped", $"{_config.Name}: {Node.Counters.TotalDrops} packets dropped, {QueueDrops} queue drops, {_transport.SendErrors} send errors");
+    }
+}
