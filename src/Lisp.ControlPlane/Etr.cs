@@ -179,6 +179,40 @@ public sealed class Etr
         return actions;
     }
 
+    /// <summary>
+    /// Leaves: one Map-Register with record TTL 0 for every mapping to every map-server (lispers.net's way of
+    /// withdrawing, e.g. leaving a LISP-Decent push group), no Map-Notify asked. Periodic registering stops.
+    /// </summary>
+    public IReadOnlyList<ControlAction> Withdraw(DateTimeOffset now)
+    {
+        var actions = new List<ControlAction>();
+        var groups = new Dictionary<IPEndPoint, List<MappingRecord>>();
+        foreach (var m in _database)
+        {
+            foreach (var s in _mappingSystem.MapServersFor(m.Eid).Distinct())
+            {
+                if (!groups.TryGetValue(s, out var list)) groups[s] = list = [];
+                list.Add(new MappingRecord(m.Eid, m.Rlocs, 0, MapReplyAction.NoAction, Authoritative: true));
+            }
+        }
+        foreach (var (server, records) in groups)
+        {
+            foreach (var chunk in Chunk(records))
+            {
+                var reg = new MapRegister
+                {
+                    ProxyReply = _options.ProxyReply, Nonce = Util.Nonce(_random), KeyId = _options.KeyId, Algorithm = _options.Algorithm,
+                    Records = chunk, XtrId = _options.XtrId, SiteId = _options.XtrId is null ? 0 : _options.SiteId,
+                };
+                actions.Add(new SendAction(server, reg.ToSignedBytes(_key)));
+                _counters.Count(ControlEvent.MapRegisterSent);
+                actions.Add(new LogAction(LogLevel.Info, "map-register-withdraw", $"Map-Register TTL 0 to {server}: {Util.Records(chunk)}"));
+            }
+        }
+        _nextRegister = DateTimeOffset.MaxValue;
+        return actions;
+    }
+
     private IEnumerable<List<MappingRecord>> Chunk(List<MappingRecord> records)
     {
         int fixedPart = 16 + MessageAuthentication.FullLength(_options.Algorithm) + (_options.XtrId is null ? 0 : 24);

@@ -12,6 +12,11 @@ public sealed record MapResolverOptions
     /// </summary>
     public TimeSpan NoMapServerTtl { get; init; } = TimeSpan.FromMinutes(1);
     public MapReplyAction NoMapServerAction { get; init; } = MapReplyAction.NativelyForward;
+    /// <summary>
+    /// This node's Map-Server holds the whole mapping system (LISP-Decent push: every member receives every
+    /// registration), so it answers every request itself and nothing is forwarded.
+    /// </summary>
+    public bool AnswerLocally { get; init; }
 }
 
 /// <summary>
@@ -55,7 +60,7 @@ public sealed class MapResolver
             return [new LogAction(LogLevel.Debug, "map-request-dropped", $"Map-Request from {packet.From} has no EID records")];
         }
         var eid = request.Records[0];
-        if (_localMapServer is not null && _localMapServer.Lookup(eid, now) is not null)
+        if (_localMapServer is not null && (_options.AnswerLocally || _localMapServer.Lookup(eid, now) is not null))
         {
             return _localMapServer.HandleMapRequest(ecm, request, packet, now);
         }

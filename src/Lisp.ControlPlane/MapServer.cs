@@ -14,6 +14,11 @@ namespace Lisp.ControlPlane;
 public sealed record SiteConfig(string Name, string Key, IReadOnlyList<EidPrefix> EidPrefixes)
 {
     public bool AcceptMoreSpecifics { get; init; }
+    /// <summary>
+    /// Any EID of any kind is accepted from whoever authenticates with the key (a LISP-Decent push group's
+    /// site: members register whatever they serve). <see cref="EidPrefixes"/> are still shown in the site table.
+    /// </summary>
+    public bool AcceptAnyEid { get; init; }
     public IReadOnlyList<AuthAlgorithm> AllowedAlgorithms { get; init; } = [AuthAlgorithm.HmacSha1_96, AuthAlgorithm.HmacSha256_128];
     public string Description { get; init; } = "";
 
@@ -52,6 +57,15 @@ public sealed record MapServerOptions
     public int MapNotifyTransmissions { get; init; } = 3;
     /// <summary>Guard on memory: registrations beyond this many (EID, registerer) pairs are refused.</summary>
     public int MaxRegistrations { get; init; } = 100_000;
+    /// <summary>
+    /// Remember the ITRs this Map-Server proxy-replied to and send them an SMR when the RLOCs registered for
+    /// what they asked change (LISP-Decent push: the local Map-Server answers, so the ETR never sees the ITR).
+    /// </summary>
+    public bool SmrOnChange { get; init; }
+    /// <summary>ITRs remembered for <see cref="SmrOnChange"/> (oldest dropped).</summary>
+    public int SmrRequesterLimit { get; init; } = 256;
+    /// <summary>How long a proxy-replied ITR stays an SMR target.</summary>
+    public TimeSpan SmrRequesterWindow { get; init; } = TimeSpan.FromMinutes(10);
 }
 
 /// <summary>Flags a registration was made with, as lispers.net prints them (upper case = set).</summary>
@@ -129,6 +143,8 @@ public sealed class MapServer
     // EID text key -> registrations of that EID, one per registerer.
     private readonly Dictionary<string, List<Registration>> _registrations = new(StringComparer.Ordinal);
     private readonly Dictionary<(ulong Nonce, IPEndPoint To), PendingNotify> _pendingNotifies = new();
+    private readonly List<(IPEndPoint Itr, EidPrefix Eid, DateTimeOffset At)> _proxyRequesters = [];
+    private readonly Random _random = new();
     private int _registrationCount;
 
     private sealed class PendingNotify(byte[] payload, IPEndPoint to, IPEndPoint? from, SiteConfig site, DateTimeOffset nextAt)
@@ -221,6 +237,7 @@ public sealed class MapServer
         }
 
         var flags = FlagsOf(register);
+        var before = _options.SmrOnChange ? register.Records.Select(r => MergedLocators(r.Eid.Canonical().ToString())).ToList() : null;
         string registererKey = register.XtrId is not null ? "xtr:" + Convert.ToHexString(register.XtrId) : "ip:" + packet.From;
         foreach (var rec in register.Records)
         {
@@ -272,6 +289,15 @@ public sealed class MapServer
                     $"site '{site.Name}' {eid} registered by {from} with RLOCs {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))}, flags {Registration.FormatFlags(flags)}, expires in {timeout.TotalSeconds:0}s"));
             }
         }
+        if (before is not null)
+        {
+            for (int k = 0; k < register.Records.Count; k++)
+            {
+                var eid = register.Records[k].Eid.Canonical();
+                var after = MergedLocators(eid.ToString());
+                if (before[k].Count > 0 && !before[k].SequenceEqual(after)) actions.AddRange(SmrRequesters(eid, packet, now));
+            }
+        }
         _counters.Count(ControlEvent.RegistrationAccepted);
         actions.Add(new LogAction(LogLevel.Debug, "map-register-accepted",
             $"Map-Register nonce {Util.Hex(register.Nonce)} from {from}, site '{site.Name}', {register.Records.Count} record(s)"));
@@ -295,6 +321,35 @@ public sealed class MapServer
         return actions;
     }
 
+    private List<LispAddress> MergedLocators(string key) =>
+        _registrations.TryGetValue(key, out var list)
+            ? list.SelectMany(r => r.Rlocs).Select(l => l.Locator).Distinct().OrderBy(a => a.ToText(), StringComparer.Ordinal).ToList()
+            : [];
+
+    /// <summary>SMRs to the ITRs we proxy-replied to about <paramref name="eid"/> (or something it covers, or that covers it).</summary>
+    private List<ControlAction> SmrRequesters(EidPrefix eid, ReceivedPacket packet, DateTimeOffset now)
+    {
+        var actions = new List<ControlAction>();
+        _proxyRequesters.RemoveAll(r => now - r.At > _options.SmrRequesterWindow);
+        foreach (var (itr, asked, _) in _proxyRequesters)
+        {
+            var a = asked.Canonical();
+            if (!eid.Covers(a) && !a.Covers(eid)) continue;
+            var smr = new MapRequest { Smr = true, Nonce = Util.Nonce(_random), SourceEid = eid.Address, ItrRlocs = [new IpAddress(itr.Address)], Records = [asked] };
+            actions.Add(new SendAction(itr, smr.ToBytes(), Util.FromFor(packet.Local, itr)));
+            _counters.Count(ControlEvent.SmrSent);
+            actions.Add(new LogAction(LogLevel.Info, "smr-sent", $"SMR for {asked} to {itr} ({eid} registration changed)"));
+        }
+        return actions;
+    }
+
+    private void RememberProxyRequester(IPEndPoint itr, EidPrefix eid, DateTimeOffset now)
+    {
+        _proxyRequesters.RemoveAll(r => r.Itr.Equals(itr) && r.Eid.SameKey(eid));
+        _proxyRequesters.Add((itr, eid, now));
+        while (_proxyRequesters.Count > Math.Max(0, _options.SmrRequesterLimit)) _proxyRequesters.RemoveAt(0);
+    }
+
     private static string RegistererKey(Registration r) => r.XtrId is not null ? "xtr:" + Convert.ToHexString(r.XtrId) : "ip:" + r.Registerer;
 
     private static RegistrationFlags FlagsOf(MapRegister m) =>
@@ -313,6 +368,7 @@ public sealed class MapServer
     /// <summary>True when <paramref name="eid"/> is one of the site's prefixes, or inside one and more-specifics are accepted.</summary>
     public static bool Covers(SiteConfig site, EidPrefix eid)
     {
+        if (site.AcceptAnyEid) return true;
         var c = eid.Canonical();
         foreach (var p in site.EidPrefixes)
         {
@@ -412,6 +468,7 @@ public sealed class MapServer
                 return [new LogAction(LogLevel.Warning, "map-request-dropped", $"Map-Request for {eid} from {packet.From}: no ITR-RLOC to answer to")];
             }
             _counters.Count(ControlEvent.ProxyMapReplySent);
+            if (_options.SmrOnChange) RememberProxyRequester(to, eid, now);
             return
             [
                 new SendAction(to, reply.ToBytes(), Util.FromFor(packet.Local, to)),
