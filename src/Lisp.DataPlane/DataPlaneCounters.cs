@@ -1,0 +1,117 @@
+using System.Text;
+
+namespace Lisp.DataPlane;
+
+/// <summary>Why the data plane dropped a packet: each reason is a counter.</summary>
+public enum DropReason
+{
+    /// <summary>ITR: the packet from the TUN is not a complete IPv4/IPv6 packet.</summary>
+    Malformed,
+    /// <summary>ITR: no map-cache entry and the miss policy is "drop" (a Map-Request was still asked for).</summary>
+    Miss,
+    /// <summary>ITR: miss policy "queue", but the per-worker hold queue was full or the entry did not arrive in time.</summary>
+    MissHoldExpired,
+    /// <summary>ITR: negative map-cache entry (action drop / send-map-request / no-action).</summary>
+    Negative,
+    /// <summary>ITR: negative entry says natively-forward; this appliance has no native path from the TUN.</summary>
+    NativelyForward,
+    /// <summary>ITR: entry exists but no RLOC is reachable with priority below 255.</summary>
+    NoUsableRloc,
+    /// <summary>ITR: the chosen RLOC's address family has no local RLOC to send from.</summary>
+    NoLocalRloc,
+    /// <summary>ITR: would exceed the underlay MTU and may not be fragmented; an ICMP too-big went back instead.</summary>
+    TooBig,
+    /// <summary>ITR: the kernel refused the send.</summary>
+    SendError,
+    /// <summary>ETR: datagram shorter than the LISP header, or N and V both set.</summary>
+    BadHeader,
+    /// <summary>ETR: instance-id with no TUN configured for it.</summary>
+    UnknownInstance,
+    /// <summary>ETR: the inner packet is not IPv4/IPv6 or its length field disagrees.</summary>
+    InnerMalformed,
+    /// <summary>ETR: datagram larger than a buffer slot.</summary>
+    Truncated,
+    /// <summary>ETR: the TUN refused the write.</summary>
+    TunWriteError,
+}
+
+/// <summary>
+/// One worker's counters. Only the owning worker thread writes them (plain increments, no atomics on the
+/// hot path); anyone may read them (64-bit reads are atomic on the 64-bit targets this runs on), so a
+/// reader sees each value at most one batch behind.
+/// </summary>
+public sealed class DataPlaneCounters
+{
+    public static readonly int ReasonCount = Enum.GetValues<DropReason>().Length;
+
+    public readonly long[] Drops = new long[ReasonCount];
+    /// <summary>Inner packets encapsulated and handed to the kernel.</summary>
+    public long EncapPackets;
+    public long EncapBytes;
+    /// <summary>Inner packets decapsulated and written to the TUN.</summary>
+    public long DecapPackets;
+    public long DecapBytes;
+    /// <summary>Misses posted to the miss queue (after per-destination suppression).</summary>
+    public long MissesPosted;
+    /// <summary>Misses the queue refused (full or over its rate).</summary>
+    public long MissesRefused;
+    /// <summary>ICMP/ICMPv6 too-big messages written back into the TUN.</summary>
+    public long IcmpTooBig;
+    /// <summary>Encapsulated packets sent as outer IPv4 fragments (RFC 9300 section 7.1).</summary>
+    public long Fragmented;
+    /// <summary>Packets held on a miss and sent once the entry arrived.</summary>
+    public long HeldThenSent;
+    public long Batches;
+
+    public void Drop(DropReason r) => Drops[(int)r]++;
+    public void Drop(DropReason r, int n) => Drops[(int)r] += n;
+    public long this[DropReason r] => Volatile.Read(ref Drops[(int)r]);
+    public long TotalDrops => Drops.Sum();
+
+    /// <summary>Sum over workers (a consistent-enough view for logs and tests).</summary>
+    public static DataPlaneCounters Sum(IEnumerable<DataPlaneCounters> all)
+    {
+        var s = new DataPlaneCounters();
+        foreach (var c in all)
+        {
+            for (int i = 0; i < ReasonCount; i++) s.Drops[i] += Volatile.Read(ref c.Drops[i]);
+            s.EncapPackets += Volatile.Read(ref c.EncapPackets);
+            s.EncapBytes += Volatile.Read(ref c.EncapBytes);
+            s.DecapPackets += Volatile.Read(ref c.DecapPackets);
+            s.DecapBytes += Volatile.Read(ref c.DecapBytes);
+            s.MissesPosted += Volatile.Read(ref c.MissesPosted);
+            s.MissesRefused += Volatile.Read(ref c.MissesRefused);
+            s.IcmpTooBig += Volatile.Read(ref c.IcmpTooBig);
+            s.Fragmented += Volatile.Read(ref c.Fragmented);
+            s.HeldThenSent += Volatile.Read(ref c.HeldThenSent);
+            s.Batches += Volatile.Read(ref c.Batches);
+        }
+        return s;
+    }
+
+    public override string ToString()
+    {
+        var sb = new StringBuilder();
+        sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, drops");
+        bool any = false;
+        for (int i = 0; i < ReasonCount; i++)
+        {
+            if (Drops[i] == 0) continue;
+            sb.Append(any ? ", " : " ").Append(Kebab(((DropReason)i).ToString())).Append('=').Append(Drops[i]);
+            any = true;
+        }
+        if (!any) sb.Append(" none");
+        return sb.ToString();
+    }
+
+    private static string Kebab(string s)
+    {
+        var sb = new StringBuilder();
+        foreach (char c in s)
+        {
+            if (char.IsUpper(c) && sb.Length > 0) sb.Append('-');
+            sb.Append(char.ToLowerInvariant(c));
+        }
+        return sb.ToString();
+    }
+}

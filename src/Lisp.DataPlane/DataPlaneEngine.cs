@@ -1,0 +1,141 @@
+using System.Net;
+using System.Net.Sockets;
+using Lisp.MapCache;
+
+namespace Lisp.DataPlane;
+
+/// <summary>How the ITR sends: raw IP sockets (per-flow UDP source port) or plain UDP sockets; Auto tries raw first.</summary>
+public enum SendMode
+{
+    Auto,
+    Raw,
+    Udp,
+}
+
+/// <summary>
+/// The data plane of one node: N worker pairs (an ITR thread on its own TUN queue and send sockets, and an
+/// ETR thread per address family on its own SO_REUSEPORT socket), all reading the same map-cache snapshots
+/// and posting to one miss queue. Threads are dedicated (not thread-pool) and named lisp-itr-N / lisp-etr4-N.
+/// </summary>
+public sealed class DataPlaneEngine : IDisposable
+{
+    private readonly List<ItrWorker> _itrs = [];
+    private readonly List<EtrWorker> _etrs = [];
+    private readonly List<IDisposable> _owned = [];
+    private readonly List<Thread> _threads = [];
+    private readonly CancellationTokenSource _stop = new();
+
+    /// <summary>Builds the engine over given parts (in-memory doubles in tests; real ones from <see cref="Open"/>).</summary>
+    public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheSnapshot> snapshot, MissQueue misses,
+        IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
+        IReadOnlyList<IDisposable>? owned = null)
+    {
+        Options = options;
+        Misses = misses;
+        foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, snapshot, v4, v6, misses, options));
+        var tunMap = new Dictionary<uint, ITun> { [options.InstanceId] = itrs[0].Tun };
+        foreach (var r in etrs) _etrs.Add(new EtrWorker(r, tunMap, options));
+        if (owned is not null) _owned.AddRange(owned);
+    }
+
+    public DataPlaneOptions Options { get; }
+    public MissQueue Misses { get; }
+    public IReadOnlyList<ItrWorker> Itrs => _itrs;
+    public IReadOnlyList<EtrWorker> Etrs => _etrs;
+    /// <summary>Lines describing how the engine was built (send mode, fallbacks, io_uring probe) for the log.</summary>
+    public List<string> Notes { get; } = [];
+
+    public DataPlaneCounters Counters => DataPlaneCounters.Sum(_itrs.Select(w => w.Counters).Concat(_etrs.Select(w => w.Counters)));
+
+    /// <summary>
+    /// Opens the real thing: <paramref name="workers"/> queues of TUN <paramref name="tunName"/>, raw (or UDP
+    /// fallback) send sockets per worker and family, and UDP receive sockets on the data port.
+    /// </summary>
+    public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheSnapshot> snapshot, MissQueue misses)
+    {
+        var owned = new List<IDisposable>();
+        var notes = new List<string>();
+        try
+        {
+            notes.Add(IoUringProbe.Probe(out var detail)
+                ? $"io_uring: {detail}; this build sends with sendmmsg and receives with recvmmsg (no io_uring backend yet)"
+                : $"io_uring: {detail}; using sendmmsg/recvmmsg");
+            var tuns = LinuxTun.Open(tunName, workers);
+            owned.AddRange(tuns);
+            var itrs = new List<(ITun, IBatchSender?, IBatchSender?)>();
+            SendMode used = mode;
+            for (int w = 0; w < workers; w++)
+            {
+                IBatchSender? v4 = o.LocalRlocV4 is { } a4 ? OpenSender(AddressFamily.InterNetwork, a4, ref used, notes) : null;
+                IBatchSender? v6 = o.LocalRlocV6 is { } a6 ? OpenSender(AddressFamily.InterNetworkV6, a6, ref used, notes) : null;
+                if (v4 is not null) owned.Add(v4);
+                if (v6 is not null) owned.Add(v6);
+                itrs.Add((tuns[w], v4, v6));
+            }
+            notes.Add($"send mode: {(used == SendMode.Udp ? "udp (fixed source port; no per-flow ECMP entropy)" : "raw (per-flow outer UDP source port)")}");
+            var etrs = new List<IBatchReceiver>();
+            for (int w = 0; w < workers; w++)
+            {
+                // Bound to the wildcard address, so the ETR also takes data sent to any other local address.
+                if (o.LocalRlocV4 is not null || o.LocalRlocV6 is null) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
+                if (o.LocalRlocV6 is not null) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
+            }
+            var engine = new DataPlaneEngine(o, snapshot, misses, itrs, etrs, owned);
+            engine.Notes.AddRange(notes);
+            return engine;
+        }
+        catch
+        {
+            foreach (var d in owned) d.Dispose();
+            throw;
+        }
+    }
+
+    private static T Own<T>(T d, List<IDisposable> owned) where T : IDisposable
+    {
+        owned.Add(d);
+        return d;
+    }
+
+    private static IBatchSender OpenSender(AddressFamily f, IPAddress local, ref SendMode mode, List<string> notes)
+    {
+        if (mode != SendMode.Udp)
+        {
+            try
+            {
+                return UdpBatchSocket.OpenRaw(f);
+            }
+            catch (IOException e) when (mode == SendMode.Auto)
+            {
+                notes.Add($"raw socket refused ({e.Message}); falling back to UDP sockets");
+                mode = SendMode.Udp;
+            }
+        }
+        return UdpBatchSocket.OpenUdp(new IPEndPoint(local, 0), reusePort: false);
+    }
+
+    public void Start()
+    {
+        var token = _stop.Token;
+        for (int i = 0; i < _itrs.Count; i++)
+        {
+            var w = _itrs[i];
+            _threads.Add(new Thread(() => w.Run(token)) { IsBackground = true, Name = $"lisp-itr-{i}" });
+        }
+        for (int i = 0; i < _etrs.Count; i++)
+        {
+            var w = _etrs[i];
+            _threads.Add(new Thread(() => w.Run(token)) { IsBackground = true, Name = $"lisp-etr-{i}" });
+        }
+        foreach (var t in _threads) t.Start();
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(2));
+        foreach (var w in _itrs) w.Dispose();
+        foreach (var w in _etrs) w.Dispose();
+        foreach (var d in _owned) d.Dispose();
+    }
+}

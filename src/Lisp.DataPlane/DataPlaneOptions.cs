@@ -1,0 +1,42 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace Lisp.DataPlane;
+
+/// <summary>What the ITR does with a packet whose destination has no map-cache entry (a Map-Request is asked for either way).</summary>
+public enum MissPolicy
+{
+    /// <summary>Drop it (counted as <see cref="DropReason.Miss"/>).</summary>
+    Drop,
+    /// <summary>Hold it in a small per-worker queue and send it when the entry arrives (dropped after the hold time).</summary>
+    Queue,
+}
+
+/// <summary>Settings shared by the ITR and ETR workers.</summary>
+public sealed record DataPlaneOptions
+{
+    /// <summary>Instance-id of the TUN: the ITR looks up and encapsulates in it; the ETR accepts it.</summary>
+    public uint InstanceId { get; init; }
+    /// <summary>Local IPv4 RLOC (outer source); null = IPv4 RLOCs unreachable from here.</summary>
+    public IPAddress? LocalRlocV4 { get; init; }
+    public IPAddress? LocalRlocV6 { get; init; }
+    public ushort DataPort { get; init; } = Lisp.Wire.DataHeader.Port;
+    /// <summary>Underlay MTU: an encapsulated packet larger than this is fragmented or answered with ICMP too-big.</summary>
+    public int UnderlayMtu { get; init; } = 1500;
+    public MissPolicy MissPolicy { get; init; } = MissPolicy.Drop;
+    /// <summary>Packets each worker may hold on misses (MissPolicy.Queue).</summary>
+    public int HoldPackets { get; init; } = 64;
+    public TimeSpan HoldTime { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>A destination is posted to the miss queue at most once per this interval per worker.</summary>
+    public TimeSpan MissRepeatInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>Packets per batch (TUN reads, sendmmsg, recvmmsg).</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Largest inner packet a slot holds (TUN MTU or more).</summary>
+    public int MaxPacket { get; init; } = 9000;
+    /// <summary>How long a worker waits for input before checking for stop and held packets.</summary>
+    public int PollMs { get; init; } = 100;
+
+    public uint LocalV4Value => LocalRlocV4 is { } a ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(a.GetAddressBytes()) : 0;
+
+    public bool HasLocal(AddressFamily f) => f == AddressFamily.InterNetwork ? LocalRlocV4 is not null : LocalRlocV6 is not null;
+}

@@ -1,0 +1,100 @@
+using System.Buffers.Binary;
+
+namespace Lisp.DataPlane;
+
+/// <summary>
+/// ETR pipeline of one worker thread: recvmmsg a batch of UDP 4341 payloads, check the LISP header (length,
+/// N and V not both set), take the instance-id (I bit; 0 without it), strip the 8 bytes by moving the
+/// offset, check that the inner packet is IPv4/IPv6 with a consistent length, and write it to the TUN of
+/// that instance-id. Everything but the TUN map (read-only) belongs to the worker thread.
+/// Gleaning and echo-nonce are not implemented: the ETR neither learns mappings from data packets nor
+/// answers echo-nonce requests (the E bit is ignored, as RFC 9300 allows).
+/// </summary>
+public sealed class EtrWorker : IDisposable
+{
+    private readonly IBatchReceiver _receiver;
+    private readonly uint[] _iids;
+    private readonly ITun[] _tuns;
+    private readonly PacketBatch _batch;
+    private readonly int _pollMs;
+
+    /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
+    public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null)
+    {
+        _receiver = receiver;
+        _iids = tuns.Keys.ToArray();
+        _tuns = _iids.Select(i => tuns[i]).ToArray();
+        _batch = new PacketBatch(options.BatchSize, options.MaxPacket + 16);
+        _pollMs = options.PollMs;
+        Counters = counters ?? new DataPlaneCounters();
+    }
+
+    public DataPlaneCounters Counters { get; }
+
+    public void Run(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested) RunOnce(_pollMs);
+    }
+
+    /// <summary>One batch; returns the datagrams received.</summary>
+    public int RunOnce(int timeoutMs)
+    {
+        int n = _receiver.Receive(_batch, timeoutMs);
+        if (n == 0) return 0;
+        Counters.Batches++;
+        for (int i = 0; i < n; i++) Decapsulate(i);
+        return n;
+    }
+
+    private void Decapsulate(int i)
+    {
+        int len = _batch.Length[i];
+        if (len < 0)
+        {
+            Counters.Drop(DropReason.Truncated);
+            return;
+        }
+        var p = _batch.Packet(i);
+        if (len < 8 || (p[0] & 0x90) == 0x90)
+        {
+            Counters.Drop(DropReason.BadHeader);
+            return;
+        }
+        uint iid = (p[0] & 0x08) != 0 ? BinaryPrimitives.ReadUInt32BigEndian(p.Slice(4)) >> 8 : 0;
+        ITun? tun = null;
+        for (int k = 0; k < _iids.Length; k++)
+        {
+            if (_iids[k] == iid)
+            {
+                tun = _tuns[k];
+                break;
+            }
+        }
+        if (tun is null)
+        {
+            Counters.Drop(DropReason.UnknownInstance);
+            return;
+        }
+        var inner = p.Slice(8);
+        int innerLength;
+        if (inner.Length >= 20 && inner[0] >> 4 == 4 && (inner[0] & 15) >= 5) innerLength = BinaryPrimitives.ReadUInt16BigEndian(inner.Slice(2));
+        else if (inner.Length >= 40 && inner[0] >> 4 == 6) innerLength = 40 + BinaryPrimitives.ReadUInt16BigEndian(inner.Slice(4));
+        else innerLength = -1;
+        if (innerLength < 20 || innerLength > inner.Length)
+        {
+            Counters.Drop(DropReason.InnerMalformed);
+            return;
+        }
+        if (tun.Write(inner.Slice(0, innerLength)))
+        {
+            Counters.DecapPackets++;
+            Counters.DecapBytes += innerLength;
+        }
+        else
+        {
+            Counters.Drop(DropReason.TunWriteError);
+        }
+    }
+
+    public void Dispose() => _batch.Dispose();
+}

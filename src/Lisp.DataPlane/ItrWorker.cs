@@ -1,0 +1,357 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using Lisp.MapCache;
+using Lisp.Wire;
+
+namespace Lisp.DataPlane;
+
+/// <summary>
+/// ITR pipeline of one worker thread. Data flow and ownership, per batch:
+/// <code>
+///   TUN queue --ReadBatch--> PacketBatch (packets at Headroom)
+///     for each packet: parse inner destination, FlowHash, snapshot.TryLookupV4/V6 (lock-free, one snapshot per batch)
+///       Forward   -> outer IP + UDP (source port from the flow hash) + LISP written in the headroom, in place
+///       too big   -> outer IPv4 fragments into the fragment batch, or ICMP too-big written back into the TUN
+///       miss      -> MissQueue.TryPost (bounded, rate-limited, never blocks) + drop or hold per MissPolicy
+///       negative / no usable RLOC / no local RLOC -> drop, counted by reason
+///   --> one sendmmsg per address family (raw socket: outer headers ours; UDP socket: the kernel's)
+/// </code>
+/// Everything here belongs to the worker thread: the batch buffers, the counters it writes, the hold queue and
+/// the miss suppressor. The only shared state is the map-cache snapshot (immutable, read through a volatile
+/// reference once per batch) and the miss queue (lock-free, bounded). The worker never waits on the control plane.
+/// </summary>
+public sealed class ItrWorker : IDisposable
+{
+    private readonly ITun _tun;
+    private readonly Func<MapCacheSnapshot> _snapshot;
+    private readonly IBatchSender? _v4;
+    private readonly IBatchSender? _v6;
+    private readonly MissQueue _misses;
+    private readonly DataPlaneOptions _o;
+    private readonly PacketBatch _batch;
+    private readonly PacketBatch _frags;
+    private readonly PacketBatch _hold;
+    private readonly long[] _holdSince;
+    private readonly bool[] _holdUsed;
+    private int _holdCount;
+    private long _holdGeneration = -1;
+    private readonly int[] _send4;
+    private readonly int[] _send6;
+    private readonly int[] _fragIdx;
+    private int _n4, _n6, _nFrag;
+    private readonly byte[] _localV6 = new byte[16];
+    private readonly uint _localV4;
+    private readonly MissSuppressor _suppressor;
+    private readonly byte[] _icmp = new byte[1400];
+    private readonly long _holdTicks;
+    private uint _rng;
+    private ushort _ipId;
+
+    public ItrWorker(ITun tun, Func<MapCacheSnapshot> snapshot, IBatchSender? v4, IBatchSender? v6, MissQueue misses,
+        DataPlaneOptions options, DataPlaneCounters? counters = null)
+    {
+        _tun = tun;
+        _snapshot = snapshot;
+        _v4 = v4;
+        _v6 = v6;
+        _misses = misses;
+        _o = options;
+        Counters = counters ?? new DataPlaneCounters();
+        _batch = new PacketBatch(options.BatchSize, options.MaxPacket);
+        // Fragments of one batch: a 9000-byte packet over a 1280 underlay is 8 fragments; larger batches fall back to ICMP.
+        _frags = new PacketBatch(Math.Min(1024, options.BatchSize * 2), Math.Max(128, options.UnderlayMtu));
+        _hold = new PacketBatch(Math.Max(1, options.HoldPackets), options.MaxPacket);
+        _holdSince = new long[_hold.Capacity];
+        _holdUsed = new bool[_hold.Capacity];
+        _send4 = new int[Math.Max(_batch.Capacity, _hold.Capacity)];
+        _send6 = new int[_send4.Length];
+        _fragIdx = new int[_frags.Capacity];
+        _localV4 = options.LocalV4Value;
+        options.LocalRlocV6?.TryWriteBytes(_localV6, out _);
+        _suppressor = new MissSuppressor(1024, options.MissRepeatInterval.TotalSeconds);
+        _holdTicks = (long)(options.HoldTime.TotalSeconds * Stopwatch.Frequency);
+        _rng = (uint)Random.Shared.Next() | 1;
+        _ipId = (ushort)Random.Shared.Next();
+    }
+
+    public DataPlaneCounters Counters { get; }
+    public int HeldPackets => _holdCount;
+
+    /// <summary>Runs until <paramref name="stop"/> is cancelled (each wait bounded by PollMs).</summary>
+    public void Run(CancellationToken stop)
+    {
+        while (!stop.IsCancellationRequested) RunOnce(_o.PollMs);
+    }
+
+    /// <summary>One batch: read, look up, encapsulate, send. Returns the packets read.</summary>
+    public int RunOnce(int timeoutMs)
+    {
+        int n = _tun.ReadBatch(_batch, _holdCount > 0 ? Math.Min(timeoutMs, 10) : timeoutMs);
+        if (n == 0 && _holdCount == 0) return 0;
+        var snap = _snapshot();
+        long now = Stopwatch.GetTimestamp();
+        if (_holdCount > 0) ServiceHeld(snap, now);
+        if (n == 0) return 0;
+        Counters.Batches++;
+        _n4 = _n6 = _nFrag = 0;
+        for (int i = 0; i < n; i++) Process(_batch, i, snap, now, hold: true);
+        Flush(_batch);
+        return n;
+    }
+
+    private void Flush(PacketBatch batch)
+    {
+        if (_n4 > 0) Sent(_v4!.Send(batch, _send4.AsSpan(0, _n4)), _n4);
+        if (_n6 > 0) Sent(_v6!.Send(batch, _send6.AsSpan(0, _n6)), _n6);
+        if (_nFrag > 0)
+        {
+            int s = _v4!.Send(_frags, _fragIdx.AsSpan(0, _nFrag));
+            if (s < _nFrag) Counters.Drop(DropReason.SendError, _nFrag - s);
+        }
+        _n4 = _n6 = _nFrag = 0;
+    }
+
+    private void Sent(int sent, int tried)
+    {
+        if (sent < tried)
+        {
+            // Byte counts were added per packet; take the failed ones back out of the packet count.
+            Counters.Drop(DropReason.SendError, tried - sent);
+            Counters.EncapPackets -= tried - sent;
+        }
+    }
+
+    private enum Outcome { Queued, Dropped, Missed }
+
+    private Outcome Process(PacketBatch b, int i, MapCacheSnapshot snap, long now, bool hold)
+    {
+        var pkt = b.Packet(i);
+        int len = pkt.Length;
+        uint flow;
+        LookupResult r;
+        bool found;
+        int version = len > 0 ? pkt[0] >> 4 : 0;
+        if (version == 4 && len >= 20 && BinaryPrimitives.ReadUInt16BigEndian(pkt.Slice(2)) == len)
+        {
+            flow = FlowHash.FromPacket(pkt);
+            found = snap.TryLookupV4(_o.InstanceId, BinaryPrimitives.ReadUInt32BigEndian(pkt.Slice(16)), flow, out r);
+        }
+        else if (version == 6 && len >= 40 && BinaryPrimitives.ReadUInt16BigEndian(pkt.Slice(4)) + 40 == len)
+        {
+            flow = FlowHash.FromPacket(pkt);
+            var key = new V6Key(BinaryPrimitives.ReadUInt64BigEndian(pkt.Slice(24)), BinaryPrimitives.ReadUInt64BigEndian(pkt.Slice(32)));
+            found = snap.TryLookupV6(_o.InstanceId, key, flow, out r);
+        }
+        else
+        {
+            Counters.Drop(DropReason.Malformed);
+            return Outcome.Dropped;
+        }
+        if (!found)
+        {
+            PostMiss(pkt, now);
+            if (hold && _o.MissPolicy == MissPolicy.Queue && Hold(pkt, now)) return Outcome.Missed;
+            Counters.Drop(hold && _o.MissPolicy == MissPolicy.Queue ? DropReason.MissHoldExpired : DropReason.Miss);
+            return Outcome.Dropped;
+        }
+        switch (r.Status)
+        {
+            case LookupStatus.Forward:
+                return Encapsulate(b, i, snap.Rlocs, r.RlocIndex, flow);
+            case LookupStatus.Negative:
+                if (r.Action == MapReplyAction.NativelyForward)
+                {
+                    Counters.Drop(DropReason.NativelyForward);
+                    return Outcome.Dropped;
+                }
+                if (r.Action == MapReplyAction.SendMapRequest) PostMiss(pkt, now);
+                Counters.Drop(DropReason.Negative);
+                return Outcome.Dropped;
+            default:
+                Counters.Drop(DropReason.NoUsableRloc);
+                return Outcome.Dropped;
+        }
+    }
+
+    private Outcome Encapsulate(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow)
+    {
+        int off = b.Offset[i], len = b.Length[i];
+        var slot = b.Slot(i);
+        bool v4 = rlocs.IsV4(rloc);
+        var sender = v4 ? _v4 : _v6;
+        if (sender is null)
+        {
+            Counters.Drop(DropReason.NoLocalRloc);
+            return Outcome.Dropped;
+        }
+        int overhead = sender.WritesOuterIp ? (v4 ? Encapsulation.Ipv4Overhead : Encapsulation.Ipv6Overhead) : (v4 ? 36 : 56);
+        uint nonce = NextNonce();
+        ushort sport = FlowHash.SourcePort(flow);
+        bool tooBig = len + overhead > _o.UnderlayMtu;
+        var inner = slot.Slice(off, len);
+        bool innerV4Df = inner[0] >> 4 == 4 && (inner[6] & 0x40) != 0;
+        bool innerV6 = inner[0] >> 4 == 6;
+        if (tooBig && (innerV4Df || innerV6 || !v4))
+        {
+            // RFC 9300 7.2-style: tell the source the usable MTU and drop.
+            int n = Mtu.WriteTooBig(inner, _o.UnderlayMtu - overhead, _icmp);
+            if (n > 0 && _tun.Write(_icmp.AsSpan(0, n))) Counters.IcmpTooBig++;
+            Counters.Drop(DropReason.TooBig);
+            return Outcome.Dropped;
+        }
+        if (!sender.WritesOuterIp)
+        {
+            // UDP fallback: only the LISP header is ours; the kernel adds IP + UDP (and fragments if it must).
+            var h = slot.Slice(off - DataHeader.Length, DataHeader.Length);
+            BinaryPrimitives.WriteUInt32BigEndian(h, 0x8800_0000u | (nonce & 0xffffff));
+            BinaryPrimitives.WriteUInt32BigEndian(h.Slice(4), (_o.InstanceId & 0xffffff) << 8);
+            b.Offset[i] = off - DataHeader.Length;
+            b.Length[i] = len + DataHeader.Length;
+            if (v4) b.SetV4Address(i, rlocs.V4(rloc), _o.DataPort);
+            else b.SetV6Address(i, rlocs.Bytes(rloc), _o.DataPort);
+        }
+        else if (v4)
+        {
+            int start = FastEncapsulation.WriteV4(slot, off, len, _localV4, rlocs.V4(rloc), sport, _o.InstanceId, nonce);
+            if (_o.DataPort != DataHeader.Port) BinaryPrimitives.WriteUInt16BigEndian(slot.Slice(start + 22), _o.DataPort);
+            b.Offset[i] = start;
+            b.Length[i] = len + Encapsulation.Ipv4Overhead;
+            b.SetV4Address(i, rlocs.V4(rloc), 0);
+            if (tooBig)
+            {
+                // Inner IPv4 without DF: send the encapsulated packet as outer fragments (RFC 9300 7.1).
+                var whole = b.Packet(i);
+                whole[6] &= 0xbf; // clear DF on the outer header before splitting
+                int first = _nFrag;
+                int count = Mtu.FragmentV4(whole, _o.UnderlayMtu, ++_ipId, (k, l) =>
+                {
+                    int s = first + k;
+                    if (s >= _frags.Capacity || l > _frags.MaxPacket) return default;
+                    _frags.Offset[s] = PacketBatch.Headroom;
+                    _frags.Length[s] = l;
+                    return _frags.Slot(s).Slice(PacketBatch.Headroom, l);
+                });
+                if (count == 0)
+                {
+                    Counters.Drop(DropReason.TooBig);
+                    return Outcome.Dropped;
+                }
+                for (int k = 0; k < count; k++)
+                {
+                    _frags.SetV4Address(first + k, rlocs.V4(rloc), 0);
+                    _fragIdx[_nFrag++] = first + k;
+                }
+                Counters.Fragmented++;
+                Counters.EncapPackets++;
+                Counters.EncapBytes += len;
+                return Outcome.Queued;
+            }
+        }
+        else
+        {
+            int start = FastEncapsulation.WriteV6ZeroChecksum(slot, off, len, _localV6, rlocs.Bytes(rloc), sport, _o.InstanceId, nonce);
+            if (_o.DataPort != DataHeader.Port) BinaryPrimitives.WriteUInt16BigEndian(slot.Slice(start + 42), _o.DataPort);
+            b.Offset[i] = start;
+            b.Length[i] = len + Encapsulation.Ipv6Overhead;
+            b.SetV6Address(i, rlocs.Bytes(rloc), 0);
+        }
+        if (v4) _send4[_n4++] = i;
+        else _send6[_n6++] = i;
+        Counters.EncapPackets++;
+        Counters.EncapBytes += len;
+        return Outcome.Queued;
+    }
+
+    private uint NextNonce()
+    {
+        // xorshift32: the nonce only needs to be unpredictable enough for echo-nonce, not cryptographic.
+        uint x = _rng;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        _rng = x;
+        return x & 0xffffff;
+    }
+
+    private void PostMiss(ReadOnlySpan<byte> pkt, long now)
+    {
+        ulong key;
+        IPAddress address;
+        if (pkt[0] >> 4 == 4)
+        {
+            uint d = BinaryPrimitives.ReadUInt32BigEndian(pkt.Slice(16));
+            key = ((ulong)_o.InstanceId << 32) | d;
+            if (!_suppressor.ShouldPost(key, now)) return;
+            address = new IPAddress(pkt.Slice(16, 4));
+        }
+        else
+        {
+            key = BinaryPrimitives.ReadUInt64BigEndian(pkt.Slice(24)) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(pkt.Slice(32)) ^ ((ulong)_o.InstanceId << 40);
+            if (!_suppressor.ShouldPost(key, now)) return;
+            address = new IPAddress(pkt.Slice(24, 16));
+        }
+        if (_misses.TryPost(new Miss(_o.InstanceId, address), now)) Counters.MissesPosted++;
+        else Counters.MissesRefused++;
+    }
+
+    private bool Hold(ReadOnlySpan<byte> pkt, long now)
+    {
+        if (_holdCount == _hold.Capacity) return false;
+        for (int s = 0; s < _hold.Capacity; s++)
+        {
+            if (_holdUsed[s]) continue;
+            _hold.Set(s, pkt);
+            _holdUsed[s] = true;
+            _holdSince[s] = now;
+            _holdCount++;
+            return true;
+        }
+        return false;
+    }
+
+    /// <summary>Retries held packets when a new snapshot was published; drops those held too long.</summary>
+    private void ServiceHeld(MapCacheSnapshot snap, long now)
+    {
+        bool retry = snap.Generation != _holdGeneration;
+        _holdGeneration = snap.Generation;
+        _n4 = _n6 = _nFrag = 0;
+        for (int s = 0; s < _hold.Capacity; s++)
+        {
+            if (!_holdUsed[s]) continue;
+            bool expired = now - _holdSince[s] >= _holdTicks;
+            if (retry && !StillMiss(snap, s))
+            {
+                // The entry arrived: forward (or drop by the entry's verdict, counted by Process).
+                if (Process(_hold, s, snap, now, hold: false) == Outcome.Queued) Counters.HeldThenSent++;
+                Release(s);
+            }
+            else if (expired)
+            {
+                Counters.Drop(DropReason.MissHoldExpired);
+                Release(s);
+            }
+        }
+        Flush(_hold);
+    }
+
+    private bool StillMiss(MapCacheSnapshot snap, int s)
+    {
+        var p = _hold.Packet(s);
+        if (p[0] >> 4 == 4) return !snap.TryLookupV4(_o.InstanceId, BinaryPrimitives.ReadUInt32BigEndian(p.Slice(16)), 0, out _);
+        return !snap.TryLookupV6(_o.InstanceId, new V6Key(BinaryPrimitives.ReadUInt64BigEndian(p.Slice(24)), BinaryPrimitives.ReadUInt64BigEndian(p.Slice(32))), 0, out _);
+    }
+
+    private void Release(int s)
+    {
+        _holdUsed[s] = false;
+        _holdCount--;
+    }
+
+    public void Dispose()
+    {
+        _batch.Dispose();
+        _frags.Dispose();
+        _hold.Dispose();
+    }
+}

@@ -1,0 +1,147 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+[assembly: InternalsVisibleTo("Lisp.DataPlane.Tests")]
+
+namespace Lisp.DataPlane;
+
+/// <summary>
+/// The few libc calls the data plane needs, as direct [LibraryImport]s (source-generated marshalling, no
+/// reflection, AOT clean). Tmds.LibC 0.5.0 has no sendmmsg/recvmmsg wrappers and no TUN constants, so the
+/// structs below are written out for LP64 Linux (x86-64 and arm64 share this layout).
+/// </summary>
+internal static unsafe partial class Native
+{
+    private const string Libc = "libc";
+
+    public const int O_RDWR = 2;
+    public const int O_NONBLOCK = 0x800;
+    public const int O_CLOEXEC = 0x80000;
+    public const int AF_INET = 2;
+    public const int AF_INET6 = 10;
+    public const int SOCK_DGRAM = 2;
+    public const int SOCK_RAW = 3;
+    public const int SOCK_NONBLOCK = 0x800;
+    public const int SOCK_CLOEXEC = 0x80000;
+    public const int IPPROTO_IP = 0;
+    public const int IPPROTO_UDP = 17;
+    public const int IPPROTO_IPV6 = 41;
+    public const int IPPROTO_RAW = 255;
+    public const int SOL_SOCKET = 1;
+    public const int SO_REUSEADDR = 2;
+    public const int SO_SNDBUF = 7;
+    public const int SO_RCVBUF = 8;
+    public const int SO_REUSEPORT = 15;
+    public const int IP_HDRINCL = 3;
+    public const int IP_MTU_DISCOVER = 10;
+    public const int IP_PMTUDISC_DONT = 0;
+    public const int IPV6_V6ONLY = 26;
+    public const int IPV6_HDRINCL = 36;
+    public const int UDP_NO_CHECK6_TX = 101;
+    public const int UDP_NO_CHECK6_RX = 102;
+    public const int MSG_DONTWAIT = 0x40;
+    public const short POLLIN = 1;
+    public const int EINTR = 4;
+    public const int EAGAIN = 11;
+    public const int EPERM = 1;
+    public const int EMSGSIZE = 90;
+
+    // linux/if_tun.h
+    public const uint TUNSETIFF = 0x400454ca;
+    public const short IFF_TUN = 0x0001;
+    public const short IFF_NO_PI = 0x1000;
+    public const short IFF_MULTI_QUEUE = 0x0100;
+    public const int IFNAMSIZ = 16;
+
+    public const long SYS_io_uring_setup = 425; // same number on x86-64 and arm64 (asm-generic table)
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MMsgHdr
+    {
+        public MsgHdr Header;
+        public uint Length;
+    }
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+
+    /// <summary>struct ifreq as TUNSETIFF reads it: 16-byte name, then a short of flags (padded to 40 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 40)]
+    public struct IfReqFlags
+    {
+        public fixed byte Name[IFNAMSIZ];
+        public short Flags;
+    }
+
+    [LibraryImport(Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport(Libc, EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, byte* buffer, nuint count);
+
+    [LibraryImport(Libc, EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, byte* buffer, nuint count);
+
+    [LibraryImport(Libc, EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, void* arg);
+
+    [LibraryImport(Libc, EntryPoint = "socket", SetLastError = true)]
+    public static partial int Socket(int domain, int type, int protocol);
+
+    [LibraryImport(Libc, EntryPoint = "bind", SetLastError = true)]
+    public static partial int Bind(int fd, byte* address, uint length);
+
+    [LibraryImport(Libc, EntryPoint = "getsockname", SetLastError = true)]
+    public static partial int GetSockName(int fd, byte* address, uint* length);
+
+    [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
+    public static partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
+
+    [LibraryImport(Libc, EntryPoint = "sendmmsg", SetLastError = true)]
+    public static partial int SendMMsg(int fd, MMsgHdr* messages, uint count, int flags);
+
+    [LibraryImport(Libc, EntryPoint = "recvmmsg", SetLastError = true)]
+    public static partial int RecvMMsg(int fd, MMsgHdr* messages, uint count, int flags, void* timeout);
+
+    [LibraryImport(Libc, EntryPoint = "sendto", SetLastError = true)]
+    public static partial nint SendTo(int fd, byte* buffer, nuint length, int flags, byte* address, uint addressLength);
+
+    [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
+    public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+    [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
+    public static partial long Syscall(long number, long a1, long a2);
+
+    public static int SetInt(int fd, int level, int name, int value) => SetSockOpt(fd, level, name, &value, 4);
+
+    public static int Errno => Marshal.GetLastPInvokeError();
+
+    public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
+}

@@ -1,0 +1,264 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace Lisp.DataPlane;
+
+/// <summary>Sends a batch of prepared packets (the slots named by an index list).</summary>
+public interface IBatchSender : IDisposable
+{
+    /// <summary>
+    /// True when each packet is a complete outer IP packet (raw socket: the ITR wrote IP + UDP + LISP);
+    /// false when it is the UDP payload (LISP header + inner packet) and the kernel adds IP + UDP.
+    /// </summary>
+    bool WritesOuterIp { get; }
+
+    /// <summary>Sends the slots in <paramref name="indices"/> to each slot's address; returns how many went out.</summary>
+    int Send(PacketBatch batch, ReadOnlySpan<int> indices);
+}
+
+/// <summary>Receives a batch of UDP payloads (LISP header + inner packet) with their source addresses.</summary>
+public interface IBatchReceiver : IDisposable
+{
+    /// <summary>
+    /// Fills slots at <see cref="PacketBatch.Headroom"/>, waiting at most <paramref name="timeoutMs"/> for the
+    /// first datagram; a datagram cut short by the slot size gets Length -1. Sets and returns Count.
+    /// </summary>
+    int Receive(PacketBatch batch, int timeoutMs);
+}
+
+/// <summary>
+/// A UDP or raw IP socket driven with sendmmsg/recvmmsg: one system call per batch instead of one per packet.
+/// Raw mode (SOCK_RAW/IPPROTO_RAW, header included) lets the ITR choose the outer UDP source port per flow
+/// (RFC 9300 section 5.3 ECMP entropy); UDP mode is the fallback when raw sockets are not permitted (the
+/// source port is then the socket's own).
+/// </summary>
+public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
+{
+    private const int MSG_TRUNC = 0x20;
+    private int _fd;
+    private readonly int _addressLength;
+    private Native.MMsgHdr* _messages;
+    private Native.IoVec* _iov;
+    private int _capacity;
+
+    private UdpBatchSocket(int fd, AddressFamily family, bool raw)
+    {
+        _fd = fd;
+        Family = family;
+        WritesOuterIp = raw;
+        _addressLength = PacketBatch.AddressLength(family);
+    }
+
+    public AddressFamily Family { get; }
+    public bool WritesOuterIp { get; }
+    public int Fd => _fd;
+    /// <summary>Messages the kernel refused (errno other than EAGAIN/EINTR): skipped and counted.</summary>
+    public long SendErrors { get; private set; }
+    public int LastErrno { get; private set; }
+
+    /// <summary>UDP socket bound to <paramref name="bind"/>; SO_REUSEPORT so each worker can own one.</summary>
+    public static UdpBatchSocket OpenUdp(IPEndPoint bind, bool reusePort = true, int bufferBytes = 4 << 20)
+    {
+        var family = bind.AddressFamily;
+        int fd = Native.Socket(family == AddressFamily.InterNetwork ? Native.AF_INET : Native.AF_INET6, Native.SOCK_DGRAM | Native.SOCK_CLOEXEC, Native.IPPROTO_UDP);
+        if (fd < 0) throw new IOException($"socket(UDP): {Native.Describe(Native.Errno)}");
+        var s = new UdpBatchSocket(fd, family, raw: false);
+        try
+        {
+            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEADDR, 1);
+            if (reusePort) Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEPORT, 1);
+            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_RCVBUF, bufferBytes);
+            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_SNDBUF, bufferBytes);
+            if (family == AddressFamily.InterNetworkV6)
+            {
+                Native.SetInt(fd, Native.IPPROTO_IPV6, Native.IPV6_V6ONLY, 1);
+                // LISP over IPv6 uses zero UDP checksums (RFC 6935/6936): accept them, and send them in UDP mode.
+                Native.SetInt(fd, Native.IPPROTO_UDP, Native.UDP_NO_CHECK6_RX, 1);
+                Native.SetInt(fd, Native.IPPROTO_UDP, Native.UDP_NO_CHECK6_TX, 1);
+            }
+            else
+            {
+                // Let an oversized encapsulated packet leave as outer fragments (RFC 9300 section 7.1).
+                Native.SetInt(fd, Native.IPPROTO_IP, Native.IP_MTU_DISCOVER, Native.IP_PMTUDISC_DONT);
+            }
+            Span<byte> sa = stackalloc byte[32];
+            int len = WriteSockaddr(sa, bind);
+            fixed (byte* p = sa)
+            {
+                if (Native.Bind(fd, p, (uint)len) < 0) throw new IOException($"bind {bind}: {Native.Describe(Native.Errno)}");
+            }
+            return s;
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Raw IP socket (header included) for sending complete outer packets; throws IOException (EPERM without CAP_NET_RAW).</summary>
+    public static UdpBatchSocket OpenRaw(AddressFamily family, int bufferBytes = 4 << 20)
+    {
+        int fd = Native.Socket(family == AddressFamily.InterNetwork ? Native.AF_INET : Native.AF_INET6, Native.SOCK_RAW | Native.SOCK_CLOEXEC, Native.IPPROTO_RAW);
+        if (fd < 0) throw new IOException($"socket(SOCK_RAW, IPPROTO_RAW): {Native.Describe(Native.Errno)}");
+        var s = new UdpBatchSocket(fd, family, raw: true);
+        Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_SNDBUF, bufferBytes);
+        if (family == AddressFamily.InterNetworkV6 && Native.SetInt(fd, Native.IPPROTO_IPV6, Native.IPV6_HDRINCL, 1) < 0)
+        {
+            int e = Native.Errno;
+            s.Dispose();
+            throw new IOException($"setsockopt IPV6_HDRINCL: {Native.Describe(e)}");
+        }
+        return s;
+    }
+
+    /// <summary>The port the socket is bound to (0 for raw sockets).</summary>
+    public int LocalPort
+    {
+        get
+        {
+            Span<byte> sa = stackalloc byte[32];
+            uint len = 32;
+            fixed (byte* p = sa)
+            {
+                if (Native.GetSockName(_fd, p, &len) < 0) return 0;
+            }
+            return BinaryPrimitives.ReadUInt16BigEndian(sa.Slice(2));
+        }
+    }
+
+    internal static int WriteSockaddr(Span<byte> sa, IPEndPoint ep)
+    {
+        sa.Clear();
+        if (ep.AddressFamily == AddressFamily.InterNetwork)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(sa, Native.AF_INET);
+            BinaryPrimitives.WriteUInt16BigEndian(sa.Slice(2), (ushort)ep.Port);
+            ep.Address.TryWriteBytes(sa.Slice(4, 4), out _);
+            return 16;
+        }
+        BinaryPrimitives.WriteUInt16LittleEndian(sa, Native.AF_INET6);
+        BinaryPrimitives.WriteUInt16BigEndian(sa.Slice(2), (ushort)ep.Port);
+        ep.Address.TryWriteBytes(sa.Slice(8, 16), out _);
+        BinaryPrimitives.WriteUInt32LittleEndian(sa.Slice(24), (uint)ep.Address.ScopeId);
+        return 28;
+    }
+
+    private void Ensure(int capacity)
+    {
+        if (_capacity >= capacity) return;
+        if (_messages != null)
+        {
+            NativeMemory.Free(_messages);
+            NativeMemory.Free(_iov);
+        }
+        _messages = (Native.MMsgHdr*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(Native.MMsgHdr));
+        _iov = (Native.IoVec*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(Native.IoVec));
+        _capacity = capacity;
+    }
+
+    public int Send(PacketBatch batch, ReadOnlySpan<int> indices)
+    {
+        if (indices.Length == 0) return 0;
+        Ensure(batch.Capacity);
+        int n = indices.Length;
+        for (int k = 0; k < n; k++)
+        {
+            int i = indices[k];
+            _iov[k].Base = batch.SlotPointer(i) + batch.Offset[i];
+            _iov[k].Length = (nuint)batch.Length[i];
+            ref var h = ref _messages[k].Header;
+            h.Name = batch.AddressPointer(i);
+            h.NameLength = (uint)_addressLength;
+            h.Iov = &_iov[k];
+            h.IovLength = 1;
+            h.Control = null;
+            h.ControlLength = 0;
+            h.Flags = 0;
+        }
+        int sent = 0, done = 0, retries = 0;
+        while (done < n)
+        {
+            int r = Native.SendMMsg(_fd, _messages + done, (uint)(n - done), 0);
+            if (r > 0)
+            {
+                sent += r;
+                done += r;
+                continue;
+            }
+            int e = Native.Errno;
+            if ((e == Native.EINTR || e == Native.EAGAIN) && retries++ < 8) continue;
+            // The first remaining message failed (e.g. EMSGSIZE, ENETUNREACH): skip it and go on.
+            LastErrno = e;
+            SendErrors++;
+            done++;
+        }
+        return sent;
+    }
+
+    public int Receive(PacketBatch batch, int timeoutMs)
+    {
+        batch.Count = 0;
+        var pfd = new Native.PollFd { Fd = _fd, Events = Native.POLLIN };
+        if (Native.Poll(&pfd, 1, timeoutMs) <= 0) return 0;
+        Ensure(batch.Capacity);
+        int cap = batch.Capacity;
+        for (int k = 0; k < cap; k++)
+        {
+            _iov[k].Base = batch.SlotPointer(k) + PacketBatch.Headroom;
+            _iov[k].Length = (nuint)batch.MaxPacket;
+            ref var h = ref _messages[k].Header;
+            h.Name = batch.AddressPointer(k);
+            h.NameLength = PacketBatch.AddressSize;
+            h.Iov = &_iov[k];
+            h.IovLength = 1;
+            h.Control = null;
+            h.ControlLength = 0;
+            h.Flags = 0;
+        }
+        int r = Native.RecvMMsg(_fd, _messages, (uint)cap, Native.MSG_DONTWAIT, null);
+        if (r <= 0) return 0;
+        for (int k = 0; k < r; k++)
+        {
+            batch.Offset[k] = PacketBatch.Headroom;
+            batch.Length[k] = (_messages[k].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_messages[k].Length;
+        }
+        batch.Count = r;
+        return r;
+    }
+
+    public void Dispose()
+    {
+        int fd = Interlocked.Exchange(ref _fd, -1);
+        if (fd >= 0) Native.Close(fd);
+        if (_messages != null)
+        {
+            NativeMemory.Free(_messages);
+            NativeMemory.Free(_iov);
+            _messages = null;
+            _iov = null;
+        }
+    }
+}
+
+/// <summary>Probes io_uring at start (io_uring_setup on a 4-entry ring); other kernels and seccomp profiles refuse it.</summary>
+public static unsafe class IoUringProbe
+{
+    /// <summary>True when the kernel created a ring; <paramref name="detail"/> says what happened either way.</summary>
+    public static bool Probe(out string detail)
+    {
+        byte* p = stackalloc byte[120]; // struct io_uring_params
+        new Span<byte>(p, 120).Clear();
+        long fd = Native.Syscall(Native.SYS_io_uring_setup, 4, (long)p);
+        if (fd < 0)
+        {
+            detail = $"io_uring_setup failed: {Native.Describe(Native.Errno)}";
+            return false;
+        }
+        Native.Close((int)fd);
+        detail = "io_uring_setup succeeded";
+        return true;
+    }
+}
