@@ -77,6 +77,31 @@ public sealed class ApplianceProcess : IDisposable
 
     public bool Any(string pattern) => _lines.Any(l => Regex.IsMatch(l, pattern));
 
+    /// <summary>How many collected lines match <paramref name="pattern"/> so far.</summary>
+    public int Count(string pattern) => _lines.Count(l => Regex.IsMatch(l, pattern));
+
+    /// <summary>Waits until at least <paramref name="count"/> lines match; throws with the collected log on timeout.</summary>
+    public void WaitForCount(string pattern, int count, TimeSpan timeout)
+    {
+        var sw = Stopwatch.StartNew();
+        while (Count(pattern) < count)
+        {
+            var left = timeout - sw.Elapsed;
+            if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
+            {
+                throw new TimeoutException($"fewer than {count} lines matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
+                    $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
+            }
+            _lineArrived.Wait(left < TimeSpan.FromMilliseconds(250) ? left : TimeSpan.FromMilliseconds(250));
+        }
+    }
+
+    /// <summary>Exit code once the process has exited (null while it runs).</summary>
+    public int? ExitCode => _process.HasExited ? _process.ExitCode : null;
+
+    /// <summary>Everything collected so far (stdout and stderr interleaved), for failure messages.</summary>
+    public string Output => string.Join("\n", _lines);
+
     /// <summary>Runs a one-shot command to completion (bounded by <paramref name="timeout"/>).</summary>
     public static (int ExitCode, string Stdout, string Stderr) Run(TimeSpan timeout, params string[] args)
     {

@@ -1,0 +1,85 @@
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using Lisp.Appliance.Tests.Support;
+
+namespace Lisp.Appliance.Tests.ControlPlane;
+
+/// <summary>MS/MR on 127.0.21.1 (registration timeout 3 s), ETR on .2 registering every second; the ETR stops.</summary>
+public sealed class RegistrationExpiryTests
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(15);
+
+    [Fact]
+    public void RegistrationExpiresWhenItsEtrStopsAndLigThenGetsANegativeReply()
+    {
+        using var t = new Topology("127.0.21");
+        var ms = t.StartNode("ms", """
+            [node]
+            name = "ms-21"
+            roles = ["map-server", "map-resolver"]
+            listen = ["127.0.21.1"]
+            control_port = {PORT}
+
+            [map_server]
+            registration_timeout = "3s"
+
+            [[site]]
+            name = "site-21"
+            key = "key-21"
+            eid_prefixes = ["[0]10.21.0.0/16", "[0]'node-21'"]
+            accept_more_specifics = true
+            """);
+        var etr = t.StartNode("etr", """
+            [node]
+            name = "etr-21"
+            roles = ["etr"]
+            listen = ["127.0.21.2"]
+            rlocs = ["127.0.21.2"]
+            control_port = {PORT}
+
+            [mapping]
+            map_servers = ["127.0.21.1"]
+            key = "key-21"
+
+            [etr]
+            register_interval = "1s"
+
+            [[database]]
+            eid = "[0]10.21.1.0/24"
+
+            [[database]]
+            eid = "[0]'node-21'"
+            """);
+        ms.WaitForLine(@"registration-accepted site 'site-21' \[0\]10\.21\.1\.0/24 registered by 127\.0\.21\.2:", Wait);
+        ms.WaitForLine(@"registration-accepted site 'site-21' \[0\]'node-21' registered by 127\.0\.21\.2:", Wait);
+        etr.WaitForLine("map-notify-accepted", Wait);
+        var positive = t.Lig("10.21.1.9", 1);
+        Assert.True(positive.IsPositive, positive.Raw);
+        Assert.Equal("127.0.21.2", Assert.Single(positive.Single.Rlocs).Address);
+
+        // Refreshes keep it alive meanwhile (3 register rounds in 3 s, the timeout, with no expiry).
+        Thread.Sleep(TimeSpan.FromSeconds(3.5));
+        Assert.False(ms.Any("registration-timeout"), "expired while the ETR was still registering:\n" + ms.Output);
+
+        var stoppedAt = DateTimeOffset.UtcNow;
+        var clock = Stopwatch.StartNew();
+        etr.Stop();
+        etr.WaitForLine(@"node-stopped etr-21: ", TimeSpan.FromSeconds(5));
+        Assert.Equal(0, etr.ExitCode);
+
+        var v4 = ms.WaitForLine(@"registration-timeout site 'site-21' \[0\]10\.21\.1\.0/24 from 127\.0\.21\.2:", TimeSpan.FromSeconds(3 + 6));
+        ms.WaitForLine(@"registration-timeout site 'site-21' \[0\]'node-21' from 127\.0\.21\.2:", TimeSpan.FromSeconds(2));
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(3 + 6));
+        // The last refresh came at most ~1.1 s before the stop: expiry is the 3 s soft-state timer, not the stop itself.
+        var after = LogLine.Time(v4) - stoppedAt;
+        Assert.InRange(after.TotalSeconds, 0.5, 3 + 4);
+
+        var negative = t.Lig("10.21.1.9", 1);
+        Assert.True(negative.IsNegative, negative.Raw);
+        Assert.Equal(60, negative.Single.TtlSeconds);
+        Assert.Equal("NativelyForward", negative.Single.Action);
+        var name = t.Lig("[0]'node-21'", 1);
+        Assert.True(name.IsNegative, name.Raw);
+        Assert.Single(Regex.Matches(ms.Output, @"registration-timeout .*\[0\]10\.21\.1\.0/24"));
+    }
+}
