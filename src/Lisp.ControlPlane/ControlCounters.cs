@@ -37,6 +37,11 @@ public enum DropReason
     UnrequestedRecord,
     /// <summary>Something threw while handling a message (a bug; logged at Error).</summary>
     HandlerFault,
+    /// <summary>
+    /// A Map-Register for an EID this map-server is not responsible for (LISP-Decent pull: the EID hashes to a
+    /// set this map-server address is not in); see <see cref="MapServerOptions.EidFilter"/>.
+    /// </summary>
+    NotServedHere,
 }
 
 /// <summary>Things that happened (not drops), counted for `show` and metrics.</summary>

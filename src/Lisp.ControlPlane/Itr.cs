@@ -50,6 +50,13 @@ public sealed record ItrOptions
     public int MaxOutstanding { get; init; } = 1000;
     /// <summary>At most this many map-cache entries; a reply that would add more is not installed.</summary>
     public int MaxCacheEntries { get; init; } = 100_000;
+    /// <summary>
+    /// While the mapping system names no map-resolver for an EID yet (LISP-Decent pull before DNS answered),
+    /// the request is tried again this often ...
+    /// </summary>
+    public TimeSpan NoResolverRetry { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>... until this long after it was first asked for; then it is given up and logged (counted as <see cref="DropReason.NoResolver"/> once, when it first could not be placed).</summary>
+    public TimeSpan NoResolverGiveUp { get; init; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary>A Map-Request in flight, for `show`.</summary>
@@ -72,8 +79,12 @@ public sealed class Itr
     private readonly Dictionary<ulong, Pending> _outstanding = new();
     private readonly Dictionary<string, ulong> _outstandingByEid = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DateTimeOffset> _lastRequest = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, Waiting> _waiting = new(StringComparer.Ordinal);
     private DateTimeOffset _windowStart = DateTimeOffset.MinValue;
     private int _windowCount;
+
+    /// <summary>A request the mapping system could not place yet (no map-resolver known for the EID).</summary>
+    private sealed record Waiting(EidPrefix Eid, bool SmrInvoked, DateTimeOffset Since, DateTimeOffset NextAt);
 
     private sealed class Pending(EidPrefix eid, string key, ulong nonce, IReadOnlyList<IPEndPoint> resolvers, bool smrInvoked)
     {
@@ -115,6 +126,7 @@ public sealed class Itr
             DateTimeOffset? d = null;
             foreach (var p in _outstanding.Values) d = d is null || p.Deadline < d ? p.Deadline : d;
             foreach (var e in _cache.Values) d = d is null || e.ExpiresAt < d ? e.ExpiresAt : d;
+            foreach (var w in _waiting.Values) d = d is null || w.NextAt < d ? w.NextAt : d;
             return d;
         }
     }
@@ -176,9 +188,22 @@ public sealed class Itr
         var resolvers = _mappingSystem.MapResolversFor(c);
         if (resolvers.Count == 0)
         {
-            _counters.Drop(DropReason.NoResolver);
+            // Not known yet (a DNS answer still to come): try again shortly rather than lose the request.
+            if (_waiting.TryGetValue(key, out var w))
+            {
+                _waiting[key] = w with { NextAt = now + _options.NoResolverRetry };
+                return [];
+            }
+            _counters.Drop(DropReason.NoResolver); // counted once per request that could not be placed at once
+            if (_waiting.Count < _options.MaxOutstanding && _options.NoResolverGiveUp > TimeSpan.Zero)
+            {
+                _waiting[key] = new Waiting(c, smrInvoked, now, now + _options.NoResolverRetry);
+                return [new LogAction(LogLevel.Warning, "map-request-waiting",
+                    $"Map-Request for {c}: {_mappingSystem.Name} names no map-resolver yet; retrying every {_options.NoResolverRetry.TotalSeconds:0.###}s for up to {_options.NoResolverGiveUp.TotalSeconds:0}s")];
+            }
             return [new LogAction(LogLevel.Warning, "map-request-dropped", $"Map-Request for {c}: {_mappingSystem.Name} names no map-resolver")];
         }
+        _waiting.Remove(key);
         _windowCount++;
         _lastRequest[key] = now;
         if (_lastRequest.Count > 4 * _options.MaxOutstanding + 1024)
@@ -308,6 +333,18 @@ public sealed class Itr
     public IReadOnlyList<ControlAction> Tick(DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
+        foreach (var (key, w) in _waiting.Where(kv => kv.Value.NextAt <= now).ToList())
+        {
+            if (now - w.Since >= _options.NoResolverGiveUp)
+            {
+                _waiting.Remove(key);
+                actions.Add(new LogAction(LogLevel.Warning, "map-request-dropped",
+                    $"Map-Request for {w.Eid}: {_mappingSystem.Name} named no map-resolver within {_options.NoResolverGiveUp.TotalSeconds:0}s"));
+                continue;
+            }
+            _waiting[key] = w with { NextAt = now + _options.NoResolverRetry };
+            actions.AddRange(Request(w.Eid, now, w.SmrInvoked));
+        }
         foreach (var p in _outstanding.Values.Where(p => p.Deadline <= now).ToList())
         {
             if (p.Transmissions >= _options.MaxTransmissions)

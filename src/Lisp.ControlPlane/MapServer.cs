@@ -66,6 +66,12 @@ public sealed record MapServerOptions
     public int SmrRequesterLimit { get; init; } = 256;
     /// <summary>How long a proxy-replied ITR stays an SMR target.</summary>
     public TimeSpan SmrRequesterWindow { get; init; } = TimeSpan.FromMinutes(10);
+    /// <summary>
+    /// Which EIDs this map-server takes registrations for: null (or a null answer) accepts, a text refuses the
+    /// whole Map-Register with that reason (counted as <see cref="DropReason.NotServedHere"/>). LISP-Decent pull
+    /// uses it so a map-server only holds EIDs that hash to a set it belongs to.
+    /// </summary>
+    public Func<EidPrefix, string?>? EidFilter { get; init; }
 }
 
 /// <summary>Flags a registration was made with, as lispers.net prints them (upper case = set).</summary>
@@ -233,6 +239,10 @@ public sealed class MapServer
             {
                 return Reject(actions, DropReason.NotCovered,
                     $"Map-Register from {from} for site '{site.Name}': {rec.Eid} is not {(site.AcceptMoreSpecifics ? "inside" : "one of")} the site's prefixes");
+            }
+            if (_options.EidFilter?.Invoke(rec.Eid) is { } refusal)
+            {
+                return Reject(actions, DropReason.NotServedHere, $"Map-Register from {from} for {rec.Eid}: {refusal}");
             }
         }
 

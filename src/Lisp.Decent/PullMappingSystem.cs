@@ -166,6 +166,21 @@ public sealed class PullMappingSystem : IMappingSystem, IDisposable
         return ownAddresses.Any(a => set.Contains(Unmap(a)));
     }
 
+    /// <summary>
+    /// Null when <paramref name="ownAddress"/> is in the set <paramref name="eid"/> hashes to; otherwise why not
+    /// ("[0]1.1.1.1/32 hashes to index 1 (1.ms.test: 127.0.2.1, 127.0.2.2)"), for a map-server refusing a
+    /// registration meant for another set. An unresolved set refuses too (resolution starts in the background).
+    /// </summary>
+    public string? WhyNotServed(EidPrefix eid, IPAddress ownAddress, HashPurpose purpose = HashPurpose.Register)
+    {
+        int index = Hasher.IndexOf(eid, purpose);
+        string name = DnsNameFor(index);
+        var set = _dns.Get(name);
+        var own = Unmap(ownAddress);
+        if (set.Any(a => Unmap(a).Equals(own))) return null;
+        return $"it hashes to index {index} ({name}: {(set.Count == 0 ? "not resolved yet" : string.Join(", ", set))}), a set {own} is not in";
+    }
+
     public void Dispose()
     {
         if (_ownsDns) _dns.Dispose();

@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using Lisp.Appliance.Config;
 using Lisp.ControlPlane;
 using Lisp.ControlPlane.Transport;
+using Lisp.Decent;
 using Lisp.Wire;
 
 namespace Lisp.Appliance.Hosting;
@@ -32,7 +33,10 @@ public sealed class NodeHost : IDisposable
         _log = log;
         var listen = (config.Listen.Count > 0 ? config.Listen : config.Rlocs).Select(a => new IPEndPoint(a, config.ControlPort)).ToList();
         _transport = new UdpControlTransport(listen, m => _log.Warn("transport", m));
-        Node = new ControlNode(BuildOptions(config, _transport.LocalEndpoints), mappingSystem);
+        // A pull-mode map-server keeps each listen address's sets apart (one map-server node per address).
+        Nodes = mappingSystem is PullMappingSystem pull && config.Has("map-server")
+            ? ControlNodeSet.ForPull(config, pull, _transport.LocalEndpoints)
+            : ControlNodeSet.Single(new ControlNode(BuildOptions(config, _transport.LocalEndpoints), mappingSystem));
         _queue = Channel.CreateBounded<ReceivedPacket>(new BoundedChannelOptions(QueueCapacity)
         {
             FullMode = BoundedChannelFullMode.DropWrite,
@@ -41,7 +45,9 @@ public sealed class NodeHost : IDisposable
         _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
     }
 
-    public ControlNode Node { get; }
+    /// <summary>The node with the ETR/ITR (or the only node); see <see cref="Nodes"/> for all of them.</summary>
+    public ControlNode Node => Nodes.Primary;
+    public ControlNodeSet Nodes { get; }
     public IReadOnlyList<IPEndPoint> LocalEndpoints => _transport.LocalEndpoints;
     public long QueueDrops => Interlocked.Read(ref _queueDrops);
 
@@ -100,7 +106,9 @@ public sealed class NodeHost : IDisposable
                 }
             }
         });
-        _log.Info("node-started", $"{_config.Name}: roles {Node.Roles}; mapping system {Node.MappingSystem.Name}; listening on {string.Join(", ", LocalEndpoints)}");
+        string roles = string.Join(", ", NodeConfig.KnownRoles.Where(_config.Has));
+        _log.Info("node-started", $"{_config.Name}: roles {roles}; mapping system {Node.MappingSystem.Name}; listening on {string.Join(", ", LocalEndpoints)}"
+            + (Nodes.IsSplit ? $"; {Nodes.Servers.Count} map-server(s) with separate tables" : ""));
         _controlThread.Start();
     }
 
@@ -110,11 +118,11 @@ public sealed class NodeHost : IDisposable
     private void ControlLoop()
     {
         var token = _stop.Token;
-        Execute(Node.Tick(DateTimeOffset.UtcNow));
+        TickAll();
         while (!token.IsCancellationRequested)
         {
             var now = DateTimeOffset.UtcNow;
-            var deadline = Node.NextDeadline ?? now.AddSeconds(1);
+            var deadline = Nodes.NextDeadline ?? now.AddSeconds(1);
             var wait = deadline - now;
             if (wait > TimeSpan.FromSeconds(1)) wait = TimeSpan.FromSeconds(1);
             if (wait > TimeSpan.Zero)
@@ -132,18 +140,35 @@ public sealed class NodeHost : IDisposable
             int handled = 0;
             while (handled < 256 && _queue.Reader.TryRead(out var packet))
             {
-                Execute(Node.Handle(packet, DateTimeOffset.UtcNow));
+                var node = Nodes.Route(packet);
+                Execute(node.Handle(packet, DateTimeOffset.UtcNow), LabelOf(node));
                 handled++;
             }
             while (_requests.Reader.TryRead(out var eid))
             {
-                Execute(Node.Request(eid, DateTimeOffset.UtcNow));
+                if (Nodes.ItrNode is { } itr) Execute(itr.Request(eid, DateTimeOffset.UtcNow), null);
+                else _log.Warn("no-itr", $"lookup of {eid} asked for, but this node has no itr role");
             }
-            Execute(Node.Tick(DateTimeOffset.UtcNow));
+            TickAll();
         }
     }
 
-    private void Execute(IReadOnlyList<ControlAction> actions)
+    private void TickAll()
+    {
+        foreach (var (node, label) in Nodes.All) Execute(node.Tick(DateTimeOffset.UtcNow), label);
+    }
+
+    private string? LabelOf(ControlNode node)
+    {
+        foreach (var (n, label) in Nodes.All)
+        {
+            if (ReferenceEquals(n, node)) return label;
+        }
+        return null;
+    }
+
+    /// <param name="label">appended to the node's log lines, e.g. "(map-server 127.0.1.1:4342)" when a process runs several</param>
+    private void Execute(IReadOnlyList<ControlAction> actions, string? label)
     {
         foreach (var a in actions)
         {
@@ -153,7 +178,7 @@ public sealed class NodeHost : IDisposable
                     _transport.Send(s.To, s.Payload, s.From);
                     break;
                 case LogAction l:
-                    _log.Write(l.Level, l.Event, l.Message);
+                    _log.Write(l.Level, l.Event, label is null ? l.Message : $"{l.Message} ({label})");
                     break;
                 case MapCacheChanged:
                     break; // the data plane's map-cache mirrors these once it exists; the ITR already logs installs
@@ -166,6 +191,6 @@ public sealed class NodeHost : IDisposable
         _stop.Cancel();
         if (_controlThread.IsAlive) _controlThread.Join(TimeSpan.FromSeconds(3));
         _transport.Dispose();
-        _log.Info("node-stopped", $"{_config.Name}: {Node.Counters.TotalDrops} packets dropped, {QueueDrops} queue drops, {_transport.SendErrors} send errors");
+        _log.Info("node-stopped", $"{_config.Name}: {Nodes.TotalDrops} packets dropped, {QueueDrops} queue drops, {_transport.SendErrors} send errors");
     }
 }
