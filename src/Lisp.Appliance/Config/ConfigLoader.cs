@@ -264,7 +264,7 @@ public static class ConfigLoader
 
         private DecentPushConfig Push(TomlTable t, NodeConfig cfg)
         {
-            Allow(t, "decent.push.", "group", "delivery", "members", "key", "register_interval", "seed_group", "interface", "multicast_ttl");
+            Allow(t, "decent.push.", "group", "delivery", "members", "key", "register_interval", "seed_group", "interface", "multicast_ttl", "data_port");
             var g = Address(Str(t, "decent.push.group") ?? throw Bad("decent.push.group", "missing (the group address naming the mapping system)"), "decent.push.group");
             bool mc = g.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? (g.GetAddressBytes()[0] & 0xf0) == 0xe0 : g.IsIPv6Multicast;
             if (!mc) throw Bad("decent.push.group", $"{g} is not a multicast address");
@@ -275,7 +275,8 @@ public static class ConfigLoader
                 Duration(t, "decent.push.register_interval") ?? cfg.RegisterInterval,
                 Str(t, "decent.push.seed_group"),
                 Str(t, "decent.push.interface"),
-                Int(t, "decent.push.multicast_ttl", 0, 255) ?? 1);
+                Int(t, "decent.push.multicast_ttl", 0, 255) ?? 1,
+                Int(t, "decent.push.data_port", 1, 65535) ?? DataHeader.Port);
         }
 
         // ---- typed accessors: each names its key in the error ----

@@ -10,7 +10,7 @@ public sealed record DecentPullConfig(string DnsSuffix, int Modulus, string Hash
 
 /// <summary>Push-based LISP-Decent settings ([decent.push]).</summary>
 public sealed record DecentPushConfig(IPAddress Group, string Delivery, IReadOnlyList<IPEndPoint> Members, string? Key,
-    TimeSpan RegisterInterval, string? SeedGroupName, string? Interface, int MulticastTtl);
+    TimeSpan RegisterInterval, string? SeedGroupName, string? Interface, int MulticastTtl, int DataPort = DataHeader.Port);
 
 /// <summary>Everything `lisp-decent run` needs, validated. Built by <see cref="ConfigLoader"/>.</summary>
 public sealed record NodeConfig

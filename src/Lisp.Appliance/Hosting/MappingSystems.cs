@@ -15,9 +15,9 @@ public static class MappingSystems
         {
             return CreatePull(pull, log);
         }
-        if (c.DecentPush is not null)
+        if (c.DecentPush is { } push)
         {
-            throw new ConfigException("decent.push: push-based LISP-Decent is not built yet");
+            return PushHosting.Create(c, push, log);
         }
         var self = (c.Listen.Count > 0 ? c.Listen : c.Rlocs).Select(a => new IPEndPoint(a, c.ControlPort)).ToList();
         var servers = c.MapServers.Count > 0 ? c.MapServers : c.Has("map-server") ? self : [];

@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using Lisp.Appliance.Config;
 using Lisp.ControlPlane;
 using Lisp.ControlPlane.Transport;
+using Lisp.Decent.Push;
 using Lisp.Decent;
 using Lisp.Wire;
 
@@ -26,6 +27,7 @@ public sealed class NodeHost : IDisposable
     private readonly Thread _controlThread;
     private readonly CancellationTokenSource _stop = new();
     private long _queueDrops;
+    private readonly PushIo? _push;
 
     public NodeHost(NodeConfig config, IMappingSystem mappingSystem, Log log)
     {
@@ -36,12 +38,14 @@ public sealed class NodeHost : IDisposable
         // A pull-mode map-server keeps each listen address's sets apart (one map-server node per address).
         Nodes = mappingSystem is PullMappingSystem pull && config.Has("map-server")
             ? ControlNodeSet.ForPull(config, pull, _transport.LocalEndpoints)
-            : ControlNodeSet.Single(new ControlNode(BuildOptions(config, _transport.LocalEndpoints), mappingSystem));
+            : ControlNodeSet.Single(new ControlNode(PushIo.Adjust(BuildOptions(config, _transport.LocalEndpoints), config, mappingSystem), mappingSystem));
         _queue = Channel.CreateBounded<ReceivedPacket>(new BoundedChannelOptions(QueueCapacity)
         {
             FullMode = BoundedChannelFullMode.DropWrite,
             SingleReader = true,
         });
+        // A push-group member also has the group's data socket and multicast socket (PushIo).
+        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => _queue.Writer.TryWrite(p));
         _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
     }
 
@@ -109,6 +113,7 @@ public sealed class NodeHost : IDisposable
         string roles = string.Join(", ", NodeConfig.KnownRoles.Where(_config.Has));
         _log.Info("node-started", $"{_config.Name}: roles {roles}; mapping system {Node.MappingSystem.Name}; listening on {string.Join(", ", LocalEndpoints)}"
             + (Nodes.IsSplit ? $"; {Nodes.Servers.Count} map-server(s) with separate tables" : ""));
+        _push?.Start();
         _controlThread.Start();
     }
 
@@ -121,6 +126,7 @@ public sealed class NodeHost : IDisposable
         TickAll();
         while (!token.IsCancellationRequested)
         {
+            _push?.AfterBatch(Node, DateTimeOffset.UtcNow);
             var now = DateTimeOffset.UtcNow;
             var deadline = Nodes.NextDeadline ?? now.AddSeconds(1);
             var wait = deadline - now;
@@ -175,7 +181,7 @@ public sealed class NodeHost : IDisposable
             switch (a)
             {
                 case SendAction s:
-                    _transport.Send(s.To, s.Payload, s.From);
+                    if (_push?.TrySend(s) != true) _transport.Send(s.To, s.Payload, s.From);
                     break;
                 case LogAction l:
                     _log.Write(l.Level, l.Event, label is null ? l.Message : $"{l.Message} ({label})");
@@ -190,6 +196,15 @@ public sealed class NodeHost : IDisposable
     {
         _stop.Cancel();
         if (_controlThread.IsAlive) _controlThread.Join(TimeSpan.FromSeconds(3));
+        if (_push is not null)
+        {
+            // Leaving the group: TTL-0 Map-Registers to every member, then close the group's sockets.
+            foreach (var a in _push.Leave(Node, DateTimeOffset.UtcNow))
+            {
+                if (a is SendAction s && !_push.TrySend(s)) _transport.Send(s.To, s.Payload, s.From);
+            }
+            _push.Dispose();
+        }
         _transport.Dispose();
         _log.Info("node-stopped", $"{_config.Name}: {Nodes.TotalDrops} packets dropped, {QueueDrops} queue drops, {_transport.SendErrors} send errors");
     }

@@ -1,0 +1,246 @@
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Net.Sockets;
+using Lisp.Appliance.Config;
+using Lisp.ControlPlane;
+using Lisp.Decent.Push;
+using Lisp.Wire;
+
+namespace Lisp.Appliance.Hosting;
+
+/// <summary>
+/// The push group's own sockets beside the control transport: a LISP data socket per local address (UDP
+/// 4341 by default) that takes Map-Registers LISP-encapsulated with instance-id 0xffffff to the group and hands
+/// them to the control plane as if they came from the inner source; and, for multicast delivery, a socket
+/// joined to the group (on the configured interface, multicast loopback and TTL set explicitly) that both
+/// sends the Map-Registers addressed to the group and receives every member's. Also dumps the site table to
+/// the log whenever it changes, and withdraws this member's registrations (TTL 0) when the node stops.
+/// </summary>
+public sealed class PushIo : IDisposable
+{
+    private readonly NodeConfig _config;
+    private readonly PushMappingSystem _push;
+    private readonly PushReplicator _replicator;
+    private readonly Log _log;
+    private readonly Func<ReceivedPacket, bool> _inject;
+    private readonly List<Socket> _dataSockets = [];
+    private readonly Socket? _multicast;
+    private readonly List<Thread> _threads = [];
+    private volatile bool _stopping;
+    private string _lastTable = "";
+    private DateTimeOffset _lastDump = DateTimeOffset.MinValue;
+    private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors;
+
+    public PushIo(NodeConfig config, PushMappingSystem push, Log log, Func<ReceivedPacket, bool> inject)
+    {
+        _config = config;
+        _push = push;
+        _replicator = new PushReplicator(push);
+        _log = log;
+        _inject = inject;
+        foreach (var self in push.Options.Self)
+        {
+            var ep = new IPEndPoint(self.Address, push.Options.DataPort);
+            var s = new Socket(ep.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            try
+            {
+                if (ep.AddressFamily == AddressFamily.InterNetworkV6) s.DualMode = false;
+                s.Bind(ep);
+                _dataSockets.Add(s);
+            }
+            catch (SocketException e)
+            {
+                s.Dispose();
+                if (push.Delivery == PushDelivery.ReplicateEncapsulated)
+                {
+                    Dispose();
+                    throw new InvalidOperationException($"decent.push: cannot bind the LISP data socket {ep}: {e.Message}");
+                }
+                _log.Warn("push-data-socket", $"cannot bind {ep} ({e.Message}); encapsulated Map-Registers from other members will not be received");
+            }
+        }
+        if (push.Delivery == PushDelivery.Multicast)
+        {
+            try
+            {
+                _multicast = OpenMulticast(config.DecentPush!, push);
+            }
+            catch (Exception e) when (e is SocketException or InvalidOperationException)
+            {
+                Dispose();
+                throw new InvalidOperationException($"decent.push: cannot join group {push.Group}: {e.Message}");
+            }
+        }
+    }
+
+    public long Decapsulated => Interlocked.Read(ref _decapsulated);
+    public long DecapsulationDrops => Interlocked.Read(ref _decapDrops);
+
+    /// <summary>Makes a control node's options those of a push-group member (no-op for other mapping systems).</summary>
+    public static ControlNodeOptions Adjust(ControlNodeOptions options, NodeConfig config, IMappingSystem mappingSystem)
+    {
+        if (mappingSystem is not PushMappingSystem push || config.DecentPush is not { } p) return options;
+        var o = PushGroup.Apply(options, push);
+        if (o.MapServer is { } ms) o = o with { MapServer = ms with { RegistrationTimeout = p.RegisterInterval * 3 } };
+        return o;
+    }
+
+    private Socket OpenMulticast(DecentPushConfig p, PushMappingSystem push)
+    {
+        bool v4 = push.Group.AddressFamily == AddressFamily.InterNetwork;
+        var self = push.Options.Self.FirstOrDefault(s => s.AddressFamily == push.Group.AddressFamily)
+            ?? throw new InvalidOperationException($"no local address of the group's family to send from");
+        int index = 0;
+        if (p.Interface is { Length: > 0 } name)
+        {
+            var nic = NetworkInterface.GetAllNetworkInterfaces().FirstOrDefault(n => n.Name == name)
+                ?? throw new InvalidOperationException($"decent.push.interface '{name}' does not exist");
+            index = v4 ? nic.GetIPProperties().GetIPv4Properties().Index : nic.GetIPProperties().GetIPv6Properties().Index;
+        }
+        var s = new Socket(push.Group.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            // Every member process on a host binds the group and port: SO_REUSEADDR lets them all receive.
+            s.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            s.Bind(new IPEndPoint(push.Group, push.Options.ControlPort));
+            if (v4)
+            {
+                s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.AddMembership,
+                    index > 0 ? new MulticastOption(push.Group, index) : new MulticastOption(push.Group, self.Address));
+                // Send from our own address (the registerer identity members see), on the group's interface.
+                s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastInterface, self.Address.GetAddressBytes());
+                s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastTimeToLive, p.MulticastTtl);
+                s.SetSocketOption(SocketOptionLevel.IP, SocketOptionName.MulticastLoopback, true);
+            }
+            else
+            {
+                s.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.AddMembership, new IPv6MulticastOption(push.Group, index));
+                if (index > 0) s.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.MulticastInterface, index);
+                s.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.MulticastTimeToLive, p.MulticastTtl);
+                s.SetSocketOption(SocketOptionLevel.IPv6, SocketOptionName.MulticastLoopback, true);
+            }
+        }
+        catch
+        {
+            s.Dispose();
+            throw;
+        }
+        _log.Info("push-multicast", $"joined {push.Group} on {(index > 0 ? p.Interface : self.Address.ToString())}, ttl {p.MulticastTtl}, loopback on, port {push.Options.ControlPort}");
+        return s;
+    }
+
+    public void Start()
+    {
+        foreach (var s in _dataSockets)
+        {
+            var local = (IPEndPoint)s.LocalEndPoint!;
+            _threads.Add(new Thread(() => ReceiveLoop(s, local, data: true)) { IsBackground = true, Name = "lisp-push-data" });
+        }
+        if (_multicast is not null)
+        {
+            var local = _push.Options.Self.First(e => e.AddressFamily == _push.Group.AddressFamily);
+            _threads.Add(new Thread(() => ReceiveLoop(_multicast, local, data: false)) { IsBackground = true, Name = "lisp-push-mcast" });
+        }
+        foreach (var t in _threads) t.Start();
+        _log.Info("push-started", $"{_push.Name}: members {string.Join(", ", _push.Members)}; data port {_push.Options.DataPort}");
+    }
+
+    private void ReceiveLoop(Socket s, IPEndPoint local, bool data)
+    {
+        var buffer = new byte[65535];
+        var control = new IPEndPoint(local.Address, _push.Options.ControlPort);
+        while (!_stopping)
+        {
+            int n;
+            EndPoint from = new IPEndPoint(local.AddressFamily == AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any, 0);
+            try
+            {
+                n = s.ReceiveFrom(buffer, ref from);
+            }
+            catch (SocketException) when (!_stopping)
+            {
+                continue; // ICMP errors from earlier sends
+            }
+            catch (Exception) when (_stopping)
+            {
+                return;
+            }
+            catch (ObjectDisposedException)
+            {
+                return;
+            }
+            var payload = buffer.AsSpan(0, n);
+            if (!data)
+            {
+                Interlocked.Increment(ref _multicastReceived);
+                _inject(new ReceivedPacket(payload.ToArray(), (IPEndPoint)from, control));
+                continue;
+            }
+            if (PushEncapsulation.TryDecapsulate(payload, _push.Group, out var inner, out var innerSource, out var error))
+            {
+                Interlocked.Increment(ref _decapsulated);
+                _inject(new ReceivedPacket(inner, innerSource, control));
+            }
+            else if (Interlocked.Increment(ref _decapDrops) % 100 == 1)
+            {
+                _log.Warn("push-decap-drop", $"{n} bytes from {from} on {local}: {error} ({DecapsulationDrops} dropped so far)");
+            }
+        }
+    }
+
+    /// <summary>Sends what the push group's data plane carries (encapsulated copies, multicast); false leaves it to the control transport.</summary>
+    public bool TrySend(SendAction a)
+    {
+        var d = _replicator.Expand(a);
+        Socket? s = d.Channel switch
+        {
+            PushChannel.Data => _dataSockets.FirstOrDefault(x => x.AddressFamily == d.To.AddressFamily),
+            PushChannel.Multicast => _multicast,
+            _ => null,
+        };
+        if (d.Channel == PushChannel.Control) return false;
+        if (s is null)
+        {
+            if (Interlocked.Increment(ref _sendErrors) % 100 == 1) _log.Warn("push-send", $"no {d.Channel} socket for {d.To}");
+            return true;
+        }
+        try
+        {
+            s.SendTo(d.Payload, d.To);
+        }
+        catch (SocketException e)
+        {
+            if (Interlocked.Increment(ref _sendErrors) % 100 == 1) _log.Warn("push-send", $"{d.Channel} to {d.To}: {e.SocketErrorCode}");
+        }
+        return true;
+    }
+
+    /// <summary>On the control thread after each round: logs the site table when it changed (at most every 200 ms).</summary>
+    public void AfterBatch(ControlNode node, DateTimeOffset now)
+    {
+        if (node.MapServer is not { } ms || now - _lastDump < TimeSpan.FromMilliseconds(200)) return;
+        var rows = ms.SiteTable(now);
+        string signature = string.Join("\n", rows.Select(r => $"{r.Eid} {r.Registered} {r.Registrants} {string.Join(",", r.Rlocs.Select(l => l.Locator.ToText()))}"));
+        if (signature == _lastTable) return;
+        _lastTable = signature;
+        _lastDump = now;
+        int registered = rows.Count(r => r.Registered);
+        _log.Info("site-table", $"{_config.Name}: {rows.Count} entries, {registered} registered: " +
+            string.Join(" | ", rows.Select(r => $"{r.Eid}{(r.Registered ? $" by {r.LastRegisterer} ({r.Registrants})" : " (configured)")}")));
+        foreach (var line in MapServer.Format(rows).Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            _log.Write(LogLevel.Debug, "site-table-row", line.TrimEnd('\r'));
+        }
+    }
+
+    /// <summary>Leaving the group: Map-Registers with TTL 0 for every mapping (call once the control thread stopped).</summary>
+    public IReadOnlyList<ControlAction> Leave(ControlNode node, DateTimeOffset now) => node.Etr?.Withdraw(now) ?? [];
+
+    public void Dispose()
+    {
+        _stopping = true;
+        foreach (var s in _dataSockets) s.Dispose();
+        _multicast?.Dispose();
+        foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(1));
+    }
+}

@@ -1,0 +1,259 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Lisp.TestSupport;
+
+namespace Lisp.Appliance.Tests;
+
+/// <summary>
+/// A push group of `lisp-decent run` child processes on loopback (127.0.30.x), optionally inside a network
+/// namespace the test created. Every wait is bounded; Dispose kills every child it started.
+/// </summary>
+internal sealed class PushCluster : IDisposable
+{
+    public static readonly string[][] DemoEids =
+    [
+        ["[0]1.1.1.1/32", "[0]'nexus-n1'"],
+        ["[0]2.2.2.2/32", "[0]'nexus-n2'"],
+        ["[0]3.3.3.3/32", "[0]'nexus-n3'"],
+    ];
+
+    private readonly string _dir = Directory.CreateTempSubdirectory("lisp-push-").FullName;
+    public List<PushNodeProcess> Nodes { get; } = [];
+    public string? Netns { get; init; }
+    public int ControlPort { get; init; }
+    public int DataPort { get; init; }
+    public string Delivery { get; init; } = "replicate";
+    public string Subnet { get; init; } = "127.0.30";
+    public string Group { get; init; } = "224.1.1.1";
+    public string RegisterInterval { get; init; } = "2s";
+
+    public string Address(int i) => $"{Subnet}.{i}";
+
+    public string Config(int i, int count, string[] eids, string key = "decent-demo-key")
+    {
+        var members = Enumerable.Range(1, count).Where(j => j != i).Select(j => $"\"{Address(j)}:{ControlPort}\"");
+        return $"""
+            [node]
+            name = "n{i}"
+            roles = ["itr", "etr", "map-server", "map-resolver"]
+            rlocs = ["{Address(i)}"]
+            control_port = {ControlPort}
+            log_level = "info"
+
+            [decent.push]
+            group = "{Group}"
+            delivery = "{Delivery}"
+            members = [{string.Join(", ", members)}]
+            key = "{key}"
+            register_interval = "{RegisterInterval}"
+            data_port = {DataPort}
+            {(Netns is not null ? "interface = \"lo\"" : "")}
+
+            """ + string.Concat(eids.Select(e => $"[[database]]\neid = \"{e.Replace("\"", "\\\"", StringComparison.Ordinal)}\"\n"));
+    }
+
+    public PushNodeProcess Start(int i, int count, string[] eids, string key = "decent-demo-key")
+    {
+        var path = Path.Combine(_dir, $"n{i}.toml");
+        File.WriteAllText(path, Config(i, count, eids, key));
+        var n = PushNodeProcess.Start(Netns, $"n{i}", "run", "--config", path);
+        Nodes.Add(n);
+        return n;
+    }
+
+    public void StartDemo()
+    {
+        for (int i = 1; i <= 3; i++) Start(i, 3, DemoEids[i - 1]);
+    }
+
+    /// <summary>Runs `lisp-decent lig EID --map-resolver node` (in the namespace when there is one).</summary>
+    public (int ExitCode, string Stdout, string Stderr) Lig(string eid, int node) =>
+        PushNodeProcess.Run(Netns, TimeSpan.FromSeconds(30), "lig", eid, "--map-resolver", $"{Address(node)}:{ControlPort}",
+            "--source", Address(node), "--count", "3", "--timeout", "1s");
+
+    public void Dispose()
+    {
+        foreach (var n in Nodes) n.Dispose();
+        try
+        {
+            Directory.Delete(_dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+/// <summary>One `lisp-decent` child process (optionally under `ip netns exec`), its output collected.</summary>
+internal sealed class PushNodeProcess : IDisposable
+{
+    private readonly Process _p;
+    private readonly ConcurrentQueue<string> _lines = new();
+
+    private PushNodeProcess(Process p, string name)
+    {
+        _p = p;
+        Name = name;
+    }
+
+    public string Name { get; }
+    public IReadOnlyList<string> Lines => _lines.ToArray();
+    public bool HasExited => _p.HasExited;
+
+    private static ProcessStartInfo Psi(string? netns, IEnumerable<string> args)
+    {
+        var psi = netns is null ? new ProcessStartInfo("dotnet") : new ProcessStartInfo("ip");
+        if (netns is not null)
+        {
+            foreach (var a in new[] { "netns", "exec", netns, "dotnet" }) psi.ArgumentList.Add(a);
+        }
+        psi.ArgumentList.Add(ApplianceProcess.DllPath);
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        psi.RedirectStandardOutput = true;
+        psi.RedirectStandardError = true;
+        psi.UseShellExecute = false;
+        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        return psi;
+    }
+
+    public static PushNodeProcess Start(string? netns, string name, params string[] args)
+    {
+        var p = new Process { StartInfo = Psi(netns, args) };
+        var n = new PushNodeProcess(p, name);
+        p.OutputDataReceived += (_, e) => { if (e.Data is not null) n._lines.Enqueue(e.Data); };
+        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) n._lines.Enqueue(e.Data); };
+        p.Start();
+        p.BeginOutputReadLine();
+        p.BeginErrorReadLine();
+        return n;
+    }
+
+    public static (int ExitCode, string Stdout, string Stderr) Run(string? netns, TimeSpan timeout, params string[] args)
+    {
+        using var p = new Process { StartInfo = Psi(netns, args) };
+        p.Start();
+        var so = p.StandardOutput.ReadToEndAsync();
+        var se = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeout))
+        {
+            p.Kill(entireProcessTree: true);
+            p.WaitForExit(5000);
+            throw new TimeoutException($"lisp-decent {string.Join(' ', args)} did not finish within {timeout.TotalSeconds}s");
+        }
+        p.WaitForExit();
+        return (p.ExitCode, so.Result, se.Result);
+    }
+
+    /// <summary>The newest line matching <paramref name="pattern"/> that satisfies <paramref name="accept"/>, waited for up to <paramref name="timeout"/>.</summary>
+    public string WaitFor(string pattern, TimeSpan timeout, Func<string, bool>? accept = null)
+    {
+        var re = new Regex(pattern);
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            var hit = _lines.Reverse().FirstOrDefault(l => re.IsMatch(l));
+            if (hit is not null && (accept is null || accept(hit))) return hit;
+            if (sw.Elapsed > timeout || (_p.HasExited && sw.Elapsed > TimeSpan.FromSeconds(1)))
+            {
+                throw new TimeoutException($"{Name}: no acceptable line /{pattern}/ within {timeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}s" +
+                    $"{(_p.HasExited ? $" (exited {_p.ExitCode})" : "")}; newest match: {hit ?? "none"}; log:\n{string.Join("\n", _lines.TakeLast(40))}");
+            }
+            Thread.Sleep(100);
+        }
+    }
+
+    /// <summary>The newest `site-table` dump line (waits until one satisfies <paramref name="accept"/>).</summary>
+    public string SiteTable(TimeSpan timeout, Func<string, bool> accept) => WaitFor(@" site-table ", timeout, accept);
+
+    public void Stop()
+    {
+        if (_p.HasExited) return;
+        try
+        {
+            // The child of `ip netns exec` is the same process (exec), so the signal reaches lisp-decent.
+            Process.Start("kill", ["-TERM", _p.Id.ToString(CultureInfo.InvariantCulture)])?.WaitForExit(2000);
+            if (!_p.WaitForExit(5000)) _p.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+        _p.WaitForExit(5000);
+    }
+
+    public void Kill()
+    {
+        try
+        {
+            if (!_p.HasExited) _p.Kill(entireProcessTree: true);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+        _p.WaitForExit(5000);
+    }
+
+    public void Dispose()
+    {
+        Kill();
+        _p.Dispose();
+    }
+}
+
+/// <summary>A network namespace made for one test (loopback up, multicast on, a route for 224/4), deleted on Dispose.</summary>
+internal sealed class TestNetns : IDisposable
+{
+    public string Name { get; } = $"ldpush{Environment.ProcessId % 100000}x{Random.Shared.Next(1000)}";
+
+    private TestNetns()
+    {
+    }
+
+    /// <summary>The namespace, or null with the reason it could not be made.</summary>
+    public static TestNetns? TryCreate(out string? reason)
+    {
+        var ns = new TestNetns();
+        reason = Sh("ip", "netns", "add", ns.Name);
+        if (reason is not null) return null;
+        foreach (var cmd in new[]
+        {
+            new[] { "ip", "link", "set", "lo", "up" },
+            ["ip", "link", "set", "lo", "multicast", "on"],
+            ["ip", "route", "add", "224.0.0.0/4", "dev", "lo"],
+        })
+        {
+            reason = Sh(["ip", "netns", "exec", ns.Name, .. cmd]);
+            if (reason is not null)
+            {
+                ns.Dispose();
+                return null;
+            }
+        }
+        return ns;
+    }
+
+    /// <summary>Runs a command; null on success, else its error output.</summary>
+    private static string? Sh(params string[] argv)
+    {
+        try
+        {
+            var psi = new ProcessStartInfo(argv[0]) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+            foreach (var a in argv.Skip(1)) psi.ArgumentList.Add(a);
+            using var p = Process.Start(psi)!;
+            var err = p.StandardError.ReadToEndAsync();
+            if (!p.WaitForExit(10_000))
+            {
+                p.Kill();
+                return $"{string.Join(' ', argv)}: timed out";
+            }
+            return p.ExitCode == 0 ? null : $"{string.Join(' ', argv)}: exit {p.ExitCode}: {err.Result.Trim()}";
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            return $"{argv[0]}: {e.Message}";
+        }
+    }
+
+    public void Dispose() => Sh("ip", "netns", "delete", Name);
+}
