@@ -116,6 +116,21 @@ public static class RunCommand
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.Set(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopped.Set(); });
         log.Info("config", $"loaded {source}");
+        DataPlaneHost? dataPlane = null;
+        if (config.DataPlane is { } dpc)
+        {
+            try
+            {
+                dataPlane = DataPlaneHost.Start(dpc, config, host, log);
+            }
+            catch (Exception e) when (e is IOException or InvalidOperationException)
+            {
+                stderr.WriteLine($"run: cannot start the data plane: {e.Message}");
+                host.Dispose();
+                (mapping as IDisposable)?.Dispose();
+                return 1;
+            }
+        }
         host.Start();
         if (requests.Count > 0)
         {
@@ -127,6 +142,7 @@ public static class RunCommand
         }
         stopped.Wait();
         log.Info("signal", "stopping");
+        dataPlane?.Dispose();
         host.Dispose();
         (mapping as IDisposable)?.Dispose();
         return 0;

@@ -59,7 +59,7 @@ public static class ConfigLoader
 
         public NodeConfig Read(TomlTable root)
         {
-            Allow(root, "", "node", "mapping", "etr", "itr", "map_server", "site", "database", "decent", "management");
+            Allow(root, "", "node", "mapping", "etr", "itr", "map_server", "site", "database", "decent", "management", "data_plane");
             var node = Table(root, "node") ?? new TomlTable();
             Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level");
             var cfg = new NodeConfig
@@ -133,6 +133,9 @@ public static class ConfigLoader
                 var push = Table(decent, "push", "decent.push");
                 if (push is not null) cfg = cfg with { DecentPush = Push(push, cfg) };
             }
+
+            var dataPlane = Table(root, "data_plane");
+            if (dataPlane is not null) cfg = cfg with { DataPlane = DataPlaneSection(dataPlane, cfg) };
 
             var mgmt = Table(root, "management");
             if (mgmt is not null)
@@ -242,6 +245,39 @@ public static class ConfigLoader
                 list.Add(new DatabaseMapping(eid, rlocs));
             }
             return list;
+        }
+
+        private DataPlaneConfig DataPlaneSection(TomlTable t, NodeConfig cfg)
+        {
+            const string k = "data_plane.";
+            Allow(t, k, "tun", "instance_id", "addresses", "routes", "workers", "data_port", "underlay_mtu", "tun_mtu", "miss_policy",
+                "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval");
+            if (!cfg.Has("itr") && !cfg.Has("etr")) throw Bad("data_plane", "the data plane needs the itr or etr role");
+            if (cfg.Rlocs.Count == 0) throw Bad("node.rlocs", "the data plane needs local RLOCs (the outer source addresses)");
+            var tun = Str(t, k + "tun") ?? "lisp0";
+            if (tun.Length is 0 or > 15 || tun.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))) throw Bad(k + "tun", $"'{tun}' is not an interface name (1..15 of a-z 0-9 - _ .)");
+            List<IpPrefix> Prefixes(string key) => StrList(t, k + key).Select((s, i) =>
+                IpPrefix.TryParse(s, out var p) ? p : throw Bad($"{k}{key}[{i}]", $"'{s}' is not ADDRESS/LENGTH")).ToList();
+            var d = new DataPlaneConfig
+            {
+                Tun = tun,
+                InstanceId = (uint)(Int(t, k + "instance_id", 0, 0xffffff) ?? 0),
+                Addresses = Prefixes("addresses"),
+                Routes = Prefixes("routes"),
+                Workers = Int(t, k + "workers", 1, 64) ?? 1,
+                DataPort = Int(t, k + "data_port", 1, 65535) ?? DataHeader.Port,
+                UnderlayMtu = Int(t, k + "underlay_mtu", 576, 65535) ?? 1500,
+                TunMtu = Int(t, k + "tun_mtu", 576, 65535) ?? 1500,
+                MissPolicy = Choice(t, k + "miss_policy", ["drop", "queue"]) ?? "drop",
+                HoldTime = Duration(t, k + "hold_time") ?? TimeSpan.FromSeconds(3),
+                HoldPackets = Int(t, k + "hold_packets", 1, 4096) ?? 64,
+                MissRate = Int(t, k + "miss_rate", 1, 100000) ?? 100,
+                SendMode = Choice(t, k + "send_mode", ["auto", "raw", "udp"]) ?? "auto",
+                BatchSize = Int(t, k + "batch_size", 1, 1024) ?? 64,
+                ConfigureTun = Bool(t, k + "configure_tun") ?? true,
+                StatsInterval = Duration(t, k + "stats_interval") ?? TimeSpan.FromSeconds(10),
+            };
+            return d;
         }
 
         private DecentPullConfig Pull(TomlTable t, NodeConfig cfg)

@@ -40,6 +40,8 @@ public sealed record NodeConfig
     public IReadOnlyList<DatabaseMapping> Database { get; init; } = [];
     public DecentPullConfig? DecentPull { get; init; }
     public DecentPushConfig? DecentPush { get; init; }
+    /// <summary>[data_plane]: TUN + UDP 4341 forwarding; null = control plane only.</summary>
+    public DataPlaneConfig? DataPlane { get; init; }
     public IPEndPoint? Management { get; init; }
 
     public bool Has(string role) => Roles.Contains(role);

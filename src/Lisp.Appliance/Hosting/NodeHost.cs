@@ -120,6 +120,9 @@ public sealed class NodeHost : IDisposable
     /// <summary>Asks the ITR to resolve an EID (thread-safe; handled on the control thread).</summary>
     public void RequestLookup(EidPrefix eid) => _requests.Writer.TryWrite(eid);
 
+    /// <summary>Called on the control thread for each MapCacheChanged action (set before <see cref="Start"/>).</summary>
+    public Action<MapCacheChanged>? MapCacheChangedHook { get; set; }
+
     private void ControlLoop()
     {
         var token = _stop.Token;
@@ -136,7 +139,8 @@ public sealed class NodeHost : IDisposable
                 try
                 {
                     var readable = _queue.Reader.WaitToReadAsync(token).AsTask();
-                    readable.Wait((int)Math.Ceiling(wait.TotalMilliseconds), token);
+                    // A lookup request (e.g. a data-plane miss) wakes the loop as a packet does.
+                    Task.WaitAny([readable, _requests.Reader.WaitToReadAsync(token).AsTask()], (int)Math.Ceiling(wait.TotalMilliseconds), token);
                 }
                 catch (OperationCanceledException)
                 {
@@ -186,8 +190,9 @@ public sealed class NodeHost : IDisposable
                 case LogAction l:
                     _log.Write(l.Level, l.Event, label is null ? l.Message : $"{l.Message} ({label})");
                     break;
-                case MapCacheChanged:
-                    break; // the data plane's map-cache mirrors these once it exists; the ITR already logs installs
+                case MapCacheChanged m:
+                    MapCacheChangedHook?.Invoke(m); // the data plane mirrors these into its map-cache (DataPlaneHost)
+                    break;
             }
         }
     }

@@ -1,0 +1,157 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using Lisp.Appliance.Config;
+using Lisp.ControlPlane;
+using Lisp.DataPlane;
+using Lisp.MapCache;
+using Lisp.Wire;
+
+namespace Lisp.Appliance.Hosting;
+
+/// <summary>
+/// Joins the data plane to a <see cref="NodeHost"/>: opens the TUN and the 4341 sockets, starts the worker
+/// threads, mirrors the ITR's <see cref="MapCacheChanged"/> actions into a <see cref="MapCacheWriter"/> (on
+/// the control thread, publishing a new snapshot per change) and forwards data-plane misses from the bounded,
+/// rate-limited <see cref="MissQueue"/> to the ITR as lookup requests (handled on the control thread).
+/// </summary>
+public sealed class DataPlaneHost : IDisposable
+{
+    private readonly DataPlaneConfig _config;
+    private readonly NodeHost _host;
+    private readonly Log _log;
+    private readonly MapCacheWriter _writer = new();
+    private readonly MissQueue _misses;
+    private readonly DataPlaneEngine _engine;
+    private readonly Timer? _stats;
+    private readonly List<Miss> _drained = [];
+    private readonly Lock _drainLock = new();
+    private string _lastStats = "";
+
+    private DataPlaneHost(DataPlaneConfig config, NodeConfig node, NodeHost host, Log log)
+    {
+        _config = config;
+        _host = host;
+        _log = log;
+        _misses = new MissQueue(capacity: 1024, ratePerSecond: config.MissRate, burst: 20);
+        var options = new DataPlaneOptions
+        {
+            InstanceId = config.InstanceId,
+            LocalRlocV4 = node.Rlocs.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork),
+            LocalRlocV6 = node.Rlocs.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetworkV6),
+            DataPort = (ushort)config.DataPort,
+            UnderlayMtu = config.UnderlayMtu,
+            MissPolicy = config.MissPolicy == "queue" ? MissPolicy.Queue : MissPolicy.Drop,
+            HoldPackets = config.HoldPackets,
+            HoldTime = config.HoldTime,
+            BatchSize = config.BatchSize,
+            MaxPacket = Math.Max(config.TunMtu, 1500) + 64,
+        };
+        var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses);
+        _misses.OnPosted = DrainMisses;
+        if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
+    }
+
+    public DataPlaneEngine Engine => _engine;
+    public MapCacheWriter MapCache => _writer;
+
+    /// <summary>Opens and starts the data plane; throws IOException (with the system's reason) when the TUN or sockets cannot be opened.</summary>
+    public static DataPlaneHost Start(DataPlaneConfig config, NodeConfig node, NodeHost host, Log log)
+    {
+        var dp = new DataPlaneHost(config, node, host, log);
+        try
+        {
+            foreach (var note in dp._engine.Notes) log.Info("data-plane", note);
+            if (config.ConfigureTun) dp.ConfigureTun();
+            host.MapCacheChangedHook = dp.OnMapCacheChanged;
+            dp._engine.Start();
+            var o = dp._engine.Options;
+            log.Info("data-plane-started", $"tun {config.Tun} iid {config.InstanceId}, {config.Workers} worker(s), data port {config.DataPort}, " +
+                $"rlocs {o.LocalRlocV4?.ToString() ?? "-"} / {o.LocalRlocV6?.ToString() ?? "-"}, underlay mtu {config.UnderlayMtu}, miss policy {config.MissPolicy}");
+            return dp;
+        }
+        catch
+        {
+            dp.Dispose();
+            throw;
+        }
+    }
+
+    private void ConfigureTun()
+    {
+        Ip($"link set dev {_config.Tun} mtu {_config.TunMtu} up");
+        foreach (var a in _config.Addresses) Ip($"addr add {a} dev {_config.Tun}" + (a.Address.AddressFamily == AddressFamily.InterNetworkV6 ? " nodad" : ""));
+        foreach (var r in _config.Routes) Ip($"route replace {r} dev {_config.Tun}");
+    }
+
+    private void Ip(string args)
+    {
+        var psi = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+        foreach (var a in args.Split(' ')) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi) ?? throw new IOException($"cannot run ip {args}");
+        string err = p.StandardError.ReadToEnd();
+        if (!p.WaitForExit(5000)) p.Kill();
+        if (p.ExitCode != 0) throw new IOException($"ip {args}: {err.Trim()}");
+        _log.Info("tun-configured", $"ip {args}");
+    }
+
+    /// <summary>Control thread: mirror one ITR map-cache change and publish.</summary>
+    private void OnMapCacheChanged(MapCacheChanged change)
+    {
+        long expires = change.Entry?.ExpiresAt.UtcTicks ?? 0;
+        if (change.Entry is null)
+        {
+            _writer.Remove(change.Eid);
+        }
+        else if (change.Entry.IsNegative)
+        {
+            _writer.AddOrReplaceNegative(change.Eid, change.Entry.Action, (uint)change.Entry.Ttl.TotalSeconds, expires);
+        }
+        else
+        {
+            var rlocs = change.Entry.Locators
+                .Where(l => l.Locator is IpAddress)
+                .Select(l => new RlocSpec(((IpAddress)l.Locator).Address, l.Priority, l.Weight, l.Reachable))
+                .ToArray();
+            _writer.AddOrReplace(change.Eid, rlocs, (uint)change.Entry.Ttl.TotalSeconds, expires);
+        }
+        _writer.Publish();
+    }
+
+    /// <summary>Worker thread, after a successful post: hand the queued misses to the ITR's request channel (non-blocking).</summary>
+    private void DrainMisses()
+    {
+        if (!_drainLock.TryEnter()) return; // another worker is draining; its loop picks this one up
+        try
+        {
+            _drained.Clear();
+            _misses.Drain(_drained, 64);
+            foreach (var m in _drained)
+            {
+                var inner = new IpAddress(m.Address);
+                _host.RequestLookup(EidPrefix.Create(m.InstanceId, inner, inner.HostMaskLength));
+            }
+        }
+        finally
+        {
+            _drainLock.Exit();
+        }
+    }
+
+    private void LogStats(bool final)
+    {
+        string s = _engine.Counters.ToString();
+        if (!final && s == _lastStats) return;
+        _lastStats = s;
+        _log.Info(final ? "data-plane-stopped" : "data-plane-stats", $"{_config.Tun}: {s}; map-cache {_writer.Count} entries");
+    }
+
+    public void Dispose()
+    {
+        _stats?.Dispose();
+        _host.MapCacheChangedHook = null;
+        _engine.Dispose();
+        LogStats(true);
+    }
+}
