@@ -31,7 +31,7 @@ internal sealed class PushCluster : IDisposable
 
     public string Address(int i) => $"{Subnet}.{i}";
 
-    public string Config(int i, int count, string[] eids, string key = "decent-demo-key")
+    public string Config(int i, int count, string[] eids, string key = "decent-demo-key", string? seedGroup = null)
     {
         var members = Enumerable.Range(1, count).Where(j => j != i).Select(j => $"\"{Address(j)}:{ControlPort}\"");
         return $"""
@@ -49,15 +49,16 @@ internal sealed class PushCluster : IDisposable
             key = "{key}"
             register_interval = "{RegisterInterval}"
             data_port = {DataPort}
+            {(seedGroup is not null ? $"seed_group = \"{seedGroup}\"" : "")}
             {(Netns is not null ? "interface = \"lo\"" : "")}
 
             """ + string.Concat(eids.Select(e => $"[[database]]\neid = \"{e.Replace("\"", "\\\"", StringComparison.Ordinal)}\"\n"));
     }
 
-    public PushNodeProcess Start(int i, int count, string[] eids, string key = "decent-demo-key")
+    public PushNodeProcess Start(int i, int count, string[] eids, string key = "decent-demo-key", string? seedGroup = null)
     {
         var path = Path.Combine(_dir, $"n{i}.toml");
-        File.WriteAllText(path, Config(i, count, eids, key));
+        File.WriteAllText(path, Config(i, count, eids, key, seedGroup));
         var n = PushNodeProcess.Start(Netns, $"n{i}", "run", "--config", path);
         Nodes.Add(n);
         return n;

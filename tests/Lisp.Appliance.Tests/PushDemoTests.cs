@@ -115,4 +115,23 @@ public class PushDemoTests(ITestOutputHelper output)
         n1.SiteTable(TimeSpan.FromSeconds(30), l => l.Contains("4 entries, 3 registered", StringComparison.Ordinal) && !l.Contains("2.2.2.2", StringComparison.Ordinal));
         n1.WaitFor("registration-timeout.*'nexus-n2'", TimeSpan.FromSeconds(5));
     }
+
+    [Fact]
+    public void A_new_member_bootstraps_from_the_seed_group_and_the_members_learn_it()
+    {
+        using var c = new PushCluster { ControlPort = Loopback.FreeUdpPort(), DataPort = Loopback.FreeUdpPort(), Subnet = "127.0.34", RegisterInterval = "60s" };
+        c.StartDemo();
+        foreach (var n in c.Nodes) n.SiteTable(Converge, Complete);
+
+        // n4 knows no member: it looks the group up at seed member n1 (RFC 9962 4.4) and registers to what it finds;
+        // the members learn n4 from its peer-group RLE and re-register to it at once (no 60 s wait).
+        var n4 = c.Start(4, 1, ["[0]4.4.4.4/32"], seedGroup: $"lisp:{c.Address(1)}:{c.ControlPort}");
+        n4.WaitFor("push-seed-group seed group .* names 3 member", Converge);
+        n4.SiteTable(Converge, l => AllSix.All(e => l.Contains(e + " by ", StringComparison.Ordinal)) && l.Contains("[0]4.4.4.4/32 by", StringComparison.Ordinal));
+        foreach (var n in c.Nodes.Take(3))
+        {
+            n.SiteTable(Converge, l => l.Contains("[0]4.4.4.4/32 by", StringComparison.Ordinal));
+            n.WaitFor($"push-members learned {c.Address(4)}", TimeSpan.FromSeconds(5));
+        }
+    }
 }

@@ -23,6 +23,7 @@ public sealed class PushIo : IDisposable
     private readonly PushReplicator _replicator;
     private readonly Log _log;
     private readonly Func<ReceivedPacket, bool> _inject;
+    private readonly Action<SendAction>? _sendControl;
     private readonly List<Socket> _dataSockets = [];
     private readonly Socket? _multicast;
     private readonly List<Thread> _threads = [];
@@ -31,8 +32,10 @@ public sealed class PushIo : IDisposable
     private DateTimeOffset _lastDump = DateTimeOffset.MinValue;
     private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors;
 
-    public PushIo(NodeConfig config, PushMappingSystem push, Log log, Func<ReceivedPacket, bool> inject)
+    /// <param name="sendControl">sends on the control transport (for re-registrations after a membership change)</param>
+    public PushIo(NodeConfig config, PushMappingSystem push, Log log, Func<ReceivedPacket, bool> inject, Action<SendAction>? sendControl = null)
     {
+        _sendControl = sendControl;
         _config = config;
         _push = push;
         _replicator = new PushReplicator(push);
@@ -215,7 +218,11 @@ public sealed class PushIo : IDisposable
         return true;
     }
 
-    /// <summary>On the control thread after each round: logs the site table when it changed (at most every 200 ms).</summary>
+    /// <summary>
+    /// On the control thread after each round: when the site table changed (checked at most every 200 ms),
+    /// learns new members from the group's peer-group registrations (authenticated with the group key) and
+    /// re-registers to them at once, then logs the site table.
+    /// </summary>
     public void AfterBatch(ControlNode node, DateTimeOffset now)
     {
         if (node.MapServer is not { } ms || now - _lastDump < TimeSpan.FromMilliseconds(200)) return;
@@ -224,12 +231,43 @@ public sealed class PushIo : IDisposable
         if (signature == _lastTable) return;
         _lastTable = signature;
         _lastDump = now;
+        LearnMembers(node, ms, now);
         int registered = rows.Count(r => r.Registered);
         _log.Info("site-table", $"{_config.Name}: {rows.Count} entries, {registered} registered: " +
             string.Join(" | ", rows.Select(r => $"{r.Eid}{(r.Registered ? $" by {r.LastRegisterer} ({r.Registrants})" : " (configured)")}")));
         foreach (var line in MapServer.Format(rows).Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
             _log.Write(LogLevel.Debug, "site-table-row", line.TrimEnd('\r'));
+        }
+    }
+
+    private void LearnMembers(ControlNode node, MapServer ms, DateTimeOffset now)
+    {
+        var peer = PushGroup.PeerGroupEid(_push.Group);
+        var seen = new List<IPAddress>();
+        foreach (var r in ms.Registrations(now).Where(r => r.Eid.SameKey(peer)))
+        {
+            seen.Add(r.Registerer.Address);
+            seen.AddRange(PushGroup.MembersOf(new MappingRecord(r.Eid, r.Rlocs)));
+        }
+        var fresh = seen.Distinct().Where(a => a.AddressFamily == _push.Group.AddressFamily && !_push.IsMember(a) && !a.Equals(IPAddress.Any)).ToList();
+        if (fresh.Count == 0 || _push.Delivery == PushDelivery.Multicast) return;
+        _push.SetMembers(_push.Members.Concat(fresh.Select(a => new IPEndPoint(a, _push.Options.ControlPort))));
+        _log.Info("push-members", $"learned {string.Join(", ", fresh)} from the group's peer-group registrations; now {_push.Members.Count} members");
+        if (node.Etr is not { } etr) return;
+        var mapping = PushGroup.PeerGroupMapping(_push.Group, _push.MemberRlocs);
+        var db = etr.Database.Select(d => d.Eid.SameKey(mapping.Eid) ? mapping : d).ToList();
+        foreach (var a in etr.UpdateDatabase(db, now))
+        {
+            switch (a)
+            {
+                case SendAction send when !TrySend(send):
+                    _sendControl?.Invoke(send);
+                    break;
+                case LogAction l:
+                    _log.Write(l.Level, l.Event, l.Message);
+                    break;
+            }
         }
     }
 
