@@ -45,7 +45,7 @@ public sealed class NodeHost : IDisposable
             SingleReader = true,
         });
         // A push-group member also has the group's data socket and multicast socket (PushIo).
-        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => _queue.Writer.TryWrite(p));
+        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => _queue.Writer.TryWrite(p), s => _transport.Send(s.To, s.Payload, s.From));
         _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
     }
 
