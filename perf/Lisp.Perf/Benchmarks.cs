@@ -5,14 +5,14 @@ using Lisp.Wire;
 
 namespace Lisp.Perf;
 
-/// <summary>IPv4 lookups per second: map-cache (default layout, and hash LPM forced) against the Dictionary baseline.
+/// <summary>IPv4 lookups per second: map-cache (default layout, DIR-16 forced, hash LPM forced) against the Dictionary baseline.
 /// Each invocation does <see cref="N"/> independent lookups; BenchmarkDotNet reports time per lookup.</summary>
 [MemoryDiagnoser]
 public class V4Lookup
 {
     public const int N = 4096;
     [Params(1_000, 100_000, 1_000_000)] public int Prefixes;
-    private MapCacheSnapshot _dir = null!, _hash = null!;
+    private MapCacheSnapshot _dir = null!, _hash = null!, _dir16 = null!;
     private DictionaryLpmV4 _dict = null!;
     private uint[] _dst = null!;
     private uint[] _flows = null!;
@@ -22,17 +22,27 @@ public class V4Lookup
     public void Setup()
     {
         var p = Data.V4Prefixes(Prefixes);
-        _dir = Build(p, 16 * 1024);
-        _hash = Build(p, int.MaxValue);
+        _dir = Build(p, new MapCacheOptions());
+        _hash = Build(p, Layout("hash"));
+        _dir16 = Build(p, Layout("dir16"));
         _dict = new DictionaryLpmV4(p);
         _dst = Data.V4Destinations(p, N);
         _flows = _dst.Select(d => d * 2654435761u).ToArray();
         _results = new LookupResult[N];
     }
 
-    internal static MapCacheSnapshot Build(List<(uint Addr, int Len)> p, int threshold)
+    /// <summary>Options forcing one IPv4 layout whatever the prefix count: "hash", "dir16" or "dir24".</summary>
+    internal static MapCacheOptions Layout(string layout) => layout switch
     {
-        var w = new MapCacheWriter(new MapCacheOptions { Dir24Threshold = threshold });
+        "hash" => new MapCacheOptions { Dir24Threshold = int.MaxValue, Dir16Threshold = int.MaxValue },
+        "dir16" => new MapCacheOptions { Dir24Threshold = int.MaxValue, Dir16Threshold = 1 },
+        "dir24" => new MapCacheOptions { Dir24Threshold = 1 },
+        _ => throw new ArgumentException(layout),
+    };
+
+    internal static MapCacheSnapshot Build(List<(uint Addr, int Len)> p, MapCacheOptions options)
+    {
+        var w = new MapCacheWriter(options);
         foreach (var (a, l) in p) w.AddOrReplaceV4(0, a, l, Data.Rlocs, 60, 0);
         return w.Publish();
     }
@@ -58,6 +68,17 @@ public class V4Lookup
 
     [Benchmark(OperationsPerInvoke = N)]
     public int MapCacheBatch() => _dir.LookupV4Batch(0, _dst, _flows, _results);
+
+    [Benchmark(OperationsPerInvoke = N)]
+    public int MapCacheDir16Forced()
+    {
+        var snap = _dir16;
+        int s = 0;
+        var dst = _dst;
+        for (int i = 0; i < dst.Length; i++)
+            if (snap.TryLookupV4(0, dst[i], (uint)i, out var r)) s += r.RlocIndex;
+        return s;
+    }
 
     [Benchmark(OperationsPerInvoke = N)]
     public int MapCacheHashLpmOnly()
@@ -128,7 +149,7 @@ public class Encapsulate
     public void Setup()
     {
         var p = Data.V4Prefixes(100_000);
-        _snap = V4Lookup.Build(p, 16 * 1024);
+        _snap = V4Lookup.Build(p, new MapCacheOptions());
         var inside = Data.V4Destinations(p, Packets * 4).Where((d, i) => (i & 1) == 0).Take(Packets).ToArray();
         _dst = inside;
         _buffers = new byte[Packets][];

@@ -14,18 +14,50 @@ if (args.Length > 0 && args[0] == "memory")
             GC.Collect(2, GCCollectionMode.Forced, true, true);
             long before = GC.GetTotalMemory(true);
             var sw = Stopwatch.StartNew();
-            var w = new MapCacheWriter(new MapCacheOptions { Dir24Threshold = threshold });
+            var w = new MapCacheWriter(threshold == int.MaxValue ? V4Lookup.Layout("hash") : new MapCacheOptions());
             foreach (var (a, l) in p) w.AddOrReplaceV4(0, a, l, Data.Rlocs, 60, 0);
             var load = sw.Elapsed;
             sw.Restart();
             var s = w.Publish();
             var publish = sw.Elapsed;
             long withWriter = GC.GetTotalMemory(true) - before;
-            Console.WriteLine($"IPv4 {n,9:N0} prefixes, {(threshold == int.MaxValue ? "hash LPM" : "default ")}: lookup structures {s.LookupBytes / (double)n,7:F1} B/entry; " +
+            Console.WriteLine($"IPv4 {n,9:N0} prefixes, {(threshold == int.MaxValue ? "hash LPM" : $"default ({s.V4LayoutOf(0)})")}: lookup structures {s.LookupBytes / (double)n,7:F1} B/entry; " +
                               $"snapshot+writer heap {withWriter / (double)n,7:F1} B/entry; load {load.TotalMilliseconds:F0} ms, publish {publish.TotalMilliseconds:F0} ms");
             GC.KeepAlive(w);
             if (n < 16 * 1024) break;
         }
+    }
+    return;
+}
+// `dotnet run -c Release -- layouts [sizes...]` is a quick Stopwatch sweep (ns per lookup, best of 5 rounds)
+// of every IPv4 layout forced, used to pick MapCacheOptions.Dir16Threshold; not a substitute for BenchmarkDotNet.
+if (args.Length > 0 && args[0] == "layouts")
+{
+    var sizes = args.Length > 1 ? args.Skip(1).Select(int.Parse).ToArray() : new[] { 16, 64, 128, 256, 512, 1_000, 4_000, 16_000, 100_000, 1_000_000 };
+    foreach (int n in sizes)
+    {
+        var p = Data.V4Prefixes(n);
+        var dst = Data.V4Destinations(p, 4096);
+        var line = $"{n,9:N0} prefixes:";
+        foreach (var (name, o) in new[] { ("hash", V4Lookup.Layout("hash")), ("dir16", V4Lookup.Layout("dir16")), ("dir24", V4Lookup.Layout("dir24")) })
+        {
+            if (name == "dir24" && n < 4_000) continue;
+            var s = V4Lookup.Build(p, o);
+            double best = double.MaxValue;
+            int sink = 0;
+            int reps = Math.Max(20, 2_000_000 / dst.Length);
+            for (int round = 0; round < 5; round++)
+            {
+                var sw = Stopwatch.StartNew();
+                for (int r = 0; r < reps; r++)
+                    for (int i = 0; i < dst.Length; i++)
+                        if (s.TryLookupV4(0, dst[i], (uint)i, out var res)) sink += res.RlocIndex;
+                best = Math.Min(best, sw.Elapsed.TotalNanoseconds / ((double)reps * dst.Length));
+            }
+            line += $"  {name} {best,6:F1} ns ({s.LookupBytes / 1024.0,8:F0} KiB)";
+            GC.KeepAlive(sink);
+        }
+        Console.WriteLine(line);
     }
     return;
 }

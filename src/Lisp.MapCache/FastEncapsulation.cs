@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Lisp.Wire;
 
 [assembly: InternalsVisibleTo("Lisp.MapCache.Tests")]
+[assembly: InternalsVisibleTo("Lisp.Perf")]
 
 namespace Lisp.MapCache;
 

@@ -4,17 +4,30 @@ using System.Runtime.InteropServices;
 
 namespace Lisp.MapCache;
 
+/// <summary>Which IPv4 structure a <see cref="V4Lpm"/> was built with (chosen by prefix count).</summary>
+internal enum V4Layout : byte { Hash, Dir16, Dir24 }
+
 /// <summary>
 /// IPv4 longest-prefix match for one instance-id. Values are entry slots (indexes into the snapshot's entry
-/// array). Two layouts, chosen at build by prefix count:
+/// array). Three layouts, chosen at build by prefix count:
 /// <list type="bullet">
-/// <item>Hash LPM (small instances): one <see cref="ExactTable{TKey,TOps}"/> per populated prefix length and a
-/// 64-bit bitmap of populated lengths, probed longest first; memory is proportional to the prefix count.</item>
+/// <item>Hash LPM (tiny instances, fewer than <see cref="MapCacheOptions.Dir16Threshold"/> prefixes): one
+/// <see cref="ExactTable{TKey,TOps}"/> per populated prefix length and a 64-bit bitmap of populated lengths,
+/// probed longest first; memory is proportional to the prefix count.</item>
+/// <item>DIR-16 + per-/16 length bitmaps (small instances, below <see cref="MapCacheOptions.Dir24Threshold"/>):
+/// a 2^16-entry int table (256 KiB) indexed by the top 16 address bits holds the best /0../16 answer. A /16
+/// under which some longer prefix lies has the sign bit set and points into a small side array holding
+/// that /16's best /0../16 answer and a 16-bit mask of which lengths 17..32 occur under that /16; a lookup
+/// probes only those lengths' hash tables (usually 0-2, not every populated length) and falls back to
+/// the /0../16 answer. Measured (perf/RESULTS.md): with the route-table mix ~30 lengths are populated at
+/// 1k prefixes, and hash LPM took ~50-70 ns per lookup against ~10-20 ns here.</item>
 /// <item>DIR-24 + hashed tail (instances with at least <see cref="MapCacheOptions.Dir24Threshold"/> prefixes):
 /// a 2^24-entry int table indexed by the top 24 address bits holds the best /0../24 answer, so most lookups
 /// are one address-computed load with no data-dependent branch and independent lookups in a batch overlap
 /// their cache misses. Prefixes longer than /24 (host EIDs are common in LISP) go into the per-length hash
-/// tables and set the sign bit of their /24's entry; only lookups under such a /24 probe the tail tables.
+/// tables and their /24's entry gets the sign bit and points into the side array (best /0../24 answer and
+/// which lengths 25..32 occur under that /24), so only lookups under such a /24 probe, and only the lengths
+/// present there.
 /// Classic DIR-24-8 would give each such /24 a 1 KiB tbl8 group: with 25 % of 1M prefixes longer than /24
 /// that is 256 MiB, against ~8 MiB for the hashed tail. Measured in perf/RESULTS.md: at 100k and 1M
 /// prefixes hash LPM probes several lengths per lookup and misses cache on each; DIR-24 is several times
@@ -23,41 +36,72 @@ namespace Lisp.MapCache;
 /// </summary>
 internal sealed class V4Lpm
 {
-    // DIR-24 encoding: low 31 bits = slot + 1 of the best prefix of length <= 24 (0 = none);
-    // sign bit = some prefix longer than /24 lies in this /24 (probe the tail tables first).
-    private readonly int[]? _tbl24;
-    private readonly ulong _lengths;   // bit L set when a hash table exists for length L (all lengths, or 25..32 with DIR-24)
+    /// <summary>A /16 (DIR-16) or /24 (DIR-24) under which longer prefixes lie.</summary>
+    private struct Longer
+    {
+        public uint Lengths;   // bit b: some prefix of length Stride+1+b lies under this /16 or /24
+        public int Best;       // slot + 1 of the best prefix of length <= Stride covering it (0 = none)
+    }
+
+    // Front table (DIR-16 or DIR-24) encoding: value >= 0: slot + 1 of the best prefix of length <= stride
+    // (0 = none); value < 0: (value & int.MaxValue) indexes _longer (longer prefixes lie in this block).
+    private readonly int[]? _front;
+    private readonly Longer[] _longer = [];
+    private readonly int _stride;      // 16 or 24 (0 for hash LPM)
+    private readonly ulong _lengths;   // bit L set when a hash table exists for length L
     private readonly ExactTable<uint, V4Ops>?[] _tables = new ExactTable<uint, V4Ops>?[33];
 
     public int Count { get; }
-    public bool IsDir24 => _tbl24 is not null;
+    public V4Layout Layout { get; }
+    public bool IsDir24 => Layout == V4Layout.Dir24;
 
-    public long Bytes => (_tbl24 is null ? 0 : (long)_tbl24.Length * 4) + _tables.Sum(t => t?.Bytes ?? 0);
+    public long Bytes => (_front is null ? 0 : (long)_front.Length * 4) + (long)_longer.Length * 8 + _tables.Sum(t => t?.Bytes ?? 0);
 
     /// <param name="prefixes">(network address host-order, length, slot); unique (address, length).</param>
-    public V4Lpm(List<(uint Addr, byte Len, int Slot)> prefixes, bool hardware, int dir24Threshold)
+    public V4Lpm(List<(uint Addr, byte Len, int Slot)> prefixes, bool hardware, int dir16Threshold, int dir24Threshold)
     {
         Count = prefixes.Count;
-        bool dir = prefixes.Count >= dir24Threshold;
+        Layout = prefixes.Count >= dir24Threshold ? V4Layout.Dir24 : prefixes.Count >= dir16Threshold ? V4Layout.Dir16 : V4Layout.Hash;
+        _stride = Layout switch { V4Layout.Dir24 => 24, V4Layout.Dir16 => 16, _ => 0 };
         var byLen = new List<uint>[33];
         var slots = new List<int>[33];
-        if (dir)
+        uint[]? longMask = null;
+        if (_stride != 0)
         {
             prefixes.Sort((a, b) => a.Len.CompareTo(b.Len));
-            _tbl24 = new int[1 << 24];
+            _front = new int[1 << _stride];
+            longMask = new uint[1 << _stride];
         }
+        int shift = 32 - _stride;
         foreach (var (addr, len, slot) in prefixes)
         {
-            if (dir && len <= 24)
+            if (_stride != 0)
             {
-                // Ascending length order: longer prefixes overwrite the shorter ones they sit in.
-                _tbl24!.AsSpan((int)(addr >> 8), 1 << (24 - len)).Fill(slot + 1);
-                continue;
+                if (len <= _stride)
+                {
+                    // Ascending length order: longer prefixes overwrite the shorter ones they sit in.
+                    _front!.AsSpan((int)(addr >> shift), 1 << (_stride - len)).Fill(slot + 1);
+                    continue;
+                }
+                longMask![addr >> shift] |= 1u << (len - _stride - 1);
             }
-            if (dir) _tbl24![addr >> 8] |= int.MinValue;
             (byLen[len] ??= new()).Add(addr);
             (slots[len] ??= new()).Add(slot);
             _lengths |= 1UL << len;
+        }
+        if (longMask is not null)
+        {
+            int n = 0;
+            foreach (uint m in longMask) if (m != 0) n++;
+            _longer = new Longer[n];
+            n = 0;
+            for (int i = 0; i < longMask.Length; i++)
+            {
+                if (longMask[i] == 0) continue;
+                _longer[n] = new Longer { Lengths = longMask[i], Best = _front![i] };
+                _front[i] = int.MinValue | n;
+                n++;
+            }
         }
         for (int l = 0; l <= 32; l++)
         {
@@ -71,18 +115,30 @@ internal sealed class V4Lpm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int Lookup(uint addr)
     {
-        if (_tbl24 is { } t24)
+        if (_front is { } front)
         {
-            int v = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(t24), (nint)(addr >> 8));
-            if (v < 0)
-            {
-                int tail = LookupHash(addr);
-                if (tail >= 0) return tail;
-                v &= int.MaxValue;
-            }
+            int v = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(front), (nint)(addr >> (32 - _stride)));
+            if (v < 0) return LookupLonger(addr, v & int.MaxValue);
             return v - 1;
         }
         return LookupHash(addr);
+    }
+
+    private int LookupLonger(uint addr, int index)
+    {
+        ref Longer e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_longer), index);
+        uint bits = e.Lengths;
+        int first = _stride + 1;
+        var tables = _tables;
+        do
+        {
+            int b = 31 - BitOperations.LeadingZeroCount(bits);
+            int len = first + b;
+            // len is 17..32 here, so the shift count 32 - len is 0..15.
+            if (tables[len]!.TryGet(addr & (uint.MaxValue << (32 - len)), out int slot)) return slot;
+            bits &= ~(1u << b);
+        } while (bits != 0);
+        return e.Best - 1;
     }
 
     private int LookupHash(uint addr)

@@ -12,6 +12,13 @@ public sealed record MapCacheOptions
 {
     /// <summary>An IPv4 instance with at least this many prefixes uses DIR-24 + hashed tail (64 MiB fixed) instead of hash LPM.</summary>
     public int Dir24Threshold { get; init; } = 16 * 1024;
+    /// <summary>
+    /// Internal (layout detail, tests and benchmarks force it): an IPv4 instance with at least this many
+    /// prefixes, but fewer than <see cref="Dir24Threshold"/>, uses the DIR-16 front table (256 KiB fixed)
+    /// with per-/16 length bitmaps; below it, plain hash LPM. See <see cref="DefaultDir16Threshold"/>.
+    /// </summary>
+    internal int Dir16Threshold { get; init; } = DefaultDir16Threshold;
+    internal const int DefaultDir16Threshold = 64;
     /// <summary>null: the CRC32 instruction when <see cref="Crc32C.HardwareAvailable"/>; false forces the software hash.</summary>
     public bool? UseHardwareHash { get; init; }
     /// <summary>Upper bound on weighted-ring slots per entry (weights are scaled down above it).</summary>
@@ -241,7 +248,7 @@ public sealed class MapCacheWriter
                 if (set is null || set.Count == 0) { _v4Built.Remove(iid); continue; }
                 var list = new List<(uint, byte, int)>(set.Count);
                 foreach (int s in set) list.Add(((uint)_slots[s]!.Key.Hi, _slots[s]!.Key.Len, s));
-                _v4Built[iid] = new V4Lpm(list, _hw, _options.Dir24Threshold);
+                _v4Built[iid] = new V4Lpm(list, _hw, _options.Dir16Threshold, _options.Dir24Threshold);
             }
             else
             {

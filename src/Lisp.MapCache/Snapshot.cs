@@ -136,6 +136,7 @@ public sealed class MapCacheSnapshot
     public long LookupBytes => _v4.Sum(t => t.Bytes) + _v6.Sum(t => t.Bytes) + (long)_entries.Length * Unsafe.SizeOf<Entry>() + _ring.Length * 4L;
 
     internal bool V4UsesDir24(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 && _v4[i].IsDir24;
+    internal V4Layout? V4LayoutOf(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 ? _v4[i].Layout : null;
     internal V4Lpm? V4Table(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 ? _v4[i] : null;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

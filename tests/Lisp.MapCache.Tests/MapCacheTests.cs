@@ -10,20 +10,21 @@ public class MapCacheTests
     private static readonly RlocSpec[] One = [new(IPAddress.Parse("192.0.2.1"), 1, 100)];
     private static uint V4(string s) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(IPAddress.Parse(s).GetAddressBytes());
 
-    public static TheoryData<int> Dir24Modes => new() { int.MaxValue, 1 };
+    public static TheoryData<string> Layouts => Oracle.Layouts;
 
     [Theory]
-    [MemberData(nameof(Dir24Modes))]
-    public void Ipv4LongestPrefixWins(int dir24Threshold)
+    [MemberData(nameof(Layouts))]
+    public void Ipv4LongestPrefixWins(string layout)
     {
-        var w = new MapCacheWriter(new MapCacheOptions { Dir24Threshold = dir24Threshold });
+        var w = new MapCacheWriter(Oracle.Options(layout));
         int s8 = w.AddOrReplace(EidPrefix.Parse("[0]10.0.0.0/8"), One, 60, 1000);
         int s16 = w.AddOrReplace(EidPrefix.Parse("[0]10.1.0.0/16"), One, 60, 1000);
         int s26 = w.AddOrReplace(EidPrefix.Parse("[0]10.1.2.64/26"), One, 60, 1000);
         int s32 = w.AddOrReplace(EidPrefix.Parse("[0]10.1.2.70/32"), One, 60, 1000);
         int other = w.AddOrReplace(EidPrefix.Parse("[7]10.1.2.0/24"), One, 60, 1000);
         var s = w.Publish();
-        Assert.Equal(dir24Threshold == 1, s.V4UsesDir24(0));
+        Assert.Equal(Oracle.Expected(layout), s.V4LayoutOf(0));
+        Assert.Equal(layout == "dir24", s.V4UsesDir24(0));
         Assert.True(s.TryLookupV4(0, V4("10.9.9.9"), 0, out var r) && r.EntryIndex == s8 && r.PrefixLength == 8);
         Assert.True(s.TryLookupV4(0, V4("10.1.9.9"), 0, out r) && r.EntryIndex == s16);
         Assert.True(s.TryLookupV4(0, V4("10.1.2.65"), 0, out r) && r.EntryIndex == s26);
@@ -56,6 +57,65 @@ public class MapCacheTests
         Assert.True(s.TryLookupV4(0, 0xffffffff, 0, out r) && r.EntryIndex == h);
         Assert.True(s.TryLookupV4(0, 0xfffffff1, 0, out r) && r.EntryIndex == h2);
         Assert.True(s.TryLookupV4(0, 0xffffffe1, 0, out r) && r.EntryIndex == d);
+    }
+
+    /// <summary>
+    /// Boundaries of the front tables: /0 and /32 at both ends of the space, a /16 (or /24) block with longer
+    /// prefixes whose fallback is a shorter covering prefix, a block with longer prefixes and no cover (miss),
+    /// /17 and /25 (first lengths past each front table), nested longer prefixes in one block.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Layouts))]
+    public void Ipv4FrontTableBoundaries(string layout)
+    {
+        var w = new MapCacheWriter(Oracle.Options(layout));
+        int Add(string p) => w.AddOrReplace(EidPrefix.Parse("[0]" + p), One, 60, 0);
+        int d = Add("0.0.0.0/0"), z = Add("0.0.0.0/32"), h = Add("255.255.255.255/32");
+        int a = Add("10.0.0.0/8"), b = Add("10.1.0.0/16"), g = Add("10.1.0.0/17"), c = Add("10.1.2.0/24"), c25 = Add("10.1.2.128/25");
+        int e = Add("10.1.2.3/32"), f = Add("10.2.128.0/17"), n = Add("10.3.4.0/23");
+        var w2 = new MapCacheWriter(Oracle.Options(layout));
+        int lone = w2.AddOrReplace(EidPrefix.Parse("[0]20.0.0.0/20"), One, 60, 0);
+        int lone2 = w2.AddOrReplace(EidPrefix.Parse("[0]20.0.1.0/24"), One, 60, 0);
+        var s = w.Publish();
+        var s2 = w2.Publish();
+        Assert.Equal(Oracle.Expected(layout), s.V4LayoutOf(0));
+        Assert.Equal(Oracle.Expected(layout), s2.V4LayoutOf(0));
+        void Is(MapCacheSnapshot snap, string addr, int want) =>
+            Assert.Equal(want, snap.TryLookupV4(0, V4(addr), 0, out var r) ? r.EntryIndex : -1);
+        Is(s, "10.1.2.3", e);
+        Is(s, "10.1.2.4", c);
+        Is(s, "10.1.2.200", c25);
+        Is(s, "10.1.3.1", g);
+        Is(s, "10.1.200.1", b);
+        Is(s, "10.2.200.1", f);
+        Is(s, "10.2.1.1", a);        // block with a /17 but no /16: falls back to the /8
+        Is(s, "10.3.5.9", n);
+        Is(s, "10.3.6.9", a);
+        Is(s, "11.0.0.1", d);
+        Is(s, "255.255.255.255", h);
+        Is(s, "255.255.255.254", d);
+        Is(s, "0.0.0.0", z);
+        Is(s, "0.0.0.1", d);
+        Is(s2, "20.0.1.7", lone2);
+        Is(s2, "20.0.2.7", lone);
+        Is(s2, "20.0.16.1", -1);     // block with longer prefixes, none covering, no short cover: miss
+        Is(s2, "20.1.0.1", -1);
+    }
+
+    [Fact]
+    public void DefaultLayoutDependsOnPrefixCount()
+    {
+        var rng = new Random(8);
+        foreach (var (count, want) in new[] { (MapCacheOptions.DefaultDir16Threshold - 1, V4Layout.Hash), (MapCacheOptions.DefaultDir16Threshold, V4Layout.Dir16), (16 * 1024 - 1, V4Layout.Dir16), (16 * 1024, V4Layout.Dir24) })
+        {
+            var w = new MapCacheWriter();
+            var prefixes = Oracle.RandomV4Prefixes(rng, count);
+            var withSlots = prefixes.Select(p => (p.Addr, p.Len, w.AddOrReplaceV4(0, p.Addr, p.Len, One, 60, 0))).ToList();
+            var s = w.Publish();
+            Assert.Equal(want, s.V4LayoutOf(0));
+            foreach (var dst in Oracle.Destinations(rng, prefixes, 2000))
+                Assert.Equal(Oracle.LinearV4(withSlots, dst), s.TryLookupV4(0, dst, 0, out var r) ? r.EntryIndex : -1);
+        }
     }
 
     [Fact]
@@ -190,10 +250,10 @@ public class MapCacheTests
     }
 
     [Theory]
-    [MemberData(nameof(Dir24Modes))]
-    public void LookupsDoNotAllocate(int dir24Threshold)
+    [MemberData(nameof(Layouts))]
+    public void LookupsDoNotAllocate(string layout)
     {
-        var w = new MapCacheWriter(new MapCacheOptions { Dir24Threshold = dir24Threshold });
+        var w = new MapCacheWriter(Oracle.Options(layout));
         var rng = new Random(3);
         var prefixes = Oracle.RandomV4Prefixes(rng, 2000);
         foreach (var (a, l) in prefixes) w.AddOrReplaceV4(0, a, l, One, 60, 0);

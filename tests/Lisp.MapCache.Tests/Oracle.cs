@@ -1,3 +1,4 @@
+using Xunit;
 using Lisp.MapCache;
 
 namespace Lisp.MapCache.Tests;
@@ -6,6 +7,24 @@ namespace Lisp.MapCache.Tests;
 internal static class Oracle
 {
     public static uint Mask(int len) => len == 0 ? 0u : uint.MaxValue << (32 - len);
+
+    /// <summary>IPv4 layouts every layout-sensitive test runs under, each forced whatever the prefix count.</summary>
+    public static TheoryData<string> Layouts => new() { "hash", "dir16", "dir24" };
+
+    public static MapCacheOptions Options(string layout) => layout switch
+    {
+        "hash" => new MapCacheOptions { Dir24Threshold = int.MaxValue, Dir16Threshold = int.MaxValue },
+        "dir16" => new MapCacheOptions { Dir24Threshold = int.MaxValue, Dir16Threshold = 1 },
+        "dir24" => new MapCacheOptions { Dir24Threshold = 1 },
+        _ => throw new ArgumentException(layout),
+    };
+
+    public static V4Layout Expected(string layout) => layout switch
+    {
+        "hash" => V4Layout.Hash,
+        "dir16" => V4Layout.Dir16,
+        _ => V4Layout.Dir24,
+    };
 
     /// <summary>Linear scan: the longest prefix whose masked address equals the masked destination.</summary>
     public static int LinearV4(IReadOnlyList<(uint Addr, int Len, int Slot)> prefixes, uint dst)

@@ -20,17 +20,55 @@ public class RandomizedOracleTests
 
     private static readonly RlocSpec[] One = [new(IPAddress.Parse("192.0.2.1"), 1, 100)];
 
-    public static TheoryData<int> Dir24Modes => new() { int.MaxValue, 1 };
+    public static TheoryData<string> Layouts => Oracle.Layouts;
 
     [Theory]
-    [MemberData(nameof(Dir24Modes))]
-    public void SmallIpv4AgainstLinearScan(int dir24Threshold) => CheckStatic(3000, 100_000, 20_000, dir24Threshold, seed: 11);
+    [MemberData(nameof(Layouts))]
+    public void SmallIpv4AgainstLinearScan(string layout) => CheckStatic(3000, 100_000, 20_000, layout, seed: 11);
+
+    /// <summary>Tiny instances (default layout choice around the DIR-16 threshold), checked exhaustively near every prefix edge.</summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(16)]
+    [InlineData(MapCacheOptions.DefaultDir16Threshold)]
+    [InlineData(300)]
+    public void TinyIpv4AgainstLinearScanDefaultLayout(int count)
+    {
+        var rng = new Random(13 + count);
+        var w = new MapCacheWriter();
+        var prefixes = Oracle.RandomV4Prefixes(rng, count);
+        var withSlots = prefixes.Select(p => (p.Addr, p.Len, w.AddOrReplaceV4(0, p.Addr, p.Len, One, 60, 0))).ToList();
+        var s = w.Publish();
+        foreach (var (a, l) in prefixes)
+        {
+            uint last = a | ~Oracle.Mask(l);
+            foreach (uint d in new[] { a, last, a - 1, last + 1, a | (~Oracle.Mask(l) & 0x5555_5555u) })
+                Assert.Equal(Oracle.LinearV4(withSlots, d), s.TryLookupV4(0, d, 0, out var r) ? r.EntryIndex : -1);
+        }
+        foreach (uint d in Oracle.Destinations(rng, prefixes, 20_000))
+            Assert.Equal(Oracle.LinearV4(withSlots, d), s.TryLookupV4(0, d, 0, out var r) ? r.EntryIndex : -1);
+    }
 
     [SkippableFact]
     public void Big100kPrefixes1MLookupsHashLpm()
     {
         Skip.If(IsDebug, "100k/1M runs in Release (dotnet test -c Release, as CI does)");
-        CheckStatic(100_000, 1_000_000, 2_000, int.MaxValue, seed: 12);
+        CheckStatic(100_000, 1_000_000, 2_000, "hash", seed: 12);
+    }
+
+    /// <summary>DIR-16 forced at 100k: nearly every /16 then holds longer prefixes of several lengths.</summary>
+    [SkippableFact]
+    public void Big100kPrefixes1MLookupsDir16()
+    {
+        Skip.If(IsDebug, "100k/1M runs in Release (dotnet test -c Release, as CI does)");
+        CheckStatic(100_000, 1_000_000, 2_000, "dir16", seed: 14);
+    }
+
+    [SkippableFact]
+    public void Big100kPrefixes1MLookupsDir24()
+    {
+        Skip.If(IsDebug, "100k/1M runs in Release (dotnet test -c Release, as CI does)");
+        CheckStatic(100_000, 1_000_000, 2_000, "dir24", seed: 15);
     }
 
     [Fact]
@@ -68,14 +106,15 @@ public class RandomizedOracleTests
         }
     }
 
-    private static void CheckStatic(int prefixCount, int lookups, int linearSample, int dir24Threshold, int seed)
+    private static void CheckStatic(int prefixCount, int lookups, int linearSample, string layout, int seed)
     {
         var rng = new Random(seed);
-        var w = new MapCacheWriter(new MapCacheOptions { Dir24Threshold = dir24Threshold });
+        var w = new MapCacheWriter(Oracle.Options(layout));
         var prefixes = Oracle.RandomV4Prefixes(rng, prefixCount);
         var withSlots = new List<(uint, int, int)>(prefixCount);
         foreach (var (a, l) in prefixes) withSlots.Add((a, l, w.AddOrReplaceV4(0, a, l, One, 60, 0)));
         var s = w.Publish();
+        Assert.Equal(Oracle.Expected(layout), s.V4LayoutOf(0));
         var dict = new Oracle.DictV4(withSlots);
         var dst = Oracle.Destinations(rng, prefixes, lookups);
         for (int i = 0; i < Math.Min(linearSample, dst.Length); i++)
@@ -100,13 +139,18 @@ public class RandomizedOracleTests
     }
 
     [Fact]
-    public void ConcurrentPublishSmall() => Concurrent(stableCount: 5_000, minLookups: 200_000, publishes: 40, dir24Threshold: 16 * 1024, seed: 31);
+    public void ConcurrentPublishSmall() => Concurrent(stableCount: 5_000, minLookups: 200_000, publishes: 40, new MapCacheOptions(), seed: 31);
+
+    [Theory]
+    [MemberData(nameof(Layouts))]
+    public void ConcurrentPublishSmallForcedLayout(string layout) =>
+        Concurrent(stableCount: 2_000, minLookups: 100_000, publishes: 20, Oracle.Options(layout), seed: 33);
 
     [SkippableFact]
     public void ConcurrentPublish100kPrefixes1MLookups()
     {
         Skip.If(IsDebug, "100k/1M runs in Release (dotnet test -c Release, as CI does)");
-        Concurrent(stableCount: 100_000, minLookups: 1_000_000, publishes: 30, dir24Threshold: 16 * 1024, seed: 32);
+        Concurrent(stableCount: 100_000, minLookups: 1_000_000, publishes: 30, new MapCacheOptions(), seed: 32);
     }
 
     /// <summary>
@@ -116,10 +160,10 @@ public class RandomizedOracleTests
     /// holding snapshot g must see marker g with exactly that RLOC and no marker g-5 or older (a torn or
     /// mixed snapshot would fail this). The final snapshot is then checked against the oracle on every lookup.
     /// </summary>
-    private static void Concurrent(int stableCount, int minLookups, int publishes, int dir24Threshold, int seed)
+    private static void Concurrent(int stableCount, int minLookups, int publishes, MapCacheOptions options, int seed)
     {
         var rng = new Random(seed);
-        var w = new MapCacheWriter(new MapCacheOptions { Dir24Threshold = dir24Threshold });
+        var w = new MapCacheWriter(options);
         var stable = Oracle.RandomV4Prefixes(rng, stableCount * 11 / 10)
             .Select(p => (Addr: p.Addr & 0x7fffffffu & Oracle.Mask(Math.Max(1, p.Len)), Len: Math.Max(1, p.Len)))
             .Distinct().Take(stableCount).ToList();
