@@ -1,0 +1,77 @@
+using System.Diagnostics;
+using System.Net;
+using Lisp.DataPlane;
+using Lisp.MapCache;
+using Lisp.Wire;
+
+// Usage (each runs for --seconds, bounded):
+//   blast --dst IP --port P --size INNER_IP_BYTES [--seconds S]      sendmmsg UDP blaster (64-packet batches)
+//   sink  --bind IP --port P [--seconds S]                           recvmmsg sink; prints pps and Gbit/s of inner IP bytes
+//   xtr   --tun NAME --local IP --remote IP --eid PREFIX --addr A/L [--seconds S] [--workers N]
+//         static-mapping xTR: EID PREFIX -> remote RLOC; TUN gets address A/L and a route for PREFIX
+var a = args.Skip(1).Select((x, i) => (x, i)).Where(p => p.i % 2 == 0).ToDictionary(p => p.x.TrimStart('-'), p => args[p.i + 2]);
+double seconds = a.TryGetValue("seconds", out var s) ? double.Parse(s) : 5;
+switch (args[0])
+{
+    case "blast":
+    {
+        var dst = IPAddress.Parse(a["dst"]);
+        int port = int.Parse(a["port"]);
+        int payload = int.Parse(a["size"]) - 28; // inner IP packet size -> UDP payload
+        using var sock = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, 0), reusePort: false);
+        using var batch = new PacketBatch(64, 1500);
+        var idx = Enumerable.Range(0, 64).ToArray();
+        uint d = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(dst.GetAddressBytes());
+        for (int i = 0; i < 64; i++)
+        {
+            batch.Set(i, new byte[payload]);
+            batch.SetV4Address(i, d, (ushort)port);
+        }
+        long sent = 0;
+        var sw = Stopwatch.StartNew();
+        while (sw.Elapsed.TotalSeconds < seconds) sent += sock.Send(batch, idx);
+        Console.WriteLine($"blast: {sent} packets in {sw.Elapsed.TotalSeconds:0.00} s = {sent / sw.Elapsed.TotalSeconds / 1e6:0.000} Mpps offered ({sock.SendErrors} send errors)");
+        break;
+    }
+    case "sink":
+    {
+        using var sock = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Parse(a["bind"]), int.Parse(a["port"])), reusePort: false, bufferBytes: 32 << 20);
+        using var batch = new PacketBatch(64, 2000);
+        long packets = 0, bytes = 0;
+        var sw = Stopwatch.StartNew();
+        double first = -1, last = 0;
+        while (sw.Elapsed.TotalSeconds < seconds)
+        {
+            int n = sock.Receive(batch, 100);
+            if (n == 0) continue;
+            if (first < 0) first = sw.Elapsed.TotalSeconds;
+            last = sw.Elapsed.TotalSeconds;
+            packets += n;
+            for (int i = 0; i < n; i++) bytes += batch.Length[i] + 28;
+        }
+        double t = Math.Max(1e-3, last - first);
+        Console.WriteLine($"sink: {packets} packets over {t:0.00} s = {packets / t / 1e6:0.000} Mpps, {bytes * 8 / t / 1e9:0.000} Gbit/s (inner IP bytes)");
+        break;
+    }
+    case "xtr":
+    {
+        var cache = new MapCacheWriter();
+        cache.AddOrReplace(EidPrefix.Parse("[0]" + a["eid"]), [new RlocSpec(IPAddress.Parse(a["remote"]), 1, 100)], 3600, long.MaxValue);
+        cache.Publish();
+        var o = new DataPlaneOptions { LocalRlocV4 = IPAddress.Parse(a["local"]), MaxPacket = 1600, UnderlayMtu = 1500 };
+        using var engine = DataPlaneEngine.Open(o, a["tun"], a.TryGetValue("workers", out var w) ? int.Parse(w) : 1, SendMode.Auto, () => cache.Current, new MissQueue());
+        foreach (var n in engine.Notes) Console.WriteLine("xtr: " + n);
+        Process.Start("ip", ["link", "set", "dev", a["tun"], "mtu", "1500", "up"])!.WaitForExit();
+        Process.Start("ip", ["addr", "add", a["addr"], "dev", a["tun"]])!.WaitForExit();
+        Process.Start("ip", ["route", "replace", a["eid"], "dev", a["tun"]])!.WaitForExit();
+        engine.Start();
+        Console.WriteLine("xtr: ready");
+        Thread.Sleep(TimeSpan.FromSeconds(seconds));
+        Console.WriteLine($"xtr: {engine.Counters}");
+        break;
+    }
+    default:
+        Console.Error.WriteLine("blast | sink | xtr");
+        return 2;
+}
+return 0;
