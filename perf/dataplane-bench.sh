@@ -30,6 +30,7 @@ ip netns exec $R sysctl -qw net.ipv4.ip_forward=1
 ip -n $A route add 10.3.0.0/16 via 192.168.61.2
 ip -n $X addr add 10.3.0.2/32 dev lo
 ip -n $X route add 192.168.61.0/24 via 192.168.62.2
+ip -n $R route add 10.3.0.0/16 via 192.168.62.1
 
 run_pair() { # name dst port size
   ip netns exec $X $B sink --bind "$2" --port "$3" --seconds $((SECS + 3)) > /tmp/ldpb-sink.$$ &
