@@ -33,6 +33,10 @@ public enum DropReason
     Truncated,
     /// <summary>ETR: the TUN refused the write.</summary>
     TunWriteError,
+    /// <summary>ETR: instance-id 0xffffff (a LISP-Decent control packet) but no control plane takes them here.</summary>
+    ControlUnclaimed,
+    /// <summary>ETR: instance-id 0xffffff, but the hand-off queue to the control plane was full.</summary>
+    ControlQueueFull,
 }
 
 /// <summary>
@@ -61,6 +65,8 @@ public sealed class DataPlaneCounters
     public long Fragmented;
     /// <summary>Packets held on a miss and sent once the entry arrived.</summary>
     public long HeldThenSent;
+    /// <summary>ETR: instance-id 0xffffff datagrams handed to the control plane (not written to a TUN).</summary>
+    public long ControlPackets;
     public long Batches;
 
     public void Drop(DropReason r) => Drops[(int)r]++;
@@ -84,6 +90,7 @@ public sealed class DataPlaneCounters
             s.IcmpTooBig += Volatile.Read(ref c.IcmpTooBig);
             s.Fragmented += Volatile.Read(ref c.Fragmented);
             s.HeldThenSent += Volatile.Read(ref c.HeldThenSent);
+            s.ControlPackets += Volatile.Read(ref c.ControlPackets);
             s.Batches += Volatile.Read(ref c.Batches);
         }
         return s;
@@ -92,7 +99,7 @@ public sealed class DataPlaneCounters
     public override string ToString()
     {
         var sb = new StringBuilder();
-        sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, drops");
+        sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, drops");
         bool any = false;
         for (int i = 0; i < ReasonCount; i++)
         {

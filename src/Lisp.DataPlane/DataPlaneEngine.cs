@@ -15,7 +15,9 @@ public enum SendMode
 /// <summary>
 /// The data plane of one node: N worker pairs (an ITR thread on its own TUN queue and send sockets, and an
 /// ETR thread per address family on its own SO_REUSEPORT socket), all reading the same map-cache snapshots
-/// and posting to one miss queue. Threads are dedicated (not thread-pool) and named lisp-itr-N / lisp-etr4-N.
+/// and posting to one miss queue. Threads are dedicated (not thread-pool) and named lisp-itr-N / lisp-etr-N.
+/// With a <see cref="ControlHandoff"/>, the ETRs pass LISP-Decent control packets (instance-id 0xffffff) to it
+/// and a lisp-etr-control thread hands them to the control plane: the engine is the data port's one owner.
 /// </summary>
 public sealed class DataPlaneEngine : IDisposable
 {
@@ -28,18 +30,21 @@ public sealed class DataPlaneEngine : IDisposable
     /// <summary>Builds the engine over given parts (in-memory doubles in tests; real ones from <see cref="Open"/>).</summary>
     public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheSnapshot> snapshot, MissQueue misses,
         IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
-        IReadOnlyList<IDisposable>? owned = null)
+        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null)
     {
         Options = options;
         Misses = misses;
+        Control = control;
         foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, snapshot, v4, v6, misses, options));
         var tunMap = new Dictionary<uint, ITun> { [options.InstanceId] = itrs[0].Tun };
-        foreach (var r in etrs) _etrs.Add(new EtrWorker(r, tunMap, options));
+        foreach (var r in etrs) _etrs.Add(new EtrWorker(r, tunMap, options, control: control));
         if (owned is not null) _owned.AddRange(owned);
     }
 
     public DataPlaneOptions Options { get; }
     public MissQueue Misses { get; }
+    /// <summary>Where the ETRs send instance-id 0xffffff packets (null: they drop them as <see cref="DropReason.ControlUnclaimed"/>).</summary>
+    public ControlHandoff? Control { get; }
     public IReadOnlyList<ItrWorker> Itrs => _itrs;
     public IReadOnlyList<EtrWorker> Etrs => _etrs;
     /// <summary>Lines describing how the engine was built (send mode, fallbacks, io_uring probe) for the log.</summary>
@@ -51,7 +56,8 @@ public sealed class DataPlaneEngine : IDisposable
     /// Opens the real thing: <paramref name="workers"/> queues of TUN <paramref name="tunName"/>, raw (or UDP
     /// fallback) send sockets per worker and family, and UDP receive sockets on the data port.
     /// </summary>
-    public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheSnapshot> snapshot, MissQueue misses)
+    public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheSnapshot> snapshot, MissQueue misses,
+        ControlHandoff? control = null)
     {
         var owned = new List<IDisposable>();
         var notes = new List<string>();
@@ -77,10 +83,10 @@ public sealed class DataPlaneEngine : IDisposable
             for (int w = 0; w < workers; w++)
             {
                 // Bound to the wildcard address, so the ETR also takes data sent to any other local address.
-                if (o.LocalRlocV4 is not null || o.LocalRlocV6 is null) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
-                if (o.LocalRlocV6 is not null) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
+                if (Receives(o, AddressFamily.InterNetwork)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
+                if (Receives(o, AddressFamily.InterNetworkV6)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
             }
-            var engine = new DataPlaneEngine(o, snapshot, misses, itrs, etrs, owned);
+            var engine = new DataPlaneEngine(o, snapshot, misses, itrs, etrs, owned, control);
             engine.Notes.AddRange(notes);
             return engine;
         }
@@ -90,6 +96,18 @@ public sealed class DataPlaneEngine : IDisposable
             throw;
         }
     }
+
+    /// <summary>
+    /// Whether <see cref="Open"/> binds an ETR socket (wildcard address, <see cref="DataPlaneOptions.DataPort"/>)
+    /// for family <paramref name="f"/>: IPv4 when there is a local IPv4 RLOC or no IPv6 one, IPv6 when there is
+    /// a local IPv6 RLOC. Anything else that wants the data port of that family must take it from the engine.
+    /// </summary>
+    public static bool Receives(DataPlaneOptions o, AddressFamily f) => f switch
+    {
+        AddressFamily.InterNetwork => o.LocalRlocV4 is not null || o.LocalRlocV6 is null,
+        AddressFamily.InterNetworkV6 => o.LocalRlocV6 is not null,
+        _ => false,
+    };
 
     private static T Own<T>(T d, List<IDisposable> owned) where T : IDisposable
     {
@@ -127,6 +145,7 @@ public sealed class DataPlaneEngine : IDisposable
             var w = _etrs[i];
             _threads.Add(new Thread(() => w.Run(token)) { IsBackground = true, Name = $"lisp-etr-{i}" });
         }
+        if (Control is { } control) _threads.Add(new Thread(() => control.Run(token, Options.PollMs)) { IsBackground = true, Name = "lisp-etr-control" });
         foreach (var t in _threads) t.Start();
     }
 

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Lisp.Wire;
 
 namespace Lisp.DataPlane;
 
@@ -7,6 +8,10 @@ namespace Lisp.DataPlane;
 /// N and V not both set), take the instance-id (I bit; 0 without it), strip the 8 bytes by moving the
 /// offset, check that the inner packet is IPv4/IPv6 with a consistent length, and write it to the TUN of
 /// that instance-id. Everything but the TUN map (read-only) belongs to the worker thread.
+/// Datagrams with instance-id 0xffffff (<see cref="DataHeader.DecentControlInstanceId"/>: RFC 9962 push-mode
+/// Map-Registers) never reach a TUN: they are copied to the <see cref="ControlHandoff"/> (non-blocking,
+/// bounded; refused ones are counted as <see cref="DropReason.ControlQueueFull"/>), or counted as
+/// <see cref="DropReason.ControlUnclaimed"/> when no control plane takes them.
 /// Gleaning and echo-nonce are not implemented: the ETR neither learns mappings from data packets nor
 /// answers echo-nonce requests (the E bit is ignored, as RFC 9300 allows).
 /// </summary>
@@ -17,10 +22,13 @@ public sealed class EtrWorker : IDisposable
     private readonly ITun[] _tuns;
     private readonly PacketBatch _batch;
     private readonly int _pollMs;
+    private readonly ControlHandoff? _control;
 
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
-    public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null)
+    /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
+    public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null)
     {
+        _control = control;
         _receiver = receiver;
         _iids = tuns.Keys.ToArray();
         _tuns = _iids.Select(i => tuns[i]).ToArray();
@@ -61,6 +69,13 @@ public sealed class EtrWorker : IDisposable
             return;
         }
         uint iid = (p[0] & 0x08) != 0 ? BinaryPrimitives.ReadUInt32BigEndian(p.Slice(4)) >> 8 : 0;
+        if (iid == DataHeader.DecentControlInstanceId && (p[0] & 0x08) != 0)
+        {
+            if (_control is null) Counters.Drop(DropReason.ControlUnclaimed);
+            else if (_control.TryPost(p, _batch.Address(i))) Counters.ControlPackets++;
+            else Counters.Drop(DropReason.ControlQueueFull);
+            return;
+        }
         ITun? tun = null;
         for (int k = 0; k < _iids.Length; k++)
         {

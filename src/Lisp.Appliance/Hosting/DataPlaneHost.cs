@@ -14,6 +14,9 @@ namespace Lisp.Appliance.Hosting;
 /// threads, mirrors the ITR's <see cref="MapCacheChanged"/> actions into a <see cref="MapCacheWriter"/> (on
 /// the control thread, publishing a new snapshot per change) and forwards data-plane misses from the bounded,
 /// rate-limited <see cref="MissQueue"/> to the ITR as lookup requests (handled on the control thread).
+/// The data plane is the one owner of the data port: when the node is also a push-group member that takes
+/// encapsulated Map-Registers (<see cref="PushIo.ReceivesFromDataPlane"/>), the ETRs hand it every instance-id
+/// 0xffffff datagram through a bounded <see cref="ControlHandoff"/> instead of it binding a socket of its own.
 /// </summary>
 public sealed class DataPlaneHost : IDisposable
 {
@@ -34,7 +37,20 @@ public sealed class DataPlaneHost : IDisposable
         _host = host;
         _log = log;
         _misses = new MissQueue(capacity: 1024, ratePerSecond: config.MissRate, burst: 20);
-        var options = new DataPlaneOptions
+        var options = BuildOptions(config, node);
+        var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
+        var control = host.Push is { ReceivesFromDataPlane: true } push ? new ControlHandoff(push.FromDataPlane, ControlQueueCapacity) : null;
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control);
+        _misses.OnPosted = DrainMisses;
+        if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
+    }
+
+    /// <summary>LISP-Decent control packets (instance-id 0xffffff) waiting for the push group at most; more are dropped and counted.</summary>
+    public const int ControlQueueCapacity = 1024;
+
+    /// <summary>The engine's settings for a [data_plane] section on this node.</summary>
+    public static DataPlaneOptions BuildOptions(DataPlaneConfig config, NodeConfig node) =>
+        new()
         {
             InstanceId = config.InstanceId,
             LocalRlocV4 = node.Rlocs.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork),
@@ -47,11 +63,14 @@ public sealed class DataPlaneHost : IDisposable
             BatchSize = config.BatchSize,
             MaxPacket = Math.Max(config.TunMtu, 1500) + 64,
         };
-        var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
-        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses);
-        _misses.OnPosted = DrainMisses;
-        if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
-    }
+
+    /// <summary>
+    /// Whether this node's data plane (when [data_plane] is configured) binds UDP <paramref name="port"/> for
+    /// family <paramref name="family"/>; if so, nothing else on the node may bind it, and control packets for
+    /// it arrive through the engine's <see cref="ControlHandoff"/>.
+    /// </summary>
+    public static bool OwnsDataPort(NodeConfig node, AddressFamily family, int port) =>
+        node.DataPlane is { } dp && dp.DataPort == port && DataPlaneEngine.Receives(BuildOptions(dp, node), family);
 
     public DataPlaneEngine Engine => _engine;
     public MapCacheWriter MapCache => _writer;
@@ -68,7 +87,8 @@ public sealed class DataPlaneHost : IDisposable
             dp._engine.Start();
             var o = dp._engine.Options;
             log.Info("data-plane-started", $"tun {config.Tun} iid {config.InstanceId}, {config.Workers} worker(s), data port {config.DataPort}, " +
-                $"rlocs {o.LocalRlocV4?.ToString() ?? "-"} / {o.LocalRlocV6?.ToString() ?? "-"}, underlay mtu {config.UnderlayMtu}, miss policy {config.MissPolicy}");
+                $"rlocs {o.LocalRlocV4?.ToString() ?? "-"} / {o.LocalRlocV6?.ToString() ?? "-"}, underlay mtu {config.UnderlayMtu}, miss policy {config.MissPolicy}" +
+                (dp._engine.Control is not null ? "; instance-id 0xffffff (push-group Map-Registers) goes to the control plane" : ""));
             return dp;
         }
         catch
@@ -144,7 +164,8 @@ public sealed class DataPlaneHost : IDisposable
         string s = _engine.Counters.ToString();
         if (!final && s == _lastStats) return;
         _lastStats = s;
-        _log.Info(final ? "data-plane-stopped" : "data-plane-stats", $"{_config.Tun}: {s}; map-cache {_writer.Count} entries");
+        string control = _engine.Control is { } c ? $"; control hand-off {c.Handled} handled, {c.Count} queued, {c.HandlerErrors} handler errors" : "";
+        _log.Info(final ? "data-plane-stopped" : "data-plane-stats", $"{_config.Tun}: {s}; map-cache {_writer.Count} entries{control}");
     }
 
     public void Dispose()

@@ -54,6 +54,8 @@ public sealed class NodeHost : IDisposable
     public ControlNodeSet Nodes { get; }
     public IReadOnlyList<IPEndPoint> LocalEndpoints => _transport.LocalEndpoints;
     public long QueueDrops => Interlocked.Read(ref _queueDrops);
+    /// <summary>The push group's sockets (push mapping system only); the data plane hands it instance-id 0xffffff packets.</summary>
+    public PushIo? Push => _push;
 
     public static ControlNodeOptions BuildOptions(NodeConfig c, IReadOnlyList<IPEndPoint> local)
     {

@@ -3,6 +3,7 @@ using System.Net.NetworkInformation;
 using System.Net.Sockets;
 using Lisp.Appliance.Config;
 using Lisp.ControlPlane;
+using Lisp.DataPlane;
 using Lisp.Decent.Push;
 using Lisp.Wire;
 
@@ -15,6 +16,10 @@ namespace Lisp.Appliance.Hosting;
 /// joined to the group (on the configured interface, multicast loopback and TTL set explicitly) that both
 /// sends the Map-Registers addressed to the group and receives every member's. Also dumps the site table to
 /// the log whenever it changes, and withdraws this member's registrations (TTL 0) when the node stops.
+/// When the node's data plane owns the data port ([data_plane] on the same port: <see cref="DataPlaneHost.OwnsDataPort"/>),
+/// this binds no data socket for that family: the data plane's ETRs hand it the instance-id 0xffffff datagrams
+/// (<see cref="FromDataPlane"/>), validated exactly as the ones its own socket receives, and it sends its
+/// encapsulated copies from an ephemeral port of its own address instead.
 /// </summary>
 public sealed class PushIo : IDisposable
 {
@@ -24,7 +29,10 @@ public sealed class PushIo : IDisposable
     private readonly Log _log;
     private readonly Func<ReceivedPacket, bool> _inject;
     private readonly Action<SendAction>? _sendControl;
+    /// <summary>Data-port sockets this member bound itself (receive and send).</summary>
     private readonly List<Socket> _dataSockets = [];
+    /// <summary>Send-only sockets (ephemeral port) for the families whose data port the data plane owns.</summary>
+    private readonly List<Socket> _sendSockets = [];
     private readonly Socket? _multicast;
     private readonly List<Thread> _threads = [];
     private volatile bool _stopping;
@@ -44,6 +52,12 @@ public sealed class PushIo : IDisposable
         foreach (var self in push.Options.Self)
         {
             var ep = new IPEndPoint(self.Address, push.Options.DataPort);
+            if (DataPlaneHost.OwnsDataPort(config, ep.AddressFamily, ep.Port))
+            {
+                ReceivesFromDataPlane = true;
+                OpenSendSocket(self.Address);
+                continue;
+            }
             var s = new Socket(ep.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
             try
             {
@@ -76,6 +90,12 @@ public sealed class PushIo : IDisposable
         }
     }
 
+    /// <summary>
+    /// True when the data plane owns the data port (for at least one of this member's address families): the
+    /// data plane must then give this member its instance-id 0xffffff datagrams (<see cref="FromDataPlane"/>).
+    /// </summary>
+    public bool ReceivesFromDataPlane { get; }
+
     public long Decapsulated => Interlocked.Read(ref _decapsulated);
     public long DecapsulationDrops => Interlocked.Read(ref _decapDrops);
 
@@ -86,6 +106,47 @@ public sealed class PushIo : IDisposable
         var o = PushGroup.Apply(options, push);
         if (o.MapServer is { } ms) o = o with { MapServer = ms with { RegistrationTimeout = p.RegisterInterval * 3 } };
         return o;
+    }
+
+    private void OpenSendSocket(IPAddress local)
+    {
+        if (_sendSockets.Any(x => x.AddressFamily == local.AddressFamily)) return;
+        var s = new Socket(local.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            if (local.AddressFamily == AddressFamily.InterNetworkV6) s.DualMode = false;
+            s.Bind(new IPEndPoint(local, 0)); // our own address as the outer source; the data port stays the data plane's
+        }
+        catch (SocketException e)
+        {
+            _log.Warn("push-data-socket", $"cannot bind a send socket to {local} ({e.Message}); the kernel picks the source address");
+        }
+        _sendSockets.Add(s);
+    }
+
+    /// <summary>
+    /// The data plane's control hand-off thread: one data-port datagram with instance-id 0xffffff (the whole UDP
+    /// payload). Checked and unwrapped like those on this member's own data socket, then queued to the control
+    /// plane as if it came from the inner source.
+    /// </summary>
+    public void FromDataPlane(ControlPacket packet)
+    {
+        var family = packet.From?.AddressFamily ?? _push.Group.AddressFamily;
+        var local = _push.Options.Self.FirstOrDefault(e => e.AddressFamily == family) ?? _push.Options.Self[0];
+        Deliver(packet.Payload, packet.From, local, "data plane");
+    }
+
+    private void Deliver(ReadOnlySpan<byte> payload, EndPoint? from, IPEndPoint local, string via)
+    {
+        if (PushEncapsulation.TryDecapsulate(payload, _push.Group, out var inner, out var innerSource, out var error))
+        {
+            Interlocked.Increment(ref _decapsulated);
+            _inject(new ReceivedPacket(inner, innerSource, new IPEndPoint(local.Address, _push.Options.ControlPort)));
+        }
+        else if (Interlocked.Increment(ref _decapDrops) % 100 == 1)
+        {
+            _log.Warn("push-decap-drop", $"{payload.Length} bytes from {from} on {local} ({via}): {error} ({DecapsulationDrops} dropped so far)");
+        }
     }
 
     private Socket OpenMulticast(DecentPushConfig p, PushMappingSystem push)
@@ -145,7 +206,8 @@ public sealed class PushIo : IDisposable
             _threads.Add(new Thread(() => ReceiveLoop(_multicast, local, data: false)) { IsBackground = true, Name = "lisp-push-mcast" });
         }
         foreach (var t in _threads) t.Start();
-        _log.Info("push-started", $"{_push.Name}: members {string.Join(", ", _push.Members)}; data port {_push.Options.DataPort}");
+        _log.Info("push-started", $"{_push.Name}: members {string.Join(", ", _push.Members)}; data port {_push.Options.DataPort}" +
+            (ReceivesFromDataPlane ? " (received through the data plane's ETR, which owns the port)" : ""));
     }
 
     private void ReceiveLoop(Socket s, IPEndPoint local, bool data)
@@ -179,15 +241,7 @@ public sealed class PushIo : IDisposable
                 _inject(new ReceivedPacket(payload.ToArray(), (IPEndPoint)from, control));
                 continue;
             }
-            if (PushEncapsulation.TryDecapsulate(payload, _push.Group, out var inner, out var innerSource, out var error))
-            {
-                Interlocked.Increment(ref _decapsulated);
-                _inject(new ReceivedPacket(inner, innerSource, control));
-            }
-            else if (Interlocked.Increment(ref _decapDrops) % 100 == 1)
-            {
-                _log.Warn("push-decap-drop", $"{n} bytes from {from} on {local}: {error} ({DecapsulationDrops} dropped so far)");
-            }
+            Deliver(payload, from, local, "data socket");
         }
     }
 
@@ -197,7 +251,8 @@ public sealed class PushIo : IDisposable
         var d = _replicator.Expand(a);
         Socket? s = d.Channel switch
         {
-            PushChannel.Data => _dataSockets.FirstOrDefault(x => x.AddressFamily == d.To.AddressFamily),
+            PushChannel.Data => _dataSockets.FirstOrDefault(x => x.AddressFamily == d.To.AddressFamily)
+                ?? _sendSockets.FirstOrDefault(x => x.AddressFamily == d.To.AddressFamily),
             PushChannel.Multicast => _multicast,
             _ => null,
         };
@@ -278,6 +333,7 @@ public sealed class PushIo : IDisposable
     {
         _stopping = true;
         foreach (var s in _dataSockets) s.Dispose();
+        foreach (var s in _sendSockets) s.Dispose();
         _multicast?.Dispose();
         foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(1));
     }

@@ -1,0 +1,153 @@
+using System.Net;
+using Lisp.DataPlane;
+using Lisp.Wire;
+using Xunit;
+
+namespace Lisp.DataPlane.Tests;
+
+/// <summary>
+/// The data plane as the one owner of the data port: ETR datagrams with instance-id 0xffffff (RFC 9962 push
+/// Map-Registers) go to the control hand-off, never to a TUN; the hand-off is bounded and counts what it refuses.
+/// Driven one batch at a time over the in-memory underlay (no threads except where the engine is the subject).
+/// </summary>
+public sealed class ControlHandoffTests : IDisposable
+{
+    private static readonly IPAddress Rloc = IPAddress.Parse("192.0.2.2");
+    private static readonly IPEndPoint Member = new(IPAddress.Parse("192.0.2.9"), 40000);
+    private const uint Iid = 7;
+
+    private readonly InMemoryUnderlay _underlay = new();
+    private readonly InMemoryTun _tun = new("t");
+    private readonly List<IDisposable> _dispose = [];
+
+    private static DataPlaneOptions Options() => new() { InstanceId = Iid, LocalRlocV4 = Rloc, BatchSize = 16, MaxPacket = 2000 };
+
+    private EtrWorker Etr(ControlHandoff? control)
+    {
+        var w = new EtrWorker(_underlay.Bind(Rloc), new Dictionary<uint, ITun> { [Iid] = _tun }, Options(), control: control);
+        _dispose.Add(w);
+        return w;
+    }
+
+    /// <summary>LISP header with <paramref name="iid"/> + an inner IPv4/UDP packet (to the group on 4342 for the control form).</summary>
+    private static byte[] Datagram(uint iid, byte fill = 0xab)
+    {
+        var inner = iid == DataHeader.DecentControlInstanceId
+            ? Packets.UdpV4("192.0.2.9", "224.1.1.1", 4342, 4342, 100, fill: fill)
+            : Packets.UdpV4("10.1.0.1", "10.2.0.9", 1000, 80, 100, fill: fill);
+        var d = new byte[DataHeader.Length + inner.Length];
+        DataHeader.ForInstance(iid, 0x123456).Write(d);
+        inner.CopyTo(d.AsSpan(DataHeader.Length));
+        return d;
+    }
+
+    private void Arrive(byte[] datagram) => _underlay.Bind(Rloc).Enqueue(datagram, Member);
+
+    [Fact]
+    public void Instance_id_0xffffff_goes_to_the_callback_and_not_to_the_tun()
+    {
+        var got = new List<ControlPacket>();
+        var control = new ControlHandoff(got.Add, capacity: 8);
+        var etr = Etr(control);
+        var push = Datagram(DataHeader.DecentControlInstanceId);
+        var data = Datagram(Iid);
+        Arrive(push);
+        Arrive(data);
+        Assert.Equal(2, etr.RunOnce(0));
+
+        // The ordinary packet reached the TUN; the control packet only the hand-off, copied whole (LISP header too).
+        Assert.Equal(Convert.ToHexString(data.AsSpan(DataHeader.Length)), Convert.ToHexString(_tun.Written.Single()));
+        Assert.Equal(1, etr.Counters.DecapPackets);
+        Assert.Equal(1, etr.Counters.ControlPackets);
+        Assert.Equal(0, etr.Counters.TotalDrops);
+        Assert.Equal(1, control.Count);
+        Assert.Empty(got); // nothing runs the handler on the worker thread
+
+        Assert.True(control.RunOnce(0));
+        var p = Assert.Single(got);
+        Assert.Equal(Convert.ToHexString(push), Convert.ToHexString(p.Payload));
+        Assert.Equal(Member, p.From);
+        Assert.Equal(0, control.Count);
+        Assert.Equal(1, control.Handled);
+        Assert.False(control.RunOnce(0));
+        Assert.Contains("control 1,", etr.Counters.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void A_full_hand_off_refuses_without_blocking_and_the_worker_counts_the_drops()
+    {
+        var got = new List<ControlPacket>();
+        var control = new ControlHandoff(got.Add, capacity: 2);
+        var etr = Etr(control);
+        for (byte i = 0; i < 5; i++) Arrive(Datagram(DataHeader.DecentControlInstanceId, fill: i));
+        Assert.Equal(5, etr.RunOnce(0));
+        Assert.Equal(2, etr.Counters.ControlPackets);
+        Assert.Equal(3, etr.Counters[DropReason.ControlQueueFull]);
+        Assert.Empty(_tun.Written);
+
+        // The consumer drains in order; then there is room again.
+        while (control.RunOnce(0))
+        {
+        }
+        Assert.Equal([0, 1], got.Select(p => p.Payload[^1]).ToArray());
+        Arrive(Datagram(DataHeader.DecentControlInstanceId, fill: 9));
+        Assert.Equal(1, etr.RunOnce(0));
+        Assert.Equal(3, etr.Counters.ControlPackets);
+        Assert.Contains("control-queue-full=3", etr.Counters.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Without_a_control_plane_0xffffff_is_dropped_as_unclaimed_not_written_to_the_tun()
+    {
+        var etr = Etr(control: null);
+        Arrive(Datagram(DataHeader.DecentControlInstanceId));
+        Assert.Equal(1, etr.RunOnce(0));
+        Assert.Empty(_tun.Written);
+        Assert.Equal(1, etr.Counters[DropReason.ControlUnclaimed]);
+        Assert.Equal(0, etr.Counters.ControlPackets);
+    }
+
+    [Fact]
+    public void A_throwing_handler_is_counted_and_the_consumer_keeps_going()
+    {
+        int calls = 0;
+        var control = new ControlHandoff(_ =>
+        {
+            if (++calls == 1) throw new InvalidOperationException("boom");
+        });
+        Assert.True(control.TryPost([1, 2, 3], null));
+        Assert.True(control.TryPost([4], null));
+        Assert.True(control.RunOnce(0));
+        Assert.True(control.RunOnce(0));
+        Assert.Equal(1, control.HandlerErrors);
+        Assert.Equal(1, control.Handled);
+    }
+
+    [Fact]
+    public void The_engine_runs_the_hand_off_on_its_own_thread()
+    {
+        using var received = new SemaphoreSlim(0);
+        var got = new System.Collections.Concurrent.ConcurrentQueue<ControlPacket>();
+        var control = new ControlHandoff(p =>
+        {
+            got.Enqueue(p);
+            received.Release();
+        });
+        var misses = new MissQueue(capacity: 8, ratePerSecond: 10, burst: 10);
+        var o = Options() with { PollMs = 20 };
+        using var engine = new DataPlaneEngine(o, () => new Lisp.MapCache.MapCacheWriter().Current, misses,
+            [(new InMemoryTun("i"), null, null)], [_underlay.Bind(Rloc)], control: control);
+        engine.Start();
+        var push = Datagram(DataHeader.DecentControlInstanceId);
+        Arrive(push);
+        Assert.True(received.Wait(TimeSpan.FromSeconds(10)), "the hand-off thread did not call the handler");
+        Assert.Equal(Convert.ToHexString(push), Convert.ToHexString(Assert.Single(got).Payload));
+        Assert.Same(control, engine.Control);
+        Assert.Empty(_tun.Written);
+    }
+
+    public void Dispose()
+    {
+        foreach (var d in _dispose) d.Dispose();
+    }
+}
