@@ -28,7 +28,7 @@ public sealed record ControlNodeOptions
 /// <item>Map-Register -> Map-Server; Map-Notify-Ack -> Map-Server; Map-Notify -> ETR (which acks it).</item>
 /// <item>ECM Map-Request: E bit -> ETR; M bit -> Map-Server (else Resolver); neither -> Map-Resolver, else Map-Server, else ETR.</item>
 /// <item>Plain Map-Request: S bit (SMR) -> ITR; otherwise (RLOC-probe, direct request) -> ETR.</item>
-/// <item>Map-Reply -> ITR.</item>
+/// <item>Map-Reply -> ITR (one with the P bit is an RLOC-probe reply, matched against the ITR's probes).</item>
 /// </list>
 /// Handle never throws for any input. Not thread-safe: the host calls Handle and Tick from one thread
 /// (reading <see cref="Counters"/> from others is fine).

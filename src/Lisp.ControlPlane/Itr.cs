@@ -57,6 +57,21 @@ public sealed record ItrOptions
     public TimeSpan NoResolverRetry { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>... until this long after it was first asked for; then it is given up and logged (counted as <see cref="DropReason.NoResolver"/> once, when it first could not be placed).</summary>
     public TimeSpan NoResolverGiveUp { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// RLOC-probe period per RLOC of the cached positive entries (lispers.net: 10 s); zero (or negative)
+    /// turns RLOC-probing off. Probes go to the RLOC at <see cref="ControlPort"/> (the deployment's control port).
+    /// </summary>
+    public TimeSpan ProbeInterval { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>
+    /// An RLOC whose probes get no reply for this long (counted from the first unanswered probe) is marked
+    /// unreachable; null = 1.5 x <see cref="ProbeInterval"/> (15 s by default, lispers.net's).
+    /// </summary>
+    public TimeSpan? ProbeTimeout { get; init; }
+    /// <summary>Each probe period is the interval times a uniform factor in [1 - j, 1 + j] (0 to 0.5).</summary>
+    public double ProbeJitter { get; init; } = 0.1;
+
+    /// <summary>The probe timeout in effect (<see cref="ProbeTimeout"/> or 1.5 x the interval).</summary>
+    public TimeSpan EffectiveProbeTimeout => ProbeTimeout ?? ProbeInterval * 1.5;
 }
 
 /// <summary>A Map-Request in flight, for `show`.</summary>
@@ -66,10 +81,11 @@ public sealed record OutstandingRequest(EidPrefix Eid, ulong Nonce, int Transmis
 /// ITR (RFC 9301 sections 6.1, 6.6): a simple map-cache (linear longest-prefix match for IP-like EIDs, exact
 /// for others), Map-Requests in ECMs to the mapping system's map-resolvers with a random nonce, retransmit
 /// with exponential back-off moving to the next resolver on each timeout, per-EID and global rate limits,
-/// installs positive and negative Map-Replies whose nonce matches, expires entries by TTL, honours SMRs.
-/// RLOC-probing is not done here (probe replies are counted as stale). Pure and single-threaded.
+/// installs positive and negative Map-Replies whose nonce matches, expires entries by TTL, honours SMRs,
+/// and RLOC-probes the locators of its positive entries to track their reachability (ItrProbing.cs).
+/// Pure and single-threaded.
 /// </summary>
-public sealed class Itr
+public sealed partial class Itr
 {
     private readonly ItrOptions _options;
     private readonly IMappingSystem _mappingSystem;
@@ -102,6 +118,8 @@ public sealed class Itr
     {
         if (options.Rlocs.Count is < 1 or > 32) throw new ArgumentException("an ITR needs 1 to 32 RLOCs (its ITR-RLOCs)");
         if (options.MaxTransmissions < 1) throw new ArgumentException("MaxTransmissions must be at least 1");
+        if (options.ProbeInterval > TimeSpan.Zero && options.EffectiveProbeTimeout <= TimeSpan.Zero) throw new ArgumentException("ProbeTimeout must be positive");
+        if (options.ProbeJitter is < 0 or > 0.5 || double.IsNaN(options.ProbeJitter)) throw new ArgumentException("ProbeJitter must be between 0 and 0.5");
         _options = options;
         _mappingSystem = mappingSystem;
         _random = random ?? new Random();
@@ -127,6 +145,7 @@ public sealed class Itr
             foreach (var p in _outstanding.Values) d = d is null || p.Deadline < d ? p.Deadline : d;
             foreach (var e in _cache.Values) d = d is null || e.ExpiresAt < d ? e.ExpiresAt : d;
             foreach (var w in _waiting.Values) d = d is null || w.NextAt < d ? w.NextAt : d;
+            if (NextProbeDeadline is { } pd && (d is null || pd < d)) d = pd;
             return d;
         }
     }
@@ -250,6 +269,7 @@ public sealed class Itr
     /// <summary>Installs the records of a Map-Reply whose nonce matches a request in flight.</summary>
     public IReadOnlyList<ControlAction> HandleMapReply(MapReply reply, ReceivedPacket packet, DateTimeOffset now)
     {
+        if (reply.Probe) return HandleProbeReply(reply, packet, now);
         if (!_outstanding.TryGetValue(reply.Nonce, out var p))
         {
             _counters.Drop(DropReason.StaleNonce);
@@ -276,7 +296,7 @@ public sealed class Itr
             string key = eid.ToString();
             if (r.TtlRaw == 0)
             {
-                if (_cache.Remove(key))
+                if (Uncache(key))
                 {
                     actions.Add(new MapCacheChanged(eid, null));
                     actions.Add(new LogAction(LogLevel.Info, "map-cache-remove", $"{eid} removed (TTL 0 from {packet.From})"));
@@ -288,8 +308,7 @@ public sealed class Itr
                 actions.Add(new LogAction(LogLevel.Warning, "map-cache-full", $"{eid} not installed: map-cache holds {_cache.Count} entries"));
                 continue;
             }
-            var entry = new MapCacheEntry(eid, r.Locators, r.Action, now, now + r.Ttl, packet.From, r.Authoritative);
-            _cache[key] = entry;
+            var entry = Cache(key, new MapCacheEntry(eid, r.Locators, r.Action, now, now + r.Ttl, packet.From, r.Authoritative), now);
             _counters.Count(ControlEvent.MapCacheInstalled);
             actions.Add(new MapCacheChanged(eid, entry));
             actions.Add(new LogAction(LogLevel.Info, "map-cache-install", entry.IsNegative
@@ -361,11 +380,12 @@ public sealed class Itr
         foreach (var (key, e) in _cache.ToList())
         {
             if (e.ExpiresAt > now) continue;
-            _cache.Remove(key);
+            Uncache(key);
             _counters.Count(ControlEvent.MapCacheExpired);
             actions.Add(new MapCacheChanged(e.Eid, null));
             actions.Add(new LogAction(LogLevel.Info, "map-cache-expire", $"{e.Eid} expired (TTL {e.Ttl.TotalMinutes:0.##} min)"));
         }
+        TickProbes(now, actions);
         return actions;
     }
 
@@ -374,6 +394,7 @@ public sealed class Itr
     {
         var actions = _cache.Values.Select(e => (ControlAction)new MapCacheChanged(e.Eid, null)).ToList();
         _cache.Clear();
+        ClearProbes();
         return actions;
     }
 }

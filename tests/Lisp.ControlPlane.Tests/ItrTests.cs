@@ -10,7 +10,8 @@ public class ItrTests
     private static readonly IPEndPoint Mr1 = Ep("1.1.1.1:4342"), Mr2 = Ep("2.2.2.2:4342");
 
     private static Itr Make(ItrOptions? options = null, params IPEndPoint[] resolvers) =>
-        new(options ?? new ItrOptions { Rlocs = [Ip("192.0.2.10")] }, new StaticMappingSystem([], resolvers.Length > 0 ? resolvers : [Mr1, Mr2]), new Random(7));
+        // RLOC-probing off: these tests count Map-Requests (ProbeTests covers probing).
+        new(options ?? new ItrOptions { Rlocs = [Ip("192.0.2.10")], ProbeInterval = TimeSpan.Zero }, new StaticMappingSystem([], resolvers.Length > 0 ? resolvers : [Mr1, Mr2]), new Random(7));
 
     private static (MapRequest Req, EncapsulatedControlMessage Ecm, SendAction Send) Sent(IReadOnlyList<ControlAction> actions)
     {

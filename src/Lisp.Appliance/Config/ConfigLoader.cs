@@ -100,11 +100,15 @@ public static class ConfigLoader
             var itr = Table(root, "itr");
             if (itr is not null)
             {
-                Allow(itr, "itr.", "request_timeout", "request_retries");
+                Allow(itr, "itr.", "request_timeout", "request_retries", "rloc_probe_interval", "rloc_probe_timeout");
                 cfg = cfg with
                 {
                     RequestTimeout = Duration(itr, "itr.request_timeout") ?? cfg.RequestTimeout,
                     RequestRetries = Int(itr, "itr.request_retries", 0, 10) ?? cfg.RequestRetries,
+                    RlocProbeInterval = Duration(itr, "itr.rloc_probe_interval") ?? cfg.RlocProbeInterval,
+                    RlocProbeTimeout = Duration(itr, "itr.rloc_probe_timeout") is { } pt
+                        ? pt > TimeSpan.Zero ? pt : throw Bad("itr.rloc_probe_timeout", "must be positive")
+                        : cfg.RlocProbeTimeout,
                 };
             }
             var ms = Table(root, "map_server");

@@ -35,6 +35,10 @@ public sealed record NodeConfig
     public TimeSpan MapReplyTtl { get; init; } = TimeSpan.FromMinutes(1440);
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(1);
     public int RequestRetries { get; init; } = 3;
+    /// <summary>[itr] rloc_probe_interval: RLOC-probe period (0 = no probing).</summary>
+    public TimeSpan RlocProbeInterval { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>[itr] rloc_probe_timeout: silence that marks an RLOC down (null = 1.5 x the interval).</summary>
+    public TimeSpan? RlocProbeTimeout { get; init; }
 
     public IReadOnlyList<SiteConfig> Sites { get; init; } = [];
     public IReadOnlyList<DatabaseMapping> Database { get; init; } = [];

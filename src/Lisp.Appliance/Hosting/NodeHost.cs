@@ -95,6 +95,8 @@ public sealed class NodeHost : IDisposable
                     ControlPort = (ushort)c.ControlPort,
                     InitialRetransmit = c.RequestTimeout,
                     MaxTransmissions = c.RequestRetries,
+                    ProbeInterval = c.RlocProbeInterval,
+                    ProbeTimeout = c.RlocProbeTimeout,
                 }
                 : null,
         };
