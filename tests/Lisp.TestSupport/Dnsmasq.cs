@@ -120,7 +120,7 @@ public sealed partial class Dnsmasq : IDisposable
         _process = p;
 
         var sw = Stopwatch.StartNew();
-        while (sw.Elapsed < TimeSpan.FromSeconds(5))
+        while (sw.Elapsed < TimeSpan.FromSeconds(15))
         {
             if (p.HasExited)
             {
@@ -132,7 +132,7 @@ public sealed partial class Dnsmasq : IDisposable
             Thread.Sleep(20);
         }
         Stop();
-        throw new InvalidOperationException("dnsmasq did not answer within 5 s: " + Log);
+        throw new InvalidOperationException("dnsmasq did not answer within 15 s: " + Log);
     }
 
     /// <summary>Kills dnsmasq (its port stops answering). Safe to call when not running.</summary>
