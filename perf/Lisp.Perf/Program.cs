@@ -61,4 +61,32 @@ if (args.Length > 0 && args[0] == "layouts")
     }
     return;
 }
+// `dotnet run -c Release -- v6 [sizes...]`: the same quick sweep for IPv6 (default layout).
+if (args.Length > 0 && args[0] == "v6")
+{
+    foreach (int n in args.Length > 1 ? args.Skip(1).Select(int.Parse).ToArray() : new[] { 1_000, 100_000 })
+    {
+        var p = Data.V6Prefixes(n);
+        var dst = Data.V6Destinations(p, 4096);
+        var w = new MapCacheWriter();
+        var sw0 = Stopwatch.StartNew();
+        foreach (var (a, l) in p) w.AddOrReplaceV6(0, a, l, Data.Rlocs, 60, 0);
+        var s = w.Publish();
+        double publishMs = sw0.Elapsed.TotalMilliseconds;
+        double best = double.MaxValue;
+        int sink = 0;
+        int reps = Math.Max(20, 1_000_000 / dst.Length);
+        for (int round = 0; round < 5; round++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int r = 0; r < reps; r++)
+                for (int i = 0; i < dst.Length; i++)
+                    if (s.TryLookupV6(0, dst[i], (uint)i, out var res)) sink += res.RlocIndex;
+            best = Math.Min(best, sw.Elapsed.TotalNanoseconds / ((double)reps * dst.Length));
+        }
+        GC.KeepAlive(sink);
+        Console.WriteLine($"IPv6 {n,9:N0} prefixes: {best,6:F1} ns; lookup structures {s.LookupBytes / (double)n:F0} B/entry; load+publish {publishMs:F0} ms");
+    }
+    return;
+}
 BenchmarkSwitcher.FromAssembly(typeof(V4Lookup).Assembly).Run(args);

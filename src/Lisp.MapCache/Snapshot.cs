@@ -137,6 +137,7 @@ public sealed class MapCacheSnapshot
 
     internal bool V4UsesDir24(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 && _v4[i].IsDir24;
     internal V4Layout? V4LayoutOf(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 ? _v4[i].Layout : null;
+    internal V6Lpm? V6Table(uint iid) => IndexOf(_v6Iids, iid) is int i && i >= 0 ? _v6[i] : null;
     internal V4Lpm? V4Table(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 ? _v4[i] : null;
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

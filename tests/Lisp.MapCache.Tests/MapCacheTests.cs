@@ -313,6 +313,15 @@ public class MapCacheTests
             Assert.Equal(th is null, ts is null);
             if (th is not null) Assert.True(th.Tags.SequenceEqual(ts!.Tags), $"/{len} tags differ");
         }
+        Assert.True(sh.V6Table(0)!.Keys > v6.Count, "binary search on lengths adds markers");
+        Assert.Equal(sh.V6Table(0)!.Keys, ss.V6Table(0)!.Keys);
+        for (int len = 0; len <= 128; len++)
+        {
+            var th = sh.V6Table(0)!.TableForLength(len);
+            var ts = ss.V6Table(0)!.TableForLength(len);
+            Assert.Equal(th is null, ts is null);
+            if (th is not null) Assert.True(th.Tags.SequenceEqual(ts!.Tags), $"v6 /{len} tags differ");
+        }
         foreach (var d in Oracle.Destinations(rng, prefixes, 50000))
         {
             Assert.Equal(sh.TryLookupV4(0, d, d, out var a) ? a.EntryIndex : -1, ss.TryLookupV4(0, d, d, out var b) ? b.EntryIndex : -1);

@@ -106,6 +106,73 @@ public class RandomizedOracleTests
         }
     }
 
+    /// <summary>
+    /// IPv6 binary search on lengths against the linear scan: "all" = lengths 0..128 uniformly (markers at
+    /// every level), "few" = /48, /64, /128 only (real EID tables), "nested" = chains of prefixes each inside
+    /// the previous one (markers and real prefixes share keys; best-match precomputation through nesting).
+    /// Destinations: inside a random prefix, at its first and last address, just outside it, and random.
+    /// </summary>
+    [Theory]
+    [InlineData("all", 3000, 41)]
+    [InlineData("few", 3000, 42)]
+    [InlineData("nested", 3000, 43)]
+    [InlineData("all", 1, 44)]
+    [InlineData("all", 5, 45)]
+    public void Ipv6AgainstLinearScan(string mix, int count, int seed)
+    {
+        var rng = new Random(seed);
+        var w = new MapCacheWriter();
+        var prefixes = new List<(V6Key, int, int)>();
+        var seen = new HashSet<(V6Key, int)>();
+        var roots = Enumerable.Range(0, 4).Select(_ => (ulong)rng.NextInt64() & 0xffff_0000_0000_0000UL).ToArray();
+        V6Key Rand() => new(roots[rng.Next(roots.Length)] | ((ulong)rng.NextInt64() & 0xffff_ffff_ffff), (ulong)rng.NextInt64());
+        int[] few = [48, 64, 128];
+        while (prefixes.Count < count)
+        {
+            var batch = new List<(V6Key, int)>();
+            if (mix == "nested")
+            {
+                var a = Rand();
+                for (int len = rng.Next(0, 20); len <= 128; len += rng.Next(1, 24)) batch.Add((Oracle.MaskV6(a, len), len));
+            }
+            else
+            {
+                int len = mix == "few" ? few[rng.Next(3)] : rng.Next(0, 129);
+                batch.Add((Oracle.MaskV6(Rand(), len), len));
+            }
+            foreach (var (a, len) in batch)
+                if (prefixes.Count < count && seen.Add((a, len))) prefixes.Add((a, len, w.AddOrReplaceV6(5, a, len, One, 60, 0)));
+        }
+        var s = w.Publish();
+        var all1 = new V6Key(ulong.MaxValue, ulong.MaxValue);
+        void Check(V6Key d)
+        {
+            int want = Oracle.LinearV6(prefixes, d);
+            int got = s.TryLookupV6(5, d, 0, out var r) ? r.EntryIndex : -1;
+            if (want != got) Assert.Fail($"{d.Hi:x16}:{d.Lo:x16}: want {want} got {got}");
+        }
+        foreach (var (a, len, _) in prefixes)
+        {
+            var m = Oracle.MaskV6(all1, len);
+            var last = new V6Key(a.Hi | ~m.Hi, a.Lo | ~m.Lo);
+            Check(a);
+            Check(last);
+            Check(new V6Key(last.Lo == ulong.MaxValue ? last.Hi + 1 : last.Hi, last.Lo + 1));
+            Check(new V6Key(a.Lo == 0 ? a.Hi - 1 : a.Hi, a.Lo - 1));
+        }
+        for (int i = 0; i < 20_000; i++)
+        {
+            if ((i & 1) == 0)
+            {
+                var (a, len, _) = prefixes[rng.Next(prefixes.Count)];
+                var r = new V6Key((ulong)rng.NextInt64(), (ulong)rng.NextInt64());
+                var m = Oracle.MaskV6(all1, len);
+                Check(new V6Key(a.Hi | (r.Hi & ~m.Hi), a.Lo | (r.Lo & ~m.Lo)));
+            }
+            else Check(Rand());
+        }
+    }
+
     private static void CheckStatic(int prefixCount, int lookups, int linearSample, string layout, int seed)
     {
         var rng = new Random(seed);
