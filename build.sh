@@ -4,7 +4,7 @@
 #   ./build.sh test       install test dependencies if missing, run every test, print "N passed, N failed"
 #   ./build.sh publish    native-AOT publish for linux-x64 into artifacts/publish/lisp-decent
 #   ./build.sh run [ARGS] publish (if needed) and run the appliance; no ARGS = `run` on the embedded default config
-#   ./build.sh deps       install the Debian packages the tests use (tshark, dnsmasq, tcpdump, iproute2, ping, nc)
+#   ./build.sh deps       install the Debian packages the tests use (tshark, dnsmasq, tcpdump, iproute2, ping, nc, chromium)
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -26,6 +26,7 @@ deps() {
   command -v ip      >/dev/null 2>&1 || missing+=(iproute2)
   command -v ping    >/dev/null 2>&1 || missing+=(iputils-ping)     # data-plane netns tests
   command -v nc      >/dev/null 2>&1 || missing+=(netcat-openbsd)   # data-plane netns TCP transfer
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)        # management web page, rendered headless
   if [ ${#missing[@]} -eq 0 ]; then return 0; fi
   echo "build.sh: installing ${missing[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections 2>/dev/null || true

@@ -12,6 +12,7 @@ public static class Program
         Commands:
           run            run the appliance (control plane roles, mapping system); no --config = embedded demo node
           lig            send a Map-Request for an EID and print the Map-Reply (LISP Internet Groper)
+          show           show a running node's status, site-table, map-cache, registrations or counters
           decent-index   print the LISP-Decent pull-mode index and DNS name of EIDs
           decode         decode LISP control messages from hex, a vector file or a pcap capture
           demo           decode the seed's Map-Request packets (embedded data)
@@ -53,6 +54,8 @@ public static class Program
                 return LigCommand.Run(rest, stdout, stderr);
             case "decent-index":
                 return DecentIndexCommand.Run(rest, stdout, stderr);
+            case "show":
+                return ShowCommand.Run(rest, stdout, stderr);
             case "demo":
                 return DemoCommand.Run(rest, stdout, stderr);
             case "version" or "--version":

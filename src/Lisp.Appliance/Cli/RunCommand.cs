@@ -1,6 +1,8 @@
+using System.Net;
 using System.Runtime.InteropServices;
 using Lisp.Appliance.Config;
 using Lisp.Appliance.Hosting;
+using Lisp.Appliance.Management;
 using Lisp.ControlPlane;
 using Lisp.Wire;
 
@@ -21,6 +23,9 @@ public static class RunCommand
         map-server + map-resolver for itself, registers the demo EIDs [0]10.1.1.0/24 and [0]'demo-node',
         and looks up [0]10.1.1.1/32 once it has registered (try `lisp-decent lig 10.1.1.1 --map-resolver 127.0.0.1`
         in another terminal). Example configs: packaging/examples/.
+
+        With [management] listen = "ADDRESS:PORT" it also serves a read-only management API, Prometheus
+        metrics (/metrics) and a web page (/) there; `lisp-decent show --help` reads them.
 
         Options:
           --config FILE          TOML config (see packaging/examples/*.toml)
@@ -131,6 +136,22 @@ public static class RunCommand
                 return 1;
             }
         }
+        ManagementServer? management = null;
+        if (config.Management is { } mep)
+        {
+            try
+            {
+                management = ManagementServer.Start(mep, host, dataPlane, log);
+            }
+            catch (HttpListenerException e)
+            {
+                stderr.WriteLine($"run: cannot start the management API on {mep}: {e.Message}");
+                dataPlane?.Dispose();
+                host.Dispose();
+                (mapping as IDisposable)?.Dispose();
+                return 1;
+            }
+        }
         host.Start();
         if (requests.Count > 0)
         {
@@ -142,6 +163,7 @@ public static class RunCommand
         }
         stopped.Wait();
         log.Info("signal", "stopping");
+        management?.Dispose();
         dataPlane?.Dispose();
         host.Dispose();
         (mapping as IDisposable)?.Dispose();

@@ -15,7 +15,7 @@ namespace Lisp.Appliance.Hosting;
 /// timer deadlines and carrying out the actions the roles return. Packets that arrive while the queue is full
 /// are dropped and counted: a flood cannot grow memory or stall the receive threads.
 /// </summary>
-public sealed class NodeHost : IDisposable
+public sealed partial class NodeHost : IDisposable
 {
     public const int QueueCapacity = 4096;
 
@@ -144,7 +144,7 @@ public sealed class NodeHost : IDisposable
                 {
                     var readable = _queue.Reader.WaitToReadAsync(token).AsTask();
                     // A lookup request (e.g. a data-plane miss) wakes the loop as a packet does.
-                    Task.WaitAny([readable, _requests.Reader.WaitToReadAsync(token).AsTask()], (int)Math.Ceiling(wait.TotalMilliseconds), token);
+                    Task.WaitAny([readable, _requests.Reader.WaitToReadAsync(token).AsTask(), _queries.Reader.WaitToReadAsync(token).AsTask()], (int)Math.Ceiling(wait.TotalMilliseconds), token);
                 }
                 catch (OperationCanceledException)
                 {
@@ -158,6 +158,7 @@ public sealed class NodeHost : IDisposable
                 Execute(node.Handle(packet, DateTimeOffset.UtcNow), LabelOf(node));
                 handled++;
             }
+            RunQueries(); // management reads (Management/NodeHostQueries.cs)
             while (_requests.Reader.TryRead(out var eid))
             {
                 if (Nodes.ItrNode is { } itr) Execute(itr.Request(eid, DateTimeOffset.UtcNow), null);

@@ -1,0 +1,105 @@
+using System.Globalization;
+using System.Text;
+
+namespace Lisp.Appliance.Management;
+
+/// <summary>
+/// GET /metrics: the counters in the Prometheus text exposition format (version 0.0.4): a HELP and TYPE line
+/// per metric family, then one sample per line, `name{label="value",...} number`.
+/// </summary>
+public static class PrometheusText
+{
+    public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+    public static string Format(StatusView status, CountersView counters)
+    {
+        var w = new Writer();
+        w.Family("lisp_up", "gauge", "1 while the appliance runs.");
+        w.Sample("lisp_up", 1, ("node", status.Name));
+        w.Family("lisp_uptime_seconds", "gauge", "Seconds since the appliance started.");
+        w.Sample("lisp_uptime_seconds", status.UptimeSeconds, ("node", status.Name));
+
+        w.Family("lisp_control_drops_total", "counter", "Control messages dropped, by reason.");
+        foreach (var n in counters.Control)
+            foreach (var (k, v) in n.Drops) w.Sample("lisp_control_drops_total", v, ("node", n.Node), ("reason", k));
+        w.Family("lisp_control_malformed_total", "counter", "Control messages the codec refused, by kind.");
+        foreach (var n in counters.Control)
+            foreach (var (k, v) in n.Malformed) w.Sample("lisp_control_malformed_total", v, ("node", n.Node), ("kind", k));
+        w.Family("lisp_control_events_total", "counter", "Control-plane events (messages sent and received, registrations, map-cache changes).");
+        foreach (var n in counters.Control)
+            foreach (var (k, v) in n.Events) w.Sample("lisp_control_events_total", v, ("node", n.Node), ("event", k));
+        w.Family("lisp_map_server_registrations", "gauge", "Live registrations in a map-server's site table.");
+        foreach (var n in counters.Control) w.Sample("lisp_map_server_registrations", n.Registrations, ("node", n.Node));
+        w.Family("lisp_map_cache_entries", "gauge", "Entries in the ITR's map-cache.");
+        foreach (var n in counters.Control) w.Sample("lisp_map_cache_entries", n.MapCacheEntries, ("node", n.Node));
+        w.Family("lisp_control_queue_drops_total", "counter", "Control datagrams dropped because the control queue was full.");
+        w.Sample("lisp_control_queue_drops_total", counters.QueueDrops, ("node", status.Name));
+        w.Family("lisp_control_send_errors_total", "counter", "Control datagrams the kernel refused to send.");
+        w.Sample("lisp_control_send_errors_total", counters.SendErrors, ("node", status.Name));
+
+        if (counters.DataPlane is { } dp)
+        {
+            w.Family("lisp_dataplane_packets_total", "counter", "Inner packets encapsulated (encap) or decapsulated (decap), per worker.");
+            foreach (var x in dp.Workers)
+            {
+                w.Sample("lisp_dataplane_packets_total", x.EncapPackets, ("worker", x.Worker), ("direction", "encap"));
+                w.Sample("lisp_dataplane_packets_total", x.DecapPackets, ("worker", x.Worker), ("direction", "decap"));
+            }
+            w.Family("lisp_dataplane_bytes_total", "counter", "Inner bytes encapsulated or decapsulated, per worker.");
+            foreach (var x in dp.Workers)
+            {
+                w.Sample("lisp_dataplane_bytes_total", x.EncapBytes, ("worker", x.Worker), ("direction", "encap"));
+                w.Sample("lisp_dataplane_bytes_total", x.DecapBytes, ("worker", x.Worker), ("direction", "decap"));
+            }
+            w.Family("lisp_dataplane_misses_total", "counter", "Map-cache misses posted to the control plane or refused by the miss queue.");
+            foreach (var x in dp.Workers)
+            {
+                w.Sample("lisp_dataplane_misses_total", x.MissesPosted, ("worker", x.Worker), ("outcome", "posted"));
+                w.Sample("lisp_dataplane_misses_total", x.MissesRefused, ("worker", x.Worker), ("outcome", "refused"));
+            }
+            w.Family("lisp_dataplane_icmp_too_big_total", "counter", "ICMP too-big messages sent back into the TUN.");
+            foreach (var x in dp.Workers) w.Sample("lisp_dataplane_icmp_too_big_total", x.IcmpTooBig, ("worker", x.Worker));
+            w.Family("lisp_dataplane_fragmented_total", "counter", "Encapsulated packets sent as outer fragments.");
+            foreach (var x in dp.Workers) w.Sample("lisp_dataplane_fragmented_total", x.Fragmented, ("worker", x.Worker));
+            w.Family("lisp_dataplane_drops_total", "counter", "Data-plane packets dropped, by worker and reason.");
+            foreach (var x in dp.Workers)
+                foreach (var (k, v) in x.Drops) w.Sample("lisp_dataplane_drops_total", v, ("worker", x.Worker), ("reason", k));
+            w.Family("lisp_dataplane_map_cache_entries", "gauge", "Entries in the data plane's map-cache.");
+            w.Sample("lisp_dataplane_map_cache_entries", dp.MapCacheEntries);
+        }
+        return w.ToString();
+    }
+
+    /// <summary>A label value with \, " and newline escaped as the format requires.</summary>
+    public static string Escape(string value) =>
+        value.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("\"", "\\\"", StringComparison.Ordinal).Replace("\n", "\\n", StringComparison.Ordinal);
+
+    private sealed class Writer
+    {
+        private readonly StringBuilder _sb = new();
+
+        public void Family(string name, string type, string help)
+        {
+            _sb.Append("# HELP ").Append(name).Append(' ').Append(help).Append('\n');
+            _sb.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
+        }
+
+        public void Sample(string name, long value, params (string Name, string Value)[] labels)
+        {
+            _sb.Append(name);
+            if (labels.Length > 0)
+            {
+                _sb.Append('{');
+                for (int i = 0; i < labels.Length; i++)
+                {
+                    if (i > 0) _sb.Append(',');
+                    _sb.Append(labels[i].Name).Append("=\"").Append(Escape(labels[i].Value)).Append('"');
+                }
+                _sb.Append('}');
+            }
+            _sb.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+        }
+
+        public override string ToString() => _sb.ToString();
+    }
+}

@@ -1,0 +1,163 @@
+using System.Text;
+using Lisp.Appliance.Hosting;
+using Lisp.ControlPlane;
+using Lisp.DataPlane;
+using Lisp.Wire;
+
+namespace Lisp.Appliance.Management;
+
+/// <summary>
+/// Builds the management views from role state. The Control* methods read role state and must run on the
+/// control thread (through <see cref="NodeHost.QueryAsync"/>); what they return is a detached copy.
+/// </summary>
+public static class Snapshots
+{
+    public static SiteTableView SiteTable(ControlNodeSet nodes, DateTimeOffset now)
+    {
+        var view = new SiteTableView();
+        foreach (var (node, _) in nodes.All)
+        {
+            if (node.MapServer is not { } ms) continue;
+            var live = ms.Registrations(now);
+            var rows = new List<SiteRowView>();
+            foreach (var r in ms.SiteTable(now))
+            {
+                DateTimeOffset? expires = null;
+                foreach (var reg in live)
+                {
+                    if (reg.Site == r.Site && reg.Eid.SameKey(r.Eid) && (expires is null || reg.ExpiresAt > expires)) expires = reg.ExpiresAt;
+                }
+                rows.Add(new SiteRowView
+                {
+                    Site = r.Site,
+                    Eid = r.Eid.ToString(),
+                    Configured = r.Configured,
+                    Registered = r.Registered,
+                    LastRegisterer = r.LastRegisterer?.ToString(),
+                    FirstRegistered = r.FirstRegistered,
+                    LastRegistered = r.LastRegistered,
+                    Expires = expires,
+                    Flags = r.Flags,
+                    Registrants = r.Registrants,
+                    Rlocs = Rlocs(r.Rlocs),
+                });
+            }
+            view.MapServers.Add(new MapServerTableView
+            {
+                Node = node.Options.Name,
+                Endpoints = node.Options.LocalEndpoints.Select(e => e.ToString()).ToList(),
+                Rows = rows,
+            });
+        }
+        return view;
+    }
+
+    public static MapCacheView MapCache(ControlNodeSet nodes, DateTimeOffset now)
+    {
+        if (nodes.ItrNode?.Itr is not { } itr) return new MapCacheView();
+        var entries = itr.Entries(now)
+            .OrderBy(e => e.Eid.ToString(), StringComparer.Ordinal)
+            .Select(e => new MapCacheEntryView
+            {
+                Eid = e.Eid.ToString(),
+                Negative = e.IsNegative,
+                Action = Kebab(e.Action.ToString()),
+                Rlocs = Rlocs(e.Locators),
+                TtlSeconds = (long)e.Ttl.TotalSeconds,
+                TtlLeftSeconds = Math.Max(0, (long)Math.Ceiling((e.ExpiresAt - now).TotalSeconds)),
+                InstalledAt = e.InstalledAt,
+                ExpiresAt = e.ExpiresAt,
+                LearnedFrom = e.LearnedFrom?.ToString(),
+                Authoritative = e.Authoritative,
+            })
+            .ToList();
+        return new MapCacheView { Itr = true, Outstanding = itr.Outstanding.Count, Entries = entries };
+    }
+
+    public static RegistrationsView Registrations(ControlNodeSet nodes, DateTimeOffset now)
+    {
+        var etr = nodes.All.Select(n => n.Node.Etr).FirstOrDefault(e => e is not null);
+        if (etr is null) return new RegistrationsView();
+        return new RegistrationsView
+        {
+            Etr = true,
+            Registrations = etr.RegistrationStates
+                .OrderBy(s => s.Eid.ToString(), StringComparer.Ordinal).ThenBy(s => s.MapServer.ToString(), StringComparer.Ordinal)
+                .Select(s => new RegistrationView { Eid = s.Eid.ToString(), MapServer = s.MapServer.ToString(), LastSent = s.LastSent, LastNotified = s.LastNotified })
+                .ToList(),
+        };
+    }
+
+    /// <summary>Control-plane counters and gauges of every node (the counters themselves are thread-safe; the gauges are not).</summary>
+    public static List<NodeCountersView> ControlCounters(ControlNodeSet nodes, DateTimeOffset now)
+    {
+        var list = new List<NodeCountersView>();
+        foreach (var (node, _) in nodes.All)
+        {
+            var c = node.Counters;
+            var view = new NodeCountersView
+            {
+                Node = node.Options.Name,
+                Registrations = node.MapServer?.Registrations(now).Count ?? 0,
+                MapCacheEntries = node.Itr?.CacheCount ?? 0,
+            };
+            foreach (var r in Enum.GetValues<Lisp.ControlPlane.DropReason>()) view.Drops[Kebab(r.ToString())] = c.Drops(r);
+            foreach (var e in Enum.GetValues<WireError>()) view.Malformed[Kebab(e.ToString())] = c.Malformed(e);
+            foreach (var e in Enum.GetValues<ControlEvent>()) view.Events[Kebab(e.ToString())] = c.Events(e);
+            list.Add(view);
+        }
+        return list;
+    }
+
+    /// <summary>Data-plane counters per worker (any thread: workers publish plain 64-bit counters).</summary>
+    public static DataPlaneCountersView? DataPlane(DataPlaneHost? host)
+    {
+        if (host is null) return null;
+        var workers = new List<WorkerCountersView>();
+        var engine = host.Engine;
+        for (int i = 0; i < engine.Itrs.Count; i++) workers.Add(Worker($"itr-{i}", engine.Itrs[i].Counters));
+        for (int i = 0; i < engine.Etrs.Count; i++) workers.Add(Worker($"etr-{i}", engine.Etrs[i].Counters));
+        return new DataPlaneCountersView
+        {
+            MapCacheEntries = host.MapCache.Count,
+            Total = Worker("total", engine.Counters),
+            Workers = workers,
+        };
+    }
+
+    private static WorkerCountersView Worker(string name, DataPlaneCounters c)
+    {
+        var view = new WorkerCountersView
+        {
+            Worker = name,
+            EncapPackets = Volatile.Read(ref c.EncapPackets),
+            EncapBytes = Volatile.Read(ref c.EncapBytes),
+            DecapPackets = Volatile.Read(ref c.DecapPackets),
+            DecapBytes = Volatile.Read(ref c.DecapBytes),
+            MissesPosted = Volatile.Read(ref c.MissesPosted),
+            MissesRefused = Volatile.Read(ref c.MissesRefused),
+            IcmpTooBig = Volatile.Read(ref c.IcmpTooBig),
+            Fragmented = Volatile.Read(ref c.Fragmented),
+            HeldThenSent = Volatile.Read(ref c.HeldThenSent),
+            Batches = Volatile.Read(ref c.Batches),
+        };
+        foreach (var r in Enum.GetValues<Lisp.DataPlane.DropReason>()) view.Drops[Kebab(r.ToString())] = c[r];
+        return view;
+    }
+
+    private static List<RlocView> Rlocs(IReadOnlyList<LocatorRecord> rlocs) =>
+        rlocs.Select(l => new RlocView { Address = l.Locator.ToText(), Priority = l.Priority, Weight = l.Weight, Reachable = l.Reachable }).ToList();
+
+    /// <summary>"AuthFailure" -> "auth-failure".</summary>
+    public static string Kebab(string s)
+    {
+        var sb = new StringBuilder(s.Length + 4);
+        for (int i = 0; i < s.Length; i++)
+        {
+            char c = s[i];
+            if (char.IsUpper(c) && i > 0) sb.Append('-');
+            sb.Append(char.ToLowerInvariant(c));
+        }
+        return sb.ToString();
+    }
+}
