@@ -265,7 +265,8 @@ public static class ConfigLoader
             var d = new DataPlaneConfig
             {
                 Tun = tun,
-                InstanceId = (uint)(Int(t, k + "instance_id", 0, 0xffffff) ?? 0),
+                // 0xffffff is reserved: LISP-Decent push sends group Map-Registers with it (RFC 9962); never a TUN.
+                InstanceId = (uint)(Int(t, k + "instance_id", 0, 0xfffffe) ?? 0),
                 Addresses = Prefixes("addresses"),
                 Routes = Prefixes("routes"),
                 Workers = Int(t, k + "workers", 1, 64) ?? 1,

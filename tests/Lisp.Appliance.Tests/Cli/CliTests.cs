@@ -236,6 +236,7 @@ public sealed class CliTests : IDisposable
     [InlineData("site[0].eid_prefixes[0]", "[[site]]\nname = \"bad\"\nkey = \"k\"\neid_prefixes = [\"[0]not-an-eid/99\"]")]
     [InlineData("mapping.algorithm: 'md5' is not one of", "[mapping]\nalgorithm = \"md5\"")]
     [InlineData("not valid TOML", "[node\nname = ")]
+    [InlineData("data_plane.instance_id: 16777215 is out of range 0..16777214", "[node]\nroles = [\"itr\"]\nrlocs = [\"127.0.0.1\"]\n[mapping]\nmap_resolvers = [\"127.0.0.1\"]\n[data_plane]\ninstance_id = 16777215\n")]
     public void BadConfigExitsOneAndNamesTheKey(string expected, string toml)
     {
         string text = BadConfig(toml);
