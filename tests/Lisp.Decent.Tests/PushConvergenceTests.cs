@@ -12,7 +12,7 @@ namespace Lisp.Decent.Tests;
 /// <summary>
 /// Convergence of a push group in one process (in-memory underlay, real state machines): wall time from a new
 /// registration until every member holds it, and datagrams sent per registration, for 3, 10 and 50 members.
-/// Set LISP_PUSH_PERF_OUT=FILE to also write the table (perf/RESULTS-push.md is made from it).
+/// Set LISP_PUSH_PERF_OUT=FILE to also write the table (the push section of perf/RESULTS.md is made from it).
 /// </summary>
 public class PushConvergenceTests(ITestOutputHelper output)
 {
