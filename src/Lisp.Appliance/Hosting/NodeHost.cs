@@ -28,6 +28,11 @@ public sealed partial class NodeHost : IDisposable
     private readonly CancellationTokenSource _stop = new();
     private long _queueDrops;
     private readonly PushIo? _push;
+    // One wake-up signal for the control loop, set by whoever queues work (packets, lookups, management reads).
+    // Not Channel.WaitToReadAsync per queue: each unanswered call leaves a waiter (and a token registration)
+    // on the channel, so an idle loop polling three channels would pile them up turn after turn.
+    private readonly SemaphoreSlim _wakeSignal = new(0);
+    private int _wakePending;
 
     public NodeHost(NodeConfig config, IMappingSystem mappingSystem, Log log)
     {
@@ -45,7 +50,7 @@ public sealed partial class NodeHost : IDisposable
             SingleReader = true,
         });
         // A push-group member also has the group's data socket and multicast socket (PushIo).
-        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => _queue.Writer.TryWrite(p), s => _transport.Send(s.To, s.Payload, s.From));
+        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => Enqueue(p), s => _transport.Send(s.To, s.Payload, s.From));
         _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
     }
 
@@ -106,7 +111,7 @@ public sealed partial class NodeHost : IDisposable
     {
         _transport.Start((payload, from, local) =>
         {
-            if (!_queue.Writer.TryWrite(new ReceivedPacket(payload, from, local)))
+            if (!Enqueue(new ReceivedPacket(payload, from, local)))
             {
                 if (Interlocked.Increment(ref _queueDrops) % 1000 == 1)
                 {
@@ -122,7 +127,23 @@ public sealed partial class NodeHost : IDisposable
     }
 
     /// <summary>Asks the ITR to resolve an EID (thread-safe; handled on the control thread).</summary>
-    public void RequestLookup(EidPrefix eid) => _requests.Writer.TryWrite(eid);
+    public void RequestLookup(EidPrefix eid)
+    {
+        if (_requests.Writer.TryWrite(eid)) Wake();
+    }
+
+    private bool Enqueue(ReceivedPacket packet)
+    {
+        if (!_queue.Writer.TryWrite(packet)) return false;
+        Wake();
+        return true;
+    }
+
+    /// <summary>Wakes the control loop; cheap when it is already awake (one flag, at most one pending release).</summary>
+    private void Wake()
+    {
+        if (Interlocked.Exchange(ref _wakePending, 1) == 0) _wakeSignal.Release();
+    }
 
     /// <summary>Called on the control thread for each MapCacheChanged action (set before <see cref="Start"/>).</summary>
     public Action<MapCacheChanged>? MapCacheChangedHook { get; set; }
@@ -138,19 +159,18 @@ public sealed partial class NodeHost : IDisposable
             var deadline = Nodes.NextDeadline ?? now.AddSeconds(1);
             var wait = deadline - now;
             if (wait > TimeSpan.FromSeconds(1)) wait = TimeSpan.FromSeconds(1);
-            if (wait > TimeSpan.Zero)
+            try
             {
-                try
-                {
-                    var readable = _queue.Reader.WaitToReadAsync(token).AsTask();
-                    // A lookup request (e.g. a data-plane miss) wakes the loop as a packet does.
-                    Task.WaitAny([readable, _requests.Reader.WaitToReadAsync(token).AsTask(), _queries.Reader.WaitToReadAsync(token).AsTask()], (int)Math.Ceiling(wait.TotalMilliseconds), token);
-                }
-                catch (OperationCanceledException)
-                {
-                    break;
-                }
+                // A packet, a lookup request (e.g. a data-plane miss) or a management read wakes the loop. Always
+                // wait (0 ms when a deadline has passed) so a pending signal is consumed, not left to pile up.
+                _wakeSignal.Wait(wait > TimeSpan.Zero ? (int)Math.Ceiling(wait.TotalMilliseconds) : 0, token);
             }
+            catch (OperationCanceledException)
+            {
+                break;
+            }
+            // Cleared before draining: work queued from here on sets it again and the next wait returns at once.
+            Volatile.Write(ref _wakePending, 0);
             int handled = 0;
             while (handled < 256 && _queue.Reader.TryRead(out var packet))
             {
@@ -158,6 +178,7 @@ public sealed partial class NodeHost : IDisposable
                 Execute(node.Handle(packet, DateTimeOffset.UtcNow), LabelOf(node));
                 handled++;
             }
+            if (handled == 256) Wake(); // more are queued: come straight back after the timers have had their turn
             RunQueries(); // management reads (Management/NodeHostQueries.cs)
             while (_requests.Reader.TryRead(out var eid))
             {

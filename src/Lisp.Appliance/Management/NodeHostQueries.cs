@@ -48,6 +48,7 @@ public sealed partial class NodeHost
         {
             return Task.FromException<T>(new InvalidOperationException($"{QueryCapacity} management reads are already waiting for the control thread"));
         }
+        Wake();
         return done.Task.WaitAsync(timeout);
     }
 
