@@ -7,10 +7,14 @@
 #   1. underlay: sendmmsg UDP blaster a -> b on the underlay addresses, recvmmsg sink in b (the ceiling)
 #   2. kernel forwarding: the same blaster a -> r -> b (10.3.0.2), sink in b
 #   3. LISP: blaster a -> 10.2.0.2 routed into TUN t1 -> ITR (raw sendmmsg, UDP 4341) -> ETR in b (recvmmsg)
-#      -> TUN t2 -> sink in b on 10.2.0.2
+#      -> TUN t2 -> sink in b on 10.2.0.2, once per io mode in IOS (default "syscalls io_uring": the TUN side
+#      with read()/write() per packet, then batched through io_uring), each with freshly started xTRs
+# REPS=N repeats the whole sequence (baselines, then each io mode) N times to expose drift and noise.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-5}
+IOS=${IOS:-syscalls io_uring}
+REPS=${REPS:-1}
 dotnet build perf/Lisp.DataPlane.Bench -c Release -nologo -v quiet >/dev/null
 B="dotnet perf/Lisp.DataPlane.Bench/bin/Release/net10.0/Lisp.DataPlane.Bench.dll"
 A=ldpb$$a; X=ldpb$$b; R=ldpb$$r
@@ -41,15 +45,26 @@ run_pair() { # name dst port size
   echo "$1 size=$4: $(cat /tmp/ldpb-sink.$$)"
 }
 
-ip netns exec $A $B xtr --tun t1 --local 192.168.60.1 --remote 192.168.60.2 --eid 10.2.0.0/16 --addr 10.1.0.1/32 --seconds $((6 * (SECS + 5))) > /tmp/ldpb-xtr1.$$ &
-ip netns exec $X $B xtr --tun t2 --local 192.168.60.2 --remote 192.168.60.1 --eid 10.1.0.0/16 --addr 10.2.0.2/32 --seconds $((6 * (SECS + 5))) > /tmp/ldpb-xtr2.$$ &
-sleep 3
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'), kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-for size in 64 1400; do
-  run_pair "underlay-udp-blaster" 192.168.60.2 9000 $size
-  run_pair "kernel-forwarding   " 10.3.0.2 9001 $size
-  run_pair "lisp-overlay        " 10.2.0.2 9002 $size
+for rep in $(seq "$REPS"); do
+  for size in 64 1400; do
+    run_pair "underlay-udp-blaster" 192.168.60.2 9000 $size
+    run_pair "kernel-forwarding   " 10.3.0.2 9001 $size
+  done
+  for io in $IOS; do
+    life=$((2 * (SECS + 6) + 4))
+    ip netns exec $A $B xtr --tun t1 --local 192.168.60.1 --remote 192.168.60.2 --eid 10.2.0.0/16 --addr 10.1.0.1/32 --seconds $life --io $io > /tmp/ldpb-xtr1.$$ &
+    x1=$!
+    ip netns exec $X $B xtr --tun t2 --local 192.168.60.2 --remote 192.168.60.1 --eid 10.1.0.0/16 --addr 10.2.0.2/32 --seconds $life --io $io > /tmp/ldpb-xtr2.$$ &
+    x2=$!
+    sleep 3
+    grep -h "xtr: io:" /tmp/ldpb-xtr1.$$ | head -1 || true
+    for size in 64 1400; do
+      run_pair "lisp-overlay io=$(printf %-8s $io)" 10.2.0.2 9002 $size
+    done
+    wait $x1 $x2  # the two xTRs print their counters when their --seconds are up
+    cat /tmp/ldpb-xtr1.$$ /tmp/ldpb-xtr2.$$ | grep "^xtr t" || true
+  done
+  echo "load now $(cut -d' ' -f1-3 /proc/loadavg)"
 done
-wait  # the two xTRs print their counters when their --seconds are up
-cat /tmp/ldpb-xtr1.$$ /tmp/ldpb-xtr2.$$ | grep -v ready || true
 rm -f /tmp/ldpb-*.$$

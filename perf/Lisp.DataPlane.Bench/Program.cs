@@ -7,7 +7,7 @@ using Lisp.Wire;
 // Usage (each runs for --seconds, bounded):
 //   blast --dst IP --port P --size INNER_IP_BYTES [--seconds S]      sendmmsg UDP blaster (64-packet batches)
 //   sink  --bind IP --port P [--seconds S]                           recvmmsg sink; prints pps and Gbit/s of inner IP bytes
-//   xtr   --tun NAME --local IP --remote IP --eid PREFIX --addr A/L [--seconds S] [--workers N]
+//   xtr   --tun NAME --local IP --remote IP --eid PREFIX --addr A/L [--seconds S] [--workers N] [--io auto|io_uring|syscalls]
 //         static-mapping xTR: EID PREFIX -> remote RLOC; TUN gets address A/L and a route for PREFIX
 var a = args.Skip(1).Select((x, i) => (x, i)).Where(p => p.i % 2 == 0).ToDictionary(p => p.x.TrimStart('-'), p => args[p.i + 2]);
 double seconds = a.TryGetValue("seconds", out var s) ? double.Parse(s) : 5;
@@ -59,7 +59,8 @@ switch (args[0])
         cache.AddOrReplace(EidPrefix.Parse("[0]" + a["eid"]), [new RlocSpec(IPAddress.Parse(a["remote"]), 1, 100)], 3600, long.MaxValue);
         cache.Publish();
         var o = new DataPlaneOptions { LocalRlocV4 = IPAddress.Parse(a["local"]), MaxPacket = 1600, UnderlayMtu = 1500 };
-        using var engine = DataPlaneEngine.Open(o, a["tun"], a.TryGetValue("workers", out var w) ? int.Parse(w) : 1, SendMode.Auto, () => cache.Current, new MissQueue());
+        var io = (a.TryGetValue("io", out var m) ? m : "auto") switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
+        using var engine = DataPlaneEngine.Open(o, a["tun"], a.TryGetValue("workers", out var w) ? int.Parse(w) : 1, SendMode.Auto, () => cache.Current, new MissQueue(), io: io);
         foreach (var n in engine.Notes) Console.WriteLine("xtr: " + n);
         Process.Start("ip", ["link", "set", "dev", a["tun"], "mtu", "1500", "up"])!.WaitForExit();
         Process.Start("ip", ["addr", "add", a["addr"], "dev", a["tun"]])!.WaitForExit();
@@ -67,7 +68,7 @@ switch (args[0])
         engine.Start();
         Console.WriteLine("xtr: ready");
         Thread.Sleep(TimeSpan.FromSeconds(seconds));
-        Console.WriteLine($"xtr: {engine.Counters}");
+        Console.WriteLine($"xtr {a["tun"]} io={(engine.UsesIoUring ? "io_uring" : "syscalls")}: {engine.Counters}");
         break;
     }
     default:

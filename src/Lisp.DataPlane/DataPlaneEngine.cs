@@ -12,6 +12,48 @@ public enum SendMode
     Udp,
 }
 
+/// <summary>How the workers do their TUN I/O: io_uring when the start-up probe allows (Auto), forced, or plain syscalls.</summary>
+public enum IoMode
+{
+    Auto,
+    IoUring,
+    Syscalls,
+}
+
+/// <summary>Picks the I/O backend from the configured mode and the io_uring probe; the note is what the log says.</summary>
+public static class IoSelection
+{
+    /// <summary>
+    /// What "auto" picks when the probe succeeds. io_uring: measured faster in perf/RESULTS-dataplane.md.
+    /// </summary>
+    public const bool AutoPrefersIoUring = true;
+
+    /// <summary>True = use io_uring. <paramref name="probe"/> is called only when the mode may use io_uring.</summary>
+    public static bool UseIoUring(IoMode mode, Func<(bool Ok, string Detail)> probe, out string note)
+    {
+        if (mode == IoMode.Syscalls)
+        {
+            note = "io: syscalls (configured io = \"syscalls\"): TUN read()/write() per packet, sendmmsg/recvmmsg";
+            return false;
+        }
+        if (mode == IoMode.Auto && !AutoPrefersIoUring)
+        {
+            note = "io: syscalls (io = \"auto\" picks syscalls on this build: measured faster)";
+            return false;
+        }
+        var (ok, detail) = probe();
+        if (!ok)
+        {
+            note = $"io: falling back to syscalls (TUN read()/write() per packet, sendmmsg/recvmmsg): io_uring unusable: {detail}";
+            return false;
+        }
+        note = $"io: io_uring ({detail}): TUN reads and writes batched, one io_uring_enter per batch; UDP side sendmmsg/recvmmsg";
+        return true;
+    }
+
+    public static (bool Ok, string Detail) RealProbe() => (IoUringProbe.Probe(out var d), d);
+}
+
 /// <summary>
 /// The data plane of one node: N worker pairs (an ITR thread on its own TUN queue and send sockets, and an
 /// ETR thread per address family on its own SO_REUSEPORT socket), all reading the same map-cache snapshots
@@ -30,14 +72,18 @@ public sealed class DataPlaneEngine : IDisposable
     /// <summary>Builds the engine over given parts (in-memory doubles in tests; real ones from <see cref="Open"/>).</summary>
     public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheSnapshot> snapshot, MissQueue misses,
         IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
-        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null)
+        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null)
     {
         Options = options;
         Misses = misses;
         Control = control;
         foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, snapshot, v4, v6, misses, options));
-        var tunMap = new Dictionary<uint, ITun> { [options.InstanceId] = itrs[0].Tun };
-        foreach (var r in etrs) _etrs.Add(new EtrWorker(r, tunMap, options, control: control));
+        for (int e = 0; e < etrs.Count; e++)
+        {
+            // Each ETR writes through its own TUN handle when given (an io_uring ring is single-threaded).
+            var tunMap = new Dictionary<uint, ITun> { [options.InstanceId] = etrTuns?[e] ?? itrs[0].Tun };
+            _etrs.Add(new EtrWorker(etrs[e], tunMap, options, control: control));
+        }
         if (owned is not null) _owned.AddRange(owned);
     }
 
@@ -49,6 +95,8 @@ public sealed class DataPlaneEngine : IDisposable
     public IReadOnlyList<EtrWorker> Etrs => _etrs;
     /// <summary>Lines describing how the engine was built (send mode, fallbacks, io_uring probe) for the log.</summary>
     public List<string> Notes { get; } = [];
+    /// <summary>True when <see cref="Open"/> set the workers up on io_uring (false: syscalls, configured or fallen back).</summary>
+    public bool UsesIoUring { get; private set; }
 
     public DataPlaneCounters Counters => DataPlaneCounters.Sum(_itrs.Select(w => w.Counters).Concat(_etrs.Select(w => w.Counters)));
 
@@ -57,17 +105,39 @@ public sealed class DataPlaneEngine : IDisposable
     /// fallback) send sockets per worker and family, and UDP receive sockets on the data port.
     /// </summary>
     public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheSnapshot> snapshot, MissQueue misses,
-        ControlHandoff? control = null)
+        ControlHandoff? control = null, IoMode io = IoMode.Auto, Func<(bool Ok, string Detail)>? probe = null)
     {
         var owned = new List<IDisposable>();
         var notes = new List<string>();
+        var rings = new List<IDisposable>();
         try
         {
-            notes.Add(IoUringProbe.Probe(out var detail)
-                ? $"io_uring: {detail}; this build sends with sendmmsg and receives with recvmmsg (no io_uring backend yet)"
-                : $"io_uring: {detail}; using sendmmsg/recvmmsg");
+            bool uring = IoSelection.UseIoUring(io, probe ?? IoSelection.RealProbe, out var ioNote);
             var tuns = LinuxTun.Open(tunName, workers);
             owned.AddRange(tuns);
+            // io_uring: one ring per ITR (reads) and per ETR (writes); any refusal here falls back as a whole.
+            ITun[] itrTuns = [.. tuns];
+            var etrTun = new List<ITun>();
+            int etrCount = workers * ((Receives(o, AddressFamily.InterNetwork) ? 1 : 0) + (Receives(o, AddressFamily.InterNetworkV6) ? 1 : 0));
+            if (uring)
+            {
+                try
+                {
+                    for (int w = 0; w < workers; w++) itrTuns[w] = Own(IoUringTun.Open(tuns[w], o.BatchSize), rings);
+                    for (int e = 0; e < etrCount; e++) etrTun.Add(Own(IoUringTun.Open(tuns[e % workers], o.BatchSize), rings));
+                }
+                catch (IOException e)
+                {
+                    foreach (var r in rings) r.Dispose();
+                    rings.Clear();
+                    itrTuns = [.. tuns];
+                    etrTun.Clear();
+                    ioNote = $"io: falling back to syscalls (TUN read()/write() per packet, sendmmsg/recvmmsg): io_uring on the TUN refused: {e.Message}";
+                }
+            }
+            notes.Add(ioNote);
+            // Rings go first in the owned list: disposed before the TUN fds they use.
+            owned.InsertRange(0, rings);
             var itrs = new List<(ITun, IBatchSender?, IBatchSender?)>();
             SendMode used = mode;
             for (int w = 0; w < workers; w++)
@@ -76,7 +146,7 @@ public sealed class DataPlaneEngine : IDisposable
                 IBatchSender? v6 = o.LocalRlocV6 is { } a6 ? OpenSender(AddressFamily.InterNetworkV6, a6, ref used, notes) : null;
                 if (v4 is not null) owned.Add(v4);
                 if (v6 is not null) owned.Add(v6);
-                itrs.Add((tuns[w], v4, v6));
+                itrs.Add((itrTuns[w], v4, v6));
             }
             notes.Add($"send mode: {(used == SendMode.Udp ? "udp (fixed source port; no per-flow ECMP entropy)" : "raw (per-flow outer UDP source port)")}");
             var etrs = new List<IBatchReceiver>();
@@ -86,8 +156,9 @@ public sealed class DataPlaneEngine : IDisposable
                 if (Receives(o, AddressFamily.InterNetwork)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
                 if (Receives(o, AddressFamily.InterNetworkV6)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
             }
-            var engine = new DataPlaneEngine(o, snapshot, misses, itrs, etrs, owned, control);
+            var engine = new DataPlaneEngine(o, snapshot, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null);
             engine.Notes.AddRange(notes);
+            engine.UsesIoUring = etrTun.Count > 0;
             return engine;
         }
         catch

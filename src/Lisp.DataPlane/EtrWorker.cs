@@ -6,8 +6,8 @@ namespace Lisp.DataPlane;
 /// <summary>
 /// ETR pipeline of one worker thread: recvmmsg a batch of UDP 4341 payloads, check the LISP header (length,
 /// N and V not both set), take the instance-id (I bit; 0 without it), strip the 8 bytes by moving the
-/// offset, check that the inner packet is IPv4/IPv6 with a consistent length, and write it to the TUN of
-/// that instance-id. Everything but the TUN map (read-only) belongs to the worker thread.
+/// offset, check that the inner packet is IPv4/IPv6 with a consistent length, and write the batch's packets to
+/// the TUN of their instance-id with one <see cref="ITun.WriteBatch"/> per TUN (io_uring: one io_uring_enter). Everything but the TUN map (read-only) belongs to the worker thread.
 /// Datagrams with instance-id 0xffffff (<see cref="DataHeader.DecentControlInstanceId"/>: RFC 9962 push-mode
 /// Map-Registers) never reach a TUN: they are copied to the <see cref="ControlHandoff"/> (non-blocking,
 /// bounded; refused ones are counted as <see cref="DropReason.ControlQueueFull"/>), or counted as
@@ -23,6 +23,9 @@ public sealed class EtrWorker : IDisposable
     private readonly PacketBatch _batch;
     private readonly int _pollMs;
     private readonly ControlHandoff? _control;
+    // Decapsulated packets per TUN, written with one WriteBatch per TUN at the end of the batch.
+    private readonly int[][] _pending;
+    private readonly int[] _pendingCount;
 
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
@@ -34,6 +37,8 @@ public sealed class EtrWorker : IDisposable
         _tuns = _iids.Select(i => tuns[i]).ToArray();
         _batch = new PacketBatch(options.BatchSize, options.MaxPacket + 16);
         _pollMs = options.PollMs;
+        _pending = _tuns.Select(_ => new int[_batch.Capacity]).ToArray();
+        _pendingCount = new int[_tuns.Length];
         Counters = counters ?? new DataPlaneCounters();
     }
 
@@ -51,6 +56,27 @@ public sealed class EtrWorker : IDisposable
         if (n == 0) return 0;
         Counters.Batches++;
         for (int i = 0; i < n; i++) Decapsulate(i);
+        for (int k = 0; k < _tuns.Length; k++)
+        {
+            int m = _pendingCount[k];
+            if (m == 0) continue;
+            _pendingCount[k] = 0;
+            var idx = _pending[k].AsSpan(0, m);
+            _tuns[k].WriteBatch(_batch, idx);
+            foreach (int i in idx)
+            {
+                int l = _batch.Length[i];
+                if (l >= 0)
+                {
+                    Counters.DecapPackets++;
+                    Counters.DecapBytes += l;
+                }
+                else
+                {
+                    Counters.Drop(DropReason.TunWriteError);
+                }
+            }
+        }
         return n;
     }
 
@@ -76,16 +102,16 @@ public sealed class EtrWorker : IDisposable
             else Counters.Drop(DropReason.ControlQueueFull);
             return;
         }
-        ITun? tun = null;
+        int tun = -1;
         for (int k = 0; k < _iids.Length; k++)
         {
             if (_iids[k] == iid)
             {
-                tun = _tuns[k];
+                tun = k;
                 break;
             }
         }
-        if (tun is null)
+        if (tun < 0)
         {
             Counters.Drop(DropReason.UnknownInstance);
             return;
@@ -100,15 +126,10 @@ public sealed class EtrWorker : IDisposable
             Counters.Drop(DropReason.InnerMalformed);
             return;
         }
-        if (tun.Write(inner.Slice(0, innerLength)))
-        {
-            Counters.DecapPackets++;
-            Counters.DecapBytes += innerLength;
-        }
-        else
-        {
-            Counters.Drop(DropReason.TunWriteError);
-        }
+        // Strip in place (offset moves past the LISP header) and queue for this TUN's batch write.
+        _batch.Offset[i] += 8;
+        _batch.Length[i] = innerLength;
+        _pending[tun][_pendingCount[tun]++] = i;
     }
 
     public void Dispose() => _batch.Dispose();

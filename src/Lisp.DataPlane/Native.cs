@@ -53,7 +53,13 @@ internal static unsafe partial class Native
     public const short IFF_MULTI_QUEUE = 0x0100;
     public const int IFNAMSIZ = 16;
 
-    public const long SYS_io_uring_setup = 425; // same number on x86-64 and arm64 (asm-generic table)
+    // Same numbers on x86-64 and arm64 (asm-generic table).
+    public const long SYS_io_uring_setup = 425;
+    public const long SYS_io_uring_enter = 426;
+    public const long SYS_io_uring_register = 427;
+    public const int PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1, MAP_POPULATE = 0x8000;
+    public static readonly void* MapFailed = (void*)-1;
+    public const int F_GETFL = 3, F_SETFL = 4;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec
@@ -137,7 +143,21 @@ internal static unsafe partial class Native
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
     [LibraryImport(Libc, EntryPoint = "syscall", SetLastError = true)]
-    public static partial long Syscall(long number, long a1, long a2);
+    public static partial long Syscall6(long number, long a1, long a2, long a3, long a4, long a5, long a6);
+
+    [LibraryImport(Libc, EntryPoint = "mmap", SetLastError = true)]
+    public static partial void* Mmap(void* address, nuint length, int prot, int flags, int fd, long offset);
+
+    [LibraryImport(Libc, EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(void* address, nuint length);
+
+    [LibraryImport(Libc, EntryPoint = "setns", SetLastError = true)]
+    public static partial int SetNs(int fd, int nstype);
+
+    public const int CLONE_NEWNET = 0x40000000;
+
+    [LibraryImport(Libc, EntryPoint = "pipe2", SetLastError = true)]
+    public static partial int Pipe2(int* fds, int flags);
 
     public static int SetInt(int fd, int level, int name, int value) => SetSockOpt(fd, level, name, &value, 4);
 

@@ -20,6 +20,22 @@ public interface ITun : IDisposable
 
     /// <summary>Writes one IP packet towards the host; false when the device refused it (counted by the caller).</summary>
     bool Write(ReadOnlySpan<byte> packet);
+
+    /// <summary>
+    /// Writes the packets of the slots in <paramref name="indices"/> (each at its Offset/Length) towards the host;
+    /// returns how many went in and sets Length to -1 for each one the device refused. The slots are no longer
+    /// referenced when this returns. Default: one <see cref="Write"/> per packet.
+    /// </summary>
+    int WriteBatch(PacketBatch batch, ReadOnlySpan<int> indices)
+    {
+        int ok = 0;
+        foreach (int i in indices)
+        {
+            if (Write(batch.Packet(i))) ok++;
+            else batch.Length[i] = -1;
+        }
+        return ok;
+    }
 }
 
 /// <summary>

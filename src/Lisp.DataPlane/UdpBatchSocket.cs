@@ -242,23 +242,3 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
         }
     }
 }
-
-/// <summary>Probes io_uring at start (io_uring_setup on a 4-entry ring); other kernels and seccomp profiles refuse it.</summary>
-public static unsafe class IoUringProbe
-{
-    /// <summary>True when the kernel created a ring; <paramref name="detail"/> says what happened either way.</summary>
-    public static bool Probe(out string detail)
-    {
-        byte* p = stackalloc byte[120]; // struct io_uring_params
-        new Span<byte>(p, 120).Clear();
-        long fd = Native.Syscall(Native.SYS_io_uring_setup, 4, (long)p);
-        if (fd < 0)
-        {
-            detail = $"io_uring_setup failed: {Native.Describe(Native.Errno)}";
-            return false;
-        }
-        Native.Close((int)fd);
-        detail = "io_uring_setup succeeded";
-        return true;
-    }
-}

@@ -45,6 +45,8 @@ public sealed record DataPlaneConfig
     /// <summary>"auto" (raw sockets, UDP when refused), "raw" or "udp".</summary>
     public string SendMode { get; init; } = "auto";
     public int BatchSize { get; init; } = 64;
+    /// <summary>"auto" (io_uring when the start-up probe passes, else syscalls), "io_uring" (same, logged as forced) or "syscalls".</summary>
+    public string Io { get; init; } = "auto";
     /// <summary>Bring the TUN up and add its addresses and routes (with iproute2); false when the operator does it.</summary>
     public bool ConfigureTun { get; init; } = true;
     /// <summary>Log the counters this often when they changed (zero = only at stop).</summary>

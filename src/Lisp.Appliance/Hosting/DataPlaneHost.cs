@@ -40,7 +40,8 @@ public sealed class DataPlaneHost : IDisposable
         var options = BuildOptions(config, node);
         var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
         var control = host.Push is { ReceivesFromDataPlane: true } push ? new ControlHandoff(push.FromDataPlane, ControlQueueCapacity) : null;
-        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control);
+        var io = config.Io switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control, io);
         _misses.OnPosted = DrainMisses;
         if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
     }
