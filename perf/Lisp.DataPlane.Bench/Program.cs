@@ -69,6 +69,10 @@ switch (args[0])
         Console.WriteLine("xtr: ready");
         Thread.Sleep(TimeSpan.FromSeconds(seconds));
         Console.WriteLine($"xtr {a["tun"]} io={(engine.UsesIoUring ? "io_uring" : "syscalls")}: {engine.Counters}");
+        var itr = engine.Itrs[0].Counters;
+        var etr = engine.Etrs[0].Counters;
+        Console.WriteLine($"xtr {a["tun"]} batches: itr {itr.Batches} (avg {(itr.Batches > 0 ? (double)itr.EncapPackets / itr.Batches : 0):0.0} pkts), " +
+            $"etr {etr.Batches} (avg {(etr.Batches > 0 ? (double)etr.DecapPackets / etr.Batches : 0):0.0} pkts)");
         break;
     }
     default:

@@ -24,9 +24,12 @@ public enum IoMode
 public static class IoSelection
 {
     /// <summary>
-    /// What "auto" picks when the probe succeeds. io_uring: measured faster in perf/RESULTS-dataplane.md.
+    /// Whether "auto" uses io_uring (when the probe passes). False: in perf/RESULTS-dataplane.md the io_uring TUN
+    /// backend was not faster than read()/write() per packet (64 B: about 5 % slower in each of 3 paired runs;
+    /// 1400 B: within noise), because per-packet kernel work, not syscall entry, bounds the overlay there.
+    /// io = "io_uring" selects it explicitly.
     /// </summary>
-    public const bool AutoPrefersIoUring = true;
+    public static bool AutoPrefersIoUring => false;
 
     /// <summary>True = use io_uring. <paramref name="probe"/> is called only when the mode may use io_uring.</summary>
     public static bool UseIoUring(IoMode mode, Func<(bool Ok, string Detail)> probe, out string note)
