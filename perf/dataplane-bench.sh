@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Data-plane throughput through the kernel between network namespaces (results: perf/RESULTS-dataplane.md).
+# Data-plane throughput through the kernel between network namespaces (results: perf/RESULTS.md (data-plane section)).
 # Needs root. Creates namespaces ldpb<pid>{a,b,r} and deletes them on exit. Every run is bounded by SECS.
 #   a (sender)  --u1/u2 underlay 192.168.60.0/24--  b (receiver)
 #   a --f1/r1-- r (kernel forwarding, ip_forward=1) --r2/f2-- b

@@ -24,7 +24,7 @@ public enum IoMode
 public static class IoSelection
 {
     /// <summary>
-    /// Whether "auto" uses io_uring (when the probe passes). False: in perf/RESULTS-dataplane.md the io_uring TUN
+    /// Whether "auto" uses io_uring (when the probe passes). False: in perf/RESULTS.md (data-plane section) the io_uring TUN
     /// backend was not faster than read()/write() per packet (64 B: about 5 % slower in each of 3 paired runs;
     /// 1400 B: within noise), because per-packet kernel work, not syscall entry, bounds the overlay there.
     /// io = "io_uring" selects it explicitly.
