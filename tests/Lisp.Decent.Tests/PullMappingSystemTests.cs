@@ -30,7 +30,10 @@ public sealed class PullMappingSystemTests(ITestOutputHelper output)
         using var ms = new PullMappingSystem(Options(), SeedLike(), new ManualTimeProvider());
         Assert.Equal("decent-pull ms.test mod 4 sha256", ms.Name);
         var eid = EidPrefix.Parse("[0]1.1.1.1/32");          // seed: index 1
-        Assert.Empty(ms.MapServersFor(eid));                   // first ask: nothing yet, resolution started
+        // The first ask starts resolution on the thread pool and returns what is served at that moment: empty, or
+        // already the set when the scripted answer wins the race. That it never blocks is DnsCacheTests' job (gated source).
+        var first = Texts(ms.MapServersFor(eid));
+        Assert.True(first.Length == 0 || first.SequenceEqual(["127.0.2.1:4342", "127.0.2.2:4342"]), string.Join(", ", first));
         await ms.Dns.PendingAsync("1.ms.test");
         Assert.Equal(["127.0.2.1:4342", "127.0.2.2:4342"], Texts(ms.MapServersFor(eid)));
         await ms.WarmUpAsync([0]);

@@ -37,6 +37,8 @@ public sealed class PushIo : IDisposable
     private readonly List<Thread> _threads = [];
     private volatile bool _stopping;
     private string _lastTable = "";
+    /// <summary>Members whose peer-group registration this node holds now (to notice one (re)appearing).</summary>
+    private HashSet<IPAddress> _present = [];
     private DateTimeOffset _lastDump = DateTimeOffset.MinValue;
     private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors;
 
@@ -300,19 +302,39 @@ public sealed class PushIo : IDisposable
     {
         var peer = PushGroup.PeerGroupEid(_push.Group);
         var seen = new List<IPAddress>();
+        var present = new HashSet<IPAddress>();
         foreach (var r in ms.Registrations(now).Where(r => r.Eid.SameKey(peer)))
         {
             seen.Add(r.Registerer.Address);
+            present.Add(r.Registerer.Address);
             seen.AddRange(PushGroup.MembersOf(new MappingRecord(r.Eid, r.Rlocs)));
         }
+        // A member that (re)appeared may have missed our last Map-Registers (it was not listening yet, or it
+        // restarted): send ours now rather than leave it without them for up to a whole register interval.
+        var own = _push.Options.Self.Select(e => e.Address).ToHashSet();
+        var arrived = present.Where(a => !_present.Contains(a) && !own.Contains(a)).ToList();
+        _present = present;
         var fresh = seen.Distinct().Where(a => a.AddressFamily == _push.Group.AddressFamily && !_push.IsMember(a) && !a.Equals(IPAddress.Any)).ToList();
-        if (fresh.Count == 0 || _push.Delivery == PushDelivery.Multicast) return;
-        _push.SetMembers(_push.Members.Concat(fresh.Select(a => new IPEndPoint(a, _push.Options.ControlPort))));
-        _log.Info("push-members", $"learned {string.Join(", ", fresh)} from the group's peer-group registrations; now {_push.Members.Count} members");
         if (node.Etr is not { } etr) return;
-        var mapping = PushGroup.PeerGroupMapping(_push.Group, _push.MemberRlocs);
-        var db = etr.Database.Select(d => d.Eid.SameKey(mapping.Eid) ? mapping : d).ToList();
-        foreach (var a in etr.UpdateDatabase(db, now))
+        IReadOnlyList<ControlAction> actions;
+        if (fresh.Count > 0 && _push.Delivery != PushDelivery.Multicast)
+        {
+            _push.SetMembers(_push.Members.Concat(fresh.Select(a => new IPEndPoint(a, _push.Options.ControlPort))));
+            _log.Info("push-members", $"learned {string.Join(", ", fresh)} from the group's peer-group registrations; now {_push.Members.Count} members");
+            var mapping = PushGroup.PeerGroupMapping(_push.Group, _push.MemberRlocs);
+            var db = etr.Database.Select(d => d.Eid.SameKey(mapping.Eid) ? mapping : d).ToList();
+            actions = etr.UpdateDatabase(db, now); // re-registers to every member, the new ones included
+        }
+        else if (arrived.Count > 0)
+        {
+            _log.Info("push-members", $"{string.Join(", ", arrived)} registered to the group; sending our mappings now instead of at the next interval");
+            actions = etr.RegisterNow(now);
+        }
+        else
+        {
+            return;
+        }
+        foreach (var a in actions)
         {
             switch (a)
             {
