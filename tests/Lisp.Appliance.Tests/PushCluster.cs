@@ -1,7 +1,4 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
-using System.Text.RegularExpressions;
 using Lisp.TestSupport;
 
 namespace Lisp.Appliance.Tests;
@@ -20,7 +17,7 @@ internal sealed class PushCluster : IDisposable
     ];
 
     private readonly string _dir = Directory.CreateTempSubdirectory("lisp-push-").FullName;
-    public List<PushNodeProcess> Nodes { get; } = [];
+    public List<ApplianceProcess> Nodes { get; } = [];
     public string? Netns { get; init; }
     public int ControlPort { get; init; }
     public int DataPort { get; init; }
@@ -55,11 +52,11 @@ internal sealed class PushCluster : IDisposable
             """ + string.Concat(eids.Select(e => $"[[database]]\neid = \"{e.Replace("\"", "\\\"", StringComparison.Ordinal)}\"\n"));
     }
 
-    public PushNodeProcess Start(int i, int count, string[] eids, string key = "decent-demo-key", string? seedGroup = null)
+    public ApplianceProcess Start(int i, int count, string[] eids, string key = "decent-demo-key", string? seedGroup = null)
     {
         var path = Path.Combine(_dir, $"n{i}.toml");
         File.WriteAllText(path, Config(i, count, eids, key, seedGroup));
-        var n = PushNodeProcess.Start(Netns, $"n{i}", "run", "--config", path);
+        var n = ApplianceProcess.StartIn(Netns, $"n{i}", "run", "--config", path);
         Nodes.Add(n);
         return n;
     }
@@ -71,7 +68,7 @@ internal sealed class PushCluster : IDisposable
 
     /// <summary>Runs `lisp-decent lig EID --map-resolver node` (in the namespace when there is one).</summary>
     public (int ExitCode, string Stdout, string Stderr) Lig(string eid, int node) =>
-        PushNodeProcess.Run(Netns, TimeSpan.FromSeconds(30), "lig", eid, "--map-resolver", $"{Address(node)}:{ControlPort}",
+        ApplianceProcess.RunIn(Netns, TimeSpan.FromSeconds(30), "lig", eid, "--map-resolver", $"{Address(node)}:{ControlPort}",
             "--source", Address(node), "--count", "3", "--timeout", "1s");
 
     public void Dispose()
@@ -87,119 +84,12 @@ internal sealed class PushCluster : IDisposable
     }
 }
 
-/// <summary>One `lisp-decent` child process (optionally under `ip netns exec`), its output collected.</summary>
-internal sealed class PushNodeProcess : IDisposable
+/// <summary>What the push tests read from a member's log.</summary>
+internal static class PushNodeLog
 {
-    private readonly Process _p;
-    private readonly ConcurrentQueue<string> _lines = new();
-
-    private PushNodeProcess(Process p, string name)
-    {
-        _p = p;
-        Name = name;
-    }
-
-    public string Name { get; }
-    public IReadOnlyList<string> Lines => _lines.ToArray();
-    public bool HasExited => _p.HasExited;
-
-    private static ProcessStartInfo Psi(string? netns, IEnumerable<string> args)
-    {
-        var psi = netns is null ? new ProcessStartInfo("dotnet") : new ProcessStartInfo("ip");
-        if (netns is not null)
-        {
-            foreach (var a in new[] { "netns", "exec", netns, "dotnet" }) psi.ArgumentList.Add(a);
-        }
-        psi.ArgumentList.Add(ApplianceProcess.DllPath);
-        foreach (var a in args) psi.ArgumentList.Add(a);
-        psi.RedirectStandardOutput = true;
-        psi.RedirectStandardError = true;
-        psi.UseShellExecute = false;
-        psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        return psi;
-    }
-
-    public static PushNodeProcess Start(string? netns, string name, params string[] args)
-    {
-        var p = new Process { StartInfo = Psi(netns, args) };
-        var n = new PushNodeProcess(p, name);
-        p.OutputDataReceived += (_, e) => { if (e.Data is not null) n._lines.Enqueue(e.Data); };
-        p.ErrorDataReceived += (_, e) => { if (e.Data is not null) n._lines.Enqueue(e.Data); };
-        p.Start();
-        p.BeginOutputReadLine();
-        p.BeginErrorReadLine();
-        return n;
-    }
-
-    public static (int ExitCode, string Stdout, string Stderr) Run(string? netns, TimeSpan timeout, params string[] args)
-    {
-        using var p = new Process { StartInfo = Psi(netns, args) };
-        p.Start();
-        var so = p.StandardOutput.ReadToEndAsync();
-        var se = p.StandardError.ReadToEndAsync();
-        if (!p.WaitForExit(timeout))
-        {
-            p.Kill(entireProcessTree: true);
-            p.WaitForExit(5000);
-            throw new TimeoutException($"lisp-decent {string.Join(' ', args)} did not finish within {timeout.TotalSeconds}s");
-        }
-        p.WaitForExit();
-        return (p.ExitCode, so.Result, se.Result);
-    }
-
-    /// <summary>The newest line matching <paramref name="pattern"/> that satisfies <paramref name="accept"/>, waited for up to <paramref name="timeout"/>.</summary>
-    public string WaitFor(string pattern, TimeSpan timeout, Func<string, bool>? accept = null)
-    {
-        var re = new Regex(pattern);
-        var sw = Stopwatch.StartNew();
-        while (true)
-        {
-            var hit = _lines.Reverse().FirstOrDefault(l => re.IsMatch(l));
-            if (hit is not null && (accept is null || accept(hit))) return hit;
-            if (sw.Elapsed > timeout || (_p.HasExited && sw.Elapsed > TimeSpan.FromSeconds(1)))
-            {
-                throw new TimeoutException($"{Name}: no acceptable line /{pattern}/ within {timeout.TotalSeconds.ToString(CultureInfo.InvariantCulture)}s" +
-                    $"{(_p.HasExited ? $" (exited {_p.ExitCode})" : "")}; newest match: {hit ?? "none"}; log:\n{string.Join("\n", _lines.TakeLast(40))}");
-            }
-            Thread.Sleep(100);
-        }
-    }
-
     /// <summary>The newest `site-table` dump line (waits until one satisfies <paramref name="accept"/>).</summary>
-    public string SiteTable(TimeSpan timeout, Func<string, bool> accept) => WaitFor(@" site-table ", timeout, accept);
-
-    public void Stop()
-    {
-        if (_p.HasExited) return;
-        try
-        {
-            // The child of `ip netns exec` is the same process (exec), so the signal reaches lisp-decent.
-            Process.Start("kill", ["-TERM", _p.Id.ToString(CultureInfo.InvariantCulture)])?.WaitForExit(2000);
-            if (!_p.WaitForExit(5000)) _p.Kill(entireProcessTree: true);
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _p.WaitForExit(5000);
-    }
-
-    public void Kill()
-    {
-        try
-        {
-            if (!_p.HasExited) _p.Kill(entireProcessTree: true);
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _p.WaitForExit(5000);
-    }
-
-    public void Dispose()
-    {
-        Kill();
-        _p.Dispose();
-    }
+    public static string SiteTable(this ApplianceProcess node, TimeSpan timeout, Func<string, bool> accept) =>
+        node.WaitForNewest(@" site-table ", timeout, accept);
 }
 
 /// <summary>A network namespace made for one test (loopback up, multicast on, a route for 224/4), deleted on Dispose.</summary>

@@ -74,7 +74,7 @@ public class PushDemoTests(ITestOutputHelper output)
         Skip.If(ns is null, $"cannot make a network namespace with multicast on lo: {reason}");
         using var c = new PushCluster { Netns = ns!.Name, ControlPort = 4342, DataPort = 4341, Subnet = "127.0.30", Delivery = "multicast" };
         c.StartDemo();
-        foreach (var n in c.Nodes) n.WaitFor("push-multicast joined 224.1.1.1", Converge);
+        foreach (var n in c.Nodes) n.WaitForLine("push-multicast joined 224.1.1.1", Converge);
         AssertDemo(c, ligEverything: false);
     }
 
@@ -102,18 +102,18 @@ public class PushDemoTests(ITestOutputHelper output)
             stranger.Bind(new IPEndPoint(IPAddress.Parse("127.0.32.66"), 0));
             stranger.SendTo(reg, new IPEndPoint(IPAddress.Parse(c.Address(1)), c.ControlPort));
         }
-        n1.WaitFor("registration-rejected auth-failure.*127.0.32.66", TimeSpan.FromSeconds(20));
+        n1.WaitForLine("registration-rejected auth-failure.*127.0.32.66", TimeSpan.FromSeconds(20));
         Assert.DoesNotContain(n1.Lines, l => l.Contains("site-table", StringComparison.Ordinal) && l.Contains("127.0.32.66", StringComparison.Ordinal));
 
         // n3 leaves (SIGTERM): its TTL-0 Map-Registers withdraw it everywhere well before it could age out.
-        n3.Stop();
+        n3.Stop(TimeSpan.FromSeconds(5));
         foreach (var n in new[] { n1, n2 })
             n.SiteTable(TimeSpan.FromSeconds(5), l => l.Contains("6 entries, 5 registered", StringComparison.Ordinal) && !l.Contains("3.3.3.3", StringComparison.Ordinal));
 
         // n2 crashes (SIGKILL): it stops refreshing and ages out at n1 after 3 intervals (6 s).
         n2.Kill();
         n1.SiteTable(TimeSpan.FromSeconds(30), l => l.Contains("4 entries, 3 registered", StringComparison.Ordinal) && !l.Contains("2.2.2.2", StringComparison.Ordinal));
-        n1.WaitFor("registration-timeout.*'nexus-n2'", TimeSpan.FromSeconds(5));
+        n1.WaitForLine("registration-timeout.*'nexus-n2'", TimeSpan.FromSeconds(5));
     }
 
     [Fact]
@@ -126,12 +126,12 @@ public class PushDemoTests(ITestOutputHelper output)
         // n4 knows no member: it looks the group up at seed member n1 (RFC 9962 4.4) and registers to what it finds;
         // the members learn n4 from its peer-group RLE and re-register to it at once (no 60 s wait).
         var n4 = c.Start(4, 1, ["[0]4.4.4.4/32"], seedGroup: $"lisp:{c.Address(1)}:{c.ControlPort}");
-        n4.WaitFor("push-seed-group seed group .* names 3 member", Converge);
+        n4.WaitForLine("push-seed-group seed group .* names 3 member", Converge);
         n4.SiteTable(Converge, l => AllSix.All(e => l.Contains(e + " by ", StringComparison.Ordinal)) && l.Contains("[0]4.4.4.4/32 by", StringComparison.Ordinal));
         foreach (var n in c.Nodes.Take(3))
         {
             n.SiteTable(Converge, l => l.Contains("[0]4.4.4.4/32 by", StringComparison.Ordinal));
-            n.WaitFor($"push-members learned {c.Address(4)}", TimeSpan.FromSeconds(5));
+            n.WaitForLine($"push-members learned {c.Address(4)}", TimeSpan.FromSeconds(5));
         }
     }
 }

@@ -6,8 +6,8 @@ namespace Lisp.TestSupport;
 
 /// <summary>
 /// Runs the real `lisp-decent` (the lisp-decent.dll built beside the test, under `dotnet`) as a child
-/// process: long-running nodes with their log lines collected, and one-shot commands (lig, decode ...).
-/// Every wait is bounded; Dispose kills the process tree.
+/// process, optionally inside a network namespace (`ip netns exec`): long-running nodes with their log lines
+/// collected, and one-shot commands (lig, decode ...). Every wait is bounded; Dispose kills the process tree.
 /// </summary>
 public sealed class ApplianceProcess : IDisposable
 {
@@ -15,9 +15,10 @@ public sealed class ApplianceProcess : IDisposable
     private readonly ConcurrentQueue<string> _lines = new();
     private readonly SemaphoreSlim _lineArrived = new(0);
 
-    private ApplianceProcess(Process p)
+    private ApplianceProcess(Process p, string name)
     {
         _process = p;
+        Name = name;
     }
 
     public static string DllPath
@@ -30,15 +31,23 @@ public sealed class ApplianceProcess : IDisposable
         }
     }
 
+    /// <summary>Names the process in timeout messages ("lisp-decent" unless the starter gave a name).</summary>
+    public string Name { get; }
     public IReadOnlyCollection<string> Lines => _lines.ToArray();
     public bool HasExited => _process.HasExited;
     public int Id => _process.Id;
 
-    public static ApplianceProcess Start(params string[] args)
+    public static ApplianceProcess Start(params string[] args) => StartIn(null, "lisp-decent", args);
+
+    /// <summary>
+    /// Starts it inside network namespace <paramref name="netns"/> (directly when null); <paramref name="name"/>
+    /// labels its timeout messages.
+    /// </summary>
+    public static ApplianceProcess StartIn(string? netns, string name, params string[] args)
     {
-        var psi = Psi(args);
+        var psi = Psi(netns, args);
         var p = new Process { StartInfo = psi, EnableRaisingEvents = true };
-        var ap = new ApplianceProcess(p);
+        var ap = new ApplianceProcess(p, name);
         p.OutputDataReceived += (_, e) => ap.Add(e.Data);
         p.ErrorDataReceived += (_, e) => ap.Add(e.Data);
         p.Start();
@@ -68,8 +77,30 @@ public sealed class ApplianceProcess : IDisposable
             var left = timeout - sw.Elapsed;
             if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
             {
-                throw new TimeoutException($"no line matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
+                throw new TimeoutException($"{Name}: no line matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
                     $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
+            }
+            _lineArrived.Wait(left < TimeSpan.FromMilliseconds(250) ? left : TimeSpan.FromMilliseconds(250));
+        }
+    }
+
+    /// <summary>
+    /// Waits until the newest line matching <paramref name="pattern"/> satisfies <paramref name="accept"/> (e.g. a
+    /// periodic state dump reaching the wanted state); returns it, or throws with the collected log on timeout.
+    /// </summary>
+    public string WaitForNewest(string pattern, TimeSpan timeout, Func<string, bool> accept)
+    {
+        var re = new Regex(pattern);
+        var sw = Stopwatch.StartNew();
+        while (true)
+        {
+            var hit = _lines.Reverse().FirstOrDefault(l => re.IsMatch(l));
+            if (hit is not null && accept(hit)) return hit;
+            var left = timeout - sw.Elapsed;
+            if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
+            {
+                throw new TimeoutException($"{Name}: no acceptable line /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
+                    $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; newest match: {hit ?? "none"}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
             }
             _lineArrived.Wait(left < TimeSpan.FromMilliseconds(250) ? left : TimeSpan.FromMilliseconds(250));
         }
@@ -89,7 +120,7 @@ public sealed class ApplianceProcess : IDisposable
             var left = timeout - sw.Elapsed;
             if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
             {
-                throw new TimeoutException($"fewer than {count} lines matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
+                throw new TimeoutException($"{Name}: fewer than {count} lines matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
                     $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
             }
             _lineArrived.Wait(left < TimeSpan.FromMilliseconds(250) ? left : TimeSpan.FromMilliseconds(250));
@@ -103,9 +134,12 @@ public sealed class ApplianceProcess : IDisposable
     public string Output => string.Join("\n", _lines);
 
     /// <summary>Runs a one-shot command to completion (bounded by <paramref name="timeout"/>).</summary>
-    public static (int ExitCode, string Stdout, string Stderr) Run(TimeSpan timeout, params string[] args)
+    public static (int ExitCode, string Stdout, string Stderr) Run(TimeSpan timeout, params string[] args) => RunIn(null, timeout, args);
+
+    /// <summary>Runs a one-shot command inside network namespace <paramref name="netns"/> (directly when null).</summary>
+    public static (int ExitCode, string Stdout, string Stderr) RunIn(string? netns, TimeSpan timeout, params string[] args)
     {
-        using var p = new Process { StartInfo = Psi(args) };
+        using var p = new Process { StartInfo = Psi(netns, args) };
         p.Start();
         var so = p.StandardOutput.ReadToEndAsync();
         var se = p.StandardError.ReadToEndAsync();
@@ -119,14 +153,19 @@ public sealed class ApplianceProcess : IDisposable
         return (p.ExitCode, so.Result, se.Result);
     }
 
-    private static ProcessStartInfo Psi(string[] args)
+    /// <summary>`dotnet lisp-decent.dll ARGS`, or `ip netns exec NETNS dotnet lisp-decent.dll ARGS`.</summary>
+    private static ProcessStartInfo Psi(string? netns, string[] args)
     {
-        var psi = new ProcessStartInfo("dotnet")
+        var psi = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
+        if (netns is not null)
+        {
+            foreach (var a in new[] { "netns", "exec", netns, "dotnet" }) psi.ArgumentList.Add(a);
+        }
         psi.ArgumentList.Add(DllPath);
         foreach (var a in args) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
@@ -139,6 +178,7 @@ public sealed class ApplianceProcess : IDisposable
         if (_process.HasExited) return;
         try
         {
+            // The child of `ip netns exec` is the same process (exec), so the signal reaches lisp-decent.
             Process.Start("kill", ["-TERM", _process.Id.ToString()])?.WaitForExit(2000);
             if (!_process.WaitForExit(grace ?? TimeSpan.FromSeconds(3))) _process.Kill(entireProcessTree: true);
         }
