@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Lisp.Wire;
 
 namespace Lisp.DataPlane;
 
@@ -35,13 +36,13 @@ public static class Mtu
         o[9] = 1;
         inner.Slice(16, 4).CopyTo(o.Slice(12)); // from the inner destination
         inner.Slice(12, 4).CopyTo(o.Slice(16)); // to the inner source
-        BinaryPrimitives.WriteUInt16BigEndian(o.Slice(10), Checksum(o.Slice(0, 20), 0));
+        BinaryPrimitives.WriteUInt16BigEndian(o.Slice(10), InternetChecksum.Compute(o.Slice(0, 20)));
         var icmp = o.Slice(20, 8 + quoted);
         icmp[0] = 3; // destination unreachable
         icmp[1] = 4; // fragmentation needed and DF set
         BinaryPrimitives.WriteUInt16BigEndian(icmp.Slice(6), (ushort)Math.Clamp(mtu, 68, 65535));
         inner.Slice(0, quoted).CopyTo(icmp.Slice(8));
-        BinaryPrimitives.WriteUInt16BigEndian(icmp.Slice(2), Checksum(icmp, 0));
+        BinaryPrimitives.WriteUInt16BigEndian(icmp.Slice(2), InternetChecksum.Compute(icmp));
         return total;
     }
 
@@ -65,8 +66,8 @@ public static class Mtu
         BinaryPrimitives.WriteUInt32BigEndian(icmp.Slice(4), (uint)Math.Max(1280, mtu));
         inner.Slice(0, quoted).CopyTo(icmp.Slice(8));
         // Pseudo-header: source, destination, upper-layer length, next header.
-        uint sum = Sum(o.Slice(8, 32), 0) + (uint)icmp.Length + 58u;
-        BinaryPrimitives.WriteUInt16BigEndian(icmp.Slice(2), Checksum(icmp, sum));
+        uint sum = InternetChecksum.Add(0, o.Slice(8, 32)) + (uint)icmp.Length + 58u;
+        BinaryPrimitives.WriteUInt16BigEndian(icmp.Slice(2), InternetChecksum.Compute(icmp, sum));
         return total;
     }
 
@@ -93,27 +94,11 @@ public static class Mtu
             BinaryPrimitives.WriteUInt16BigEndian(f.Slice(6), (ushort)((k < count - 1 ? 0x2000 : 0) | (off >> 3)));
             f[10] = 0;
             f[11] = 0;
-            BinaryPrimitives.WriteUInt16BigEndian(f.Slice(10), Checksum(f.Slice(0, 20), 0));
+            BinaryPrimitives.WriteUInt16BigEndian(f.Slice(10), InternetChecksum.Compute(f.Slice(0, 20)));
             packet.Slice(20 + off, len).CopyTo(f.Slice(20));
         }
         return count;
     }
 
     public delegate Span<byte> FragmentSink(int index, int length);
-
-    internal static uint Sum(ReadOnlySpan<byte> data, uint sum)
-    {
-        int i = 0;
-        for (; i + 1 < data.Length; i += 2) sum += BinaryPrimitives.ReadUInt16BigEndian(data.Slice(i));
-        if (i < data.Length) sum += (uint)data[i] << 8;
-        return sum;
-    }
-
-    /// <summary>Internet checksum (RFC 1071) of <paramref name="data"/> plus a pre-summed pseudo-header.</summary>
-    public static ushort Checksum(ReadOnlySpan<byte> data, uint initial)
-    {
-        uint sum = Sum(data, initial);
-        while (sum >> 16 != 0) sum = (sum & 0xffff) + (sum >> 16);
-        return (ushort)~sum;
-    }
 }

@@ -21,7 +21,8 @@ public static class InternetChecksum
         return (ushort)~sum;
     }
 
-    public static ushort Compute(ReadOnlySpan<byte> data) => Finish(Add(0, data));
+    /// <summary>Checksum of <paramref name="data"/>, plus <paramref name="pseudoHeaderSum"/> (an <see cref="Add"/> of a pseudo-header) when given.</summary>
+    public static ushort Compute(ReadOnlySpan<byte> data, uint pseudoHeaderSum = 0) => Finish(Add(pseudoHeaderSum, data));
 
     /// <summary>UDP checksum over the pseudo-header and the UDP header + payload (checksum field as zero).</summary>
     public static ushort Udp(IPAddress source, IPAddress destination, ReadOnlySpan<byte> udpHeaderAndPayload)

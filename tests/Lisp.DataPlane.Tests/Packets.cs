@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using Lisp.DataPlane;
+using Lisp.Wire;
 
 namespace Lisp.DataPlane.Tests;
 
@@ -18,7 +19,7 @@ internal static class Packets
         p[9] = 17;
         IPAddress.Parse(src).TryWriteBytes(p.AsSpan(12), out _);
         IPAddress.Parse(dst).TryWriteBytes(p.AsSpan(16), out _);
-        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(10), Mtu.Checksum(p.AsSpan(0, 20), 0));
+        BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(10), InternetChecksum.Compute(p.AsSpan(0, 20)));
         BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(20), sport);
         BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(22), dport);
         BinaryPrimitives.WriteUInt16BigEndian(p.AsSpan(24), (ushort)(totalLength - 20));
