@@ -203,9 +203,7 @@ public sealed class ItrWorker : IDisposable
         if (!sender.WritesOuterIp)
         {
             // UDP fallback: only the LISP header is ours; the kernel adds IP + UDP (and fragments if it must).
-            var h = slot.Slice(off - DataHeader.Length, DataHeader.Length);
-            BinaryPrimitives.WriteUInt32BigEndian(h, 0x8800_0000u | (nonce & 0xffffff));
-            BinaryPrimitives.WriteUInt32BigEndian(h.Slice(4), (_o.InstanceId & 0xffffff) << 8);
+            FastEncapsulation.WriteLispHeader(slot.Slice(off - DataHeader.Length, DataHeader.Length), _o.InstanceId, nonce);
             b.Offset[i] = off - DataHeader.Length;
             b.Length[i] = len + DataHeader.Length;
             if (v4) b.SetV4Address(i, rlocs.V4(rloc), _o.DataPort);
@@ -213,8 +211,7 @@ public sealed class ItrWorker : IDisposable
         }
         else if (v4)
         {
-            int start = FastEncapsulation.WriteV4(slot, off, len, _localV4, rlocs.V4(rloc), sport, _o.InstanceId, nonce);
-            if (_o.DataPort != DataHeader.Port) BinaryPrimitives.WriteUInt16BigEndian(slot.Slice(start + 22), _o.DataPort);
+            int start = FastEncapsulation.WriteV4(slot, off, len, _localV4, rlocs.V4(rloc), sport, _o.InstanceId, nonce, destinationPort: _o.DataPort);
             b.Offset[i] = start;
             b.Length[i] = len + Encapsulation.Ipv4Overhead;
             b.SetV4Address(i, rlocs.V4(rloc), 0);
@@ -250,8 +247,7 @@ public sealed class ItrWorker : IDisposable
         }
         else
         {
-            int start = FastEncapsulation.WriteV6ZeroChecksum(slot, off, len, _localV6, rlocs.Bytes(rloc), sport, _o.InstanceId, nonce);
-            if (_o.DataPort != DataHeader.Port) BinaryPrimitives.WriteUInt16BigEndian(slot.Slice(start + 42), _o.DataPort);
+            int start = FastEncapsulation.WriteV6ZeroChecksum(slot, off, len, _localV6, rlocs.Bytes(rloc), sport, _o.InstanceId, nonce, destinationPort: _o.DataPort);
             b.Offset[i] = start;
             b.Length[i] = len + Encapsulation.Ipv6Overhead;
             b.SetV6Address(i, rlocs.Bytes(rloc), 0);
