@@ -185,7 +185,8 @@ public sealed class ItrWorker : IDisposable
             Counters.Drop(DropReason.NoLocalRloc);
             return Outcome.Dropped;
         }
-        int overhead = sender.WritesOuterIp ? (v4 ? Encapsulation.Ipv4Overhead : Encapsulation.Ipv6Overhead) : (v4 ? 36 : 56);
+        // The same bytes on the wire whether we write IP + UDP (raw) or the kernel does (UDP fallback).
+        int overhead = v4 ? Encapsulation.Ipv4Overhead : Encapsulation.Ipv6Overhead;
         uint nonce = NextNonce();
         ushort sport = FlowHash.SourcePort(flow);
         bool tooBig = len + overhead > _o.UnderlayMtu;
@@ -221,14 +222,7 @@ public sealed class ItrWorker : IDisposable
                 var whole = b.Packet(i);
                 whole[6] &= 0xbf; // clear DF on the outer header before splitting
                 int first = _nFrag;
-                int count = Mtu.FragmentV4(whole, _o.UnderlayMtu, ++_ipId, (k, l) =>
-                {
-                    int s = first + k;
-                    if (s >= _frags.Capacity || l > _frags.MaxPacket) return default;
-                    _frags.Offset[s] = PacketBatch.Headroom;
-                    _frags.Length[s] = l;
-                    return _frags.Slot(s).Slice(PacketBatch.Headroom, l);
-                });
+                int count = Mtu.FragmentV4(whole, _o.UnderlayMtu, ++_ipId, _frags, first);
                 if (count == 0)
                 {
                     Counters.Drop(DropReason.TooBig);

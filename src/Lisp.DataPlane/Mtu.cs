@@ -73,10 +73,11 @@ public static class Mtu
 
     /// <summary>
     /// Splits an outer IPv4 packet (20-byte header, as written by the encapsulation) into fragments of at most
-    /// <paramref name="mtu"/> bytes, written by <paramref name="emit"/>(index) into spans it returns; returns the
-    /// fragment count, or 0 when the output spans are too small.
+    /// <paramref name="mtu"/> bytes, written at the headroom of slots <paramref name="firstSlot"/>, +1, ... of
+    /// <paramref name="into"/> (Offset and Length set); returns the fragment count, or 0 when the batch has too
+    /// few slots left or a fragment does not fit a slot.
     /// </summary>
-    public static int FragmentV4(ReadOnlySpan<byte> packet, int mtu, ushort id, FragmentSink emit)
+    public static int FragmentV4(ReadOnlySpan<byte> packet, int mtu, ushort id, PacketBatch into, int firstSlot)
     {
         int payload = packet.Length - 20;
         int per = (mtu - 20) & ~7;
@@ -86,8 +87,11 @@ public static class Mtu
         {
             int off = k * per;
             int len = Math.Min(per, payload - off);
-            var f = emit(k, 20 + len);
-            if (f.Length < 20 + len) return 0;
+            int s = firstSlot + k;
+            if (s >= into.Capacity || 20 + len > into.MaxPacket) return 0;
+            into.Offset[s] = PacketBatch.Headroom;
+            into.Length[s] = 20 + len;
+            var f = into.Packet(s);
             packet.Slice(0, 20).CopyTo(f);
             BinaryPrimitives.WriteUInt16BigEndian(f.Slice(2), (ushort)(20 + len));
             BinaryPrimitives.WriteUInt16BigEndian(f.Slice(4), id);
@@ -99,6 +103,4 @@ public static class Mtu
         }
         return count;
     }
-
-    public delegate Span<byte> FragmentSink(int index, int length);
 }
