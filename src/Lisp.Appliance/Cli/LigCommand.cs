@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
 using Lisp.Appliance.Config;
+using Lisp.ControlPlane.Transport;
 using Lisp.Wire;
 
 namespace Lisp.Appliance.Cli;
@@ -55,7 +56,7 @@ public static class LigCommand
             stderr.WriteLine($"lig: {eidError}");
             return 2;
         }
-        if (!TryEndpoint(cl.Value("map-resolver")!, out var resolver))
+        if (!ConfigLoader.TryEndpoint(cl.Value("map-resolver")!, DataHeader.ControlPort, out var resolver))
         {
             stderr.WriteLine($"lig: --map-resolver '{cl.Value("map-resolver")}' is not ADDR or ADDR:PORT");
             return 2;
@@ -84,7 +85,7 @@ public static class LigCommand
         var local = LocalAddressFor(socket, resolver, source);
         int localPort = ((IPEndPoint)socket.LocalEndPoint!).Port;
         bool json = cl.Has("json");
-        var buffer = new byte[UdpControlLimits.MaxDatagram];
+        var buffer = new byte[UdpControlTransport.MaxDatagram];
 
         for (int attempt = 1; attempt <= count; attempt++)
         {
@@ -179,27 +180,6 @@ public static class LigCommand
     }
 
     private static string FormatTtl(TimeSpan t) => t.TotalSeconds < 120 ? $"{t.TotalSeconds:0} seconds" : $"{t.TotalMinutes:0} minutes";
-
-    private static bool TryEndpoint(string s, out IPEndPoint ep)
-    {
-        ep = null!;
-        if (IPAddress.TryParse(s, out var a) && !s.StartsWith('[') && (s.Contains(':') || s.Count(ch => ch == '.') == 3))
-        {
-            ep = new IPEndPoint(a, DataHeader.ControlPort);
-            return true;
-        }
-        if (IPEndPoint.TryParse(s, out var e) && e.Port != 0)
-        {
-            ep = e;
-            return true;
-        }
-        return false;
-    }
-}
-
-internal static class UdpControlLimits
-{
-    public const int MaxDatagram = 65535;
 }
 
 public sealed record LigRloc(string Address, int Priority, int Weight, bool Up);

@@ -403,15 +403,8 @@ public static class ConfigLoader
         private IPAddress Address(string s, string path) =>
             IPAddress.TryParse(s, out var a) && (s.Contains(':') || s.Count(c => c == '.') == 3) ? a : throw Bad(path, $"'{s}' is not an IPv4 or IPv6 address");
 
-        private IPEndPoint Endpoint(string s, string path, int defaultPort)
-        {
-            if (IPAddress.TryParse(s, out var a) && (s.Contains(':') && !s.StartsWith('[') || s.Count(c => c == '.') == 3 && !s.Contains(':')))
-            {
-                return new IPEndPoint(a, defaultPort);
-            }
-            if (IPEndPoint.TryParse(s, out var ep) && ep.Port != 0) return ep;
-            throw Bad(path, $"'{s}' is not ADDRESS or ADDRESS:PORT ([v6]:port for IPv6)");
-        }
+        private IPEndPoint Endpoint(string s, string path, int defaultPort) =>
+            TryEndpoint(s, defaultPort, out var ep) ? ep : throw Bad(path, $"'{s}' is not ADDRESS or ADDRESS:PORT ([v6]:port for IPv6)");
 
         private EidPrefix Eid(string s, string path) =>
             EidPrefix.TryParse(s, out var p, out var err) ? p! : throw Bad(path, err ?? "not an EID");
@@ -436,6 +429,26 @@ public static class ConfigLoader
             TomlArray => "a list",
             _ => v.GetType().Name,
         };
+    }
+
+    /// <summary>
+    /// "ADDRESS" (port <paramref name="defaultPort"/>), "ADDRESS:PORT" or "[v6]:PORT"; a bare IPv4 address needs all
+    /// four parts, and an explicit port must not be 0.
+    /// </summary>
+    public static bool TryEndpoint(string s, int defaultPort, out IPEndPoint endPoint)
+    {
+        if (IPAddress.TryParse(s, out var a) && !s.StartsWith('[') && (s.Contains(':') || s.Count(c => c == '.') == 3))
+        {
+            endPoint = new IPEndPoint(a, defaultPort);
+            return true;
+        }
+        if (IPEndPoint.TryParse(s, out var ep) && ep.Port != 0)
+        {
+            endPoint = ep;
+            return true;
+        }
+        endPoint = null!;
+        return false;
     }
 
     public static bool TryDuration(string s, out TimeSpan d)
