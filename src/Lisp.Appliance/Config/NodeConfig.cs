@@ -50,5 +50,8 @@ public sealed record NodeConfig
 
     public bool Has(string role) => Roles.Contains(role);
 
+    /// <summary>The control-plane endpoints: each listen address (else each RLOC) on <see cref="ControlPort"/>.</summary>
+    public List<IPEndPoint> ControlEndpoints() => (Listen.Count > 0 ? Listen : Rlocs).Select(a => new IPEndPoint(a, ControlPort)).ToList();
+
     public static readonly string[] KnownRoles = ["itr", "etr", "map-server", "map-resolver"];
 }

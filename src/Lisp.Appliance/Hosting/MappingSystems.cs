@@ -19,7 +19,7 @@ public static class MappingSystems
         {
             return PushHosting.Create(c, push, log);
         }
-        var self = (c.Listen.Count > 0 ? c.Listen : c.Rlocs).Select(a => new IPEndPoint(a, c.ControlPort)).ToList();
+        var self = c.ControlEndpoints();
         var servers = c.MapServers.Count > 0 ? c.MapServers : c.Has("map-server") ? self : [];
         var resolvers = c.MapResolvers.Count > 0 ? c.MapResolvers : c.Has("map-resolver") ? self : [];
         return new StaticMappingSystem(servers, resolvers);

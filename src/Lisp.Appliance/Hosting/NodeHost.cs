@@ -38,8 +38,7 @@ public sealed partial class NodeHost : IDisposable
     {
         _config = config;
         _log = log;
-        var listen = (config.Listen.Count > 0 ? config.Listen : config.Rlocs).Select(a => new IPEndPoint(a, config.ControlPort)).ToList();
-        _transport = new UdpControlTransport(listen, m => _log.Warn("transport", m));
+        _transport = new UdpControlTransport(config.ControlEndpoints(), m => _log.Warn("transport", m));
         // A pull-mode map-server keeps each listen address's sets apart (one map-server node per address).
         Nodes = mappingSystem is PullMappingSystem pull && config.Has("map-server")
             ? ControlNodeSet.ForPull(config, pull, _transport.LocalEndpoints)

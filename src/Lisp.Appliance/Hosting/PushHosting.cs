@@ -10,7 +10,7 @@ public static class PushHosting
 {
     public static PushMappingSystem Create(NodeConfig c, DecentPushConfig p, Log log)
     {
-        var self = (c.Listen.Count > 0 ? c.Listen : c.Rlocs).Select(a => new IPEndPoint(a, c.ControlPort)).ToList();
+        var self = c.ControlEndpoints();
         var delivery = p.Delivery switch
         {
             "multicast" => PushDelivery.Multicast,
