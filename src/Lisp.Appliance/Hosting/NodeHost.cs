@@ -49,7 +49,7 @@ public sealed partial class NodeHost : IDisposable
             SingleReader = true,
         });
         // A push-group member also has the group's data socket and multicast socket (PushIo).
-        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => Enqueue(p), s => _transport.Send(s.To, s.Payload, s.From));
+        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => Enqueue(p));
         _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
     }
 
@@ -153,7 +153,7 @@ public sealed partial class NodeHost : IDisposable
         TickAll();
         while (!token.IsCancellationRequested)
         {
-            _push?.AfterBatch(Node, DateTimeOffset.UtcNow);
+            if (_push is not null) Execute(_push.AfterBatch(Node, DateTimeOffset.UtcNow), null);
             var now = DateTimeOffset.UtcNow;
             var deadline = Nodes.NextDeadline ?? now.AddSeconds(1);
             var wait = deadline - now;

@@ -28,7 +28,6 @@ public sealed class PushIo : IDisposable
     private readonly PushReplicator _replicator;
     private readonly Log _log;
     private readonly Func<ReceivedPacket, bool> _inject;
-    private readonly Action<SendAction>? _sendControl;
     /// <summary>Data-port sockets this member bound itself (receive and send).</summary>
     private readonly List<Socket> _dataSockets = [];
     /// <summary>Send-only sockets (ephemeral port) for the families whose data port the data plane owns.</summary>
@@ -42,10 +41,8 @@ public sealed class PushIo : IDisposable
     private DateTimeOffset _lastDump = DateTimeOffset.MinValue;
     private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors;
 
-    /// <param name="sendControl">sends on the control transport (for re-registrations after a membership change)</param>
-    public PushIo(NodeConfig config, PushMappingSystem push, Log log, Func<ReceivedPacket, bool> inject, Action<SendAction>? sendControl = null)
+    public PushIo(NodeConfig config, PushMappingSystem push, Log log, Func<ReceivedPacket, bool> inject)
     {
-        _sendControl = sendControl;
         _config = config;
         _push = push;
         _replicator = new PushReplicator(push);
@@ -277,18 +274,19 @@ public sealed class PushIo : IDisposable
 
     /// <summary>
     /// On the control thread after each round: when the site table changed (checked at most every 200 ms),
-    /// learns new members from the group's peer-group registrations (authenticated with the group key) and
-    /// re-registers to them at once, then logs the site table.
+    /// learns new members from the group's peer-group registrations (authenticated with the group key), then
+    /// logs the site table. Returns the ETR's actions for the caller to carry out: the re-registrations to new
+    /// or (re)appeared members, sent at once.
     /// </summary>
-    public void AfterBatch(ControlNode node, DateTimeOffset now)
+    public IReadOnlyList<ControlAction> AfterBatch(ControlNode node, DateTimeOffset now)
     {
-        if (node.MapServer is not { } ms || now - _lastDump < TimeSpan.FromMilliseconds(200)) return;
+        if (node.MapServer is not { } ms || now - _lastDump < TimeSpan.FromMilliseconds(200)) return [];
         var rows = ms.SiteTable(now);
         string signature = string.Join("\n", rows.Select(r => $"{r.Eid} {r.Registered} {r.Registrants} {string.Join(",", r.Rlocs.Select(l => l.Locator.ToText()))}"));
-        if (signature == _lastTable) return;
+        if (signature == _lastTable) return [];
         _lastTable = signature;
         _lastDump = now;
-        LearnMembers(node, ms, now);
+        var actions = LearnMembers(node, ms, now);
         int registered = rows.Count(r => r.Registered);
         _log.Info("site-table", $"{_config.Name}: {rows.Count} entries, {registered} registered: " +
             string.Join(" | ", rows.Select(r => $"{r.Eid}{(r.Registered ? $" by {r.LastRegisterer} ({r.Registrants})" : " (configured)")}")));
@@ -296,9 +294,10 @@ public sealed class PushIo : IDisposable
         {
             _log.Write(LogLevel.Debug, "site-table-row", line.TrimEnd('\r'));
         }
+        return actions;
     }
 
-    private void LearnMembers(ControlNode node, MapServer ms, DateTimeOffset now)
+    private IReadOnlyList<ControlAction> LearnMembers(ControlNode node, MapServer ms, DateTimeOffset now)
     {
         var peer = PushGroup.PeerGroupEid(_push.Group);
         var seen = new List<IPAddress>();
@@ -315,37 +314,21 @@ public sealed class PushIo : IDisposable
         var arrived = present.Where(a => !_present.Contains(a) && !own.Contains(a)).ToList();
         _present = present;
         var fresh = seen.Distinct().Where(a => a.AddressFamily == _push.Group.AddressFamily && !_push.IsMember(a) && !a.Equals(IPAddress.Any)).ToList();
-        if (node.Etr is not { } etr) return;
-        IReadOnlyList<ControlAction> actions;
+        if (node.Etr is not { } etr) return [];
         if (fresh.Count > 0 && _push.Delivery != PushDelivery.Multicast)
         {
             _push.SetMembers(_push.Members.Concat(fresh.Select(a => new IPEndPoint(a, _push.Options.ControlPort))));
             _log.Info("push-members", $"learned {string.Join(", ", fresh)} from the group's peer-group registrations; now {_push.Members.Count} members");
             var mapping = PushGroup.PeerGroupMapping(_push.Group, _push.MemberRlocs);
             var db = etr.Database.Select(d => d.Eid.SameKey(mapping.Eid) ? mapping : d).ToList();
-            actions = etr.UpdateDatabase(db, now); // re-registers to every member, the new ones included
+            return etr.UpdateDatabase(db, now); // re-registers to every member, the new ones included
         }
-        else if (arrived.Count > 0)
+        if (arrived.Count > 0)
         {
             _log.Info("push-members", $"{string.Join(", ", arrived)} registered to the group; sending our mappings now instead of at the next interval");
-            actions = etr.RegisterNow(now);
+            return etr.RegisterNow(now);
         }
-        else
-        {
-            return;
-        }
-        foreach (var a in actions)
-        {
-            switch (a)
-            {
-                case SendAction send when !TrySend(send):
-                    _sendControl?.Invoke(send);
-                    break;
-                case LogAction l:
-                    _log.Write(l.Level, l.Event, l.Message);
-                    break;
-            }
-        }
+        return [];
     }
 
     /// <summary>Leaving the group: Map-Registers with TTL 0 for every mapping (call once the control thread stopped).</summary>
