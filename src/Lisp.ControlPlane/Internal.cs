@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using System.Net;
-using System.Net.Sockets;
 using Lisp.Wire;
 
 namespace Lisp.ControlPlane;
@@ -8,8 +7,6 @@ namespace Lisp.ControlPlane;
 /// <summary>Small shared helpers of the roles.</summary>
 internal static class Util
 {
-    public const ushort ControlPort = 4342;
-
     /// <summary>A non-zero random 64-bit nonce.</summary>
     public static ulong Nonce(Random random)
     {
@@ -51,20 +48,17 @@ internal static class Util
 
     /// <summary>The local endpoint to send from: the one a request arrived on when its family fits.</summary>
     public static IPEndPoint? FromFor(IPEndPoint? local, IPEndPoint to) =>
-        local is not null && local.AddressFamily == to.AddressFamily && !local.Address.Equals(IPAddress.Any) &&
-        !local.Address.Equals(IPAddress.IPv6Any) ? local : null;
+        local is not null && local.AddressFamily == to.AddressFamily && !IsUnspecified(local.Address) ? local : null;
 
     /// <summary>An ECM around <paramref name="inner"/> with an inner IP/UDP header from source to destination.</summary>
     public static byte[] Ecm(ControlMessage inner, IPAddress innerSource, IPAddress innerDest, ushort sourcePort, bool forMapServer = false, bool forEtr = false)
     {
         if (innerSource.AddressFamily != innerDest.AddressFamily) innerDest = innerSource;
-        var header = new IpUdpHeader(innerSource, innerDest, sourcePort, ControlPort, TtlOrHopLimit: 64);
+        var header = new IpUdpHeader(innerSource, innerDest, sourcePort, DataHeader.ControlPort, TtlOrHopLimit: 64);
         return new EncapsulatedControlMessage(header, inner) { ForMapServer = forMapServer, ForEtr = forEtr }.ToBytes();
     }
 
     public static bool IsUnspecified(IPAddress a) => a.Equals(IPAddress.Any) || a.Equals(IPAddress.IPv6Any);
-
-    public static AddressFamily Family(IPAddress a) => a.AddressFamily;
 
     public static string Records(IReadOnlyList<MappingRecord> records) => string.Join(", ", records.Select(r => r.Eid.ToString()));
 }

@@ -555,7 +555,7 @@ public sealed class MapServer
     internal static bool TryReplyTarget(MapRequest request, EncapsulatedControlMessage ecm, ReceivedPacket packet, out IPEndPoint to)
     {
         var addr = Util.ReplyAddress(request, packet.Local, ecm.Inner.Source);
-        ushort port = ecm.Inner.SourcePort == 0 ? Util.ControlPort : ecm.Inner.SourcePort;
+        ushort port = ecm.Inner.SourcePort == 0 ? DataHeader.ControlPort : ecm.Inner.SourcePort;
         to = addr is null || Util.IsUnspecified(addr) ? new IPEndPoint(IPAddress.None, 0) : new IPEndPoint(addr, port);
         return addr is not null && !Util.IsUnspecified(addr);
     }
