@@ -140,8 +140,7 @@ public sealed class ItrWorker : IDisposable
         else if (version == 6 && len >= 40 && BinaryPrimitives.ReadUInt16BigEndian(pkt.Slice(4)) + 40 == len)
         {
             flow = FlowHash.FromPacket(pkt);
-            var key = new V6Key(BinaryPrimitives.ReadUInt64BigEndian(pkt.Slice(24)), BinaryPrimitives.ReadUInt64BigEndian(pkt.Slice(32)));
-            found = snap.TryLookupV6(_o.InstanceId, key, flow, out r);
+            found = snap.TryLookupV6(_o.InstanceId, V6Key.FromBytes(pkt.Slice(24)), flow, out r);
         }
         else
         {
@@ -329,7 +328,7 @@ public sealed class ItrWorker : IDisposable
     {
         var p = _hold.Packet(s);
         if (p[0] >> 4 == 4) return !snap.TryLookupV4(_o.InstanceId, BinaryPrimitives.ReadUInt32BigEndian(p.Slice(16)), 0, out _);
-        return !snap.TryLookupV6(_o.InstanceId, new V6Key(BinaryPrimitives.ReadUInt64BigEndian(p.Slice(24)), BinaryPrimitives.ReadUInt64BigEndian(p.Slice(32))), 0, out _);
+        return !snap.TryLookupV6(_o.InstanceId, V6Key.FromBytes(p.Slice(24)), 0, out _);
     }
 
     private void Release(int s)

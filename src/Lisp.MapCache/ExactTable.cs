@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
@@ -21,7 +22,13 @@ internal struct V4Ops : IKeyOps<uint>
 }
 
 /// <summary>An IPv6 address as two host-order halves (Hi = first 8 bytes on the wire).</summary>
-public readonly record struct V6Key(ulong Hi, ulong Lo);
+public readonly record struct V6Key(ulong Hi, ulong Lo)
+{
+    /// <summary>From the 16 network-order bytes of an address (a packet's address field, say).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static V6Key FromBytes(ReadOnlySpan<byte> address) =>
+        new(BinaryPrimitives.ReadUInt64BigEndian(address), BinaryPrimitives.ReadUInt64BigEndian(address.Slice(8)));
+}
 
 internal struct V6Ops : IKeyOps<V6Key>
 {

@@ -155,7 +155,7 @@ public sealed class MapCacheWriter
                 return V4Key(eid.InstanceId, BinaryPrimitives.ReadUInt32BigEndian(b), eid.MaskLength);
             }
             CheckLength(eid.MaskLength, 128);
-            return V6KeyOf(eid.InstanceId, new V6Key(BinaryPrimitives.ReadUInt64BigEndian(b), BinaryPrimitives.ReadUInt64BigEndian(b.Slice(8))), eid.MaskLength);
+            return V6KeyOf(eid.InstanceId, V6Key.FromBytes(b), eid.MaskLength);
         }
         exactKey = EidKey.Build(eid);
         return new MapKey(3, eid.InstanceId, eid.MaskLength, 0, 0, Convert.ToHexString(exactKey));

@@ -156,10 +156,7 @@ public sealed class MapCacheSnapshot
     public bool TryLookup(uint iid, ReadOnlySpan<byte> destination, uint flowHash, out LookupResult result)
     {
         if (destination.Length == 4) return TryLookupV4(iid, BinaryPrimitives.ReadUInt32BigEndian(destination), flowHash, out result);
-        if (destination.Length == 16)
-        {
-            return TryLookupV6(iid, new V6Key(BinaryPrimitives.ReadUInt64BigEndian(destination), BinaryPrimitives.ReadUInt64BigEndian(destination.Slice(8))), flowHash, out result);
-        }
+        if (destination.Length == 16) return TryLookupV6(iid, V6Key.FromBytes(destination), flowHash, out result);
         result = default;
         return false;
     }
