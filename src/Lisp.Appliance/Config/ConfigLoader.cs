@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using Lisp.ControlPlane;
+using Lisp.Decent.Push;
 using Lisp.Wire;
 using Tomlyn;
 using Tomlyn.Model;
@@ -308,8 +309,7 @@ public static class ConfigLoader
         {
             Allow(t, "decent.push.", "group", "delivery", "members", "key", "register_interval", "seed_group", "interface", "multicast_ttl", "data_port");
             var g = Address(Str(t, "decent.push.group") ?? throw Bad("decent.push.group", "missing (the group address naming the mapping system)"), "decent.push.group");
-            bool mc = g.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork ? (g.GetAddressBytes()[0] & 0xf0) == 0xe0 : g.IsIPv6Multicast;
-            if (!mc) throw Bad("decent.push.group", $"{g} is not a multicast address");
+            if (!PushGroup.IsMulticast(g)) throw Bad("decent.push.group", $"{g} is not a multicast address");
             return new DecentPushConfig(g,
                 Choice(t, "decent.push.delivery", ["replicate", "multicast", "replicate-encapsulated"]) ?? "replicate",
                 Endpoints(t, "decent.push.members", cfg.ControlPort),
