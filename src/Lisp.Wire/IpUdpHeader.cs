@@ -25,7 +25,14 @@ public static class InternetChecksum
     public static ushort Compute(ReadOnlySpan<byte> data, uint pseudoHeaderSum = 0) => Finish(Add(pseudoHeaderSum, data));
 
     /// <summary>UDP checksum over the pseudo-header and the UDP header + payload (checksum field as zero).</summary>
-    public static ushort Udp(IPAddress source, IPAddress destination, ReadOnlySpan<byte> udpHeaderAndPayload)
+    public static ushort Udp(IPAddress source, IPAddress destination, ReadOnlySpan<byte> udpHeaderAndPayload) =>
+        Udp(source, destination, udpHeaderAndPayload.Slice(0, 8), udpHeaderAndPayload.Slice(8));
+
+    /// <summary>
+    /// The same checksum with the 8-byte UDP header and the payload in separate spans (the header's even length
+    /// keeps the payload's 16-bit words aligned, so the sum equals the one over both in a row).
+    /// </summary>
+    public static ushort Udp(IPAddress source, IPAddress destination, ReadOnlySpan<byte> udpHeader, ReadOnlySpan<byte> payload)
     {
         Span<byte> a = stackalloc byte[16];
         uint sum = 0;
@@ -34,8 +41,8 @@ public static class InternetChecksum
         destination.TryWriteBytes(a, out n);
         sum = Add(sum, a.Slice(0, n));
         sum += 17;
-        sum += (uint)udpHeaderAndPayload.Length;
-        sum = Add(sum, udpHeaderAndPayload);
+        sum += (uint)(udpHeader.Length + payload.Length);
+        sum = Add(Add(sum, udpHeader), payload);
         ushort c = Finish(sum);
         return c == 0 ? (ushort)0xffff : c;
     }
@@ -93,15 +100,8 @@ public sealed record IpUdpHeader(IPAddress Source, IPAddress Destination, ushort
         BinaryPrimitives.WriteUInt16BigEndian(udp.Slice(2), DestinationPort);
         BinaryPrimitives.WriteUInt16BigEndian(udp.Slice(4), (ushort)udpLength);
         BinaryPrimitives.WriteUInt16BigEndian(udp.Slice(6), 0);
-        ushort checksum = UdpChecksum ?? 0;
-        if (UdpChecksum is null)
-        {
-            // Checksum over header + payload: payload is copied after the header by the caller, so compute on a copy.
-            byte[] tmp = new byte[udpLength];
-            udp.Slice(0, 8).CopyTo(tmp);
-            payload.CopyTo(tmp.AsSpan(8));
-            checksum = InternetChecksum.Udp(Source, Destination, tmp);
-        }
+        // The caller copies the payload after the header, so it is summed from its own span.
+        ushort checksum = UdpChecksum ?? InternetChecksum.Udp(Source, Destination, udp.Slice(0, 8), payload);
         BinaryPrimitives.WriteUInt16BigEndian(udp.Slice(6), checksum);
     }
 
