@@ -2,8 +2,8 @@ using System.Globalization;
 using System.Numerics;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
 using System.Text.RegularExpressions;
+using Lisp.Appliance.Tests.Support;
 using Lisp.TestSupport;
 using Xunit.Abstractions;
 
@@ -172,12 +172,10 @@ public sealed partial class PullLab : IDisposable
             "--json", "--count", count.ToString(CultureInfo.InvariantCulture), "--timeout", "1s");
         _output?.WriteLine($"lig {eid} via {resolverAddress}: rc {rc}\n{stdout}{stderr}");
         if (rc != 0) return (false, [], null, null);
-        using var doc = JsonDocument.Parse(stdout);
-        var records = doc.RootElement.GetProperty("records");
-        if (records.GetArrayLength() == 0) return (true, [], null, null);
-        var r0 = records[0];
-        var rlocs = r0.GetProperty("rlocs").EnumerateArray().Select(x => x.GetProperty("address").GetString()!).ToList();
-        return (true, rlocs, r0.GetProperty("eid").GetString(), r0.GetProperty("action").GetString());
+        var reply = LigReply.Parse(stdout);
+        if (reply.Records.Count == 0) return (true, [], null, null);
+        var r0 = reply.Records[0];
+        return (true, r0.Rlocs.Select(x => x.Address).ToList(), r0.Eid, r0.Action);
     }
 
     public void Dispose()
