@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 
 namespace Lisp.DataPlane;
 
@@ -37,6 +36,4 @@ public sealed record DataPlaneOptions
     public int PollMs { get; init; } = 100;
 
     public uint LocalV4Value => LocalRlocV4 is { } a ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(a.GetAddressBytes()) : 0;
-
-    public bool HasLocal(AddressFamily f) => f == AddressFamily.InterNetwork ? LocalRlocV4 is not null : LocalRlocV6 is not null;
 }

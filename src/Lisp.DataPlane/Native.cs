@@ -21,7 +21,6 @@ internal static unsafe partial class Native
     public const int AF_INET6 = 10;
     public const int SOCK_DGRAM = 2;
     public const int SOCK_RAW = 3;
-    public const int SOCK_NONBLOCK = 0x800;
     public const int SOCK_CLOEXEC = 0x80000;
     public const int IPPROTO_IP = 0;
     public const int IPPROTO_UDP = 17;
@@ -43,8 +42,6 @@ internal static unsafe partial class Native
     public const short POLLIN = 1;
     public const int EINTR = 4;
     public const int EAGAIN = 11;
-    public const int EPERM = 1;
-    public const int EMSGSIZE = 90;
 
     // linux/if_tun.h
     public const uint TUNSETIFF = 0x400454ca;
@@ -59,7 +56,6 @@ internal static unsafe partial class Native
     public const long SYS_io_uring_register = 427;
     public const int PROT_READ = 1, PROT_WRITE = 2, MAP_SHARED = 1, MAP_POPULATE = 0x8000;
     public static readonly void* MapFailed = (void*)-1;
-    public const int F_GETFL = 3, F_SETFL = 4;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec
@@ -135,9 +131,6 @@ internal static unsafe partial class Native
 
     [LibraryImport(Libc, EntryPoint = "recvmmsg", SetLastError = true)]
     public static partial int RecvMMsg(int fd, MMsgHdr* messages, uint count, int flags, void* timeout);
-
-    [LibraryImport(Libc, EntryPoint = "sendto", SetLastError = true)]
-    public static partial nint SendTo(int fd, byte* buffer, nuint length, int flags, byte* address, uint addressLength);
 
     [LibraryImport(Libc, EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
