@@ -178,7 +178,7 @@ internal sealed unsafe class IoUring : IDisposable
         return s;
     }
 
-    /// <summary>Prepares a read/write-style SQE (READ, WRITE, SENDMSG, RECVMSG).</summary>
+    /// <summary>Prepares a read/write-style SQE (READ, WRITE, SENDMSG, RECVMSG; POLL_ADD with the events in <paramref name="opFlags"/>); false when the SQ is full.</summary>
     public bool Prep(byte opcode, int fd, void* addr, uint len, ulong userData, uint opFlags = 0)
     {
         Sqe* s = GetSqe();

@@ -105,15 +105,7 @@ public sealed unsafe class IoUringTun : ITun
         int n = ReadNow(batch);
         if (n > 0 || timeoutMs <= 0) return n;
         // The queue was empty: wait (bounded) for it to become readable, then read again.
-        if (!_pollArmed)
-        {
-            IoUring.Sqe* s = _ring.GetSqe();
-            s->Opcode = IoUring.OpPollAdd;
-            s->Fd = _fd;
-            s->OpFlags = (uint)Native.POLLIN;
-            s->UserData = PollTag;
-            _pollArmed = true;
-        }
+        if (!_pollArmed) _pollArmed = _ring.Prep(IoUring.OpPollAdd, _fd, null, 0, PollTag, (uint)Native.POLLIN);
         _ring.SubmitAndWait(1, timeoutMs);
         Enters++;
         int reaped = _ring.Reap(_cqes);
