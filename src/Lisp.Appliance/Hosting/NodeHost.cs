@@ -169,7 +169,7 @@ public sealed partial class NodeHost : IDisposable
                 break;
             }
             // Cleared before draining: work queued from here on sets it again and the next wait returns at once.
-            Volatile.Write(ref _wakePending, 0);
+            Interlocked.Exchange(ref _wakePending, 0); // a full fence: the queue reads below must not move above it
             int handled = 0;
             while (handled < 256 && _queue.Reader.TryRead(out var packet))
             {
