@@ -25,6 +25,8 @@ internal sealed class PushCluster : IDisposable
     public string Subnet { get; init; } = "127.0.30";
     public string Group { get; init; } = "224.1.1.1";
     public string RegisterInterval { get; init; } = "2s";
+    /// <summary>decent.push.membership_refresh, when set (else the node's default: the register interval).</summary>
+    public string? MembershipRefresh { get; init; }
 
     public string Address(int i) => $"{Subnet}.{i}";
 
@@ -47,6 +49,7 @@ internal sealed class PushCluster : IDisposable
             register_interval = "{RegisterInterval}"
             data_port = {DataPort}
             {(seedGroup is not null ? $"seed_group = \"{seedGroup}\"" : "")}
+            {(MembershipRefresh is not null ? $"membership_refresh = \"{MembershipRefresh}\"" : "")}
             {(Netns is not null ? "interface = \"lo\"" : "")}
 
             """ + string.Concat(eids.Select(e => $"[[database]]\neid = \"{e.Replace("\"", "\\\"", StringComparison.Ordinal)}\"\n"));

@@ -134,4 +134,40 @@ public class PushDemoTests(ITestOutputHelper output)
             n.WaitForLine($"push-members learned {c.Address(4)}", TimeSpan.FromSeconds(5));
         }
     }
+
+    [Fact]
+    public void A_member_whose_seed_is_down_at_start_joins_when_it_comes_up_and_is_pruned_everywhere_when_it_leaves()
+    {
+        using var c = new PushCluster
+        {
+            ControlPort = Loopback.FreeUdpPort(), DataPort = Loopback.FreeUdpPort(), Subnet = "127.0.35", RegisterInterval = "1s", MembershipRefresh = "1s",
+        };
+        // n3 knows no member and its seed (n1) is not running yet: the start-up look-up fails, the refresh retries.
+        var n3 = c.Start(3, 0, PushCluster.DemoEids[2], seedGroup: $"lisp:{c.Address(1)}:{c.ControlPort}");
+        n3.WaitForLine("push-seed-group seed group .* gave no members", Converge);
+        var n1 = c.Start(1, 2, PushCluster.DemoEids[0]);
+        var n2 = c.Start(2, 2, PushCluster.DemoEids[1]);
+        n3.WaitForLine("push-seed-group seed group .* reachable again", Converge);
+        n3.SiteTable(Converge, l => AllSix.All(e => l.Contains(e + " by ", StringComparison.Ordinal)));
+        foreach (var n in new[] { n1, n2 })
+        {
+            n.SiteTable(Converge, l => l.Contains("[0]3.3.3.3/32 by", StringComparison.Ordinal));
+            n.WaitForLine($"push-members learned .*{c.Address(3)}", TimeSpan.FromSeconds(10));
+        }
+
+        // n3 leaves (TTL-0 withdraw): n1 and n2 drop it from their send lists one registration timeout (3 s) later.
+        n3.Stop(TimeSpan.FromSeconds(5));
+        foreach (var n in new[] { n1, n2 }) n.WaitForLine($"push-members removed {c.Address(3)}", TimeSpan.FromSeconds(20));
+        // Static members are never pruned; nothing brings n3 back (the other's stale RLE does not).
+        Thread.Sleep(TimeSpan.FromSeconds(2));
+        foreach (var n in c.Nodes)
+        {
+            foreach (var l in n.Lines.Where(l => l.Contains(" push-", StringComparison.Ordinal))) output.WriteLine(l);
+        }
+        foreach (var n in new[] { n1, n2 })
+        {
+            Assert.DoesNotContain(n.Lines, l => l.Contains("push-members removed", StringComparison.Ordinal) && !l.Contains(c.Address(3), StringComparison.Ordinal));
+            Assert.Single(n.Lines, l => l.Contains($"push-members removed {c.Address(3)}", StringComparison.Ordinal));
+        }
+    }
 }

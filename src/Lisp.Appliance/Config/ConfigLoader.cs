@@ -307,10 +307,11 @@ public static class ConfigLoader
 
         private DecentPushConfig Push(TomlTable t, NodeConfig cfg)
         {
-            Allow(t, "decent.push.", "group", "delivery", "members", "key", "register_interval", "seed_group", "interface", "multicast_ttl", "data_port");
+            Allow(t, "decent.push.", "group", "delivery", "members", "key", "register_interval", "seed_group", "interface", "multicast_ttl", "data_port",
+                "membership_refresh");
             var g = Address(Str(t, "decent.push.group") ?? throw Bad("decent.push.group", "missing (the group address naming the mapping system)"), "decent.push.group");
             if (!PushGroup.IsMulticast(g)) throw Bad("decent.push.group", $"{g} is not a multicast address");
-            return new DecentPushConfig(g,
+            var push = new DecentPushConfig(g,
                 Choice(t, "decent.push.delivery", ["replicate", "multicast", "replicate-encapsulated"]) ?? "replicate",
                 Endpoints(t, "decent.push.members", cfg.ControlPort),
                 Str(t, "decent.push.key"),
@@ -319,6 +320,8 @@ public static class ConfigLoader
                 Str(t, "decent.push.interface"),
                 Int(t, "decent.push.multicast_ttl", 0, 255) ?? 1,
                 Int(t, "decent.push.data_port", 1, 65535) ?? DataHeader.Port);
+            // Re-resolving the seed group: every register interval unless set; "0" turns it off.
+            return Duration(t, "decent.push.membership_refresh") is { } refresh ? push with { MembershipRefresh = refresh } : push;
         }
 
         // ---- typed accessors: each names its key in the error ----

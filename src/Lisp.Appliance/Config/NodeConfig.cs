@@ -10,7 +10,11 @@ public sealed record DecentPullConfig(string DnsSuffix, int Modulus, string Hash
 
 /// <summary>Push-based LISP-Decent settings ([decent.push]).</summary>
 public sealed record DecentPushConfig(IPAddress Group, string Delivery, IReadOnlyList<IPEndPoint> Members, string? Key,
-    TimeSpan RegisterInterval, string? SeedGroupName, string? Interface, int MulticastTtl, int DataPort = DataHeader.Port);
+    TimeSpan RegisterInterval, string? SeedGroupName, string? Interface, int MulticastTtl, int DataPort = DataHeader.Port)
+{
+    /// <summary>How often the seed group is looked up again (membership_refresh; default the register interval; zero: never).</summary>
+    public TimeSpan MembershipRefresh { get; init; } = RegisterInterval;
+}
 
 /// <summary>Everything `lisp-decent run` needs, validated. Built by <see cref="ConfigLoader"/>.</summary>
 public sealed record NodeConfig

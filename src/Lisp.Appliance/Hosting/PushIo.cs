@@ -36,9 +36,11 @@ public sealed class PushIo : IDisposable
     private readonly List<Thread> _threads = [];
     private volatile bool _stopping;
     private string _lastTable = "";
-    /// <summary>Members whose peer-group registration this node holds now (to notice one (re)appearing).</summary>
-    private HashSet<IPAddress> _present = [];
-    private DateTimeOffset _lastDump = DateTimeOffset.MinValue;
+    /// <summary>The send list's dynamic part: learned, merged from seed answers, pruned (control thread only).</summary>
+    private PushMembership? _membership;
+    /// <summary>Re-resolves the seed group in the background (null without seed_group or with membership_refresh = 0).</summary>
+    private PushSeedRefresher? _refresher;
+    private DateTimeOffset _lastDump = DateTimeOffset.MinValue, _lastMembership = DateTimeOffset.MinValue;
     private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors;
 
     public PushIo(NodeConfig config, PushMappingSystem push, Log log, Func<ReceivedPacket, bool> inject)
@@ -205,6 +207,13 @@ public sealed class PushIo : IDisposable
             _threads.Add(new Thread(() => ReceiveLoop(_multicast, local, data: false)) { IsBackground = true, Name = "lisp-push-mcast" });
         }
         foreach (var t in _threads) t.Start();
+        if (_config.DecentPush is { SeedGroupName: { Length: > 0 } seed, MembershipRefresh: var refresh } && refresh > TimeSpan.Zero)
+        {
+            // Answered at start when the seed added members beyond the configured ones; otherwise retry soon.
+            bool answered = _push.Members.Any(m => !_push.IsSelf(m) && !_push.Options.Members.Contains(m));
+            _refresher = new PushSeedRefresher(seed, _push.Group, _push.Options.Self[0].Address, refresh, _log, answered);
+            _refresher.Start();
+        }
         _log.Info("push-started", $"{_push.Name}: members {string.Join(", ", _push.Members)}; data port {_push.Options.DataPort}" +
             (ReceivesFromDataPlane ? " (received through the data plane's ETR, which owns the port)" : ""));
     }
@@ -273,19 +282,26 @@ public sealed class PushIo : IDisposable
     }
 
     /// <summary>
-    /// On the control thread after each round: when the site table changed (checked at most every 200 ms),
-    /// learns new members from the group's peer-group registrations (authenticated with the group key), then
-    /// logs the site table. Returns the ETR's actions for the caller to carry out: the re-registrations to new
-    /// or (re)appeared members, sent at once.
+    /// On the control thread after each round: when the site table changed (checked at most every 200 ms), and
+    /// at least once a second anyway, updates the member list from the group's peer-group registrations
+    /// (authenticated with the group key) and the newest seed-group answer, pruning learned members whose
+    /// registration has been gone for a registration timeout; logs the site table when it changed. Returns the
+    /// ETR's actions for the caller to carry out: the re-registrations to new or (re)appeared members, sent at once.
     /// </summary>
     public IReadOnlyList<ControlAction> AfterBatch(ControlNode node, DateTimeOffset now)
     {
         if (node.MapServer is not { } ms || now - _lastDump < TimeSpan.FromMilliseconds(200)) return [];
         var rows = ms.SiteTable(now);
         string signature = string.Join("\n", rows.Select(r => $"{r.Eid} {r.Registered} {r.Registrants} {string.Join(",", r.Rlocs.Select(l => l.Locator.ToText()))}"));
-        if (signature == _lastTable) return [];
+        if (signature == _lastTable)
+        {
+            if (now - _lastMembership < TimeSpan.FromSeconds(1) && _refresher?.HasAnswer != true) return [];
+            _lastMembership = now;
+            return LearnMembers(node, ms, now);
+        }
         _lastTable = signature;
         _lastDump = now;
+        _lastMembership = now;
         var actions = LearnMembers(node, ms, now);
         int registered = rows.Count(r => r.Registered);
         _log.Info("site-table", $"{_config.Name}: {rows.Count} entries, {registered} registered: " +
@@ -300,32 +316,40 @@ public sealed class PushIo : IDisposable
     private IReadOnlyList<ControlAction> LearnMembers(ControlNode node, MapServer ms, DateTimeOffset now)
     {
         var peer = PushGroup.PeerGroupEid(_push.Group);
-        var seen = new List<IPAddress>();
-        var present = new HashSet<IPAddress>();
+        var present = new List<IPAddress>();
+        var mentioned = new List<IPAddress>();
         foreach (var r in ms.Registrations(now).Where(r => r.Eid.SameKey(peer)))
         {
-            seen.Add(r.Registerer.Address);
             present.Add(r.Registerer.Address);
-            seen.AddRange(PushGroup.MembersOf(new MappingRecord(r.Eid, r.Rlocs)));
+            mentioned.AddRange(PushGroup.MembersOf(new MappingRecord(r.Eid, r.Rlocs)));
         }
-        // A member that (re)appeared may have missed our last Map-Registers (it was not listening yet, or it
-        // restarted): send ours now rather than leave it without them for up to a whole register interval.
-        var own = _push.Options.Self.Select(e => e.Address).ToHashSet();
-        var arrived = present.Where(a => !_present.Contains(a) && !own.Contains(a)).ToList();
-        _present = present;
-        var fresh = seen.Distinct().Where(a => a.AddressFamily == _push.Group.AddressFamily && !_push.IsMember(a) && !a.Equals(IPAddress.Any)).ToList();
-        if (node.Etr is not { } etr) return [];
-        if (fresh.Count > 0 && _push.Delivery != PushDelivery.Multicast)
+        var seedAnswer = _refresher?.TakeAnswer();
+        // Multicast delivery sends to the group, not to a member list: nothing to learn or prune.
+        if (_push.Delivery == PushDelivery.Multicast) return [];
+        var timeout = (_config.DecentPush?.RegisterInterval ?? _config.RegisterInterval) * 3; // the map-server's registration timeout (Adjust)
+        _membership ??= new PushMembership(_push, timeout, now);
+        var change = _membership.Update(present, mentioned, seedAnswer, now);
+        if (change.Added.Count > 0)
         {
-            _push.SetMembers(_push.Members.Concat(fresh.Select(a => new IPEndPoint(a, _push.Options.ControlPort))));
-            _log.Info("push-members", $"learned {string.Join(", ", fresh)} from the group's peer-group registrations; now {_push.Members.Count} members");
+            _log.Info("push-members", $"learned {string.Join(", ", change.Added)} from the group's {(seedAnswer is not null ? "peer-group registrations and seed group" : "peer-group registrations")}; now {_push.Members.Count} members");
+        }
+        if (change.Removed.Count > 0)
+        {
+            _log.Info("push-members", $"removed {string.Join(", ", change.Removed)}: no peer-group registration for more than {timeout.TotalSeconds:0.###} s (left or aged out); now {_push.Members.Count} members");
+        }
+        if (node.Etr is not { } etr) return [];
+        if (change.MembersChanged)
+        {
             var mapping = PushGroup.PeerGroupMapping(_push.Group, _push.MemberRlocs);
             var db = etr.Database.Select(d => d.Eid.SameKey(mapping.Eid) ? mapping : d).ToList();
-            return etr.UpdateDatabase(db, now); // re-registers to every member, the new ones included
+            var actions = etr.UpdateDatabase(db, now); // re-registers to every member, the new ones included
+            if (actions.Count > 0 || change.Arrived.Count == 0) return actions;
         }
-        if (arrived.Count > 0)
+        if (change.Arrived.Count > 0)
         {
-            _log.Info("push-members", $"{string.Join(", ", arrived)} registered to the group; sending our mappings now instead of at the next interval");
+            // A member that (re)appeared may have missed our last Map-Registers (it was not listening yet, or it
+            // restarted): send ours now rather than leave it without them for up to a whole register interval.
+            _log.Info("push-members", $"{string.Join(", ", change.Arrived)} registered to the group; sending our mappings now instead of at the next interval");
             return etr.RegisterNow(now);
         }
         return [];
@@ -337,6 +361,7 @@ public sealed class PushIo : IDisposable
     public void Dispose()
     {
         _stopping = true;
+        _refresher?.Dispose();
         foreach (var s in _dataSockets) s.Dispose();
         foreach (var s in _sendSockets) s.Dispose();
         _multicast?.Dispose();
