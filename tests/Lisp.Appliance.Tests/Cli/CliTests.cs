@@ -237,6 +237,7 @@ public sealed class CliTests : IDisposable
     [InlineData("mapping.algorithm: 'md5' is not one of", "[mapping]\nalgorithm = \"md5\"")]
     [InlineData("not valid TOML", "[node\nname = ")]
     [InlineData("data_plane.instance_id: 16777215 is out of range 0..16777214", "[node]\nroles = [\"itr\"]\nrlocs = [\"127.0.0.1\"]\n[mapping]\nmap_resolvers = [\"127.0.0.1\"]\n[data_plane]\ninstance_id = 16777215\n")]
+    [InlineData("decent.push.membership_refresh: must be a duration", "[node]\nroles = [\"itr\", \"etr\", \"map-server\", \"map-resolver\"]\nrlocs = [\"127.0.0.1\"]\n[decent.push]\ngroup = \"224.1.1.1\"\nkey = \"k\"\nmembership_refresh = \"soon\"\n[[database]]\neid = \"[0]1.1.1.1/32\"\n")]
     public void BadConfigExitsOneAndNamesTheKey(string expected, string toml)
     {
         string text = BadConfig(toml);
