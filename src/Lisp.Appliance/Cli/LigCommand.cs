@@ -82,7 +82,7 @@ public static class LigCommand
 
         using var socket = new Socket(resolver.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
         socket.Bind(new IPEndPoint(source ?? (resolver.AddressFamily == AddressFamily.InterNetwork ? IPAddress.Any : IPAddress.IPv6Any), 0));
-        var local = LocalAddressFor(socket, resolver, source);
+        var local = LocalAddressFor(resolver, source);
         int localPort = ((IPEndPoint)socket.LocalEndPoint!).Port;
         bool json = cl.Has("json");
         var buffer = new byte[UdpControlTransport.MaxDatagram];
@@ -150,7 +150,7 @@ public static class LigCommand
         return new EncapsulatedControlMessage(inner, request);
     }
 
-    private static IPAddress LocalAddressFor(Socket socket, IPEndPoint resolver, IPAddress? source)
+    private static IPAddress LocalAddressFor(IPEndPoint resolver, IPAddress? source)
     {
         if (source is not null) return source;
         using var probe = new Socket(resolver.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
