@@ -63,6 +63,18 @@ public sealed class ApplianceProcess : IDisposable
         _lineArrived.Release();
     }
 
+    /// <summary>
+    /// True when the process has exited, after waiting for its last output lines: the asynchronous readers can
+    /// deliver them after HasExited turns true (a loaded machine once took over 200 ms), and the parameterless
+    /// WaitForExit returns only once both streams reached end of file.
+    /// </summary>
+    private bool ExitedAndDrained()
+    {
+        if (!_process.HasExited) return false;
+        _process.WaitForExit();
+        return true;
+    }
+
     /// <summary>Waits until a log line matches; returns it, or throws with the collected log on timeout.</summary>
     public string WaitForLine(string pattern, TimeSpan timeout)
     {
@@ -70,12 +82,13 @@ public sealed class ApplianceProcess : IDisposable
         var sw = Stopwatch.StartNew();
         while (true)
         {
+            bool exited = ExitedAndDrained();
             foreach (var l in _lines)
             {
                 if (re.IsMatch(l)) return l;
             }
             var left = timeout - sw.Elapsed;
-            if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
+            if (left <= TimeSpan.Zero || exited)
             {
                 throw new TimeoutException($"{Name}: no line matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
                     $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
@@ -94,10 +107,11 @@ public sealed class ApplianceProcess : IDisposable
         var sw = Stopwatch.StartNew();
         while (true)
         {
+            bool exited = ExitedAndDrained();
             var hit = _lines.Reverse().FirstOrDefault(l => re.IsMatch(l));
             if (hit is not null && accept(hit)) return hit;
             var left = timeout - sw.Elapsed;
-            if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
+            if (left <= TimeSpan.Zero || exited)
             {
                 throw new TimeoutException($"{Name}: no acceptable line /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
                     $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; newest match: {hit ?? "none"}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
@@ -115,10 +129,12 @@ public sealed class ApplianceProcess : IDisposable
     public void WaitForCount(string pattern, int count, TimeSpan timeout)
     {
         var sw = Stopwatch.StartNew();
-        while (Count(pattern) < count)
+        while (true)
         {
+            bool exited = ExitedAndDrained();
+            if (Count(pattern) >= count) return;
             var left = timeout - sw.Elapsed;
-            if (left <= TimeSpan.Zero || (_process.HasExited && !_lineArrived.Wait(200)))
+            if (left <= TimeSpan.Zero || exited)
             {
                 throw new TimeoutException($"{Name}: fewer than {count} lines matching /{pattern}/ within {timeout.TotalSeconds:0.#}s" +
                     $"{(_process.HasExited ? $" (process exited with {_process.ExitCode})" : "")}; log:\n{string.Join("\n", _lines.TakeLast(60))}");
