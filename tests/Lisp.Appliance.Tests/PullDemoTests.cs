@@ -36,7 +36,7 @@ public sealed class PullDemoTests(ITestOutputHelper output)
         // The test's own index function reproduces the seed's ETR log (vectors/decent-index.tsv), so the
         // expectations below are independent of the code under test.
         int n = 0;
-        foreach (var line in File.ReadLines(SharedFiles.Path("vectors", "decent-index.tsv")))
+        foreach (var line in File.ReadLines(TestFiles.Vector("decent-index.tsv")))
         {
             if (line.StartsWith('#') || line.Length == 0) continue;
             var f = line.Split('\t');
@@ -175,8 +175,7 @@ public sealed class PullDemoTests(ITestOutputHelper output)
     [Fact]
     public void EveryPackagedExampleLoads()
     {
-        _ = SharedFiles.Dir;
-        var dir = Path.Combine(SharedFiles.ProjectRoot, "packaging", "examples");
+        var dir = TestFiles.InProject("packaging", "examples");
         var files = Directory.GetFiles(dir, "*.toml");
         Assert.Contains(files, f => Path.GetFileName(f) == "pull-etr.toml");
         Assert.Contains(files, f => Path.GetFileName(f) == "pull-map-server.toml");

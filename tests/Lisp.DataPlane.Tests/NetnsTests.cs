@@ -174,7 +174,8 @@ public sealed class NetnsTests(ITestOutputHelper output)
 
     private NsProcess Run(string ns, string config, List<NsProcess> procs)
     {
-        var p = NsProcess.Start(ns, "dotnet", [ApplianceProcess.DllPath, "run", "--config", config]);
+        var (file, args) = ApplianceProcess.CommandLine("run", "--config", config);
+        var p = NsProcess.Start(ns, file, args);
         procs.Add(p);
         return p;
     }

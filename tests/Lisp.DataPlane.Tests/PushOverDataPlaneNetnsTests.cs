@@ -107,7 +107,8 @@ public sealed class PushOverDataPlaneNetnsTests(ITestOutputHelper output)
 
     private static NsProcess Start(string ns, string config, List<NsProcess> procs)
     {
-        var p = NsProcess.Start(ns, "dotnet", [ApplianceProcess.DllPath, "run", "--config", config]);
+        var (file, args) = ApplianceProcess.CommandLine("run", "--config", config);
+        var p = NsProcess.Start(ns, file, args);
         procs.Add(p);
         return p;
     }

@@ -17,7 +17,7 @@ public sealed class DecentIndexCommandTests
     [Fact]
     public void Prints_the_seed_logs_index_for_every_vector_row()
     {
-        var rows = File.ReadLines(SharedFiles.Path("vectors", "decent-index.tsv"))
+        var rows = File.ReadLines(TestFiles.Vector("decent-index.tsv"))
             .Where(l => !l.StartsWith('#') && l.Trim().Length > 0).Select(l => l.Split('\t')).ToList();
         Assert.Equal(10, rows.Count);
         var (rc, o, e) = Run(["--modulus", "4", "--dns-suffix", "ms.lispers.net", .. rows.Select(r => r[3])]);

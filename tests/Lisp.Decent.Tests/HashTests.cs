@@ -61,13 +61,13 @@ public sealed class HashTests(ITestOutputHelper output)
     public void Fourteen_of_the_seeds_twenty_eids_change_sets_between_the_variants()
     {
         var items = new List<(EidPrefix Eid, HashPurpose Purpose)>();
-        foreach (var line in File.ReadLines(SharedFiles.Path("vectors", "decent-index.tsv")))
+        foreach (var line in File.ReadLines(TestFiles.Vector("decent-index.tsv")))
         {
             if (line.StartsWith('#') || line.Trim().Length == 0) continue;
             items.Add((EidPrefix.Parse(line.Split('\t')[3]), HashPurpose.Register));
         }
         items.Add((EidPrefix.Parse("[0](1.1.1.1/32, 224.1.1.1/32)"), HashPurpose.Register));
-        foreach (var line in File.ReadLines(SharedFiles.Path("vectors", "seed-map-requests.txt")))
+        foreach (var line in File.ReadLines(TestFiles.Vector("seed-map-requests.txt")))
         {
             if (line.StartsWith('#') || line.Trim().Length == 0) continue;
             Assert.True(ControlMessage.TryDecode(Convert.FromHexString(line.Split('\t')[4]), out var msg).IsOk);

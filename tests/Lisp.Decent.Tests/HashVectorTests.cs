@@ -11,7 +11,7 @@ public sealed class HashVectorTests(ITestOutputHelper output)
     public static TheoryData<string, int, string, string, int, string> IndexRows()
     {
         var data = new TheoryData<string, int, string, string, int, string>();
-        foreach (var line in File.ReadLines(SharedFiles.Path("vectors", "decent-index.tsv")))
+        foreach (var line in File.ReadLines(TestFiles.Vector("decent-index.tsv")))
         {
             if (line.StartsWith('#') || line.Trim().Length == 0) continue;
             var f = line.Split('\t');
@@ -50,7 +50,7 @@ public sealed class HashVectorTests(ITestOutputHelper output)
     {
         var hasher = new DecentHasher(new DecentHashOptions { Modulus = 4 });
         int n = 0;
-        foreach (var line in File.ReadLines(SharedFiles.Path("vectors", "seed-map-requests.txt")))
+        foreach (var line in File.ReadLines(TestFiles.Vector("seed-map-requests.txt")))
         {
             if (line.StartsWith('#') || line.Trim().Length == 0) continue;
             var f = line.Split('\t');

@@ -5,9 +5,17 @@ using System.Text.RegularExpressions;
 namespace Lisp.TestSupport;
 
 /// <summary>
-/// Runs the real `lisp-decent` (the lisp-decent.dll built beside the test, under `dotnet`) as a child
-/// process, optionally inside a network namespace (`ip netns exec`): long-running nodes with their log lines
-/// collected, and one-shot commands (lig, decode ...). Every wait is bounded; Dispose kills the process tree.
+/// Runs the real `lisp-decent` as a child process, optionally inside a network namespace (`ip netns exec`):
+/// long-running nodes with their log lines collected, and one-shot commands (lig, decode ...). Every wait is
+/// bounded; Dispose kills the process tree.
+/// <para>
+/// Which build runs (<see cref="Artifact"/>): the published native-AOT binary users run, i.e. $LISP_DECENT_BINARY
+/// (set by `./build.sh test`, which publishes once before the tests) or else artifacts/publish/lisp-decent when it
+/// is at least as new as the JIT build beside the tests. `LISP_TEST_JIT=1` runs `dotnet lisp-decent.dll`
+/// instead, for debugging (breakpoints, stack traces with line numbers). With neither available the JIT build
+/// runs and a note says so on stderr; under CI (CI=true) a missing binary is an error instead, so CI never
+/// silently tests the wrong artifact.
+/// </para>
 /// </summary>
 public sealed class ApplianceProcess : IDisposable
 {
@@ -29,6 +37,41 @@ public sealed class ApplianceProcess : IDisposable
             if (!File.Exists(p)) throw new FileNotFoundException("lisp-decent.dll is not beside the test assembly", p);
             return p;
         }
+    }
+
+    private static readonly Lazy<ApplianceArtifact> Chosen = new(ChooseArtifact);
+
+    /// <summary>The build the process tests run (decided once per test process).</summary>
+    public static ApplianceArtifact Artifact => Chosen.Value;
+
+    /// <summary>
+    /// The command line that starts lisp-decent with <paramref name="args"/>: (binary, args) for the AOT build,
+    /// ("dotnet", [dll, args]) for the JIT build. For callers that start it their own way (e.g. `ip netns exec`).
+    /// </summary>
+    public static (string File, string[] Args) CommandLine(params string[] args) =>
+        Artifact.IsNativeAot ? (Artifact.Path, args) : ("dotnet", [Artifact.Path, .. args]);
+
+    private static ApplianceArtifact ChooseArtifact()
+    {
+        if (Environment.GetEnvironmentVariable("LISP_TEST_JIT") == "1") return new ApplianceArtifact(DllPath, false, "LISP_TEST_JIT=1");
+        var fromEnv = Environment.GetEnvironmentVariable("LISP_DECENT_BINARY");
+        if (!string.IsNullOrEmpty(fromEnv))
+        {
+            if (!File.Exists(fromEnv)) throw new FileNotFoundException("LISP_DECENT_BINARY names no file", fromEnv);
+            return new ApplianceArtifact(Path.GetFullPath(fromEnv), true, "LISP_DECENT_BINARY");
+        }
+        var published = TestFiles.InProject("artifacts", "publish", "lisp-decent");
+        if (File.Exists(published) && File.GetLastWriteTimeUtc(published) >= File.GetLastWriteTimeUtc(DllPath))
+        {
+            return new ApplianceArtifact(published, true, "artifacts/publish");
+        }
+        var why = File.Exists(published) ? $"{published} is older than the JIT build beside the tests" : $"{published} does not exist";
+        if (Environment.GetEnvironmentVariable("CI") == "true")
+        {
+            throw new InvalidOperationException($"CI must test the native-AOT binary, but {why}; run ./build.sh test (it publishes first) or set LISP_DECENT_BINARY");
+        }
+        Console.Error.WriteLine($"ApplianceProcess: running the JIT build ({why}; ./build.sh test publishes the native-AOT binary first)");
+        return new ApplianceArtifact(DllPath, false, "fallback: " + why);
     }
 
     /// <summary>Names the process in timeout messages ("lisp-decent" unless the starter gave a name).</summary>
@@ -169,10 +212,11 @@ public sealed class ApplianceProcess : IDisposable
         return (p.ExitCode, so.Result, se.Result);
     }
 
-    /// <summary>`dotnet lisp-decent.dll ARGS`, or `ip netns exec NETNS dotnet lisp-decent.dll ARGS`.</summary>
+    /// <summary>`lisp-decent ARGS` (see <see cref="CommandLine"/>), or the same under `ip netns exec NETNS`.</summary>
     private static ProcessStartInfo Psi(string? netns, string[] args)
     {
-        var psi = new ProcessStartInfo(netns is null ? "dotnet" : "ip")
+        var (file, fullArgs) = CommandLine(args);
+        var psi = new ProcessStartInfo(netns is null ? file : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -180,10 +224,9 @@ public sealed class ApplianceProcess : IDisposable
         };
         if (netns is not null)
         {
-            foreach (var a in new[] { "netns", "exec", netns, "dotnet" }) psi.ArgumentList.Add(a);
+            foreach (var a in new[] { "netns", "exec", netns, file }) psi.ArgumentList.Add(a);
         }
-        psi.ArgumentList.Add(DllPath);
-        foreach (var a in args) psi.ArgumentList.Add(a);
+        foreach (var a in fullArgs) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
         return psi;
     }
@@ -224,3 +267,9 @@ public sealed class ApplianceProcess : IDisposable
         _process.Dispose();
     }
 }
+
+/// <summary>The lisp-decent build under test: the native-AOT binary, or the JIT-compiled dll run by `dotnet`.</summary>
+/// <param name="Path">absolute path of the binary (AOT) or of lisp-decent.dll (JIT)</param>
+/// <param name="IsNativeAot">true for the published native-AOT binary</param>
+/// <param name="Source">why this one was chosen (for messages)</param>
+public sealed record ApplianceArtifact(string Path, bool IsNativeAot, string Source);

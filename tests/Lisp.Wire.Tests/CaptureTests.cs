@@ -107,7 +107,7 @@ public class CaptureTests
     public void Our_decode_of_the_good_captures_agrees_with_tshark_field_by_field(string file)
     {
         Tshark.SkipIfMissing();
-        var theirs = Tshark.DecodeFile(SharedFiles.Path("vectors", "captures", file));
+        var theirs = Tshark.DecodeFile(TestFiles.Vector("captures", file));
         var ours = Capture(file);
         Assert.Equal(theirs.Count, ours.Count);
         for (int i = 0; i < ours.Count; i++)
@@ -138,7 +138,7 @@ public class CaptureTests
     public void Tshark_also_rejects_both_invalid_frames()
     {
         Tshark.SkipIfMissing();
-        var t = Tshark.DecodeFile(SharedFiles.Path("vectors", "captures", "lisp_invalid.pcap"));
+        var t = Tshark.DecodeFile(TestFiles.Vector("captures", "lisp_invalid.pcap"));
         Assert.Contains(t[0].Problems(), p => p.Contains("AFI (7680)", StringComparison.Ordinal));
         Assert.Contains("Malformed Packet", t[1].Problems());
     }

@@ -140,7 +140,7 @@ public class RobustnessTests
         var rng = new Random(101);
         foreach (var f in CaptureNames)
         {
-            var file = File.ReadAllBytes(SharedFiles.Path("vectors", "captures", f));
+            var file = File.ReadAllBytes(TestFiles.Vector("captures", f));
             for (int cut = 0; cut < file.Length; cut++)
             {
                 var st = PcapFile.TryReadUdp(file.AsSpan(0, cut), out var grams);

@@ -25,7 +25,7 @@ public static class TestData
     }
 
     private static readonly Lazy<IReadOnlyList<SeedRequest>> Seeds = new(() =>
-        File.ReadAllLines(SharedFiles.Path("vectors", "seed-map-requests.txt"))
+        File.ReadAllLines(TestFiles.Vector("seed-map-requests.txt"))
             .Where(l => l.Length > 0 && !l.StartsWith('#'))
             .Select(l => l.Split('\t'))
             .Select(c => new SeedRequest(c[0], c[1], c[2], int.Parse(c[3], System.Globalization.CultureInfo.InvariantCulture), Hex(c[4])))
@@ -39,7 +39,7 @@ public static class TestData
 
     public static List<CapturedDatagram> Capture(string name)
     {
-        var bytes = File.ReadAllBytes(SharedFiles.Path("vectors", "captures", name));
+        var bytes = File.ReadAllBytes(TestFiles.Vector("captures", name));
         var st = PcapFile.TryReadUdp(bytes, out var grams);
         if (!st.IsOk) throw new InvalidOperationException($"{name}: {st}");
         return grams;

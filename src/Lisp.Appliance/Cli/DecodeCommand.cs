@@ -18,7 +18,7 @@ public static class DecodeCommand
         Options:
           --file FILE        read messages from FILE: a pcap capture (UDP 4341/4342 payloads), or a text
                              file with one hex message per line (the last column of each line; lines
-                             starting with # are skipped), e.g. ../shared/vectors/seed-map-requests.txt
+                             starting with # are skipped), e.g. tests/vectors/seed-map-requests.txt
           --json             print JSON (one array of decoded messages) instead of text
           -h, --help         show this help
 

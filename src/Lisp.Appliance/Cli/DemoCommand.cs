@@ -12,7 +12,7 @@ public static class DemoCommand
         and prints, per packet, the map-resolver it went to and the EID it asked for.
         """;
 
-    /// <summary>Seed ITR log packets: (map-resolver, hex of the ECM). Same bytes as ../shared/vectors/seed-map-requests.txt.</summary>
+    /// <summary>Seed ITR log packets: (map-resolver, hex of the ECM). Same bytes as tests/vectors/seed-map-requests.txt.</summary>
     internal static readonly (string MapResolver, string Hex)[] SeedPackets =
     [
         ("4.4.4.4", "800000004500004e0000000080114699f002020201010101e9f510f6003a0000100001018e090d5488990ab90001f00202020001ac1100070002fe0000000000000000000002000200020020000101010101"),

@@ -132,7 +132,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void DecodeSeedVectorFilePrintsAllNineEids()
     {
-        var (rc, o, e) = Run("decode", "--file", SharedFiles.Path("vectors", "seed-map-requests.txt"));
+        var (rc, o, e) = Run("decode", "--file", TestFiles.Vector("seed-map-requests.txt"));
         Assert.True(rc == 0, e);
         foreach (var eid in SeedEids)
         {
@@ -145,7 +145,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void DecodeJsonParsesAndHoldsAllNineEids()
     {
-        var (rc, o, e) = Run("decode", "--json", "--file", SharedFiles.Path("vectors", "seed-map-requests.txt"));
+        var (rc, o, e) = Run("decode", "--json", "--file", TestFiles.Vector("seed-map-requests.txt"));
         Assert.True(rc == 0, e);
         using var doc = JsonDocument.Parse(o);
         var items = doc.RootElement.EnumerateArray().ToList();
@@ -167,7 +167,7 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void DecodeHexArgumentWorks()
     {
-        var first = File.ReadAllLines(SharedFiles.Path("vectors", "seed-map-requests.txt")).First(l => l.Length > 0 && !l.StartsWith('#'));
+        var first = File.ReadAllLines(TestFiles.Vector("seed-map-requests.txt")).First(l => l.Length > 0 && !l.StartsWith('#'));
         var (rc, o, e) = Run("decode", "0x" + first.Split('\t')[^1]);
         Assert.True(rc == 0, e);
         Assert.Contains("eid: [0]1.1.1.1/32", o, StringComparison.Ordinal);
@@ -176,12 +176,12 @@ public sealed class CliTests : IDisposable
     [Fact]
     public void DecodeOfTheInvalidCaptureExitsOneWithTheError()
     {
-        var (rc, o, _) = Run("decode", "--file", SharedFiles.Path("vectors", "captures", "lisp_invalid.pcap"));
+        var (rc, o, _) = Run("decode", "--file", TestFiles.Vector("captures", "lisp_invalid.pcap"));
         Assert.Equal(1, rc);
         Assert.Contains("error: malformed: UnsupportedAfi", o, StringComparison.Ordinal);
         Assert.Contains("error: malformed: Truncated", o, StringComparison.Ordinal);
 
-        var (rcj, oj, _) = Run("decode", "--json", "--file", SharedFiles.Path("vectors", "captures", "lisp_invalid.pcap"));
+        var (rcj, oj, _) = Run("decode", "--json", "--file", TestFiles.Vector("captures", "lisp_invalid.pcap"));
         Assert.Equal(1, rcj);
         using var doc = JsonDocument.Parse(oj);
         Assert.All(doc.RootElement.EnumerateArray(), i =>
@@ -297,7 +297,6 @@ public sealed class CliTests : IDisposable
 
     private static string ProjectRoot()
     {
-        _ = SharedFiles.Dir; // finds the project root as a side effect
-        return SharedFiles.ProjectRoot;
+        return TestFiles.ProjectRoot;
     }
 }
