@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build, test, publish and run lisp-decent.
 #   ./build.sh            build everything (Release)
-#   ./build.sh test       install test dependencies if missing, run every test, print "N passed, N failed"
+#   ./build.sh test       install test dependencies if missing, publish the native-AOT binary, run every test
+#                         (process tests run that binary; LISP_TEST_JIT=1 runs them on the JIT build), print "N passed, N failed"
 #   ./build.sh publish    native-AOT publish for linux-x64 into artifacts/publish/lisp-decent
 #   ./build.sh run [ARGS] publish (if needed) and run the appliance; no ARGS = `run` on the embedded default config
 #   ./build.sh deps       install the Debian packages the tests use (tshark, dnsmasq, tcpdump, iproute2, ping, nc, chromium)
@@ -56,6 +57,16 @@ run_tests() {
   mkdir -p "$RESULTS_DIR"
   local rc=0
   dotnet build LispDecentAppliance.sln -c Release -nologo -v quiet || return 1
+  # The process-level tests run the artifact users run: the native-AOT binary, published once here.
+  # LISP_TEST_JIT=1 runs them on the JIT build instead (for debugging) and skips the publish.
+  if [ "${LISP_TEST_JIT:-}" = 1 ]; then
+    echo "build.sh: LISP_TEST_JIT=1: process tests run 'dotnet lisp-decent.dll' (the JIT build)"
+    unset LISP_DECENT_BINARY
+  else
+    publish || return 1
+    export LISP_DECENT_BINARY="$PUBLISH_DIR/lisp-decent"
+    echo "build.sh: process tests run $LISP_DECENT_BINARY (native AOT)"
+  fi
   # One project at a time, each with its own results file: parallel runs on 2 cores made the process-level
   # tests slow, and trx names by timestamp collided when two projects finished in the same second.
   local projects=() p name
