@@ -64,6 +64,8 @@ public sealed record LoadReport
     public double DurationSeconds { get; init; }
     public bool SelfTest { get; init; }
     public List<StepResult> Steps { get; init; } = [];
+    /// <summary>The built-in sink's own counts (self-test only).</summary>
+    public SinkReport? Sink { get; init; }
 }
 
 /// <summary>Source-generated JSON metadata (native AOT: no reflection-based serialization).</summary>
@@ -103,6 +105,11 @@ public static class LoadReportFormat
             sb.AppendLine(CultureInfo.InvariantCulture, $"other           late {s.Late}, duplicate {s.Duplicate}, unmatched {s.Unmatched}, malformed {s.Malformed}, other type {s.OtherType}");
             sb.AppendLine(CultureInfo.InvariantCulture, $"latency us      p50 {F(s.P50Us)}  p90 {F(s.P90Us)}  p99 {F(s.P99Us)}  p99.9 {F(s.P999Us)}  max {F(s.MaxUs)}  mean {F(s.MeanUs)}  (n {s.LatencySamples})");
             sb.AppendLine(CultureInfo.InvariantCulture, $"kernel drops    target socket {D(s.TargetKernelDrops)}, own sockets {D(s.OwnKernelDrops)}  (/proc/net/udp)");
+        }
+        if (r.Sink is { } k)
+        {
+            sb.AppendLine();
+            sb.AppendLine(CultureInfo.InvariantCulture, $"sink            received {k.Received} ({F(k.ReceivedRate)}/s): requests {k.MapRequests}, registers {k.MapRegisters}, acks {k.MapNotifyAcks}, other {k.Other}, malformed {k.Malformed}; replies sent {k.RepliesSent}; kernel drops {D(k.KernelDrops)}");
         }
         if (r.Steps.Count > 1)
         {

@@ -27,7 +27,9 @@ public sealed class LoadRunner : IDisposable
             {
                 var bind = options.Bind.Port == 0 ? options.Bind : new IPEndPoint(options.Bind.Address, options.Bind.Port + t);
                 // Slots: the send batch, and at least 64 for receiving replies in bulk.
-                _sockets.Add(LoadSocket.Open(bind, Math.Max(options.Batch, 64), 9216));
+                var socket = LoadSocket.Open(bind, Math.Max(options.Batch, 64), 9216);
+                _sockets.Add(socket);
+                socket.SetDestinationAll(options.Target);
             }
         }
         catch
