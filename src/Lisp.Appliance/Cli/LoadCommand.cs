@@ -104,6 +104,9 @@ public static class LoadCommand
 
     private static readonly string[] FlagOptions = ["no-proxy", "no-notify", "no-ack", "no-verify", "json", "no-kernel-drops", "self-test", "echo"];
 
+    /// <summary>Every option `load` accepts (the help must explain each).</summary>
+    public static IReadOnlyList<string> OptionNames => [.. ValueOptions, .. FlagOptions];
+
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
         var cl = CommandLine.Parse(args, ValueOptions, FlagOptions);
