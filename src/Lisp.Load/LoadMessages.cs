@@ -268,7 +268,7 @@ public static class LoadMessages
     public static int SinkMapReply(ReadOnlySpan<byte> ecm, ReadOnlySpan<byte> rloc, Span<byte> dest)
     {
         int ihl = EcmInnerHeaderLength(ecm);
-        if (ecm[0] >> 4 != (int)MessageType.EncapsulatedControl || ihl < 0 || ecm.Length < 4 + ihl + 8 + 12) return -1;
+        if (ihl < 0 || ecm.Length < 4 + ihl + 8 + 12 || ecm[0] >> 4 != (int)MessageType.EncapsulatedControl) return -1;
         var mr = ecm.Slice(4 + ihl + 8);
         if (mr[0] >> 4 != (int)MessageType.MapRequest || mr[3] == 0) return -1;
         int at = 12;

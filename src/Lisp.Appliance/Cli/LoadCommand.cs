@@ -312,7 +312,13 @@ public static class LoadCommand
             IPEndPoint? sinkTarget = null;
             if (selfTest)
             {
-                var at = cl.Value("target") is { } t ? Endpoint("target", t, 0) : new IPEndPoint(IPAddress.Loopback, 0);
+                // The sink may take an ephemeral port here (ADDR or ADDR:0).
+                var at = new IPEndPoint(IPAddress.Loopback, 0);
+                if (cl.Value("target") is { } t)
+                {
+                    if (IPAddress.TryParse(t, out var ta) && !t.StartsWith('[') && (t.Contains(':') || t.Count(ch => ch == '.') == 3)) at = new IPEndPoint(ta, 0);
+                    else if (!IPEndPoint.TryParse(t, out at!)) throw new UsageException($"--target '{t}' is not ADDR or ADDR:PORT");
+                }
                 sink = new LoadSink(new SinkOptions
                 {
                     Listen = at,

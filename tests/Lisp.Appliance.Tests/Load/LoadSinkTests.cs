@@ -82,7 +82,7 @@ public sealed class LoadSinkTests
         bad.Bind(new IPEndPoint(IPAddress.Parse("127.0.62.6"), 0));
         bad.ReceiveTimeout = 200;
         var stop = new CancellationTokenSource();
-        var responder = Task.Run(() =>
+        var responder = new Thread(() =>
         {
             var buf = new byte[2048];
             int i = 0;
@@ -106,7 +106,8 @@ public sealed class LoadSinkTests
                 };
                 bad.SendTo(reply, from);
             }
-        });
+        }) { IsBackground = true };
+        responder.Start();
         try
         {
             var s = Json("request", "--target", bad.LocalEndPoint!.ToString()!, "--bind", "127.0.62.7", "--count", "40", "--window", "1", "--timeout", "200ms")
@@ -119,7 +120,7 @@ public sealed class LoadSinkTests
         finally
         {
             stop.Cancel();
-            responder.Wait(TimeSpan.FromSeconds(5));
+            responder.Join(TimeSpan.FromSeconds(5));
         }
     }
 
