@@ -101,6 +101,14 @@ public sealed class LoadNodeTests(LoadNode node) : IClassFixture<LoadNode>
         Assert.True(reg.GetProperty("p50-us").GetDouble() > 0);
         WaitForCounter("events", "map-notify-acked", acksBefore + 200);
 
+        // Refresh from the same port: the node counts the same registrations, not new ones.
+        int registrations = node.Counters().Registrations;
+        var refresh = Load("refresh", "--target", node.Target, "--bind", bind, "--eid-base", "[0]10.61.0.0/32", "--eids", "200",
+            "--key", "load-61-key", "--rate", "400", "--duration", "1s", "--timeout", "2s");
+        Assert.True(L(refresh, "accepted") >= 200, refresh.ToString());
+        Assert.Equal(0, L(refresh, "auth-bad"));
+        Assert.Equal(registrations, node.Counters().Registrations);
+
         var req = Load("request", "--target", node.Target, "--bind", node.Topology.Address(3), "--eid-base", "[0]10.61.0.0/32", "--eids", "200",
             "--rloc", node.Topology.Address(2), "--count", "600", "--window", "16", "--timeout", "2s");
         Assert.Equal(600, L(req, "sent"));

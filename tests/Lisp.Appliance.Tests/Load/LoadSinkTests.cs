@@ -63,6 +63,21 @@ public sealed class LoadSinkTests
     }
 
     [Fact]
+    public void Ipv6RequestsForNameAndIpv6EidsAgainstTheSinkOnLoopback()
+    {
+        using var sink = new LoadSink(new SinkOptions { Listen = new IPEndPoint(IPAddress.IPv6Loopback, 0), Echo = true, Threads = 2 });
+        sink.Start();
+        foreach (var eidBase in new[] { "[0]2001:db8::/128", "[3]'load'" })
+        {
+            var s = Json("request", "--target", sink.Local.ToString(), "--bind", "::1", "--eid-base", eidBase, "--eids", "50", "--count", "500",
+                "--window", "32", "--rloc", "::1").GetProperty("steps")[0];
+            Assert.Equal(500, L(s, "positive"));
+            Assert.Equal(0, L(s, "lost") + L(s, "wrong-eid") + L(s, "rloc-mismatch"));
+        }
+        Assert.Equal(1000, sink.Stop().MapRequests);
+    }
+
+    [Fact]
     public void AWrongKeyAtTheSinkIsCountedAsAuthBadNotAccepted()
     {
         using var sink = Sink("other-key");
