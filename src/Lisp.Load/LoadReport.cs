@@ -132,7 +132,7 @@ public static class LoadReportFormat
         sb.Append("<h1>lisp-decent load ").Append(WebUtility.HtmlEncode(r.Scenario)).Append(" &rarr; ").Append(WebUtility.HtmlEncode(r.Target)).Append("</h1>\n");
         sb.Append("<p>threads ").Append(r.Threads).Append(", batch ").Append(r.Batch).Append(", window ").Append(r.Window).Append(", EIDs ").Append(r.Eids)
           .Append(", ").Append(WebUtility.HtmlEncode(r.Algorithm)).Append(r.SelfTest ? ", self-test against the built-in sink" : "").Append("</p>\n");
-        sb.Append(Chart(r.Steps, "Latency against offered rate (us)", [("p50", "#1f77b4", s => s.P50Us), ("p99", "#d62728", s => s.P99Us)]));
+        sb.Append(Chart(r.Steps, "Latency against offered rate (us, log scale)", [("p50", "#1f77b4", s => s.P50Us), ("p99", "#d62728", s => s.P99Us)], logY: true));
         sb.Append(Chart(r.Steps, "Achieved against offered rate (messages/s)", [("replies/s", "#2ca02c", s => s.ReplyRate), ("sent/s", "#ff7f0e", s => s.SentRate), ("offered", "#7f7f7f", s => s.OfferedRate)]));
         sb.Append("<table><tr><th>offered/s</th><th>sent</th><th>sent/s</th><th>replies</th><th>replies/s</th><th>accepted</th><th>positive</th><th>negative</th><th>lost</th><th>late</th><th>dup</th><th>unmatched</th><th>malformed</th><th>p50 us</th><th>p90 us</th><th>p99 us</th><th>p99.9 us</th><th>max us</th><th>target drops</th><th>own drops</th></tr>\n");
         foreach (var s in r.Steps)
@@ -151,22 +151,40 @@ public static class LoadReportFormat
         return sb.ToString();
     }
 
-    private static string Chart(IReadOnlyList<StepResult> steps, string title, (string Name, string Color, Func<StepResult, double> Value)[] series)
+    private static string Chart(IReadOnlyList<StepResult> steps, string title, (string Name, string Color, Func<StepResult, double> Value)[] series, bool logY = false)
     {
         const int W = 640, H = 320, L = 70, R = 120, T = 30, B = 40;
         double xmax = Math.Max(1, steps.Max(s => Math.Max(s.OfferedRate, s.SentRate)));
         double ymax = Math.Max(1, steps.Max(s => series.Max(x => x.Value(s))));
+        double ymin = 0;
+        if (logY)
+        {
+            // Decades around the data: latencies span 100 us to seconds across a knee.
+            double lo = steps.SelectMany(s => series.Select(x => x.Value(s))).Where(v => v > 0).DefaultIfEmpty(1).Min();
+            ymin = Math.Pow(10, Math.Floor(Math.Log10(Math.Max(lo, 1e-3))));
+            ymax = Math.Pow(10, Math.Ceiling(Math.Log10(ymax)));
+            if (ymax <= ymin) ymax = ymin * 10;
+        }
         double X(double v) => L + v / xmax * (W - L - R);
-        double Y(double v) => H - B - v / ymax * (H - T - B);
+        double Y(double v) => logY
+            ? H - B - (Math.Log10(Math.Max(v, ymin)) - Math.Log10(ymin)) / (Math.Log10(ymax) - Math.Log10(ymin)) * (H - T - B)
+            : H - B - v / ymax * (H - T - B);
         var sb = new StringBuilder();
         sb.Append(CultureInfo.InvariantCulture, $"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\">\n");
         sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{L}\" y=\"18\" font-size=\"14\">{WebUtility.HtmlEncode(title)}</text>\n");
         sb.Append(CultureInfo.InvariantCulture, $"<line x1=\"{L}\" y1=\"{H - B}\" x2=\"{W - R}\" y2=\"{H - B}\" stroke=\"black\"/><line x1=\"{L}\" y1=\"{T}\" x2=\"{L}\" y2=\"{H - B}\" stroke=\"black\"/>\n");
         for (int i = 0; i <= 4; i++)
         {
-            double xv = xmax * i / 4, yv = ymax * i / 4;
-            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(X(xv))}\" y=\"{H - B + 15}\" font-size=\"10\" text-anchor=\"middle\">{F(xv, "0")}</text>");
-            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{L - 4}\" y=\"{F(Y(yv) + 3)}\" font-size=\"10\" text-anchor=\"end\">{F(yv, "0")}</text>\n");
+            double xv = xmax * i / 4;
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{F(X(xv))}\" y=\"{H - B + 15}\" font-size=\"10\" text-anchor=\"middle\">{F(xv, "0")}</text>\n");
+        }
+        var yticks = new List<double>();
+        if (logY) for (double v = ymin; v <= ymax * 1.0001; v *= 10) yticks.Add(v);
+        else for (int i = 0; i <= 4; i++) yticks.Add(ymax * i / 4);
+        foreach (double yv in yticks)
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{L - 4}\" y=\"{F(Y(yv) + 3)}\" font-size=\"10\" text-anchor=\"end\">{F(yv, yv < 1 ? "0.###" : "0")}</text>");
+            sb.Append(CultureInfo.InvariantCulture, $"<line x1=\"{L}\" y1=\"{F(Y(yv))}\" x2=\"{W - R}\" y2=\"{F(Y(yv))}\" stroke=\"#ddd\"/>\n");
         }
         sb.Append(CultureInfo.InvariantCulture, $"<text x=\"{(L + W - R) / 2}\" y=\"{H - 5}\" font-size=\"11\" text-anchor=\"middle\">offered rate (messages/s)</text>\n");
         for (int k = 0; k < series.Length; k++)
