@@ -78,6 +78,28 @@ public sealed class LoadSinkTests
     }
 
     [Fact]
+    public void EidFileEidsAreRequestedAndRegistered()
+    {
+        string file = Path.Combine(Path.GetTempPath(), $"load-eids-{Guid.NewGuid():N}.txt");
+        File.WriteAllLines(file, ["# three EIDs of different kinds", "[0]10.7.0.1/32", "", "[5]2001:db8::7/128", "[0]'printer'"]);
+        try
+        {
+            using var sink = Sink();
+            sink.Start();
+            var q = Json("request", "--target", sink.Local.ToString(), "--bind", "127.0.62.12", "--eid-file", file, "--count", "90", "--window", "8");
+            Assert.Equal(3, q.GetProperty("eids").GetInt32());
+            Assert.Equal(90, L(q.GetProperty("steps")[0], "positive"));
+            var r = Json("register", "--target", sink.Local.ToString(), "--bind", "127.0.62.12", "--eid-file", file, "--key", "sink-key", "--window", "8");
+            Assert.Equal(3, L(r.GetProperty("steps")[0], "accepted"));
+            Assert.Equal(2, Cli("request", "--target", sink.Local.ToString(), "--eid-file", file + ".missing").Rc);
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
+
+    [Fact]
     public void AWrongKeyAtTheSinkIsCountedAsAuthBadNotAccepted()
     {
         using var sink = Sink("other-key");
