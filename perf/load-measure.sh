@@ -25,12 +25,13 @@ phase() {  # phase NAME PID CMD...  : run CMD, record node CPU (% of one core), 
 : > "$OUT/summary.txt"
 
 # 1. Generator ceiling: sink on CPU 1, generator on CPU 0.
-taskset -c 1 "$BIN" load sink --listen $SINK:4342 --echo --key load-key --duration 60 > "$OUT/sink.txt" 2>&1 &
+# The sink stops by itself after its --duration and prints its counts (a background job of a script ignores SIGINT).
+taskset -c 1 "$BIN" load sink --listen $SINK:4342 --echo --key load-key --duration $((3 * DUR + 8)) > "$OUT/sink.txt" 2>&1 &
 SPID=$!; sleep 1
 phase ceiling-request $SPID taskset -c 0 "$BIN" load request --target $SINK --bind $ITR --eids 100000 --window 512 --batch 64 --duration $DUR
 phase ceiling-register $SPID taskset -c 0 "$BIN" load refresh --target $SINK --bind $REG:24342 --eids 100000 --window 512 --batch 64 --duration $DUR --key load-key
 phase ceiling-request-cpload $SPID taskset -c 0 "$CPLOAD" request --target $SINK --bind $ITR --eids 100000 --window 512 --batch 64 --duration $DUR --progress 0
-kill -INT $SPID; wait $SPID || true
+wait $SPID || true
 
 # 2. The node on CPU 1.
 cat > "$OUT/node.toml" <<TOML
