@@ -92,7 +92,7 @@ public sealed class LoadNodeTests(LoadNode node) : IClassFixture<LoadNode>
         int port = Loopback.FreeUdpPort(node.Topology.Address(2));
         string bind = $"{node.Topology.Address(2)}:{port}";
         var reg = Load("register", "--target", node.Target, "--bind", bind, "--eid-base", "[0]10.61.0.0/32", "--eids", "200",
-            "--key", "load-61-key", "--algorithm", "hmac-sha256", "--window", "16", "--timeout", "2s");
+            "--key", "load-61-key", "--algorithm", "hmac-sha256", "--window", "16", "--timeout", "5s");
         Assert.Equal(200, L(reg, "sent"));
         Assert.Equal(200, L(reg, "accepted"));
         Assert.Equal(0, L(reg, "lost"));
@@ -104,20 +104,20 @@ public sealed class LoadNodeTests(LoadNode node) : IClassFixture<LoadNode>
         // Refresh from the same port: the node counts the same registrations, not new ones.
         int registrations = node.Counters().Registrations;
         var refresh = Load("refresh", "--target", node.Target, "--bind", bind, "--eid-base", "[0]10.61.0.0/32", "--eids", "200",
-            "--key", "load-61-key", "--rate", "400", "--duration", "1s", "--timeout", "2s");
+            "--key", "load-61-key", "--rate", "400", "--duration", "1s", "--timeout", "5s");
         Assert.True(L(refresh, "accepted") >= 200, refresh.ToString());
         Assert.Equal(0, L(refresh, "auth-bad"));
         Assert.Equal(registrations, node.Counters().Registrations);
 
         var req = Load("request", "--target", node.Target, "--bind", node.Topology.Address(3), "--eid-base", "[0]10.61.0.0/32", "--eids", "200",
-            "--rloc", node.Topology.Address(2), "--count", "600", "--window", "16", "--timeout", "2s");
+            "--rloc", node.Topology.Address(2), "--count", "600", "--window", "16", "--timeout", "5s");
         Assert.Equal(600, L(req, "sent"));
         Assert.Equal(600, L(req, "positive"));
         Assert.Equal(0, L(req, "negative") + L(req, "wrong-eid") + L(req, "rloc-mismatch") + L(req, "lost") + L(req, "malformed"));
         Assert.Equal(600, L(req, "latency-samples"));
 
         var outside = Load("request", "--target", node.Target, "--bind", node.Topology.Address(3), "--eid-base", "[0]10.61.100.0/32", "--eids", "50",
-            "--count", "100", "--window", "8", "--timeout", "2s");
+            "--count", "100", "--window", "8", "--timeout", "5s");
         Assert.Equal(100, L(outside, "negative"));
         Assert.Equal(0, L(outside, "positive") + L(outside, "wrong-eid") + L(outside, "lost"));
     }
@@ -128,13 +128,13 @@ public sealed class LoadNodeTests(LoadNode node) : IClassFixture<LoadNode>
         long acksBefore = node.Counters().Events.GetValueOrDefault("map-notify-acked");
         int port = Loopback.FreeUdpPort(node.Topology.Address(4));
         var reg = Load("register", "--target", node.Target, "--bind", $"{node.Topology.Address(4)}:{port}", "--eid-base", "[0]10.62.0.0/32",
-            "--eids", "200", "--records", "4", "--key", "load-61-key", "--algorithm", "hmac-sha1", "--window", "8", "--timeout", "2s");
+            "--eids", "200", "--records", "4", "--key", "load-61-key", "--algorithm", "hmac-sha1", "--window", "8", "--timeout", "5s");
         Assert.Equal(50, L(reg, "sent"));
         Assert.Equal(50, L(reg, "accepted"));
         Assert.Equal(0, L(reg, "lost") + L(reg, "auth-bad") + L(reg, "record-mismatch"));
         WaitForCounter("events", "map-notify-acked", acksBefore + 50);
         var req = Load("request", "--target", node.Target, "--bind", node.Topology.Address(3), "--eid-base", "[0]10.62.0.0/32", "--eids", "200",
-            "--rloc", node.Topology.Address(4), "--count", "200", "--window", "8", "--timeout", "2s");
+            "--rloc", node.Topology.Address(4), "--count", "200", "--window", "8", "--timeout", "5s");
         Assert.Equal(200, L(req, "positive"));
     }
 

@@ -36,7 +36,7 @@ public sealed class LoadSinkTests
         sink.Start();
         string target = sink.Local.ToString();
         var req = Json("request", "--target", target, "--bind", "127.0.62.2", "--eids", "500", "--count", "3000", "--window", "64",
-            "--rloc", "127.0.62.1", "--threads", "2", "--batch", "16");
+            "--rloc", "127.0.62.1", "--threads", "2", "--batch", "16", "--timeout", "5s");
         var s = req.GetProperty("steps")[0];
         Assert.Equal(3000, L(s, "sent"));
         Assert.Equal(3000, L(s, "positive"));
@@ -44,14 +44,14 @@ public sealed class LoadSinkTests
         Assert.Equal(3000, L(s, "latency-samples"));
         Assert.True(s.GetProperty("p99-us").GetDouble() >= s.GetProperty("p50-us").GetDouble());
 
-        var reg = Json("register", "--target", target, "--bind", "127.0.62.3", "--eids", "300", "--records", "3", "--key", "sink-key", "--window", "32");
+        var reg = Json("register", "--target", target, "--bind", "127.0.62.3", "--eids", "300", "--records", "3", "--key", "sink-key", "--window", "32", "--timeout", "5s");
         var r = reg.GetProperty("steps")[0];
         Assert.Equal(100, L(r, "sent"));
         Assert.Equal(100, L(r, "accepted"));
         Assert.Equal(100, L(r, "acks-sent"));
         Assert.Equal(0, L(r, "auth-bad") + L(r, "record-mismatch") + L(r, "lost"));
 
-        var mixed = Json("mixed", "--target", target, "--bind", "127.0.62.4", "--eids", "100", "--ratio", "1:3", "--count", "400", "--key", "sink-key", "--window", "16");
+        var mixed = Json("mixed", "--target", target, "--bind", "127.0.62.4", "--eids", "100", "--ratio", "1:3", "--count", "400", "--key", "sink-key", "--window", "16", "--timeout", "5s");
         var m = mixed.GetProperty("steps")[0];
         Assert.Equal(100, L(m, "sent-registers"));
         Assert.Equal(300, L(m, "sent-requests"));
@@ -70,7 +70,7 @@ public sealed class LoadSinkTests
         foreach (var eidBase in new[] { "[0]2001:db8::/128", "[3]'load'" })
         {
             var s = Json("request", "--target", sink.Local.ToString(), "--bind", "::1", "--eid-base", eidBase, "--eids", "50", "--count", "500",
-                "--window", "32", "--rloc", "::1").GetProperty("steps")[0];
+                "--window", "32", "--rloc", "::1", "--timeout", "5s").GetProperty("steps")[0];
             Assert.Equal(500, L(s, "positive"));
             Assert.Equal(0, L(s, "lost") + L(s, "wrong-eid") + L(s, "rloc-mismatch"));
         }
@@ -86,10 +86,10 @@ public sealed class LoadSinkTests
         {
             using var sink = Sink();
             sink.Start();
-            var q = Json("request", "--target", sink.Local.ToString(), "--bind", "127.0.62.12", "--eid-file", file, "--count", "90", "--window", "8");
+            var q = Json("request", "--target", sink.Local.ToString(), "--bind", "127.0.62.12", "--eid-file", file, "--count", "90", "--window", "8", "--timeout", "5s");
             Assert.Equal(3, q.GetProperty("eids").GetInt32());
             Assert.Equal(90, L(q.GetProperty("steps")[0], "positive"));
-            var r = Json("register", "--target", sink.Local.ToString(), "--bind", "127.0.62.12", "--eid-file", file, "--key", "sink-key", "--window", "8");
+            var r = Json("register", "--target", sink.Local.ToString(), "--bind", "127.0.62.12", "--eid-file", file, "--key", "sink-key", "--window", "8", "--timeout", "5s");
             Assert.Equal(3, L(r.GetProperty("steps")[0], "accepted"));
             Assert.Equal(2, Cli("request", "--target", sink.Local.ToString(), "--eid-file", file + ".missing").Rc);
         }
