@@ -15,6 +15,7 @@ public static class Program
           show           show a running node's status, site-table, map-cache, registrations or counters
           decent-index   print the LISP-Decent pull-mode index and DNS name of EIDs
           decode         decode LISP control messages from hex, a vector file or a pcap capture
+          load           load generator for map-servers / map-resolvers (register, request, mixed, refresh, sink)
           demo           decode the seed's Map-Request packets (embedded data)
           version        print the version
 
@@ -56,6 +57,8 @@ public static class Program
                 return DecentIndexCommand.Run(rest, stdout, stderr);
             case "show":
                 return ShowCommand.Run(rest, stdout, stderr);
+            case "load":
+                return LoadCommand.Run(rest, stdout, stderr);
             case "demo":
                 return DemoCommand.Run(rest, stdout, stderr);
             case "version" or "--version":

@@ -30,7 +30,7 @@ public sealed class CliTests : IDisposable
     {
         var (rc, o, e) = Run(flag);
         Assert.True(rc == 0, e);
-        foreach (var cmd in new[] { "run", "lig", "decent-index", "decode", "demo", "version", "--help" })
+        foreach (var cmd in new[] { "run", "lig", "decent-index", "decode", "load", "demo", "version", "--help" })
         {
             Assert.Contains(cmd, o, StringComparison.Ordinal);
         }
@@ -43,6 +43,7 @@ public sealed class CliTests : IDisposable
     [InlineData("decode", "--file,--json,--help")]
     [InlineData("decent-index", "--modulus,--dns-suffix,--algorithm,--hmac-key,--digest-bytes,--hash-mask,--lookup-length,--sg-hash,--show-text,--help")]
     [InlineData("demo", "")]
+    [InlineData("load", "--target,--bind,--rloc,--eid-base,--eids,--eid-file,--records,--key,--algorithm,--rate,--window,--steps,--ratio,--duration,--count,--timeout,--threads,--batch,--json,--report,--self-test,--listen,--echo,--no-ack,--help")]
     public void EachCommandsHelpMentionsEachOptionAndExitsZero(string command, string options)
     {
         var (rc, o, e) = Run(command, "--help");
