@@ -122,6 +122,7 @@ foreach (var name in runtimes.Split(',', StringSplitOptions.RemoveEmptyEntries |
         "jit" => job,
         "aot-v2" or "aot-v3" => job.WithRuntime(NativeAotRuntime.Net10_0).WithToolchain(
             NativeAotToolchain.CreateBuilder()
+                .UseNuGet() // no version: the generated project relies on PublishAot and the SDK's own ILCompiler
                 .IlcInstructionSet(name == "aot-v2" ? "x86-64-v2" : "x86-64-v3")
                 .TargetFrameworkMoniker("net10.0")
                 .DisplayName(name)
