@@ -18,8 +18,9 @@ namespace Lisp.MapCache;
 /// That is sound because both paths give the same value for every input (the self-test here and the MapCache
 /// test HardwareAndSoftwareHashBuildIdenticalTables check it); should the instruction ever disagree with the
 /// software path, <see cref="MapCacheWriter"/> refuses to start (<see cref="CheckHardware"/>) instead of
-/// forwarding wrongly. Measured reason (perf/RESULTS.md, "CPU floor"): the old flag-selected helper was an
-/// out-of-line call behind a flag test on every probe in the AOT binary.
+/// forwarding wrongly. Measured reason (perf/RESULTS.md, "What the AOT binary compiles to"): with the old
+/// flag-selected hash, every probe in the AOT binary tested the table's flag and a runtime CPU-feature flag
+/// before its <c>crc32</c>, with the software path an out-of-line call.
 /// </para>
 /// </summary>
 public static class Crc32C
