@@ -53,7 +53,8 @@ internal struct V6Ops : IKeyOps<V6Key>
 /// floor, AdvSimd on arm64) rather than an emulated Vector256; only slots whose tag matches have their key
 /// compared. Measured (perf/RESULTS.md, run 2, native AOT at x86-64-v2): two Vector128 against the emulated
 /// Vector256 the code used before, hash LPM at 1k prefixes 95-104 ns vs 142-156 ns, DIR-16 9.5-10.7 ns vs
-/// 15-16 ns. Building with -p:LispTagCompare=v256 forces the Vector256 form everywhere, for that measurement only. Sized for load &lt;= 50 %, so a probe almost always touches one 32-byte tag line plus the key and
+/// 15-16 ns. Building with -p:LispTagCompare=v256 forces the Vector256 form everywhere, for that measurement only.
+/// Sized for load &lt;= 50 %, so a probe almost always touches one 32-byte tag line plus the key and
 /// value of the hit. Insertion goes to the first bucket (linear from the home bucket) with a free slot and
 /// lookups stop at the first bucket that has a free slot, which is consistent because tables are never
 /// mutated after build.
