@@ -1,5 +1,9 @@
 using System.Diagnostics;
+using BenchmarkDotNet.Configs;
+using BenchmarkDotNet.Environments;
+using BenchmarkDotNet.Jobs;
 using BenchmarkDotNet.Running;
+using BenchmarkDotNet.Toolchains.NativeAot;
 using Lisp.MapCache;
 using Lisp.Perf;
 
@@ -89,4 +93,45 @@ if (args.Length > 0 && args[0] == "v6")
     }
     return;
 }
-BenchmarkSwitcher.FromAssembly(typeof(V4Lookup).Assembly).Run(args);
+// `--runtimes jit,aot-v2,aot-v3[,aot-v2-v256]` (any subset; default: BenchmarkDotNet's own job, i.e. the JIT) runs every selected
+// benchmark once per runtime, side by side in one table: "jit" is RyuJIT with tiered PGO on this CPU (here
+// AVX-512), "aot-v2"/"aot-v3" are native-AOT builds of the benchmark at IlcInstructionSet x86-64-v2 (the
+// shipped floor, src/Lisp.Appliance/Lisp.Appliance.csproj) and x86-64-v3 (AVX2). The ILCompiler is the one the
+// SDK brings (no package version named). Jobs are ShortRun-sized (3 warmups, 3 iterations, 1 launch) unless
+// `--iterations N`. Do not combine with `--job`.
+var rest = new List<string>();
+string? runtimes = null;
+int iterations = 3;
+for (int i = 0; i < args.Length; i++)
+{
+    if (args[i] == "--runtimes" && i + 1 < args.Length) runtimes = args[++i];
+    else if (args[i] == "--iterations" && i + 1 < args.Length) iterations = int.Parse(args[++i]);
+    else rest.Add(args[i]);
+}
+if (runtimes is null)
+{
+    BenchmarkSwitcher.FromAssembly(typeof(V4Lookup).Assembly).Run(rest.ToArray());
+    return;
+}
+var config = ManualConfig.Create(DefaultConfig.Instance);
+foreach (var name in runtimes.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+{
+    var job = Job.Default.WithWarmupCount(3).WithIterationCount(iterations).WithLaunchCount(1).WithId(name);
+    job = name switch
+    {
+        "jit" => job.WithRuntime(CoreRuntime.Core10_0),
+        "aot-v2" or "aot-v3" or "aot-v2-v256" => job.WithRuntime(NativeAotRuntime.Net10_0).WithToolchain(
+            NativeAotToolchain.CreateBuilder()
+                .UseNuGet() // no version: the generated project relies on PublishAot and the SDK's own ILCompiler
+                .IlcInstructionSet(name == "aot-v3" ? "x86-64-v3" : "x86-64-v2")
+                .TargetFrameworkMoniker("net10.0")
+                .DisplayName(name)
+                .ToToolchain()),
+        _ => throw new ArgumentException($"--runtimes: unknown runtime '{name}' (jit, aot-v2, aot-v3, aot-v2-v256)"),
+    };
+    // aot-v2-v256: the x86-64-v2 build with ExactTable forced to compare tags as one (emulated) Vector256, the
+    // form the code had before; only to measure that choice against the two-Vector128 form.
+    if (name == "aot-v2-v256") job = job.WithArguments([new MsBuildArgument("/p:LispTagCompare=v256")]);
+    config.AddJob(job);
+}
+BenchmarkSwitcher.FromAssembly(typeof(V4Lookup).Assembly).Run(rest.ToArray(), config);

@@ -6,10 +6,22 @@ namespace Lisp.MapCache;
 
 /// <summary>
 /// CRC32-C (Castagnoli) used as the table hash. The hardware instruction (SSE4.2 <c>crc32</c> on x64,
-/// <c>CRC32CX</c> on arm64) and the table-driven software path compute bit-identical values; which one is
-/// used is decided once at start by <see cref="HardwareAvailable"/>, which also runs a self-test comparing
-/// both on fixed vectors and turns the hardware path off if they ever disagree. Values are raw CRC state
-/// (no final inversion) because they only feed bucket indexes and tags.
+/// <c>CRC32CX</c> on arm64) and the table-driven software path compute bit-identical values. Tables are built
+/// with the path their writer chose (<see cref="HardwareAvailable"/>: the instruction exists and agreed with
+/// the software path on fixed vectors at start; <c>MapCacheOptions.UseHardwareHash = false</c> forces
+/// software). Values are raw CRC state (no final inversion) because they only feed bucket indexes and tags.
+/// <para>
+/// Lookups call <see cref="Lookup32"/>/<see cref="Lookup64"/>, which use the instruction whenever the CPU has
+/// it, without reading any per-table flag. Under native AOT at the shipped floor (x86-64-v2, which includes
+/// SSE4.2) and under the JIT, <c>Sse42.IsSupported</c> is a compile-time constant, so the probe contains the
+/// <c>crc32</c> instruction inline and no branch (checked by perf/inspect-codegen.sh and AotCodegenTests).
+/// That is sound because both paths give the same value for every input (the self-test here and the MapCache
+/// test HardwareAndSoftwareHashBuildIdenticalTables check it); should the instruction ever disagree with the
+/// software path, <see cref="MapCacheWriter"/> refuses to start (<see cref="CheckHardware"/>) instead of
+/// forwarding wrongly. Measured reason (perf/RESULTS.md, "What the AOT binary compiles to"): with the old
+/// flag-selected hash, every probe in the AOT binary tested the table's flag and a runtime CPU-feature flag
+/// before its <c>crc32</c>, with the software path an out-of-line call.
+/// </para>
 /// </summary>
 public static class Crc32C
 {
@@ -20,6 +32,17 @@ public static class Crc32C
 
     /// <summary>True when a CRC32-C instruction exists and agreed with the software path at start.</summary>
     public static readonly bool HardwareAvailable = (Sse42.X64.IsSupported || Crc32.Arm64.IsSupported) && SelfTest();
+
+    /// <summary>
+    /// Throws when the CPU has the CRC32-C instruction but it disagreed with the software CRC32-C at start (a CPU
+    /// defect): lookups use the instruction whenever it exists, so a software-built table would be probed with
+    /// different hashes. Called by <see cref="MapCacheWriter"/>.
+    /// </summary>
+    internal static void CheckHardware()
+    {
+        if ((Sse42.X64.IsSupported || Crc32.Arm64.IsSupported) && !HardwareAvailable)
+            throw new PlatformNotSupportedException("the CPU's CRC32-C instruction disagrees with the software CRC32-C (self-test failed)");
+    }
 
     private static uint[] BuildTable()
     {
@@ -74,6 +97,28 @@ public static class Crc32C
             if (Sse42.X64.IsSupported) return (uint)Sse42.X64.Crc32(crc, data);
             if (Crc32.Arm64.IsSupported) return Crc32.Arm64.ComputeCrc32C(crc, data);
         }
+        return Software32(Software32(crc, (uint)data), (uint)(data >> 32));
+    }
+
+    /// <summary>
+    /// The lookup-path hash of a 32-bit key: the instruction when the CPU has it (a compile-time constant under
+    /// the JIT and under AOT at x86-64-v2 or higher: inlined <c>crc32</c>, no flag), else software. Same value
+    /// as <see cref="Hash32"/> with either flag.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint Lookup32(uint crc, uint data)
+    {
+        if (Sse42.IsSupported) return Sse42.Crc32(crc, data);
+        if (Crc32.IsSupported) return Crc32.ComputeCrc32C(crc, data);
+        return Software32(crc, data);
+    }
+
+    /// <summary>The lookup-path hash of a 64-bit key (see <see cref="Lookup32"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint Lookup64(uint crc, ulong data)
+    {
+        if (Sse42.X64.IsSupported) return (uint)Sse42.X64.Crc32(crc, data);
+        if (Crc32.Arm64.IsSupported) return Crc32.Arm64.ComputeCrc32C(crc, data);
         return Software32(Software32(crc, (uint)data), (uint)(data >> 32));
     }
 

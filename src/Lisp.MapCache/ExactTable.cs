@@ -9,7 +9,10 @@ namespace Lisp.MapCache;
 /// <summary>Hash and equality of a fixed-size table key (static, so the JIT/AOT compiler specializes each table).</summary>
 internal interface IKeyOps<TKey> where TKey : struct
 {
+    /// <summary>Build-time hash: the path the writer chose (instruction or software, same value).</summary>
     static abstract uint Hash(in TKey key, bool hardware);
+    /// <summary>Lookup-time hash: the instruction whenever the CPU has it, inlined, no flag (<see cref="Crc32C.Lookup32"/>).</summary>
+    static abstract uint LookupHash(in TKey key);
     static abstract bool Equal(in TKey a, in TKey b);
 }
 
@@ -17,6 +20,8 @@ internal struct V4Ops : IKeyOps<uint>
 {
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static uint Hash(in uint key, bool hardware) => Crc32C.Hash32(Crc32C.Seed, key, hardware);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint LookupHash(in uint key) => Crc32C.Lookup32(Crc32C.Seed, key);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Equal(in uint a, in uint b) => a == b;
 }
@@ -35,14 +40,21 @@ internal struct V6Ops : IKeyOps<V6Key>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static uint Hash(in V6Key key, bool hardware) => Crc32C.Hash64(Crc32C.Hash64(Crc32C.Seed, key.Lo, hardware), key.Hi, hardware);
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static uint LookupHash(in V6Key key) => Crc32C.Lookup64(Crc32C.Lookup64(Crc32C.Seed, key.Lo), key.Hi);
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool Equal(in V6Key a, in V6Key b) => a.Hi == b.Hi && a.Lo == b.Lo;
 }
 
 /// <summary>
 /// Immutable exact-match table: key -> int value. Buckets of 8 slots; each slot has a 32-bit tag (the key's
-/// CRC32-C with the low bit forced to 1, so 0 means empty). A probe loads the bucket's 8 tags as one
-/// <see cref="Vector256{T}"/> and compares all 8 at once; only slots whose tag matches have their key
-/// compared. Sized for load &lt;= 50 %, so a probe almost always touches one 32-byte tag line plus the key and
+/// CRC32-C with the low bit forced to 1, so 0 means empty). A probe compares the bucket's 8 tags at once: as
+/// one <see cref="Vector256{T}"/> where 256-bit vectors are hardware-accelerated (AVX2: x86-64-v3 builds, the
+/// JIT on such CPUs), else as two <see cref="Vector128{T}"/> halves (SSE2/SSE4.1 at the shipped x86-64-v2
+/// floor, AdvSimd on arm64) rather than an emulated Vector256; only slots whose tag matches have their key
+/// compared. Measured (perf/RESULTS.md, run 2, native AOT at x86-64-v2): two Vector128 against the emulated
+/// Vector256 the code used before, hash LPM at 1k prefixes 95-104 ns vs 142-156 ns, DIR-16 9.5-10.7 ns vs
+/// 15-16 ns. Building with -p:LispTagCompare=v256 forces the Vector256 form everywhere, for that measurement only.
+/// Sized for load &lt;= 50 %, so a probe almost always touches one 32-byte tag line plus the key and
 /// value of the hit. Insertion goes to the first bucket (linear from the home bucket) with a free slot and
 /// lookups stop at the first bucket that has a free slot, which is consistent because tables are never
 /// mutated after build.
@@ -101,15 +113,34 @@ internal sealed class ExactTable<TKey, TOps> where TKey : struct where TOps : st
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool TryGet(in TKey key, out int value)
     {
-        uint h = TOps.Hash(key, _hw);
+        uint h = TOps.LookupHash(key);
         uint tag = h | 1;
         int b = (int)(h >> 7) & _bucketMask;
         ref uint tags = ref MemoryMarshal.GetArrayDataReference(_tags);
-        var want = Vector256.Create(tag);
         while (true)
         {
-            var v = Vector256.LoadUnsafe(ref tags, (nuint)(b * BucketSlots));
-            uint hits = Vector256.Equals(v, want).ExtractMostSignificantBits();
+            uint hits;
+            bool hasEmpty;
+#if LISP_TAGS_V256
+            bool wide = true;
+#else
+            // A JIT/ILC constant: true only when the target has AVX2 (x86-64-v3 and up).
+            bool wide = Vector256.IsHardwareAccelerated;
+#endif
+            if (wide)
+            {
+                var v = Vector256.LoadUnsafe(ref tags, (nuint)(b * BucketSlots));
+                hits = Vector256.Equals(v, Vector256.Create(tag)).ExtractMostSignificantBits();
+                hasEmpty = Vector256.EqualsAny(v, Vector256<uint>.Zero);
+            }
+            else
+            {
+                var lo = Vector128.LoadUnsafe(ref tags, (nuint)(b * BucketSlots));
+                var hi = Vector128.LoadUnsafe(ref tags, (nuint)(b * BucketSlots + 4));
+                var want = Vector128.Create(tag);
+                hits = Vector128.Equals(lo, want).ExtractMostSignificantBits() | (Vector128.Equals(hi, want).ExtractMostSignificantBits() << 4);
+                hasEmpty = (Vector128.Equals(lo, Vector128<uint>.Zero) | Vector128.Equals(hi, Vector128<uint>.Zero)) != Vector128<uint>.Zero;
+            }
             while (hits != 0)
             {
                 int s = b * BucketSlots + BitOperations.TrailingZeroCount(hits);
@@ -120,7 +151,7 @@ internal sealed class ExactTable<TKey, TOps> where TKey : struct where TOps : st
                 }
                 hits &= hits - 1;
             }
-            if (Vector256.EqualsAny(v, Vector256<uint>.Zero))
+            if (hasEmpty)
             {
                 value = 0;
                 return false;

@@ -235,6 +235,8 @@ internal sealed class V6Lpm
 
     internal ExactTable<V6Key, V6Ops>? TableForLength(int len) => Array.IndexOf(_lens, (byte)len) is int i && i >= 0 ? _levels[i] : null;
 
+    // Inlined: it is called once per binary-search level; the AOT binary kept it as a call before.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V6Key Mask(V6Key a, int len) =>
         len >= 128 ? a
         : len > 64 ? new V6Key(a.Hi, a.Lo & (ulong.MaxValue << (128 - len)))

@@ -73,6 +73,7 @@ public sealed class MapCacheWriter
     public MapCacheWriter(MapCacheOptions? options = null)
     {
         _options = options ?? new MapCacheOptions();
+        Crc32C.CheckHardware();
         _hw = (_options.UseHardwareHash ?? true) && Crc32C.HardwareAvailable;
         _current = Build();
     }

@@ -86,12 +86,17 @@ public sealed class RlocTable
 
     public int Count => _addresses.Length;
     public IPAddress Address(int index) => _addresses[index];
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool IsV4(int index) => _isV4[index];
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool IsReachable(int index) => _reachable[index];
     /// <summary>Network-order address bytes (4 or 16).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ReadOnlySpan<byte> Bytes(int index) => _bytes.AsSpan(index * 16, _isV4[index] ? 4 : 16);
     /// <summary>An IPv4 RLOC as a host-order integer.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public uint V4(int index) => BinaryPrimitives.ReadUInt32BigEndian(_bytes.AsSpan(index * 16, 4));
+    // The accessors above run once per encapsulated packet: forced inline (out-of-line calls in the AOT binary before).
 }
 
 /// <summary>
