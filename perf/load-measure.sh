@@ -12,14 +12,16 @@ NODE=127.0.42.1; REG=127.0.42.2; ITR=127.0.42.3; SINK=127.0.42.9
 
 stat_cpu() { awk '{print $14+$15}' /proc/$1/stat; }           # utime+stime, clock ticks
 rss() { awk '/VmRSS/{print $2" "$3}' /proc/$1/status; }
-phase() {  # phase NAME PID CMD...  : run CMD, record node CPU (% of one core), RSS, load average
+phase() {  # phase NAME PID CMD...  : run CMD, record target and generator CPU (% of one core), RSS, load average
   local name=$1 pid=$2; shift 2
   local c0 t0 c1 t1 la0 la1
   c0=$(stat_cpu "$pid"); t0=$(date +%s.%N); la0=$(cut -d' ' -f1-3 /proc/loadavg)
-  "$@" > "$OUT/$name.txt" 2>&1 || echo "($name exited $?)" >> "$OUT/$name.txt"
+  # The generator's own CPU (user + system, from GNU time) shows whether it, not the target, was the limit.
+  /usr/bin/time -f "generator-cpu %U %S" "$@" > "$OUT/$name.txt" 2>&1 || echo "($name exited $?)" >> "$OUT/$name.txt"
   c1=$(stat_cpu "$pid"); t1=$(date +%s.%N); la1=$(cut -d' ' -f1-3 /proc/loadavg)
   local tck; tck=$(getconf CLK_TCK)
-  echo "$name: wall $(echo "$t1 - $t0" | bc) s, target CPU $(echo "scale=1; ($c1 - $c0) * 100 / $tck / ($t1 - $t0)" | bc) %, RSS $(rss "$pid"), loadavg $la0 -> $la1" | tee -a "$OUT/summary.txt"
+  local gen; gen=$(awk '/^generator-cpu/{print $2 + $3}' "$OUT/$name.txt" | tail -1)
+  echo "$name: wall $(echo "$t1 - $t0" | bc) s, target CPU $(echo "scale=1; ($c1 - $c0) * 100 / $tck / ($t1 - $t0)" | bc) %, generator CPU $(echo "scale=1; ${gen:-0} * 100 / ($t1 - $t0)" | bc) %, RSS $(rss "$pid"), loadavg $la0 -> $la1" | tee -a "$OUT/summary.txt"
   echo "  \$ $*" >> "$OUT/summary.txt"
 }
 : > "$OUT/summary.txt"
@@ -57,6 +59,9 @@ taskset -c 1 "$BIN" run --config "$OUT/node.toml" > "$OUT/node.log" 2>&1 &
 NPID=$!; sleep 2
 for n in 1000 10000 100000; do
   phase reg-$n $NPID taskset -c 0 "$BIN" load register --target $NODE --bind $REG:24342 --eids $n --ttl 1440 --window 64 --key load-key --timeout 2s --duration 300
+  # Steady-state register rate at this table size: re-registration of the same set for DUR seconds (the first
+  # pass above is too short at 1k to be a rate).
+  phase refresh-$n $NPID taskset -c 0 "$BIN" load refresh --target $NODE --bind $REG:24342 --eids $n --ttl 1440 --window 64 --key load-key --timeout 2s --duration $DUR
   phase req-$n $NPID taskset -c 0 "$BIN" load request --target $NODE --bind $ITR --eids $n --rloc $REG --window 16 --duration $DUR --timeout 2s
   if [ $n = 10000 ]; then
     # Same shape with cpload, side by side: a refresh of the 10k set from the same port, then requests.
