@@ -116,7 +116,7 @@ public sealed class DataPlaneEngine : IDisposable
         try
         {
             bool uring = IoSelection.UseIoUring(io, probe ?? IoSelection.RealProbe, out var ioNote);
-            var tuns = LinuxTun.Open(tunName, workers);
+            var tuns = LinuxTun.Open(tunName, workers, notes);
             owned.AddRange(tuns);
             // io_uring: one ring per ITR (reads) and per ETR (writes); any refusal here falls back as a whole.
             ITun[] itrTuns = [.. tuns];

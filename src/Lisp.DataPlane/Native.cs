@@ -42,6 +42,7 @@ internal static unsafe partial class Native
     public const short POLLIN = 1;
     public const int EINTR = 4;
     public const int EAGAIN = 11;
+    public const int EBUSY = 16;
 
     // linux/if_tun.h
     public const uint TUNSETIFF = 0x400454ca;

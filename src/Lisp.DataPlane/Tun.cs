@@ -57,9 +57,21 @@ public sealed unsafe class LinuxTun : ITun
     public string Name { get; }
     public int Fd => _fd;
 
-    /// <summary>Opens <paramref name="queues"/> queues of TUN device <paramref name="name"/> (created if absent).</summary>
-    public static IReadOnlyList<LinuxTun> Open(string name, int queues)
+    /// <summary>How long <see cref="Open"/> keeps retrying a device the kernel reports busy.</summary>
+    public static readonly TimeSpan BusyRetryLimit = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Opens <paramref name="queues"/> queues of TUN device <paramref name="name"/> (created if absent).
+    /// <para>
+    /// EBUSY is retried for up to <see cref="BusyRetryLimit"/>: a previous instance that just exited can still
+    /// hold the device for a moment (<paramref name="busyRetryLimit"/> overrides the limit), because the kernel releases the files an io_uring ring referenced in a
+    /// worker after the process is gone (a restart of the native-AOT binary, which starts in milliseconds, hit
+    /// this in the netns restart test). Each such wait is reported through <paramref name="notes"/>.
+    /// </para>
+    /// </summary>
+    public static IReadOnlyList<LinuxTun> Open(string name, int queues, List<string>? notes = null, TimeSpan? busyRetryLimit = null)
     {
+        var busyLimit = busyRetryLimit ?? BusyRetryLimit;
         if (Encoding.ASCII.GetByteCount(name) is 0 or >= Native.IFNAMSIZ) throw new ArgumentException($"TUN name '{name}' must be 1..15 characters");
         if (queues < 1 || queues > 64) throw new ArgumentOutOfRangeException(nameof(queues));
         var list = new List<LinuxTun>();
@@ -67,19 +79,36 @@ public sealed unsafe class LinuxTun : ITun
         {
             for (int q = 0; q < queues; q++)
             {
-                int fd = Native.Open("/dev/net/tun", Native.O_RDWR | Native.O_NONBLOCK | Native.O_CLOEXEC);
-                if (fd < 0) throw new IOException($"open /dev/net/tun: {Native.Describe(Native.Errno)}");
-                Native.IfReqFlags req = default;
-                var bytes = Encoding.ASCII.GetBytes(name);
-                for (int i = 0; i < bytes.Length; i++) req.Name[i] = bytes[i];
-                req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (queues > 1 ? Native.IFF_MULTI_QUEUE : 0));
-                if (Native.Ioctl(fd, Native.TUNSETIFF, &req) < 0)
+                var waited = System.Diagnostics.Stopwatch.StartNew();
+                int delayMs = 20, busyTries = 0;
+                while (true)
                 {
+                    int fd = Native.Open("/dev/net/tun", Native.O_RDWR | Native.O_NONBLOCK | Native.O_CLOEXEC);
+                    if (fd < 0) throw new IOException($"open /dev/net/tun: {Native.Describe(Native.Errno)}");
+                    Native.IfReqFlags req = default;
+                    var bytes = Encoding.ASCII.GetBytes(name);
+                    for (int i = 0; i < bytes.Length; i++) req.Name[i] = bytes[i];
+                    req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (queues > 1 ? Native.IFF_MULTI_QUEUE : 0));
+                    if (Native.Ioctl(fd, Native.TUNSETIFF, &req) == 0)
+                    {
+                        list.Add(new LinuxTun(fd, name));
+                        if (busyTries > 0)
+                        {
+                            notes?.Add($"TUN {name} queue {q} was busy for {waited.ElapsedMilliseconds} ms (a previous holder still releasing it) before it opened");
+                        }
+                        break;
+                    }
                     int e = Native.Errno;
                     Native.Close(fd);
-                    throw new IOException($"ioctl TUNSETIFF {name}: {Native.Describe(e)}");
+                    if (e != Native.EBUSY || waited.Elapsed >= busyLimit)
+                    {
+                        string busy = e == Native.EBUSY ? $" (still busy after {waited.Elapsed.TotalSeconds:0.#} s: another process holds it?)" : "";
+                        throw new IOException($"ioctl TUNSETIFF {name}: {Native.Describe(e)}{busy}");
+                    }
+                    busyTries++;
+                    Thread.Sleep(delayMs);
+                    delayMs = Math.Min(delayMs * 2, 400);
                 }
-                list.Add(new LinuxTun(fd, name));
             }
         }
         catch
