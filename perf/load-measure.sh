@@ -3,6 +3,7 @@
 # node (map-server + map-resolver) at 1k, 10k, 100k registrations. Results into $OUT (default /tmp/ld/results).
 # Usage: perf/load-measure.sh [OUT]   (run from the repository root after ./build.sh publish)
 set -euo pipefail
+. "$(dirname "$0")/load-node-config.sh"
 BIN=${BIN:-artifacts/publish/lisp-decent}
 CPLOAD=${CPLOAD:-/tmp/cpload}
 OUT=${1:-/tmp/ld/results}
@@ -36,25 +37,7 @@ phase ceiling-request-cpload $SPID taskset -c 0 "$CPLOAD" request --target $SINK
 wait $SPID || true
 
 # 2. The node on CPU 1.
-cat > "$OUT/node.toml" <<TOML
-[node]
-name = "load-node"
-roles = ["map-server", "map-resolver"]
-listen = ["$NODE"]
-log_level = "warning"
-
-[map_server]
-registration_timeout = "1h"
-
-[[site]]
-name = "load"
-key = "load-key"
-eid_prefixes = ["[0]10.0.0.0/8"]
-accept_more_specifics = true
-
-[management]
-listen = "$NODE:18080"
-TOML
+write_node_config "$OUT/node.toml" $NODE "$NODE:18080"
 taskset -c 1 "$BIN" run --config "$OUT/node.toml" > "$OUT/node.log" 2>&1 &
 NPID=$!; sleep 2
 for n in 1000 10000 100000; do

@@ -2,27 +2,13 @@
 # Side by side at 10k registrations: `lisp-decent load` and cpload alternately, same shape (register refresh of the
 # 10k set from the same port, 50k messages, window 64; requests window 16 for 10 s), node on CPU 1, tools on CPU 0.
 set -euo pipefail
+. "$(dirname "$0")/load-node-config.sh"
 BIN=${BIN:-artifacts/publish/lisp-decent}; CPLOAD=${CPLOAD:-/tmp/cpload}; OUT=${1:-/tmp/ld/side}
 mkdir -p "$OUT"; NODE=127.0.42.1; REG=127.0.42.2; ITR=127.0.42.3
 # CPLOAD: the independent C generator (tools/cpload of the team's workspace, built with
 #   gcc -O2 -Wall -o /tmp/cpload cpload.c -lcrypto -lpthread -lm); it is not part of this project.
 [ -x "$CPLOAD" ] || { echo "load-vs-cpload.sh: no cpload at $CPLOAD (set CPLOAD=PATH)" >&2; exit 2; }
-cat > "$OUT/node.toml" <<TOML
-[node]
-name = "load-node"
-roles = ["map-server", "map-resolver"]
-listen = ["$NODE"]
-log_level = "warning"
-
-[map_server]
-registration_timeout = "1h"
-
-[[site]]
-name = "load"
-key = "load-key"
-eid_prefixes = ["[0]10.0.0.0/8"]
-accept_more_specifics = true
-TOML
+write_node_config "$OUT/node.toml" $NODE
 taskset -c 1 "$BIN" run --config "$OUT/node.toml" > "$OUT/node.log" 2>&1 &
 NPID=$!; sleep 2
 cpu() { awk '{print $14+$15}' /proc/$NPID/stat; }

@@ -2,6 +2,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 [assembly: InternalsVisibleTo("Lisp.DataPlane.Tests")]
+[assembly: InternalsVisibleTo("Lisp.Load")]
 
 namespace Lisp.DataPlane;
 

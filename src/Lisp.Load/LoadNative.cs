@@ -1,14 +1,15 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using Lisp.DataPlane;
 
 [assembly: InternalsVisibleTo("Lisp.Appliance.Tests")]
 
 namespace Lisp.Load;
 
 /// <summary>
-/// The libc calls the load generator needs, as [LibraryImport]s (source-generated marshalling, AOT clean).
-/// Lisp.DataPlane's Native is internal to the data plane and has no timestamp or ppoll support, so the load
-/// generator keeps its own small set. Struct layouts are LP64 Linux (x86-64 and arm64 share them).
+/// What the load generator needs from libc beyond Lisp.DataPlane's <see cref="Native"/> (whose socket, sendmmsg /
+/// recvmmsg and struct layouts it uses): receive timestamps, ppoll with a nanosecond timeout, clock_gettime.
+/// [LibraryImport]s (source-generated marshalling, AOT clean); layouts are LP64 Linux (x86-64 and arm64 share them).
 /// </summary>
 internal static unsafe partial class LoadNative
 {
@@ -38,78 +39,19 @@ internal static unsafe partial class LoadNative
     public const int CLOCK_REALTIME = 0;
 
     [StructLayout(LayoutKind.Sequential)]
-    public struct IoVec
-    {
-        public void* Base;
-        public nuint Length;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct MsgHdr
-    {
-        public void* Name;
-        public uint NameLength;
-        public IoVec* Iov;
-        public nuint IovLength;
-        public void* Control;
-        public nuint ControlLength;
-        public int Flags;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct MMsgHdr
-    {
-        public MsgHdr Header;
-        public uint Length;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
-    public struct PollFd
-    {
-        public int Fd;
-        public short Events;
-        public short Revents;
-    }
-
-    [StructLayout(LayoutKind.Sequential)]
     public struct TimeSpec
     {
         public long Seconds;
         public long Nanoseconds;
     }
 
-    [LibraryImport(Libc, EntryPoint = "socket", SetLastError = true)]
-    public static partial int Socket(int domain, int type, int protocol);
-
-    [LibraryImport(Libc, EntryPoint = "close", SetLastError = true)]
-    public static partial int Close(int fd);
-
-    [LibraryImport(Libc, EntryPoint = "bind", SetLastError = true)]
-    public static partial int Bind(int fd, byte* address, uint length);
-
-    [LibraryImport(Libc, EntryPoint = "getsockname", SetLastError = true)]
-    public static partial int GetSockName(int fd, byte* address, uint* length);
-
-    [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
-    public static partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
-
-    [LibraryImport(Libc, EntryPoint = "sendmmsg", SetLastError = true)]
-    public static partial int SendMMsg(int fd, MMsgHdr* messages, uint count, int flags);
-
-    [LibraryImport(Libc, EntryPoint = "recvmmsg", SetLastError = true)]
-    public static partial int RecvMMsg(int fd, MMsgHdr* messages, uint count, int flags, TimeSpec* timeout);
-
     [LibraryImport(Libc, EntryPoint = "ppoll", SetLastError = true)]
-    public static partial int PPoll(PollFd* fds, nuint count, TimeSpec* timeout, void* sigmask);
+    public static partial int PPoll(Native.PollFd* fds, nuint count, TimeSpec* timeout, void* sigmask);
 
     [LibraryImport(Libc, EntryPoint = "clock_gettime")]
     public static partial int ClockGetTime(int clock, TimeSpec* time);
 
-    public static int SetInt(int fd, int level, int name, int value) => SetSockOpt(fd, level, name, &value, 4);
-
-    public static int Errno => Marshal.GetLastPInvokeError();
-
-    public static string Describe(int errno) => $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})";
+    public static int SetInt(int fd, int level, int name, int value) => Native.SetSockOpt(fd, level, name, &value, 4);
 
     /// <summary>CLOCK_REALTIME in nanoseconds: the clock SO_TIMESTAMPNS stamps received datagrams with.</summary>
     public static long RealtimeNs()

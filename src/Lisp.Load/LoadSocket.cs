@@ -3,6 +3,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
+using Lisp.DataPlane;
+
 namespace Lisp.Load;
 
 /// <summary>
@@ -18,8 +20,8 @@ public sealed unsafe class LoadSocket : IDisposable
     private readonly int _slots;
     private readonly int _slotSize;
     private byte* _sendBuffers, _recvBuffers, _sendNames, _recvNames, _control;
-    private LoadNative.MMsgHdr* _sendMsgs, _recvMsgs;
-    private LoadNative.IoVec* _sendIov, _recvIov;
+    private Native.MMsgHdr* _sendMsgs, _recvMsgs;
+    private Native.IoVec* _sendIov, _recvIov;
     private readonly int[] _sendLength;
     private readonly uint[] _sendNameLength;
 
@@ -39,10 +41,10 @@ public sealed unsafe class LoadSocket : IDisposable
         _sendNames = (byte*)NativeMemory.AllocZeroed((nuint)(slots * AddressSize));
         _recvNames = (byte*)NativeMemory.AllocZeroed((nuint)(slots * AddressSize));
         _control = (byte*)NativeMemory.AllocZeroed((nuint)(slots * ControlSize));
-        _sendMsgs = (LoadNative.MMsgHdr*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(LoadNative.MMsgHdr));
-        _recvMsgs = (LoadNative.MMsgHdr*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(LoadNative.MMsgHdr));
-        _sendIov = (LoadNative.IoVec*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(LoadNative.IoVec));
-        _recvIov = (LoadNative.IoVec*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(LoadNative.IoVec));
+        _sendMsgs = (Native.MMsgHdr*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(Native.MMsgHdr));
+        _recvMsgs = (Native.MMsgHdr*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(Native.MMsgHdr));
+        _sendIov = (Native.IoVec*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(Native.IoVec));
+        _recvIov = (Native.IoVec*)NativeMemory.AllocZeroed((nuint)slots, (nuint)sizeof(Native.IoVec));
     }
 
     public IPEndPoint Local { get; }
@@ -60,9 +62,9 @@ public sealed unsafe class LoadSocket : IDisposable
     public static LoadSocket Open(IPEndPoint bind, int slots, int slotSize, bool reusePort = false, int bufferBytes = 8 << 20)
     {
         bool v4 = bind.AddressFamily == AddressFamily.InterNetwork;
-        int fd = LoadNative.Socket(v4 ? LoadNative.AF_INET : LoadNative.AF_INET6,
+        int fd = Native.Socket(v4 ? LoadNative.AF_INET : LoadNative.AF_INET6,
             LoadNative.SOCK_DGRAM | LoadNative.SOCK_NONBLOCK | LoadNative.SOCK_CLOEXEC, LoadNative.IPPROTO_UDP);
-        if (fd < 0) throw new IOException($"socket(UDP): {LoadNative.Describe(LoadNative.Errno)}");
+        if (fd < 0) throw new IOException($"socket(UDP): {Native.Describe(Native.Errno)}");
         try
         {
             LoadNative.SetInt(fd, LoadNative.SOL_SOCKET, LoadNative.SO_REUSEADDR, 1);
@@ -75,16 +77,16 @@ public sealed unsafe class LoadSocket : IDisposable
             int len = WriteSockaddr(sa, bind);
             fixed (byte* p = sa)
             {
-                if (LoadNative.Bind(fd, p, (uint)len) < 0) throw new IOException($"bind {bind}: {LoadNative.Describe(LoadNative.Errno)}");
+                if (Native.Bind(fd, p, (uint)len) < 0) throw new IOException($"bind {bind}: {Native.Describe(Native.Errno)}");
                 uint got = AddressSize;
-                LoadNative.GetSockName(fd, p, &got);
+                Native.GetSockName(fd, p, &got);
             }
             var local = ReadSockaddr(sa) ?? bind;
             return new LoadSocket(fd, local, slots, slotSize);
         }
         catch
         {
-            LoadNative.Close(fd);
+            Native.Close(fd);
             throw;
         }
     }
@@ -158,14 +160,14 @@ public sealed unsafe class LoadSocket : IDisposable
         int sent = 0, done = 0, retries = 0;
         while (done < count)
         {
-            int r = LoadNative.SendMMsg(_fd, _sendMsgs + done, (uint)(count - done), 0);
+            int r = Native.SendMMsg(_fd, _sendMsgs + done, (uint)(count - done), 0);
             if (r > 0)
             {
                 sent += r;
                 done += r;
                 continue;
             }
-            int e = LoadNative.Errno;
+            int e = Native.Errno;
             if ((e == LoadNative.EINTR || e == LoadNative.EAGAIN || e == LoadNative.ENOBUFS) && retries++ < 64)
             {
                 if (e != LoadNative.EINTR) Thread.Yield();
@@ -181,7 +183,7 @@ public sealed unsafe class LoadSocket : IDisposable
     /// <summary>Waits up to <paramref name="timeoutNs"/> for a datagram to read; true when one is there.</summary>
     public bool WaitReadable(long timeoutNs)
     {
-        var pfd = new LoadNative.PollFd { Fd = _fd, Events = LoadNative.POLLIN };
+        var pfd = new Native.PollFd { Fd = _fd, Events = LoadNative.POLLIN };
         var ts = new LoadNative.TimeSpec { Seconds = timeoutNs / 1_000_000_000L, Nanoseconds = timeoutNs % 1_000_000_000L };
         return LoadNative.PPoll(&pfd, 1, &ts, null) > 0;
     }
@@ -202,7 +204,7 @@ public sealed unsafe class LoadSocket : IDisposable
             h.ControlLength = ControlSize;
             h.Flags = 0;
         }
-        int r = LoadNative.RecvMMsg(_fd, _recvMsgs, (uint)_slots, LoadNative.MSG_DONTWAIT, null);
+        int r = Native.RecvMMsg(_fd, _recvMsgs, (uint)_slots, LoadNative.MSG_DONTWAIT, null);
         if (r <= 0) return 0;
         for (int k = 0; k < r; k++)
         {
@@ -239,7 +241,7 @@ public sealed unsafe class LoadSocket : IDisposable
     {
         int fd = Interlocked.Exchange(ref _fd, -1);
         if (fd < 0) return;
-        LoadNative.Close(fd);
+        Native.Close(fd);
         NativeMemory.Free(_sendBuffers);
         NativeMemory.Free(_recvBuffers);
         NativeMemory.Free(_sendNames);
