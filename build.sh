@@ -44,11 +44,11 @@ publish() {
   local log="$ROOT/artifacts/publish.log"
   mkdir -p "$ROOT/artifacts"
   dotnet publish src/Lisp.Appliance/Lisp.Appliance.csproj -c Release -r linux-x64 -o "$PUBLISH_DIR" -nologo 2>&1 | tee "$log" | grep -E "warning|error|->" || true
-  [ -x "$PUBLISH_DIR/lisp-decent" ] || { echo "build.sh: publish failed (see $log)" >&2; exit 1; }
+  [ -x "$PUBLISH_DIR/lisp-decent" ] || { echo "build.sh: publish failed (see $log)" >&2; return 1; }
   local warnings
   warnings=$(grep -cE "warning (IL|CS|NU)[0-9]+" "$log" || true)
   echo "build.sh: $PUBLISH_DIR/lisp-decent $(stat -c %s "$PUBLISH_DIR/lisp-decent") bytes, ${warnings} trim/AOT warnings"
-  [ "$warnings" = 0 ] || exit 1
+  [ "$warnings" = 0 ] || { echo "build.sh: trim/AOT warnings are errors (see $log)" >&2; return 1; }
 }
 
 run_tests() {

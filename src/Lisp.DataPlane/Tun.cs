@@ -75,11 +75,11 @@ public sealed unsafe class LinuxTun : ITun
         if (Encoding.ASCII.GetByteCount(name) is 0 or >= Native.IFNAMSIZ) throw new ArgumentException($"TUN name '{name}' must be 1..15 characters");
         if (queues < 1 || queues > 64) throw new ArgumentOutOfRangeException(nameof(queues));
         var list = new List<LinuxTun>();
+        var waited = System.Diagnostics.Stopwatch.StartNew();   // one busy deadline for all queues, not one each
         try
         {
             for (int q = 0; q < queues; q++)
             {
-                var waited = System.Diagnostics.Stopwatch.StartNew();
                 int delayMs = 20, busyTries = 0;
                 while (true)
                 {

@@ -15,26 +15,10 @@ internal static unsafe partial class LoadNative
 {
     private const string Libc = "libc";
 
-    public const int AF_INET = 2;
-    public const int AF_INET6 = 10;
-    public const int SOCK_DGRAM = 2;
     public const int SOCK_NONBLOCK = 0x800;
-    public const int SOCK_CLOEXEC = 0x80000;
-    public const int IPPROTO_UDP = 17;
-    public const int IPPROTO_IPV6 = 41;
-    public const int SOL_SOCKET = 1;
-    public const int SO_REUSEADDR = 2;
-    public const int SO_SNDBUF = 7;
-    public const int SO_RCVBUF = 8;
-    public const int SO_REUSEPORT = 15;
     public const int SO_TIMESTAMPNS = 35;    // SO_TIMESTAMPNS_OLD: struct timespec with 64-bit fields on LP64
     public const int SCM_TIMESTAMPNS = 35;
-    public const int IPV6_V6ONLY = 26;
-    public const int MSG_DONTWAIT = 0x40;
     public const int MSG_TRUNC = 0x20;
-    public const short POLLIN = 1;
-    public const int EINTR = 4;
-    public const int EAGAIN = 11;
     public const int ENOBUFS = 105;
     public const int CLOCK_REALTIME = 0;
 
@@ -50,8 +34,6 @@ internal static unsafe partial class LoadNative
 
     [LibraryImport(Libc, EntryPoint = "clock_gettime")]
     public static partial int ClockGetTime(int clock, TimeSpec* time);
-
-    public static int SetInt(int fd, int level, int name, int value) => Native.SetSockOpt(fd, level, name, &value, 4);
 
     /// <summary>CLOCK_REALTIME in nanoseconds: the clock SO_TIMESTAMPNS stamps received datagrams with.</summary>
     public static long RealtimeNs()

@@ -154,6 +154,7 @@ public static class LoadReportFormat
     private static string Chart(IReadOnlyList<StepResult> steps, string title, (string Name, string Color, Func<StepResult, double> Value)[] series, bool logY = false)
     {
         const int W = 640, H = 320, L = 70, R = 120, T = 30, B = 40;
+        if (steps.Count == 0) return "<p>(no step finished: nothing to chart)</p>\n";   // e.g. Ctrl-C before the first step ended
         double xmax = Math.Max(1, steps.Max(s => Math.Max(s.OfferedRate, s.SentRate)));
         double ymax = Math.Max(1, steps.Max(s => series.Max(x => x.Value(s))));
         double ymin = 0;

@@ -31,16 +31,17 @@ public sealed class LoadRunner : IDisposable
                 _sockets.Add(socket);
                 socket.SetDestinationAll(options.Target);
             }
+            var local = _sockets[0].Local.Address;
+            if (registers) Registers = LoadMessages.BuildRegisters(Eids, options.RecordsPerRegister, options.Rloc ?? local, options);
+            if (requests) Requests = LoadMessages.BuildRequests(Eids, local);
+            if (Math.Max(Registers?.MaxLength ?? 0, Requests?.MaxLength ?? 0) > 9216) throw new ArgumentException("a message is larger than 9216 bytes: use fewer --records");
         }
         catch
         {
+            // The caller never gets this object, so nothing else would close the sockets opened so far.
             Dispose();
             throw;
         }
-        var local = _sockets[0].Local.Address;
-        if (registers) Registers = LoadMessages.BuildRegisters(Eids, options.RecordsPerRegister, options.Rloc ?? local, options);
-        if (requests) Requests = LoadMessages.BuildRequests(Eids, local);
-        if (Math.Max(Registers?.MaxLength ?? 0, Requests?.MaxLength ?? 0) > 9216) throw new ArgumentException("a message is larger than 9216 bytes: use fewer --records");
     }
 
     public IReadOnlyList<EidPrefix> Eids { get; }
@@ -193,6 +194,8 @@ internal sealed class LoadWorker
     private readonly ushort _port;
     private long _registerCursor;
     private long _cycle;
+    private readonly ulong[] _batchNonces;
+    private readonly bool[] _batchIsRegister;
 
     public LoadWorker(LoadOptions o, LoadRunner run, LoadSocket socket, int index, uint tag, double ratePerThread, int window, long quota, int seed)
     {
@@ -207,10 +210,14 @@ internal sealed class LoadWorker
         _port = (ushort)socket.Local.Port;
         _signer = new MessageSigner(o.Key);
         // Enough slots for everything that can be in flight: the window, or rate x timeout, with room to spare.
+        // Without a rate, sequence numbers advance as fast as replies come back (a closed loop at 200k/s walks a
+        // 1k ring in 5 ms), so a ring sized by the window alone would write off a slow reply long before --timeout.
         long need = Math.Max(window, (long)(ratePerThread * o.Timeout.TotalSeconds * 2)) + 4L * o.Batch;
-        if (ratePerThread == 0 && window == 0) need = 1 << 20;
+        if (ratePerThread == 0) need = 1 << 20;
         _tracker = new NonceTracker(tag, (int)Math.Min(need, 1 << 22));
         _registerCursor = index;
+        _batchNonces = new ulong[o.Batch];
+        _batchIsRegister = new bool[o.Batch];
         SendErrorsBefore = socket.SendErrors;
     }
 
@@ -239,8 +246,8 @@ internal sealed class LoadWorker
         long freq = Stopwatch.Frequency;
         StartTicks = Stopwatch.GetTimestamp();
         long end = StartTicks + (long)(_o.Duration.TotalSeconds * freq);
-        long timeoutNs = (long)(_o.Timeout.TotalMilliseconds * 1_000_000);
-        long drainTicks = (long)(_o.Timeout.TotalSeconds * freq);
+        long timeoutTicks = (long)(_o.Timeout.TotalSeconds * freq);
+        long drainTicks = timeoutTicks;
         bool sending = _quota >= 0;
         if (!sending) SendEndTicks = StartTicks;
         while (true)
@@ -253,7 +260,7 @@ internal sealed class LoadWorker
             }
             if (!sending)
             {
-                _tracker.Expire(LoadNative.RealtimeNs() - timeoutNs);
+                _tracker.Expire(Stopwatch.GetTimestamp() - timeoutTicks);
                 if (_tracker.InFlight == 0 || now - SendEndTicks >= drainTicks || now >= end + drainTicks) break;
             }
             int allowed = 0;
@@ -270,7 +277,7 @@ internal sealed class LoadWorker
                 if (allowed > 0) SendBatch(allowed);
             }
             int got = ReceiveBatch();
-            if (sending) _tracker.Expire(LoadNative.RealtimeNs() - timeoutNs);
+            if (sending) _tracker.Expire(Stopwatch.GetTimestamp() - timeoutTicks);
             if (allowed <= 0 && got == 0)
             {
                 long waitNs = 1_000_000;
@@ -314,7 +321,10 @@ internal sealed class LoadWorker
                 _registerCursor += _o.Threads;
                 var tpl = regs[j];
                 tpl.CopyTo(slot);
-                LoadMessages.PatchRegister(slot.Slice(0, tpl.Length), _tracker.Issue(j, KindRegister), _signer);
+                ulong nonce = _tracker.Issue(j, KindRegister);
+                _batchNonces[i] = nonce;
+                _batchIsRegister[i] = true;
+                LoadMessages.PatchRegister(slot.Slice(0, tpl.Length), nonce, _signer);
                 _s.SetSendLength(i, tpl.Length);
                 C.SentRegisters++;
             }
@@ -323,14 +333,25 @@ internal sealed class LoadWorker
                 int e = _rng.Next(reqs!.Count);
                 var tpl = reqs[e];
                 tpl.CopyTo(slot);
-                LoadMessages.PatchRequest(slot.Slice(0, tpl.Length), _tracker.Issue(e, KindRequest), _port);
+                ulong nonce = _tracker.Issue(e, KindRequest);
+                _batchNonces[i] = nonce;
+                _batchIsRegister[i] = false;
+                LoadMessages.PatchRequest(slot.Slice(0, tpl.Length), nonce, _port);
                 _s.SetSendLength(i, tpl.Length);
                 C.SentRequests++;
             }
         }
-        _tracker.SetSent(n, LoadNative.RealtimeNs());
-        _s.Send(n);
-        C.Sent += n;
+        _tracker.SetSent(n, LoadNative.RealtimeNs(), Stopwatch.GetTimestamp());
+        int sent = _s.Send(n);
+        // A datagram the kernel refused never left: it is a send error (counted by the socket), not sent, not in
+        // flight (it would hold a window slot for the whole --timeout) and not lost.
+        foreach (int i in _s.LastFailed)
+        {
+            _tracker.Cancel(_batchNonces[i]);
+            if (_batchIsRegister[i]) C.SentRegisters--;
+            else C.SentRequests--;
+        }
+        C.Sent += sent;
     }
 
     private int ReceiveBatch()
@@ -363,12 +384,19 @@ internal sealed class LoadWorker
             if (type == MessageType.MapNotify)
             {
                 notifyGood = !_o.Verify || _signer.Verify(d);
-                if (notifyGood && _o.Ack && acks < _s.Slots)
+                if (!notifyGood)
+                {
+                    // Not matched: a forged or corrupted Notify must not use up the nonce the genuine one will carry.
+                    C.AuthBad++;
+                    continue;
+                }
+                if (_o.Ack && acks < _s.Slots)
                 {
                     var slot = _s.SendSlot(acks);
                     d.CopyTo(slot);
                     if (LoadMessages.MakeAck(slot.Slice(0, d.Length), _signer))
                     {
+                        _s.ReplyTo(acks, k);   // the ack goes where the Notify came from, as an ETR's would
                         _s.SetSendLength(acks++, d.Length);
                     }
                 }
@@ -388,11 +416,6 @@ internal sealed class LoadWorker
             }
             if (type == MessageType.MapNotify && kind == KindRegister)
             {
-                if (!notifyGood)
-                {
-                    C.AuthBad++;
-                    continue;
-                }
                 C.Replies++;
                 C.Accepted++;
                 if (_o.Verify && d.Length > 3 && d[3] != _run.Registers![item][3]) C.RecordMismatch++;
@@ -420,7 +443,11 @@ internal sealed class LoadWorker
             Latency.Record((ts != 0 ? ts : nowNs) - sentNs);
             LastReplyTicks = Stopwatch.GetTimestamp();
         }
-        if (acks > 0) C.AcksSent += _s.Send(acks);
+        if (acks > 0)
+        {
+            C.AcksSent += _s.Send(acks);
+            _s.RestoreDestination(acks);
+        }
         return r;
     }
 }

@@ -21,6 +21,9 @@ public sealed unsafe class LoadSocket : IDisposable
     private readonly int _slotSize;
     private byte* _sendBuffers, _recvBuffers, _sendNames, _recvNames, _control;
     private Native.MMsgHdr* _sendMsgs, _recvMsgs;
+    private readonly byte[] _defaultName = new byte[AddressSize];
+    private int _defaultNameLength;
+    private readonly List<int> _failed = [];
     private Native.IoVec* _sendIov, _recvIov;
     private readonly int[] _sendLength;
     private readonly uint[] _sendNameLength;
@@ -62,17 +65,17 @@ public sealed unsafe class LoadSocket : IDisposable
     public static LoadSocket Open(IPEndPoint bind, int slots, int slotSize, bool reusePort = false, int bufferBytes = 8 << 20)
     {
         bool v4 = bind.AddressFamily == AddressFamily.InterNetwork;
-        int fd = Native.Socket(v4 ? LoadNative.AF_INET : LoadNative.AF_INET6,
-            LoadNative.SOCK_DGRAM | LoadNative.SOCK_NONBLOCK | LoadNative.SOCK_CLOEXEC, LoadNative.IPPROTO_UDP);
+        int fd = Native.Socket(v4 ? Native.AF_INET : Native.AF_INET6,
+            Native.SOCK_DGRAM | LoadNative.SOCK_NONBLOCK | Native.SOCK_CLOEXEC, Native.IPPROTO_UDP);
         if (fd < 0) throw new IOException($"socket(UDP): {Native.Describe(Native.Errno)}");
         try
         {
-            LoadNative.SetInt(fd, LoadNative.SOL_SOCKET, LoadNative.SO_REUSEADDR, 1);
-            if (reusePort) LoadNative.SetInt(fd, LoadNative.SOL_SOCKET, LoadNative.SO_REUSEPORT, 1);
-            LoadNative.SetInt(fd, LoadNative.SOL_SOCKET, LoadNative.SO_RCVBUF, bufferBytes);
-            LoadNative.SetInt(fd, LoadNative.SOL_SOCKET, LoadNative.SO_SNDBUF, bufferBytes);
-            LoadNative.SetInt(fd, LoadNative.SOL_SOCKET, LoadNative.SO_TIMESTAMPNS, 1);
-            if (!v4) LoadNative.SetInt(fd, LoadNative.IPPROTO_IPV6, LoadNative.IPV6_V6ONLY, 1);
+            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEADDR, 1);
+            if (reusePort) Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEPORT, 1);
+            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_RCVBUF, bufferBytes);
+            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_SNDBUF, bufferBytes);
+            Native.SetInt(fd, Native.SOL_SOCKET, LoadNative.SO_TIMESTAMPNS, 1);
+            if (!v4) Native.SetInt(fd, Native.IPPROTO_IPV6, Native.IPV6_V6ONLY, 1);
             Span<byte> sa = stackalloc byte[AddressSize];
             int len = WriteSockaddr(sa, bind);
             fixed (byte* p = sa)
@@ -96,12 +99,12 @@ public sealed unsafe class LoadSocket : IDisposable
         sa.Clear();
         if (ep.AddressFamily == AddressFamily.InterNetwork)
         {
-            BinaryPrimitives.WriteUInt16LittleEndian(sa, LoadNative.AF_INET);
+            BinaryPrimitives.WriteUInt16LittleEndian(sa, Native.AF_INET);
             BinaryPrimitives.WriteUInt16BigEndian(sa.Slice(2), (ushort)ep.Port);
             ep.Address.TryWriteBytes(sa.Slice(4, 4), out _);
             return 16;
         }
-        BinaryPrimitives.WriteUInt16LittleEndian(sa, LoadNative.AF_INET6);
+        BinaryPrimitives.WriteUInt16LittleEndian(sa, Native.AF_INET6);
         BinaryPrimitives.WriteUInt16BigEndian(sa.Slice(2), (ushort)ep.Port);
         ep.Address.TryWriteBytes(sa.Slice(8, 16), out _);
         BinaryPrimitives.WriteUInt32LittleEndian(sa.Slice(24), (uint)ep.Address.ScopeId);
@@ -112,8 +115,8 @@ public sealed unsafe class LoadSocket : IDisposable
     {
         int family = BinaryPrimitives.ReadUInt16LittleEndian(sa);
         int port = BinaryPrimitives.ReadUInt16BigEndian(sa.Slice(2));
-        if (family == LoadNative.AF_INET) return new IPEndPoint(new IPAddress(sa.Slice(4, 4)), port);
-        if (family == LoadNative.AF_INET6) return new IPEndPoint(new IPAddress(sa.Slice(8, 16)), port);
+        if (family == Native.AF_INET) return new IPEndPoint(new IPAddress(sa.Slice(4, 4)), port);
+        if (family == Native.AF_INET6) return new IPEndPoint(new IPAddress(sa.Slice(8, 16)), port);
         return null;
     }
 
@@ -123,14 +126,22 @@ public sealed unsafe class LoadSocket : IDisposable
     /// <summary>Every send slot goes to <paramref name="destination"/> until changed.</summary>
     public void SetDestinationAll(IPEndPoint destination)
     {
-        Span<byte> sa = stackalloc byte[AddressSize];
-        int len = WriteSockaddr(sa, destination);
-        for (int i = 0; i < _slots; i++)
+        _defaultNameLength = WriteSockaddr(_defaultName, destination);
+        RestoreDestination(_slots);
+    }
+
+    /// <summary>Send slots 0..count-1 go to the destination of <see cref="SetDestinationAll"/> again (after <see cref="ReplyTo"/>).</summary>
+    public void RestoreDestination(int count)
+    {
+        for (int i = 0; i < count; i++)
         {
-            sa.CopyTo(new Span<byte>(_sendNames + i * AddressSize, AddressSize));
-            _sendNameLength[i] = (uint)len;
+            _defaultName.CopyTo(new Span<byte>(_sendNames + i * AddressSize, AddressSize));
+            _sendNameLength[i] = (uint)_defaultNameLength;
         }
     }
+
+    /// <summary>The send slots the last <see cref="Send"/> could not hand to the kernel (each also counted in SendErrors).</summary>
+    public IReadOnlyList<int> LastFailed => _failed;
 
     /// <summary>Send slot <paramref name="sendIndex"/> goes back to where received datagram <paramref name="recvIndex"/> came from.</summary>
     public void ReplyTo(int sendIndex, int recvIndex)
@@ -158,6 +169,7 @@ public sealed unsafe class LoadSocket : IDisposable
             h.Flags = 0;
         }
         int sent = 0, done = 0, retries = 0;
+        _failed.Clear();
         while (done < count)
         {
             int r = Native.SendMMsg(_fd, _sendMsgs + done, (uint)(count - done), 0);
@@ -168,13 +180,14 @@ public sealed unsafe class LoadSocket : IDisposable
                 continue;
             }
             int e = Native.Errno;
-            if ((e == LoadNative.EINTR || e == LoadNative.EAGAIN || e == LoadNative.ENOBUFS) && retries++ < 64)
+            if ((e == Native.EINTR || e == Native.EAGAIN || e == LoadNative.ENOBUFS) && retries++ < 64)
             {
-                if (e != LoadNative.EINTR) Thread.Yield();
+                if (e != Native.EINTR) Thread.Yield();
                 continue;
             }
             LastErrno = e;
             SendErrors++;
+            _failed.Add(done);
             done++;
         }
         return sent;
@@ -183,7 +196,7 @@ public sealed unsafe class LoadSocket : IDisposable
     /// <summary>Waits up to <paramref name="timeoutNs"/> for a datagram to read; true when one is there.</summary>
     public bool WaitReadable(long timeoutNs)
     {
-        var pfd = new Native.PollFd { Fd = _fd, Events = LoadNative.POLLIN };
+        var pfd = new Native.PollFd { Fd = _fd, Events = Native.POLLIN };
         var ts = new LoadNative.TimeSpec { Seconds = timeoutNs / 1_000_000_000L, Nanoseconds = timeoutNs % 1_000_000_000L };
         return LoadNative.PPoll(&pfd, 1, &ts, null) > 0;
     }
@@ -204,7 +217,7 @@ public sealed unsafe class LoadSocket : IDisposable
             h.ControlLength = ControlSize;
             h.Flags = 0;
         }
-        int r = Native.RecvMMsg(_fd, _recvMsgs, (uint)_slots, LoadNative.MSG_DONTWAIT, null);
+        int r = Native.RecvMMsg(_fd, _recvMsgs, (uint)_slots, Native.MSG_DONTWAIT, null);
         if (r <= 0) return 0;
         for (int k = 0; k < r; k++)
         {
@@ -226,7 +239,7 @@ public sealed unsafe class LoadSocket : IDisposable
             int level = *(int*)(p + off + 8);
             int type = *(int*)(p + off + 12);
             if (len < 16 || off + len > length) break;
-            if (level == LoadNative.SOL_SOCKET && type == LoadNative.SCM_TIMESTAMPNS && len >= 32)
+            if (level == Native.SOL_SOCKET && type == LoadNative.SCM_TIMESTAMPNS && len >= 32)
             {
                 long sec = *(long*)(p + off + 16);
                 long nsec = *(long*)(p + off + 24);

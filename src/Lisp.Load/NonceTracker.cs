@@ -25,6 +25,7 @@ public sealed class NonceTracker
         public byte Kind;
         public int Item;
         public long SentNs;
+        public long SentMono;
     }
 
     private readonly Slot[] _ring;
@@ -65,18 +66,37 @@ public sealed class NonceTracker
         s.Kind = kind;
         s.Item = item;
         s.SentNs = long.MaxValue;
+        s.SentMono = long.MaxValue;
         InFlight++;
         return (ulong)Tag << 32 | seq;
     }
 
-    /// <summary>Stamps the send time of the messages issued as the last <paramref name="count"/>.</summary>
-    public void SetSent(int count, long sentNs)
+    /// <summary>
+    /// Stamps the send time of the messages issued as the last <paramref name="count"/>: <paramref name="sentNs"/> on
+    /// the clock the kernel stamps received datagrams with (CLOCK_REALTIME), for latency; <paramref name="sentMono"/>
+    /// on a monotonic clock, for timeouts, so a wall-clock step neither expires everything nor stops expiry.
+    /// </summary>
+    public void SetSent(int count, long sentNs, long sentMono)
     {
         for (uint k = 1; k <= count; k++)
         {
             ref var s = ref _ring[(int)((_next - k) & (uint)_mask)];
-            if (s.Seq == _next - k) s.SentNs = sentNs;
+            if (s.Seq == _next - k)
+            {
+                s.SentNs = sentNs;
+                s.SentMono = sentMono;
+            }
         }
+    }
+
+    /// <summary>Forgets a message that never left (the kernel refused it): neither in flight nor lost.</summary>
+    public void Cancel(ulong nonce)
+    {
+        uint seq = (uint)nonce;
+        ref var s = ref _ring[(int)(seq & (uint)_mask)];
+        if ((uint)(nonce >> 32) != Tag || s.Seq != seq || s.State != Pending) return;
+        s.State = Free;
+        InFlight--;
     }
 
     /// <summary>Matches a reply's nonce. On <see cref="MatchResult.Matched"/> the message is answered and its item, kind and send time are returned.</summary>
@@ -108,8 +128,8 @@ public sealed class NonceTracker
         }
     }
 
-    /// <summary>Writes off every pending message sent before <paramref name="cutoffNs"/> as timed out; returns how many.</summary>
-    public int Expire(long cutoffNs)
+    /// <summary>Writes off every pending message sent (monotonic clock of <see cref="SetSent"/>) before <paramref name="cutoffMono"/> as timed out; returns how many.</summary>
+    public int Expire(long cutoffMono)
     {
         int n = 0;
         while (_oldest != _next)
@@ -117,7 +137,7 @@ public sealed class NonceTracker
             ref var s = ref _ring[(int)(_oldest & (uint)_mask)];
             if (s.Seq == _oldest && s.State == Pending)
             {
-                if (s.SentNs >= cutoffNs) break;
+                if (s.SentMono >= cutoffMono) break;
                 s.State = TimedOut;
                 InFlight--;
                 TimedOutCount++;

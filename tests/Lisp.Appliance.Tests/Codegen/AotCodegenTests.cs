@@ -69,9 +69,13 @@ public sealed class AotCodegenTests
     /// <summary>The published binary and its code symbols, or a skip with the reason.</summary>
     private Binary Load()
     {
-        var env = Environment.GetEnvironmentVariable("LISP_DECENT_BINARY");
-        var path = string.IsNullOrEmpty(env) ? TestFiles.InProject("artifacts", "publish", "lisp-decent") : env;
         Skip.IfNot(OperatingSystem.IsLinux(), "the codegen check reads an ELF binary (Linux only)");
+        Skip.IfNot(System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.X64,
+            "the checks look for x86-64 instructions (crc32, pcmpeqd); arm64 code has other names");
+        // The same binary the process tests run (ApplianceProcess picks it: LISP_DECENT_BINARY, else a fresh artifacts/publish).
+        var artifact = ApplianceProcess.Artifact;
+        Skip.IfNot(artifact.IsNativeAot, $"the process tests run the JIT build here ({artifact.Source}); the codegen check needs the native-AOT binary");
+        var path = artifact.Path;
         Skip.If(!File.Exists(path), $"no published binary at {path}: run ./build.sh publish (or set LISP_DECENT_BINARY)");
         Skip.If(!File.Exists(path + ".dbg"), $"{path}.dbg missing: the symbol table comes from the StripSymbols side file");
         Skip.If(Which("objdump") is null || Which("nm") is null, "objdump/nm not installed (apt-get install binutils)");

@@ -191,20 +191,38 @@ public sealed class LoadMessageTests
         var t = new NonceTracker(0xabcd00, 16);
         var n1 = t.Issue(11, 1);
         var n2 = t.Issue(12, 2);
-        t.SetSent(2, 1000);
+        t.SetSent(2, 1000, 50);   // realtime ns for latency, monotonic ticks for expiry
         Assert.Equal(2, t.InFlight);
         Assert.Equal(MatchResult.Matched, t.Match(n1, out int item, out byte kind, out long sent));
         Assert.Equal((11, (byte)1, 1000L), (item, kind, sent));
         Assert.Equal(MatchResult.Duplicate, t.Match(n1, out _, out _, out _));
         Assert.Equal(MatchResult.Unmatched, t.Match(n2 ^ (1UL << 40), out _, out _, out _)); // another run's tag
         Assert.Equal(MatchResult.Unmatched, t.Match((ulong)0xabcd00 << 32 | 99, out _, out _, out _)); // never issued
-        Assert.Equal(1, t.Expire(2000));
+        Assert.Equal(0, t.Expire(50));    // expiry reads the monotonic stamp: sent at 50 is not before 50
+        Assert.Equal(1, t.Expire(51));
         Assert.Equal(0, t.InFlight);
         Assert.Equal(MatchResult.Late, t.Match(n2, out _, out _, out _));
         Assert.Equal(1, t.TimedOutCount);
         // Wrap the ring: an old nonce whose slot was reused is late, not matched to the newcomer.
         for (int i = 0; i < t.Capacity; i++) t.Match(t.Issue(i, 1), out _, out _, out _);
         Assert.Equal(MatchResult.Late, t.Match(n1, out _, out _, out _));
+    }
+
+    [Fact]
+    public void A_cancelled_message_is_neither_in_flight_nor_timed_out()
+    {
+        var t = new NonceTracker(0x77, 16);
+        var refused = t.Issue(1, 2);
+        var sent = t.Issue(2, 2);
+        t.SetSent(2, 1000, 10);
+        t.Cancel(refused);
+        Assert.Equal(1, t.InFlight);
+        t.Cancel(refused);                 // twice changes nothing
+        t.Cancel(sent ^ (1UL << 40));      // another run's tag changes nothing
+        Assert.Equal(1, t.InFlight);
+        Assert.Equal(1, t.Expire(100));    // only the one that left times out
+        Assert.Equal(1, t.TimedOutCount);
+        Assert.Equal(0, t.InFlight);
     }
 
     [Fact]
