@@ -77,7 +77,7 @@ public sealed unsafe class LoadSocket : IDisposable
             Native.SetInt(fd, Native.SOL_SOCKET, LoadNative.SO_TIMESTAMPNS, 1);
             if (!v4) Native.SetInt(fd, Native.IPPROTO_IPV6, Native.IPV6_V6ONLY, 1);
             Span<byte> sa = stackalloc byte[AddressSize];
-            int len = WriteSockaddr(sa, bind);
+            int len = UdpBatchSocket.WriteSockaddr(sa, bind);
             fixed (byte* p = sa)
             {
                 if (Native.Bind(fd, p, (uint)len) < 0) throw new IOException($"bind {bind}: {Native.Describe(Native.Errno)}");
@@ -92,23 +92,6 @@ public sealed unsafe class LoadSocket : IDisposable
             Native.Close(fd);
             throw;
         }
-    }
-
-    internal static int WriteSockaddr(Span<byte> sa, IPEndPoint ep)
-    {
-        sa.Clear();
-        if (ep.AddressFamily == AddressFamily.InterNetwork)
-        {
-            BinaryPrimitives.WriteUInt16LittleEndian(sa, Native.AF_INET);
-            BinaryPrimitives.WriteUInt16BigEndian(sa.Slice(2), (ushort)ep.Port);
-            ep.Address.TryWriteBytes(sa.Slice(4, 4), out _);
-            return 16;
-        }
-        BinaryPrimitives.WriteUInt16LittleEndian(sa, Native.AF_INET6);
-        BinaryPrimitives.WriteUInt16BigEndian(sa.Slice(2), (ushort)ep.Port);
-        ep.Address.TryWriteBytes(sa.Slice(8, 16), out _);
-        BinaryPrimitives.WriteUInt32LittleEndian(sa.Slice(24), (uint)ep.Address.ScopeId);
-        return 28;
     }
 
     internal static IPEndPoint? ReadSockaddr(ReadOnlySpan<byte> sa)
@@ -126,7 +109,7 @@ public sealed unsafe class LoadSocket : IDisposable
     /// <summary>Every send slot goes to <paramref name="destination"/> until changed.</summary>
     public void SetDestinationAll(IPEndPoint destination)
     {
-        _defaultNameLength = WriteSockaddr(_defaultName, destination);
+        _defaultNameLength = UdpBatchSocket.WriteSockaddr(_defaultName, destination);
         RestoreDestination(_slots);
     }
 
