@@ -114,7 +114,8 @@ public sealed class LoadSinkTests
     [Fact]
     public void MalformedAndForeignRepliesAreCountedNotFatal()
     {
-        // A "map-resolver" that answers every request with junk, a short Map-Reply, a foreign nonce and a Map-Request.
+        // A "map-resolver" that answers every request with junk, a short Map-Reply, a foreign nonce, a Map-Request, or
+        // (every fifth) a Map-Reply carrying the request's own nonce but a record cut short.
         using var bad = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
         bad.Bind(new IPEndPoint(IPAddress.Parse("127.0.62.6"), 0));
         bad.ReceiveTimeout = 200;
@@ -122,24 +123,28 @@ public sealed class LoadSinkTests
         var responder = new Thread(() =>
         {
             var buf = new byte[2048];
-            int i = 0;
+            int i = 0, got = 0;
             while (!stop.IsCancellationRequested)
             {
                 EndPoint from = new IPEndPoint(IPAddress.Any, 0);
                 try
                 {
-                    bad.ReceiveFrom(buf, ref from);
+                    got = bad.ReceiveFrom(buf, ref from);
                 }
                 catch (System.Net.Sockets.SocketException)
                 {
                     continue;
                 }
-                byte[] reply = (i++ % 4) switch
+                // ECM (4) + inner IPv4 (20) + UDP (8), then the Map-Request: its nonce is at bytes 4..11 of it.
+                const int NonceAt = 4 + 20 + 8 + 4;
+                byte[] reply = (i++ % 5) switch
                 {
                     0 => [0xff, 1, 2],
                     1 => [0x20, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9],
                     2 => [0x20, 0, 0, 0, 0x12, 0x34, 0x56, 0x78, 0, 0, 0, 1],
-                    _ => [0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    3 => [0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+                    _ when got >= NonceAt + 8 => [0x20, 0, 0, 1, .. buf.AsSpan(NonceAt, 8), 0, 0, 0, 60, 1],   // 1 record, 5 of its 16+ bytes
+                    _ => [0],
                 };
                 bad.SendTo(reply, from);
             }
@@ -151,8 +156,12 @@ public sealed class LoadSinkTests
                 .GetProperty("steps")[0];
             Assert.Equal(40, L(s, "sent"));
             Assert.Equal(0, L(s, "replies"));
+            // None got a valid reply (lost = sent - replies); the 8 answered with their own nonce but a broken record
+            // are malformed and were not left to time out; the other 32 got nothing of theirs back.
             Assert.Equal(40, L(s, "lost"));
-            Assert.True(L(s, "malformed") + L(s, "other-type") + L(s, "unmatched") >= 30, s.ToString());
+            Assert.Equal(32, L(s, "timed-out"));
+            Assert.True(L(s, "malformed") >= 8, s.ToString());
+            Assert.True(L(s, "malformed") + L(s, "other-type") + L(s, "unmatched") >= 38, s.ToString());
         }
         finally
         {
