@@ -48,6 +48,25 @@ public static class KernelDrops
         return found ? sum : null;
     }
 
+    /// <summary>
+    /// True when <paramref name="address"/> belongs to this machine (loopback, or an address of one of its
+    /// interfaces): only then is a socket in /proc/net/udp the target's own, not a local wildcard socket that
+    /// happens to share the port with a remote target.
+    /// </summary>
+    public static bool IsLocal(IPAddress address)
+    {
+        if (IPAddress.IsLoopback(address)) return true;
+        try
+        {
+            return System.Net.NetworkInformation.NetworkInterface.GetAllNetworkInterfaces()
+                .Any(i => i.GetIPProperties().UnicastAddresses.Any(u => u.Address.Equals(address)));
+        }
+        catch (System.Net.NetworkInformation.NetworkInformationException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>Reads the live counter; null when the file or the socket is not there.</summary>
     public static long? Read(IPEndPoint endpoint)
     {

@@ -78,7 +78,8 @@ public sealed class LoadRunner : IDisposable
     private StepResult RunStep(double rate, CancellationToken ct)
     {
         int T = _o.Threads;
-        long? targetBefore = _o.KernelDrops ? KernelDrops.Read(_o.Target) : null;
+        bool targetIsLocal = _o.KernelDrops && KernelDrops.IsLocal(_o.Target.Address);   // a remote target's drops are not in our /proc
+        long? targetBefore = targetIsLocal ? KernelDrops.Read(_o.Target) : null;
         long? ownBefore = OwnDrops();
         // Register runs send each message once unless a count, a refresh or steps say otherwise.
         long count = _o.Count;
@@ -105,7 +106,7 @@ public sealed class LoadRunner : IDisposable
         double replyS = lastReply > start ? (lastReply - start) / (double)Stopwatch.Frequency : sendS;
         long Sum(Func<LoadWorker, long> f) => workers.Sum(f);
         long sent = Sum(w => w.C.Sent), replies = Sum(w => w.C.Replies), accepted = Sum(w => w.C.Accepted);
-        long? targetAfter = _o.KernelDrops ? KernelDrops.Read(_o.Target) : null;
+        long? targetAfter = targetIsLocal ? KernelDrops.Read(_o.Target) : null;
         long? ownAfter = OwnDrops();
         return new StepResult
         {

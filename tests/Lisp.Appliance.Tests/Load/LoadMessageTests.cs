@@ -256,6 +256,15 @@ public sealed class LoadMessageTests
     }
 
     [Fact]
+    public void KernelDropsAreReadOnlyForATargetOnThisMachine()
+    {
+        Assert.True(KernelDrops.IsLocal(IPAddress.Parse("127.0.42.1")));
+        Assert.True(KernelDrops.IsLocal(IPAddress.IPv6Loopback));
+        // TEST-NET-1 (RFC 5737): no interface here has it, so a local socket on the same port is not the target's.
+        Assert.False(KernelDrops.IsLocal(IPAddress.Parse("192.0.2.1")));
+    }
+
+    [Fact]
     public void KernelDropsParseProcNetUdp()
     {
         const string text = """
