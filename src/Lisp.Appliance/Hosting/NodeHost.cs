@@ -45,11 +45,14 @@ public sealed partial class NodeHost : IDisposable
             : ControlNodeSet.Single(new ControlNode(PushIo.Adjust(BuildOptions(config, _transport.LocalEndpoints), config, mappingSystem), mappingSystem));
         _queue = Channel.CreateBounded<ReceivedPacket>(new BoundedChannelOptions(QueueCapacity)
         {
-            FullMode = BoundedChannelFullMode.DropWrite,
+            // Wait, not DropWrite: with DropWrite TryWrite returns true while discarding the packet, so a full queue
+            // dropped datagrams that no counter or log line saw. With Wait, TryWrite returns false when full
+            // (it never waits) and EnqueueOrCount counts the drop.
+            FullMode = BoundedChannelFullMode.Wait,
             SingleReader = true,
         });
         // A push-group member also has the group's data socket and multicast socket (PushIo).
-        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, p => Enqueue(p));
+        if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, EnqueueOrCount);
         _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
     }
 
@@ -108,16 +111,7 @@ public sealed partial class NodeHost : IDisposable
 
     public void Start()
     {
-        _transport.Start((payload, from, local) =>
-        {
-            if (!Enqueue(new ReceivedPacket(payload, from, local)))
-            {
-                if (Interlocked.Increment(ref _queueDrops) % 1000 == 1)
-                {
-                    _log.Warn("queue-full", $"control queue full ({QueueCapacity}); dropped {QueueDrops} packets so far");
-                }
-            }
-        });
+        _transport.Start((payload, from, local) => EnqueueOrCount(new ReceivedPacket(payload, from, local)));
         string roles = string.Join(", ", NodeConfig.KnownRoles.Where(_config.Has));
         _log.Info("node-started", $"{_config.Name}: roles {roles}; mapping system {Node.MappingSystem.Name}; listening on {string.Join(", ", LocalEndpoints)}"
             + (Nodes.IsSplit ? $"; {Nodes.Servers.Count} map-server(s) with separate tables" : ""));
@@ -131,11 +125,18 @@ public sealed partial class NodeHost : IDisposable
         if (_requests.Writer.TryWrite(eid)) Wake();
     }
 
-    private bool Enqueue(ReceivedPacket packet)
+    /// <summary>Queues a received packet for the control loop; when the queue is full, counts and (rate-limited) logs the drop.</summary>
+    private void EnqueueOrCount(ReceivedPacket packet)
     {
-        if (!_queue.Writer.TryWrite(packet)) return false;
-        Wake();
-        return true;
+        if (_queue.Writer.TryWrite(packet))
+        {
+            Wake();
+            return;
+        }
+        if (Interlocked.Increment(ref _queueDrops) % 1000 == 1)
+        {
+            _log.Warn("queue-full", $"control queue full ({QueueCapacity}); dropped {QueueDrops} packets so far");
+        }
     }
 
     /// <summary>Wakes the control loop; cheap when it is already awake (one flag, at most one pending release).</summary>

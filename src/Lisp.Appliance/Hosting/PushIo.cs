@@ -27,7 +27,7 @@ public sealed class PushIo : IDisposable
     private readonly PushMappingSystem _push;
     private readonly PushReplicator _replicator;
     private readonly Log _log;
-    private readonly Func<ReceivedPacket, bool> _inject;
+    private readonly Action<ReceivedPacket> _inject;
     /// <summary>Data-port sockets this member bound itself (receive and send).</summary>
     private readonly List<Socket> _dataSockets = [];
     /// <summary>Send-only sockets (ephemeral port) for the families whose data port the data plane owns.</summary>
@@ -43,7 +43,7 @@ public sealed class PushIo : IDisposable
     private DateTimeOffset _lastDump = DateTimeOffset.MinValue, _lastMembership = DateTimeOffset.MinValue;
     private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors;
 
-    public PushIo(NodeConfig config, PushMappingSystem push, Log log, Func<ReceivedPacket, bool> inject)
+    public PushIo(NodeConfig config, PushMappingSystem push, Log log, Action<ReceivedPacket> inject)
     {
         _config = config;
         _push = push;
