@@ -42,6 +42,11 @@ public enum DropReason
     /// set this map-server address is not in); see <see cref="MapServerOptions.EidFilter"/>.
     /// </summary>
     NotServedHere,
+    /// <summary>
+    /// A record of an authenticated Map-Register refused because the registration table is at
+    /// <see cref="MapServerOptions.MaxRegistrations"/>: not registered, not in the Map-Notify.
+    /// </summary>
+    RegistrationTableFull,
 }
 
 /// <summary>Things that happened (not drops), counted for `show` and metrics.</summary>

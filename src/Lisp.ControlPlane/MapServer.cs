@@ -249,6 +249,8 @@ public sealed class MapServer
         var flags = FlagsOf(register);
         var before = _options.SmrOnChange ? register.Records.Select(r => MergedLocators(r.Eid.Canonical().ToString())).ToList() : null;
         string registererKey = register.XtrId is not null ? "xtr:" + Convert.ToHexString(register.XtrId) : "ip:" + packet.From;
+        // The records this Map-Register really registered (or withdrew): only these are confirmed by Map-Notify.
+        var confirmed = new List<MappingRecord>(register.Records.Count);
         foreach (var rec in register.Records)
         {
             var eid = rec.Eid.Canonical();
@@ -268,6 +270,7 @@ public sealed class MapServer
                     if (list.Count == 0) _registrations.Remove(key);
                     actions.Add(new LogAction(LogLevel.Info, "registration-withdrawn", $"site '{site.Name}' {eid} withdrawn by {from} (TTL 0)"));
                 }
+                confirmed.Add(rec);
                 continue;
             }
             var timeout = register.UseTtlForTimeout ? rec.Ttl : _options.RegistrationTimeout;
@@ -284,17 +287,22 @@ public sealed class MapServer
                     actions.Add(new LogAction(LogLevel.Info, "registration-changed",
                         $"site '{site.Name}' {eid} RLOCs now {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))} from {from}"));
                 }
+                confirmed.Add(rec);
             }
             else
             {
                 if (_registrationCount >= _options.MaxRegistrations)
                 {
+                    // Refused, so neither counted as accepted nor confirmed by Map-Notify: the ETR must not believe it is registered.
+                    _counters.Drop(DropReason.RegistrationTableFull);
                     actions.Add(new LogAction(LogLevel.Warning, "registration-refused", $"site '{site.Name}' {eid} from {from}: registration table full ({_options.MaxRegistrations})"));
+                    if (list.Count == 0) _registrations.Remove(key);
                     continue;
                 }
                 list.Add(new Registration(site.Name, eid, rec.Locators, packet.From, now, now, now + timeout, flags,
                     rec.TtlRaw, register.Algorithm, register.XtrId, register.SiteId));
                 _registrationCount++;
+                confirmed.Add(rec);
                 actions.Add(new LogAction(LogLevel.Info, "registration-accepted",
                     $"site '{site.Name}' {eid} registered by {from} with RLOCs {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))}, flags {Registration.FormatFlags(flags)}, expires in {timeout.TotalSeconds:0}s"));
             }
@@ -308,6 +316,7 @@ public sealed class MapServer
                 if (before[k].Count > 0 && !before[k].SequenceEqual(after)) actions.AddRange(SmrRequesters(eid, packet, now));
             }
         }
+        if (confirmed.Count == 0) return actions;   // every record refused (counted and logged above): no Map-Notify
         _counters.Count(ControlEvent.RegistrationAccepted);
         actions.Add(new LogAction(LogLevel.Debug, "map-register-accepted",
             $"Map-Register nonce {Util.Hex(register.Nonce)} from {from}, site '{site.Name}', {register.Records.Count} record(s)"));
@@ -317,7 +326,7 @@ public sealed class MapServer
             var notify = new MapNotify
             {
                 Nonce = register.Nonce, KeyId = register.KeyId, Algorithm = register.Algorithm,
-                Records = register.Records, XtrId = register.XtrId, SiteId = register.SiteId,
+                Records = confirmed.Count == register.Records.Count ? register.Records : confirmed, XtrId = register.XtrId, SiteId = register.SiteId,
             };
             var bytes = notify.ToSignedBytes(site.KeyBytes);
             var fromEp = Util.FromFor(packet.Local, packet.From);

@@ -56,6 +56,36 @@ public class MapServerTests
     }
 
     [Fact]
+    public void Past_the_registration_cap_records_are_refused_counted_and_left_out_of_the_map_notify()
+    {
+        var site = new SiteConfig("site1", Key, [E("[0]10.0.0.0/8")]) { AcceptMoreSpecifics = true };
+        var ms = new MapServer(new MapServerOptions { Sites = [site], MaxRegistrations = 2 });
+        // One register with three records at a cap of two: the third is refused, the Notify confirms only two.
+        var reg = Register(0x51, AuthAlgorithm.HmacSha256_128,
+            Rec("[0]10.1.0.0/16", "192.0.2.1"), Rec("[0]10.2.0.0/16", "192.0.2.1"), Rec("[0]10.3.0.0/16", "192.0.2.1"));
+        var actions = Send(ms, reg);
+        Assert.Equal(["[0]10.1.0.0/16", "[0]10.2.0.0/16"], ms.Registrations(T0).Select(r => r.Eid.ToString()).Order().ToArray());
+        Assert.Equal(1, ms.Counters.Drops(DropReason.RegistrationTableFull));
+        Assert.Contains(Logs(actions), l => l.Event == "registration-refused" && l.Message.Contains("[0]10.3.0.0/16", StringComparison.Ordinal));
+        var notify = Decode<MapNotify>(Assert.Single(Sends(actions)).Payload);
+        Assert.Equal(["[0]10.1.0.0/16", "[0]10.2.0.0/16"], notify.Records.Select(r => r.Eid.ToString()).ToArray());
+        Assert.True(MessageAuthentication.Verify(Assert.Single(Sends(actions)).Payload, KeyBytes));
+
+        // A register whose only record is refused gets no Map-Notify at all and is not counted as accepted.
+        long acceptedBefore = ms.Counters.Events(ControlEvent.RegistrationAccepted);
+        var refused = Send(ms, Register(0x52, AuthAlgorithm.HmacSha256_128, Rec("[0]10.4.0.0/16", "192.0.2.1")));
+        Assert.Empty(Sends(refused));
+        Assert.Equal(acceptedBefore, ms.Counters.Events(ControlEvent.RegistrationAccepted));
+        Assert.Equal(2, ms.Counters.Drops(DropReason.RegistrationTableFull));
+        Assert.Equal(2, ms.Registrations(T0).Count);
+
+        // Refreshing a registration already held is not refused at the cap.
+        var refresh = Send(ms, Register(0x53, AuthAlgorithm.HmacSha256_128, Rec("[0]10.1.0.0/16", "192.0.2.1")));
+        Assert.Equal("[0]10.1.0.0/16", Assert.Single(Decode<MapNotify>(Assert.Single(Sends(refresh)).Payload).Records).Eid.ToString());
+        Assert.Equal(2, ms.Counters.Drops(DropReason.RegistrationTableFull));
+    }
+
+    [Fact]
     public void No_map_notify_without_M_bit()
     {
         var ms = Server(false, null, null, "[0]10.1.0.0/16");
