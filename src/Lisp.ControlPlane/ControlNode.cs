@@ -49,7 +49,7 @@ public sealed class ControlNode
     {
         _options = options;
         MappingSystem = mappingSystem;
-        random ??= new Random();
+        random ??= SecureRandom.Instance;   // nonces guard against forged replies: never System.Random unless a test asks
         Counters = new ControlCounters();
         if (options.MapServer is { } ms) MapServer = new MapServer(ms, Counters);
         if (options.MapResolver is { } mr) MapResolver = new MapResolver(mr, mappingSystem, MapServer, options.LocalEndpoints, Counters);

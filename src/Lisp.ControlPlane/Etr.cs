@@ -79,7 +79,7 @@ public sealed class Etr
         if (options.XtrId is not null && options.XtrId.Length != 16) throw new ArgumentException("xTR-ID must be 16 bytes");
         _options = options;
         _mappingSystem = mappingSystem;
-        _random = random ?? new Random();
+        _random = random ?? SecureRandom.Instance;
         _counters = counters ?? new ControlCounters();
         _key = Encoding.UTF8.GetBytes(options.Key);
         _database = options.Database;

@@ -122,7 +122,7 @@ public sealed partial class Itr
         if (options.ProbeJitter is < 0 or > 0.5 || double.IsNaN(options.ProbeJitter)) throw new ArgumentException("ProbeJitter must be between 0 and 0.5");
         _options = options;
         _mappingSystem = mappingSystem;
-        _random = random ?? new Random();
+        _random = random ?? SecureRandom.Instance;
         _counters = counters ?? new ControlCounters();
     }
 

@@ -150,7 +150,7 @@ public sealed class MapServer
     private readonly Dictionary<string, List<Registration>> _registrations = new(StringComparer.Ordinal);
     private readonly Dictionary<(ulong Nonce, IPEndPoint To), PendingNotify> _pendingNotifies = new();
     private readonly List<(IPEndPoint Itr, EidPrefix Eid, DateTimeOffset At)> _proxyRequesters = [];
-    private readonly Random _random = new();
+    private readonly Random _random = SecureRandom.Instance;
     private int _registrationCount;
 
     private sealed class PendingNotify(byte[] payload, IPEndPoint to, IPEndPoint? from, SiteConfig site, DateTimeOffset nextAt)
