@@ -196,7 +196,6 @@ internal sealed class LoadWorker
     private long _registerCursor;
     private long _cycle;
     private readonly ulong[] _batchNonces;
-    private readonly bool[] _batchIsRegister;
 
     public LoadWorker(LoadOptions o, LoadRunner run, LoadSocket socket, int index, uint tag, double ratePerThread, int window, long quota, int seed)
     {
@@ -218,7 +217,6 @@ internal sealed class LoadWorker
         _tracker = new NonceTracker(tag, (int)Math.Min(need, 1 << 22));
         _registerCursor = index;
         _batchNonces = new ulong[o.Batch];
-        _batchIsRegister = new bool[o.Batch];
         SendErrorsBefore = socket.SendErrors;
     }
 
@@ -314,33 +312,34 @@ internal sealed class LoadWorker
         var reqs = _run.Requests;
         for (int i = 0; i < n; i++)
         {
-            var slot = _s.SendSlot(i);
-            if (NextIsRegister())
+            bool register = NextIsRegister();
+            int item;
+            if (register)
             {
                 // Thread t sends messages t, t+T, t+2T ... (cycling): each EID always leaves from the same port.
-                int j = (int)(_registerCursor % regs!.Count);
+                item = (int)(_registerCursor % regs!.Count);
                 _registerCursor += _o.Threads;
-                var tpl = regs[j];
-                tpl.CopyTo(slot);
-                ulong nonce = _tracker.Issue(j, KindRegister);
-                _batchNonces[i] = nonce;
-                _batchIsRegister[i] = true;
-                LoadMessages.PatchRegister(slot.Slice(0, tpl.Length), nonce, _signer);
-                _s.SetSendLength(i, tpl.Length);
+            }
+            else
+            {
+                item = _rng.Next(reqs!.Count);
+            }
+            var tpl = register ? regs![item] : reqs![item];
+            var message = _s.SendSlot(i).Slice(0, tpl.Length);
+            tpl.CopyTo(message);
+            ulong nonce = _tracker.Issue(item, register ? KindRegister : KindRequest);
+            _batchNonces[i] = nonce;
+            if (register)
+            {
+                LoadMessages.PatchRegister(message, nonce, _signer);
                 C.SentRegisters++;
             }
             else
             {
-                int e = _rng.Next(reqs!.Count);
-                var tpl = reqs[e];
-                tpl.CopyTo(slot);
-                ulong nonce = _tracker.Issue(e, KindRequest);
-                _batchNonces[i] = nonce;
-                _batchIsRegister[i] = false;
-                LoadMessages.PatchRequest(slot.Slice(0, tpl.Length), nonce, _port);
-                _s.SetSendLength(i, tpl.Length);
+                LoadMessages.PatchRequest(message, nonce, _port);
                 C.SentRequests++;
             }
+            _s.SetSendLength(i, tpl.Length);
         }
         _tracker.SetSent(n, LoadNative.RealtimeNs(), Stopwatch.GetTimestamp());
         int sent = _s.Send(n);
@@ -348,9 +347,11 @@ internal sealed class LoadWorker
         // flight (it would hold a window slot for the whole --timeout) and not lost.
         foreach (int i in _s.LastFailed)
         {
-            _tracker.Cancel(_batchNonces[i]);
-            if (_batchIsRegister[i]) C.SentRegisters--;
-            else C.SentRequests--;
+            switch (_tracker.Cancel(_batchNonces[i]))
+            {
+                case KindRegister: C.SentRegisters--; break;
+                case KindRequest: C.SentRequests--; break;
+            }
         }
         C.Sent += sent;
     }

@@ -89,14 +89,18 @@ public sealed class NonceTracker
         }
     }
 
-    /// <summary>Forgets a message that never left (the kernel refused it): neither in flight nor lost.</summary>
-    public void Cancel(ulong nonce)
+    /// <summary>
+    /// Forgets a message that never left (the kernel refused it): neither in flight nor lost. Returns the kind it
+    /// was issued with, or 0 when the nonce is not a pending message of this tracker.
+    /// </summary>
+    public byte Cancel(ulong nonce)
     {
         uint seq = (uint)nonce;
         ref var s = ref _ring[(int)(seq & (uint)_mask)];
-        if ((uint)(nonce >> 32) != Tag || s.Seq != seq || s.State != Pending) return;
+        if ((uint)(nonce >> 32) != Tag || s.Seq != seq || s.State != Pending) return 0;
         s.State = Free;
         InFlight--;
+        return s.Kind;
     }
 
     /// <summary>Matches a reply's nonce. On <see cref="MatchResult.Matched"/> the message is answered and its item, kind and send time are returned.</summary>

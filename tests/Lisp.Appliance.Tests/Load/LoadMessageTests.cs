@@ -215,10 +215,10 @@ public sealed class LoadMessageTests
         var refused = t.Issue(1, 2);
         var sent = t.Issue(2, 2);
         t.SetSent(2, 1000, 10);
-        t.Cancel(refused);
+        Assert.Equal(2, t.Cancel(refused));   // the kind it was issued with
         Assert.Equal(1, t.InFlight);
-        t.Cancel(refused);                 // twice changes nothing
-        t.Cancel(sent ^ (1UL << 40));      // another run's tag changes nothing
+        Assert.Equal(0, t.Cancel(refused));   // twice changes nothing
+        Assert.Equal(0, t.Cancel(sent ^ (1UL << 40)));   // another run's tag changes nothing
         Assert.Equal(1, t.InFlight);
         Assert.Equal(1, t.Expire(100));    // only the one that left times out
         Assert.Equal(1, t.TimedOutCount);
