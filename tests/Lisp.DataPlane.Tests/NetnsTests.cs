@@ -272,7 +272,10 @@ internal sealed class NsProcess : IDisposable
         if (_p.HasExited) return;
         NetnsTests.Sh($"kill -TERM {_p.Id}");
         if (!_p.WaitForExit(5000)) _p.Kill(true);
-        _p.WaitForExit(5000);
+        // Once it has exited, the parameterless wait also waits for the asynchronous readers to deliver the last
+        // output lines (the timed one does not): the fast-exiting AOT binary's "data-plane-stopped" line was
+        // missed that way once (ApplianceProcess had the same race).
+        if (_p.WaitForExit(5000)) _p.WaitForExit();
     }
 
     public void Dispose()
