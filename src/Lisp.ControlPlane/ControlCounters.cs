@@ -47,6 +47,11 @@ public enum DropReason
     /// <see cref="MapServerOptions.MaxRegistrations"/>: not registered, not in the Map-Notify.
     /// </summary>
     RegistrationTableFull,
+    /// <summary>
+    /// A record of an authenticated Map-Register refused because its site holds its own limit
+    /// (<see cref="SiteConfig.MaxRegistrations"/>): not registered, not in the Map-Notify.
+    /// </summary>
+    SiteRegistrationLimit,
 }
 
 /// <summary>Things that happened (not drops), counted for `show` and metrics.</summary>
@@ -54,6 +59,8 @@ public enum ControlEvent
 {
     Received,
     RegistrationAccepted,
+    /// <summary>A record of an authenticated Map-Register not taken (table or site limit); the drop reason says which.</summary>
+    RegistrationRefused,
     RegistrationExpired,
     MapNotifySent,
     MapNotifyRetransmitted,

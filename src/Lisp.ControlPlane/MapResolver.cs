@@ -60,9 +60,11 @@ public sealed class MapResolver
             return [new LogAction(LogLevel.Debug, "map-request-dropped", $"Map-Request from {packet.From} has no EID records")];
         }
         var eid = request.Records[0];
-        if (_localMapServer is not null && (_options.AnswerLocally || _localMapServer.Lookup(eid, now) is not null))
+        if (_localMapServer is not null)
         {
-            return _localMapServer.HandleMapRequest(ecm, request, packet, now);
+            // One lookup per request: the Map-Server answers from what the resolver found.
+            var found = _localMapServer.FindForResolver(eid, now);
+            if (_options.AnswerLocally || found is not null) return _localMapServer.HandleMapRequest(ecm, request, packet, now, true, found);
         }
         var servers = _mappingSystem.MapServersFor(eid);
         bool selfListed = servers.Any(s => IsLocal(s, packet));

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using Lisp.ControlPlane.Tables;
 using Lisp.Wire;
 
 namespace Lisp.ControlPlane;
@@ -21,6 +22,8 @@ public sealed record SiteConfig(string Name, string Key, IReadOnlyList<EidPrefix
     public bool AcceptAnyEid { get; init; }
     public IReadOnlyList<AuthAlgorithm> AllowedAlgorithms { get; init; } = [AuthAlgorithm.HmacSha1_96, AuthAlgorithm.HmacSha256_128];
     public string Description { get; init; } = "";
+    /// <summary>Most live registrations this site may hold (0: no per-site limit, only the map-server's).</summary>
+    public int MaxRegistrations { get; init; }
 
     internal byte[] KeyBytes { get; } = Encoding.UTF8.GetBytes(Key);
 }
@@ -55,8 +58,15 @@ public sealed record MapServerOptions
     public TimeSpan MapNotifyRetransmitInterval { get; init; } = TimeSpan.FromSeconds(2);
     /// <summary>Transmissions of one Map-Notify in all (first send included); 1 disables retransmission.</summary>
     public int MapNotifyTransmissions { get; init; } = 3;
-    /// <summary>Guard on memory: registrations beyond this many (EID, registerer) pairs are refused.</summary>
-    public int MaxRegistrations { get; init; } = 100_000;
+    /// <summary>
+    /// Guard on memory: registrations beyond this many (EID, registerer) pairs are refused (no Map-Notify, counted
+    /// as registration-refused). The default holds a 1M-EID push group twice over; a registration costs a few
+    /// hundred bytes (perf/RESULTS.md), so size it to the device's memory.
+    /// </summary>
+    public int MaxRegistrations { get; init; } = DefaultMaxRegistrations;
+    public const int DefaultMaxRegistrations = 2_000_000;
+    /// <summary>Lines below this level are never built (the host's log level): a Debug line per Map-Request costs more than the reply.</summary>
+    public LogLevel LogLevel { get; init; } = LogLevel.Debug;
     /// <summary>
     /// Remember the ITRs this Map-Server proxy-replied to and send them an SMR when the RLOCs registered for
     /// what they asked change (LISP-Decent push: the local Map-Server answers, so the ETR never sees the ITR).
@@ -142,39 +152,110 @@ public sealed record SiteTableRow(
 /// (and retransmits until acknowledged) Map-Notify when asked with the M bit. Pure: messages and a clock
 /// in, actions out. Not thread-safe: one control thread calls it.
 /// </summary>
+/// <summary>
+/// Map-Server (RFC 9301 section 8.2): authenticates Map-Registers against configured sites, keeps
+/// registrations as soft state, answers Map-Requests for registered EIDs (proxy Map-Reply with P, else
+/// forwards the ECM to a registered ETR), returns negative Map-Replies for what is not registered, sends
+/// (and retransmits until acknowledged) Map-Notify when asked with the M bit. Pure: messages and a clock
+/// in, actions out. Not thread-safe: one control thread calls it.
+/// <para>
+/// Tables (issue 10): registrations live in an <see cref="EidTable{T}"/> keyed by typed EID keys (longest-prefix
+/// match per instance-id and family, exact match for names); expiry and Map-Notify retransmission are two
+/// min-heaps on the caller's clock, each registration queued once and re-queued lazily when a refresh moved
+/// its expiry. A Map-Request, a Map-Register record and a timer turn each cost one trie path or heap operation
+/// per item, never a walk over the table. The clock the host passes is monotonic (<see cref="MonotonicClock"/>).
+/// </para>
+/// </summary>
 public sealed class MapServer
 {
     private readonly MapServerOptions _options;
     private readonly ControlCounters _counters;
-    // EID text key -> registrations of that EID, one per registerer.
-    private readonly Dictionary<string, List<Registration>> _registrations = new(StringComparer.Ordinal);
-    private readonly Dictionary<(ulong Nonce, IPEndPoint To), PendingNotify> _pendingNotifies = new();
+    private readonly EidTable<RegisteredEid> _table = new();
+    // Registration expiry: every live registrant once (at the expiry it had when queued); see Tick.
+    private readonly PriorityQueue<Registrant, DateTimeOffset> _expiry = new();
+    // Map-Notifies awaiting a Map-Notify-Ack: by nonce (a chain, as two ETRs may pick one nonce) and by due time.
+    private readonly Dictionary<ulong, PendingNotify> _pendingByNonce = [];
+    private readonly PriorityQueue<PendingNotify, DateTimeOffset> _retransmits = new();
+    private readonly Dictionary<string, int> _siteCounts = new(StringComparer.Ordinal);
+    private readonly List<(SiteConfig Site, EidPrefix Prefix)> _sitePrefixes = [];
     private readonly List<(IPEndPoint Itr, EidPrefix Eid, DateTimeOffset At)> _proxyRequesters = [];
     private readonly Random _random = SecureRandom.Instance;
-    private int _registrationCount;
+    private readonly bool _debug;
 
-    private sealed class PendingNotify(byte[] payload, IPEndPoint to, IPEndPoint? from, SiteConfig site, DateTimeOffset nextAt)
+    /// <summary>One EID-prefix in the table and who registered it (usually one registrant).</summary>
+    private sealed class RegisteredEid(EidPrefix eid, EidKey key)
     {
+        public readonly EidPrefix Eid = eid;
+        public readonly EidKey Key = key;
+        public Registrant[] Registrants = [];
+
+        public bool HasLive(DateTimeOffset now)
+        {
+            foreach (var r in Registrants)
+            {
+                if (r.ExpiresAt > now) return true;
+            }
+            return false;
+        }
+    }
+
+    /// <summary>A registration as the table holds it (mutable: a refresh updates it in place).</summary>
+    private sealed class Registrant(RegisteredEid entry, SiteConfig site, IPEndPoint registerer, DateTimeOffset first)
+    {
+        public readonly RegisteredEid Entry = entry;
+        public readonly SiteConfig Site = site;
+        public readonly DateTimeOffset FirstRegistered = first;
+        public IPEndPoint Registerer = registerer;
+        public IReadOnlyList<LocatorRecord> Rlocs = [];
+        public DateTimeOffset LastRegistered = first;
+        public DateTimeOffset ExpiresAt;
+        /// <summary>The expiry it is queued at in the expiry heap (a heap entry with another time is stale).</summary>
+        public DateTimeOffset QueuedAt;
+        public RegistrationFlags Flags;
+        public uint RecordTtlRaw;
+        public AuthAlgorithm Algorithm;
+        public byte[]? XtrId;
+        public ulong SiteId;
+        public bool Removed;
+
+        public Registration View() => new(Site.Name, Entry.Eid, Rlocs, Registerer, FirstRegistered, LastRegistered, ExpiresAt, Flags,
+            RecordTtlRaw, Algorithm, XtrId, SiteId);
+    }
+
+    private sealed class PendingNotify(ulong nonce, byte[] payload, IPEndPoint to, IPEndPoint? from, SiteConfig site, DateTimeOffset nextAt)
+    {
+        public readonly ulong Nonce = nonce;
         public byte[] Payload { get; } = payload;
         public IPEndPoint To { get; } = to;
         public IPEndPoint? From { get; } = from;
         public SiteConfig Site { get; } = site;
         public DateTimeOffset NextAt { get; set; } = nextAt;
         public int Sent { get; set; } = 1;
+        public bool Done { get; set; }
+        /// <summary>Next pending Map-Notify with the same nonce.</summary>
+        public PendingNotify? SameNonce;
     }
 
     public MapServer(MapServerOptions options, ControlCounters? counters = null)
     {
         _options = options;
         _counters = counters ?? new ControlCounters();
+        _debug = options.LogLevel <= LogLevel.Debug;
         foreach (var s in options.Sites)
         {
             if (s.Key.Length == 0) throw new ArgumentException($"site '{s.Name}' has an empty key");
+            foreach (var p in s.EidPrefixes) _sitePrefixes.Add((s, p.Canonical()));
         }
     }
 
     public MapServerOptions Options => _options;
     public ControlCounters Counters => _counters;
+
+    /// <summary>Registrations held now (expired ones leave at the next <see cref="Tick"/>).</summary>
+    public int RegistrationCount { get; private set; }
+
+    /// <summary>Map-Notifies sent and not yet acknowledged (still to be retransmitted).</summary>
+    public int PendingNotifyCount { get; private set; }
 
     /// <summary>Earliest time <see cref="Tick"/> has work (a registration expiring, a Map-Notify to retransmit).</summary>
     public DateTimeOffset? NextDeadline
@@ -182,16 +263,11 @@ public sealed class MapServer
         get
         {
             DateTimeOffset? d = null;
-            foreach (var list in _registrations.Values)
-            {
-                foreach (var r in list) d = Min(d, r.ExpiresAt);
-            }
-            foreach (var p in _pendingNotifies.Values) d = Min(d, p.NextAt);
+            if (_expiry.TryPeek(out _, out var e)) d = e;
+            if (_retransmits.TryPeek(out _, out var r) && (d is null || r < d)) d = r;
             return d;
         }
     }
-
-    private static DateTimeOffset? Min(DateTimeOffset? a, DateTimeOffset b) => a is null || b < a ? b : a;
 
     // ---------------------------------------------------------------- Map-Register
 
@@ -199,25 +275,23 @@ public sealed class MapServer
     public IReadOnlyList<ControlAction> HandleMapRegister(MapRegister register, ReceivedPacket packet, DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
-        string from = packet.From.ToString();
         if (register.Records.Count == 0)
         {
-            return Reject(actions, DropReason.NoRecords, $"Map-Register from {from} carries no records");
+            return Reject(actions, DropReason.NoRecords, $"Map-Register from {packet.From} carries no records");
         }
         var first = register.Records[0].Eid;
-        var candidates = _options.Sites.Where(s => Covers(s, first)).ToList();
-        if (candidates.Count == 0)
-        {
-            return Reject(actions, DropReason.UnknownSite, $"Map-Register from {from} for {first}: no site configures it");
-        }
         if (register.Algorithm == AuthAlgorithm.None)
         {
-            return Reject(actions, DropReason.AuthFailure, $"Map-Register from {from} for {first}: no authentication (algorithm 0)");
+            return HasCandidate(first)
+                ? Reject(actions, DropReason.AuthFailure, $"Map-Register from {packet.From} for {first}: no authentication (algorithm 0)")
+                : Reject(actions, DropReason.UnknownSite, $"Map-Register from {packet.From} for {first}: no site configures it");
         }
         SiteConfig? site = null;
-        bool algorithmRefused = false;
-        foreach (var s in candidates)
+        bool algorithmRefused = false, anyCandidate = false;
+        foreach (var s in _options.Sites)
         {
+            if (!Covers(s, first)) continue;
+            anyCandidate = true;
             if (!MessageAuthentication.Verify(packet.Payload, s.KeyBytes)) continue;
             if (!s.AllowedAlgorithms.Contains(register.Algorithm))
             {
@@ -227,99 +301,101 @@ public sealed class MapServer
             site = s;
             break;
         }
+        if (!anyCandidate)
+        {
+            return Reject(actions, DropReason.UnknownSite, $"Map-Register from {packet.From} for {first}: no site configures it");
+        }
         if (site is null)
         {
             return algorithmRefused
-                ? Reject(actions, DropReason.AlgorithmNotAllowed, $"Map-Register from {from} for {first}: algorithm {register.Algorithm} not allowed by the site")
-                : Reject(actions, DropReason.AuthFailure, $"Map-Register from {from} for {first}: authentication failed ({register.Algorithm}, key-id {register.KeyId})");
+                ? Reject(actions, DropReason.AlgorithmNotAllowed, $"Map-Register from {packet.From} for {first}: algorithm {register.Algorithm} not allowed by the site")
+                : Reject(actions, DropReason.AuthFailure, $"Map-Register from {packet.From} for {first}: authentication failed ({register.Algorithm}, key-id {register.KeyId})");
         }
         foreach (var rec in register.Records)
         {
             if (!Covers(site, rec.Eid))
             {
                 return Reject(actions, DropReason.NotCovered,
-                    $"Map-Register from {from} for site '{site.Name}': {rec.Eid} is not {(site.AcceptMoreSpecifics ? "inside" : "one of")} the site's prefixes");
+                    $"Map-Register from {packet.From} for site '{site.Name}': {rec.Eid} is not {(site.AcceptMoreSpecifics ? "inside" : "one of")} the site's prefixes");
             }
             if (_options.EidFilter?.Invoke(rec.Eid) is { } refusal)
             {
-                return Reject(actions, DropReason.NotServedHere, $"Map-Register from {from} for {rec.Eid}: {refusal}");
+                return Reject(actions, DropReason.NotServedHere, $"Map-Register from {packet.From} for {rec.Eid}: {refusal}");
             }
         }
 
         var flags = FlagsOf(register);
-        var before = _options.SmrOnChange ? register.Records.Select(r => MergedLocators(r.Eid.Canonical().ToString())).ToList() : null;
-        string registererKey = register.XtrId is not null ? "xtr:" + Convert.ToHexString(register.XtrId) : "ip:" + packet.From;
+        var before = _options.SmrOnChange ? register.Records.Select(r => MergedLocators(r.Eid)).ToList() : null;
         // The records this Map-Register really registered (or withdrew): only these are confirmed by Map-Notify.
         var confirmed = new List<MappingRecord>(register.Records.Count);
         foreach (var rec in register.Records)
         {
             var eid = rec.Eid.Canonical();
-            string key = eid.ToString();
-            if (!_registrations.TryGetValue(key, out var list))
-            {
-                list = [];
-                _registrations[key] = list;
-            }
-            int i = list.FindIndex(r => RegistererKey(r) == registererKey);
+            var key = EidKey.From(eid);
+            var entry = _table.Get(key);
+            var r = entry is null ? null : FindRegistrant(entry, site, register.XtrId, packet.From);
             if (rec.TtlRaw == 0)
             {
-                if (i >= 0)
+                if (r is not null)
                 {
-                    list.RemoveAt(i);
-                    _registrationCount--;
-                    if (list.Count == 0) _registrations.Remove(key);
-                    actions.Add(new LogAction(LogLevel.Info, "registration-withdrawn", $"site '{site.Name}' {eid} withdrawn by {from} (TTL 0)"));
+                    RemoveRegistrant(r);
+                    actions.Add(new LogAction(LogLevel.Info, "registration-withdrawn", $"site '{site.Name}' {eid} withdrawn by {packet.From} (TTL 0)"));
                 }
                 confirmed.Add(rec);
                 continue;
             }
             var timeout = register.UseTtlForTimeout ? rec.Ttl : _options.RegistrationTimeout;
-            if (i >= 0)
+            if (r is null)
             {
-                var old = list[i];
-                list[i] = old with
+                if (Refusal(site) is { } why)
                 {
-                    Rlocs = rec.Locators, Registerer = packet.From, LastRegistered = now, ExpiresAt = now + timeout,
-                    Flags = flags, RecordTtlRaw = rec.TtlRaw, Algorithm = register.Algorithm, XtrId = register.XtrId, SiteId = register.SiteId,
-                };
-                if (!old.Rlocs.SequenceEqual(rec.Locators))
-                {
-                    actions.Add(new LogAction(LogLevel.Info, "registration-changed",
-                        $"site '{site.Name}' {eid} RLOCs now {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))} from {from}"));
+                    // Refused, so neither counted as accepted nor confirmed by Map-Notify: the ETR must not believe it is registered.
+                    _counters.Drop(why.Reason);
+                    _counters.Count(ControlEvent.RegistrationRefused);
+                    actions.Add(new LogAction(LogLevel.Warning, "registration-refused", $"site '{site.Name}' {eid} from {packet.From}: {why.Text}"));
+                    continue;
                 }
-                confirmed.Add(rec);
+                if (entry is null)
+                {
+                    entry = new RegisteredEid(eid, key);
+                    _table.Set(key, entry);
+                }
+                r = new Registrant(entry, site, packet.From, now);
+                entry.Registrants = [.. entry.Registrants, r];
+                RegistrationCount++;
+                _siteCounts[site.Name] = _siteCounts.GetValueOrDefault(site.Name) + 1;
+                Update(r, rec, register, packet, flags, now, timeout);
+                actions.Add(new LogAction(LogLevel.Info, "registration-accepted",
+                    $"site '{site.Name}' {eid} registered by {packet.From} with RLOCs {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))}, flags {Registration.FormatFlags(flags)}, expires in {timeout.TotalSeconds:0}s"));
             }
             else
             {
-                if (_registrationCount >= _options.MaxRegistrations)
+                bool changed = !SameLocators(r.Rlocs, rec.Locators);
+                Update(r, rec, register, packet, flags, now, timeout);
+                if (changed)
                 {
-                    // Refused, so neither counted as accepted nor confirmed by Map-Notify: the ETR must not believe it is registered.
-                    _counters.Drop(DropReason.RegistrationTableFull);
-                    actions.Add(new LogAction(LogLevel.Warning, "registration-refused", $"site '{site.Name}' {eid} from {from}: registration table full ({_options.MaxRegistrations})"));
-                    if (list.Count == 0) _registrations.Remove(key);
-                    continue;
+                    actions.Add(new LogAction(LogLevel.Info, "registration-changed",
+                        $"site '{site.Name}' {eid} RLOCs now {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))} from {packet.From}"));
                 }
-                list.Add(new Registration(site.Name, eid, rec.Locators, packet.From, now, now, now + timeout, flags,
-                    rec.TtlRaw, register.Algorithm, register.XtrId, register.SiteId));
-                _registrationCount++;
-                confirmed.Add(rec);
-                actions.Add(new LogAction(LogLevel.Info, "registration-accepted",
-                    $"site '{site.Name}' {eid} registered by {from} with RLOCs {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))}, flags {Registration.FormatFlags(flags)}, expires in {timeout.TotalSeconds:0}s"));
             }
+            confirmed.Add(rec);
         }
         if (before is not null)
         {
             for (int k = 0; k < register.Records.Count; k++)
             {
                 var eid = register.Records[k].Eid.Canonical();
-                var after = MergedLocators(eid.ToString());
+                var after = MergedLocators(eid);
                 if (before[k].Count > 0 && !before[k].SequenceEqual(after)) actions.AddRange(SmrRequesters(eid, packet, now));
             }
         }
         if (confirmed.Count == 0) return actions;   // every record refused (counted and logged above): no Map-Notify
         _counters.Count(ControlEvent.RegistrationAccepted);
-        actions.Add(new LogAction(LogLevel.Debug, "map-register-accepted",
-            $"Map-Register nonce {Util.Hex(register.Nonce)} from {from}, site '{site.Name}', {register.Records.Count} record(s)"));
+        if (_debug)
+        {
+            actions.Add(new LogAction(LogLevel.Debug, "map-register-accepted",
+                $"Map-Register nonce {Util.Hex(register.Nonce)} from {packet.From}, site '{site.Name}', {register.Records.Count} record(s)"));
+        }
 
         if (register.WantMapNotify)
         {
@@ -332,17 +408,106 @@ public sealed class MapServer
             var fromEp = Util.FromFor(packet.Local, packet.From);
             actions.Add(new SendAction(packet.From, bytes, fromEp));
             _counters.Count(ControlEvent.MapNotifySent);
-            if (_options.MapNotifyTransmissions > 1)
-            {
-                _pendingNotifies[(register.Nonce, packet.From)] = new PendingNotify(bytes, packet.From, fromEp, site, now + _options.MapNotifyRetransmitInterval);
-            }
+            if (_options.MapNotifyTransmissions > 1) AddPending(new PendingNotify(register.Nonce, bytes, packet.From, fromEp, site, now + _options.MapNotifyRetransmitInterval));
         }
         return actions;
     }
 
-    private List<LispAddress> MergedLocators(string key) =>
-        _registrations.TryGetValue(key, out var list)
-            ? list.SelectMany(r => r.Rlocs).Select(l => l.Locator).Distinct().OrderBy(a => a.ToText(), StringComparer.Ordinal).ToList()
+    private bool HasCandidate(EidPrefix eid)
+    {
+        foreach (var s in _options.Sites)
+        {
+            if (Covers(s, eid)) return true;
+        }
+        return false;
+    }
+
+    /// <summary>Why a new registration for <paramref name="site"/> cannot be taken now, or null.</summary>
+    private (DropReason Reason, string Text)? Refusal(SiteConfig site)
+    {
+        if (RegistrationCount >= _options.MaxRegistrations)
+        {
+            return (DropReason.RegistrationTableFull, $"registration table full ({_options.MaxRegistrations}, map_server.max_registrations)");
+        }
+        if (site.MaxRegistrations > 0 && _siteCounts.GetValueOrDefault(site.Name) >= site.MaxRegistrations)
+        {
+            return (DropReason.SiteRegistrationLimit, $"site holds its limit of {site.MaxRegistrations} registrations (max_registrations)");
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The registrant this Map-Register speaks for (RFC 9301 section 8.2): the one with its xTR-ID when the I bit
+    /// is set; otherwise one of the same site, without an xTR-ID, registered from the same source address or
+    /// listing that address among its RLOCs (a multihomed ETR may register from either RLOC). Never the UDP
+    /// source port: an ETR that re-registers from a new port is still the same ETR.
+    /// </summary>
+    private static Registrant? FindRegistrant(RegisteredEid entry, SiteConfig site, byte[]? xtrId, IPEndPoint from)
+    {
+        foreach (var r in entry.Registrants)
+        {
+            if (xtrId is not null)
+            {
+                if (r.XtrId is not null && r.XtrId.AsSpan().SequenceEqual(xtrId)) return r;
+                continue;
+            }
+            if (r.XtrId is not null || !ReferenceEquals(r.Site, site)) continue;
+            if (r.Registerer.Address.Equals(from.Address)) return r;
+            foreach (var l in r.Rlocs)
+            {
+                if (l.Locator is IpAddress ip && ip.Address.Equals(from.Address)) return r;
+            }
+        }
+        return null;
+    }
+
+    private void Update(Registrant r, MappingRecord rec, MapRegister register, ReceivedPacket packet, RegistrationFlags flags, DateTimeOffset now, TimeSpan timeout)
+    {
+        r.Registerer = packet.From;
+        r.Rlocs = rec.Locators;
+        r.LastRegistered = now;
+        r.ExpiresAt = now + timeout;
+        r.Flags = flags;
+        r.RecordTtlRaw = rec.TtlRaw;
+        r.Algorithm = register.Algorithm;
+        r.XtrId = register.XtrId;
+        r.SiteId = register.SiteId;
+        // Queued once; a later expiry is picked up when the old one comes due (Tick re-queues). Only an earlier
+        // expiry (a shorter TTL) needs a new heap entry now; the old one is then stale and skipped.
+        if (r.QueuedAt == default || r.ExpiresAt < r.QueuedAt)
+        {
+            r.QueuedAt = r.ExpiresAt;
+            _expiry.Enqueue(r, r.ExpiresAt);
+        }
+    }
+
+    private void RemoveRegistrant(Registrant r)
+    {
+        if (r.Removed) return;
+        r.Removed = true;
+        var entry = r.Entry;
+        entry.Registrants = Array.FindAll(entry.Registrants, x => !ReferenceEquals(x, r));
+        if (entry.Registrants.Length == 0) _table.Remove(entry.Key);
+        RegistrationCount--;
+        int left = _siteCounts.GetValueOrDefault(r.Site.Name) - 1;
+        if (left > 0) _siteCounts[r.Site.Name] = left;
+        else _siteCounts.Remove(r.Site.Name);
+    }
+
+    private static bool SameLocators(IReadOnlyList<LocatorRecord> a, IReadOnlyList<LocatorRecord> b)
+    {
+        if (ReferenceEquals(a, b)) return true;
+        if (a.Count != b.Count) return false;
+        for (int i = 0; i < a.Count; i++)
+        {
+            if (!a[i].Equals(b[i])) return false;
+        }
+        return true;
+    }
+
+    private List<LispAddress> MergedLocators(EidPrefix eid) =>
+        _table.Get(EidKey.From(eid.Canonical())) is { } entry
+            ? entry.Registrants.SelectMany(r => r.Rlocs).Select(l => l.Locator).Distinct().OrderBy(a => a.ToText(), StringComparer.Ordinal).ToList()
             : [];
 
     /// <summary>SMRs to the ITRs we proxy-replied to about <paramref name="eid"/> (or something it covers, or that covers it).</summary>
@@ -368,8 +533,6 @@ public sealed class MapServer
         _proxyRequesters.Add((itr, eid, now));
         while (_proxyRequesters.Count > Math.Max(0, _options.SmrRequesterLimit)) _proxyRequesters.RemoveAt(0);
     }
-
-    private static string RegistererKey(Registration r) => r.XtrId is not null ? "xtr:" + Convert.ToHexString(r.XtrId) : "ip:" + r.Registerer;
 
     private static RegistrationFlags FlagsOf(MapRegister m) =>
         (m.ProxyReply ? RegistrationFlags.ProxyReply : 0) | (m.LispSec ? RegistrationFlags.LispSec : 0) |
@@ -400,22 +563,59 @@ public sealed class MapServer
 
     // ---------------------------------------------------------------- Map-Notify-Ack
 
+    private void AddPending(PendingNotify p)
+    {
+        // A Map-Notify for the same nonce and ETR replaces the one pending (as the old (nonce, ETR) dictionary did).
+        if (_pendingByNonce.TryGetValue(p.Nonce, out var head))
+        {
+            for (var x = head; x is not null; x = x.SameNonce)
+            {
+                if (x.To.Equals(p.To)) RemovePending(x);
+            }
+        }
+        p.SameNonce = _pendingByNonce.TryGetValue(p.Nonce, out head) ? head : null;
+        _pendingByNonce[p.Nonce] = p;
+        _retransmits.Enqueue(p, p.NextAt);
+        PendingNotifyCount++;
+    }
+
+    private void RemovePending(PendingNotify p)
+    {
+        if (p.Done) return;
+        p.Done = true;
+        PendingNotifyCount--;
+        if (!_pendingByNonce.TryGetValue(p.Nonce, out var head)) return;
+        if (ReferenceEquals(head, p))
+        {
+            if (p.SameNonce is null) _pendingByNonce.Remove(p.Nonce);
+            else _pendingByNonce[p.Nonce] = p.SameNonce;
+            return;
+        }
+        for (var x = head; x.SameNonce is not null; x = x.SameNonce)
+        {
+            if (ReferenceEquals(x.SameNonce, p))
+            {
+                x.SameNonce = p.SameNonce;
+                return;
+            }
+        }
+    }
+
     /// <summary>Handles a Map-Notify-Ack: authenticates it with the site key of the Map-Notify it acknowledges.</summary>
     public IReadOnlyList<ControlAction> HandleMapNotifyAck(MapNotify ack, ReceivedPacket packet, DateTimeOffset now)
     {
-        var match = _pendingNotifies.Where(kv => kv.Key.Nonce == ack.Nonce).Select(kv => kv.Value).ToList();
-        if (match.Count == 0)
+        if (!_pendingByNonce.TryGetValue(ack.Nonce, out var head))
         {
             _counters.Drop(DropReason.StaleNonce);
             return [new LogAction(LogLevel.Debug, "map-notify-ack-dropped", $"Map-Notify-Ack nonce {Util.Hex(ack.Nonce)} from {packet.From} matches no Map-Notify")];
         }
-        foreach (var p in match)
+        for (var p = head; p is not null; p = p.SameNonce)
         {
             if (MessageAuthentication.Verify(packet.Payload, p.Site.KeyBytes))
             {
-                _pendingNotifies.Remove((ack.Nonce, p.To));
+                RemovePending(p);
                 _counters.Count(ControlEvent.MapNotifyAcked);
-                return [new LogAction(LogLevel.Debug, "map-notify-acked", $"Map-Notify nonce {Util.Hex(ack.Nonce)} acknowledged by {packet.From}")];
+                return _debug ? [new LogAction(LogLevel.Debug, "map-notify-acked", $"Map-Notify nonce {Util.Hex(ack.Nonce)} acknowledged by {packet.From}")] : [];
             }
         }
         _counters.Drop(DropReason.AuthFailure);
@@ -424,32 +624,27 @@ public sealed class MapServer
 
     // ---------------------------------------------------------------- Map-Request
 
+    private static readonly Func<RegisteredEid, DateTimeOffset, bool> Live = static (e, now) => e.HasLive(now);
+
+    /// <summary>The most specific EID-prefix with a live registration covering <paramref name="eid"/>.</summary>
+    private RegisteredEid? Find(EidPrefix eid, DateTimeOffset now) => _table.Longest(EidKey.From(eid.Canonical()), Live, now);
+
     /// <summary>The live registration set with the longest prefix covering <paramref name="eid"/>, or null.</summary>
-    public IReadOnlyList<Registration>? Lookup(EidPrefix eid, DateTimeOffset now)
-    {
-        List<Registration>? best = null;
-        int bestLength = -1;
-        var c = eid.Canonical();
-        foreach (var list in _registrations.Values)
-        {
-            var live = list.Where(r => r.ExpiresAt > now).ToList();
-            if (live.Count == 0) continue;
-            var p = live[0].Eid;
-            if (!p.Covers(c)) continue;
-            if (p.MaskLength > bestLength)
-            {
-                best = live;
-                bestLength = p.MaskLength;
-            }
-        }
-        return best;
-    }
+    public IReadOnlyList<Registration>? Lookup(EidPrefix eid, DateTimeOffset now) =>
+        Find(eid, now) is { } e ? e.Registrants.Where(r => r.ExpiresAt > now).Select(r => r.View()).ToList() : null;
+
+    /// <summary>True when a live registration covers <paramref name="eid"/>.</summary>
+    public bool Holds(EidPrefix eid, DateTimeOffset now) => Find(eid, now) is not null;
 
     /// <summary>True when some site configures a prefix covering <paramref name="eid"/>.</summary>
     public bool HasSiteFor(EidPrefix eid)
     {
         var c = eid.Canonical();
-        return _options.Sites.Any(s => s.EidPrefixes.Any(p => p.Canonical().Covers(c)));
+        foreach (var (_, p) in _sitePrefixes)
+        {
+            if (p.Covers(c)) return true;
+        }
+        return false;
     }
 
     /// <summary>
@@ -463,79 +658,112 @@ public sealed class MapServer
             _counters.Drop(DropReason.NoRecords);
             return [new LogAction(LogLevel.Debug, "map-request-dropped", $"Map-Request from {packet.From} has no EID records")];
         }
+        return Answer(ecm, request, packet, now, Find(request.Records[0], now));
+    }
+
+    /// <summary>The Map-Resolver's path: it looked the EID up already (one lookup per request, not two).</summary>
+    internal IReadOnlyList<ControlAction> HandleMapRequest(EncapsulatedControlMessage ecm, MapRequest request, ReceivedPacket packet, DateTimeOffset now, bool lookedUp, object? found) =>
+        lookedUp ? Answer(ecm, request, packet, now, (RegisteredEid?)found) : HandleMapRequest(ecm, request, packet, now);
+
+    /// <summary>What the Map-Resolver hands back to <see cref="HandleMapRequest(EncapsulatedControlMessage, MapRequest, ReceivedPacket, DateTimeOffset, bool, object?)"/>.</summary>
+    internal object? FindForResolver(EidPrefix eid, DateTimeOffset now) => Find(eid, now);
+
+    private IReadOnlyList<ControlAction> Answer(EncapsulatedControlMessage ecm, MapRequest request, ReceivedPacket packet, DateTimeOffset now, RegisteredEid? entry)
+    {
         var eid = request.Records[0];
-        var regs = Lookup(eid, now);
-        if (regs is null)
+        if (entry is null)
         {
             return NegativeReply(request, ecm, packet, now, Negative(eid, now));
         }
-        var newest = regs.MaxBy(r => r.LastRegistered)!;
-        if (regs.Any(r => (r.Flags & RegistrationFlags.ProxyReply) != 0))
+        Registrant? newest = null;
+        bool proxy = false;
+        int live = 0;
+        foreach (var r in entry.Registrants)
         {
-            var locators = new List<LocatorRecord>();
-            foreach (var r in regs)
+            if (r.ExpiresAt <= now) continue;
+            live++;
+            if (newest is null || r.LastRegistered > newest.LastRegistered) newest = r;
+            proxy |= (r.Flags & RegistrationFlags.ProxyReply) != 0;
+        }
+        if (newest is null) return NegativeReply(request, ecm, packet, now, Negative(eid, now));
+        if (proxy)
+        {
+            IReadOnlyList<LocatorRecord> locators = newest.Rlocs;
+            if (live > 1)
             {
-                foreach (var l in r.Rlocs)
+                var merged = new List<LocatorRecord>();
+                foreach (var r in entry.Registrants)
                 {
-                    if (!locators.Any(x => x.Locator.Equals(l.Locator))) locators.Add(l);
+                    if (r.ExpiresAt <= now) continue;
+                    foreach (var l in r.Rlocs)
+                    {
+                        if (!merged.Exists(x => x.Locator.Equals(l.Locator))) merged.Add(l);
+                    }
                 }
+                locators = merged;
             }
-            var record = new MappingRecord(newest.Eid, locators, newest.RecordTtlRaw, MapReplyAction.NoAction, Authoritative: false);
+            var record = new MappingRecord(entry.Eid, locators, newest.RecordTtlRaw, MapReplyAction.NoAction, Authoritative: false);
             var reply = new MapReply { Nonce = request.Nonce, Records = [record] };
             if (!TryReplyTarget(request, ecm, packet, out var to))
             {
+                _counters.Drop(DropReason.NoReplyPath);
                 return [new LogAction(LogLevel.Warning, "map-request-dropped", $"Map-Request for {eid} from {packet.From}: no ITR-RLOC to answer to")];
             }
             _counters.Count(ControlEvent.ProxyMapReplySent);
             if (_options.SmrOnChange) RememberProxyRequester(to, eid, now);
-            return
-            [
-                new SendAction(to, reply.ToBytes(), Util.FromFor(packet.Local, to)),
-                new LogAction(LogLevel.Debug, "proxy-map-reply", $"proxy Map-Reply for {eid} -> {newest.Eid} to {to}, nonce {Util.Hex(request.Nonce)}"),
-            ];
+            var send = new SendAction(to, reply.ToBytes(), Util.FromFor(packet.Local, to));
+            if (!_debug) return [send];
+            return [send, new LogAction(LogLevel.Debug, "proxy-map-reply", $"proxy Map-Reply for {eid} -> {entry.Eid} to {to}, nonce {Util.Hex(request.Nonce)}")];
         }
         var forwarded = ecm with { ForMapServer = false, ForEtr = true };
         _counters.Count(ControlEvent.MapRequestForwarded);
-        return
-        [
-            new SendAction(newest.Registerer, forwarded.ToBytes(), Util.FromFor(packet.Local, newest.Registerer)),
-            new LogAction(LogLevel.Debug, "map-request-forwarded", $"Map-Request for {eid} forwarded to ETR {newest.Registerer} ({newest.Eid}), nonce {Util.Hex(request.Nonce)}"),
-        ];
+        var forward = new SendAction(newest.Registerer, forwarded.ToBytes(), Util.FromFor(packet.Local, newest.Registerer));
+        if (!_debug) return [forward];
+        return [forward, new LogAction(LogLevel.Debug, "map-request-forwarded", $"Map-Request for {eid} forwarded to ETR {newest.Registerer} ({entry.Eid}), nonce {Util.Hex(request.Nonce)}")];
     }
 
     /// <summary>
     /// The negative record this Map-Server answers for <paramref name="eid"/> (nothing registered covers it):
     /// sized by <see cref="MapServerOptions.NegativePrefix"/>, TTL 1 min when a site covers it, else 15 min.
     /// </summary>
+    /// <remarks>
+    /// The least-specific uncovered prefix is one bit longer than the most bits the EID shares with anything
+    /// registered or configured that does not contain it (PrefixMath.LeastSpecificUncovered states why); the
+    /// registered part comes from one trie walk (<see cref="EidTable{T}.DeepestDivergence"/>), the configured
+    /// part from the site prefixes (configuration-sized).
+    /// </remarks>
     public MappingRecord Negative(EidPrefix eid, DateTimeOffset now)
     {
         var c = eid.Canonical();
         bool siteCovers = false;
         int minLength = 0;
-        var obstacles = new List<EidPrefix>();
-        foreach (var s in _options.Sites)
+        int siteDivergence = -1;
+        var ip = c.Inner as IpAddress;
+        foreach (var (_, pc) in _sitePrefixes)
         {
-            foreach (var p in s.EidPrefixes)
+            if (pc.Covers(c))
             {
-                var pc = p.Canonical();
-                if (pc.Covers(c))
-                {
-                    siteCovers = true;
-                    if (pc.IsIp) minLength = Math.Max(minLength, pc.MaskLength);
-                }
-                else obstacles.Add(pc);
+                siteCovers = true;
+                if (pc.IsIp) minLength = Math.Max(minLength, pc.MaskLength);
+            }
+            else if (ip is not null && pc.InstanceId == c.InstanceId && pc.Inner is IpAddress qip && qip.IsV4 == ip.IsV4)
+            {
+                int cpl = PrefixMath.CommonPrefixLength(ip.Address, qip.Address);
+                if (cpl < pc.MaskLength) siteDivergence = Math.Max(siteDivergence, cpl);
             }
         }
-        foreach (var list in _registrations.Values)
+        EidPrefix prefix;
+        if (ip is null) prefix = c;
+        else if (_options.NegativePrefix == NegativePrefixPolicy.HostLength) prefix = PrefixMath.HostPrefix(c);
+        else
         {
-            if (list.Any(r => r.ExpiresAt > now)) obstacles.Add(list[0].Eid);
+            int floor = _options.NegativePrefix == NegativePrefixPolicy.RequestedPrefix ? Math.Max(minLength, c.MaskLength) : minLength;
+            int length = Math.Clamp(floor, 0, ip.HostMaskLength);
+            int divergence = Math.Max(siteDivergence, _table.DeepestDivergence(EidKey.From(c)));
+            if (divergence >= 0) length = Math.Max(length, divergence + 1);
+            length = Math.Min(length, ip.HostMaskLength);
+            prefix = EidPrefix.Create(c.InstanceId, new IpAddress(EidPrefix.MaskAddress(ip.Address, length)), length);
         }
-        EidPrefix prefix = _options.NegativePrefix switch
-        {
-            NegativePrefixPolicy.HostLength => PrefixMath.HostPrefix(c),
-            NegativePrefixPolicy.RequestedPrefix => PrefixMath.LeastSpecificUncovered(c, obstacles, Math.Max(minLength, c.MaskLength)),
-            _ => PrefixMath.LeastSpecificUncovered(c, obstacles, minLength),
-        };
         var ttl = siteCovers ? _options.NegativeTtlNotRegistered : _options.NegativeTtlNoSite;
         return new MappingRecord(prefix, [], TtlMinutes(ttl), _options.NegativeAction, Authoritative: true);
     }
@@ -552,9 +780,11 @@ public sealed class MapServer
         }
         var reply = new MapReply { Nonce = request.Nonce, Records = [record] };
         _counters.Count(ControlEvent.NegativeMapReplySent);
+        var send = new SendAction(to, reply.ToBytes(), Util.FromFor(packet.Local, to));
+        if (!_debug) return [send];
         return
         [
-            new SendAction(to, reply.ToBytes(), Util.FromFor(packet.Local, to)),
+            send,
             new LogAction(LogLevel.Debug, "negative-map-reply",
                 $"negative Map-Reply for {request.Records[0]}: {record.Eid} {record.Action} TTL {record.Ttl.TotalMinutes:0.##} min to {to}"),
         ];
@@ -571,45 +801,48 @@ public sealed class MapServer
 
     // ---------------------------------------------------------------- timers and show
 
-    /// <summary>Expires registrations and retransmits unacknowledged Map-Notifies.</summary>
+    /// <summary>Expires registrations and retransmits unacknowledged Map-Notifies: O(due items), not O(table).</summary>
     public IReadOnlyList<ControlAction> Tick(DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
-        foreach (var (key, list) in _registrations.ToList())
+        while (_expiry.TryPeek(out var r, out var at) && at <= now)
         {
-            for (int i = list.Count - 1; i >= 0; i--)
+            _expiry.Dequeue();
+            if (r.Removed || at != r.QueuedAt) continue;         // withdrawn, or a stale entry after a shortened expiry
+            if (r.ExpiresAt > now)
             {
-                if (list[i].ExpiresAt > now) continue;
-                var r = list[i];
-                list.RemoveAt(i);
-                _registrationCount--;
-                _counters.Count(ControlEvent.RegistrationExpired);
-                actions.Add(new LogAction(LogLevel.Warning, "registration-timeout",
-                    $"site '{r.Site}' {r.Eid} from {r.Registerer} expired (last registered {r.LastRegistered:O})"));
+                r.QueuedAt = r.ExpiresAt;                         // refreshed since it was queued
+                _expiry.Enqueue(r, r.ExpiresAt);
+                continue;
             }
-            if (list.Count == 0) _registrations.Remove(key);
+            RemoveRegistrant(r);
+            _counters.Count(ControlEvent.RegistrationExpired);
+            actions.Add(new LogAction(LogLevel.Warning, "registration-timeout",
+                $"site '{r.Site.Name}' {r.Entry.Eid} from {r.Registerer} expired (last registered {r.LastRegistered:O})"));
         }
-        foreach (var (key, p) in _pendingNotifies.ToList())
+        while (_retransmits.TryPeek(out var p, out var due) && due <= now)
         {
-            if (p.NextAt > now) continue;
+            _retransmits.Dequeue();
+            if (p.Done || due != p.NextAt) continue;
             if (p.Sent >= _options.MapNotifyTransmissions)
             {
-                _pendingNotifies.Remove(key);
-                actions.Add(new LogAction(LogLevel.Debug, "map-notify-unacked", $"Map-Notify nonce {Util.Hex(key.Nonce)} to {p.To}: no Map-Notify-Ack after {p.Sent} sends"));
+                RemovePending(p);
+                if (_debug) actions.Add(new LogAction(LogLevel.Debug, "map-notify-unacked", $"Map-Notify nonce {Util.Hex(p.Nonce)} to {p.To}: no Map-Notify-Ack after {p.Sent} sends"));
                 continue;
             }
             p.Sent++;
             p.NextAt = now + _options.MapNotifyRetransmitInterval;
+            _retransmits.Enqueue(p, p.NextAt);
             _counters.Count(ControlEvent.MapNotifyRetransmitted);
             actions.Add(new SendAction(p.To, p.Payload, p.From));
-            actions.Add(new LogAction(LogLevel.Debug, "map-notify-retransmit", $"Map-Notify nonce {Util.Hex(key.Nonce)} to {p.To}, send {p.Sent}"));
+            if (_debug) actions.Add(new LogAction(LogLevel.Debug, "map-notify-retransmit", $"Map-Notify nonce {Util.Hex(p.Nonce)} to {p.To}, send {p.Sent}"));
         }
         return actions;
     }
 
-    /// <summary>Every live registration (one per EID and registerer), ordered by EID text.</summary>
+    /// <summary>Every live registration (one per EID and registerer), ordered by EID text. Management reads only: O(n log n).</summary>
     public IReadOnlyList<Registration> Registrations(DateTimeOffset now) =>
-        _registrations.Values.SelectMany(l => l).Where(r => r.ExpiresAt > now)
+        _table.Values().SelectMany(e => e.Registrants).Where(r => r.ExpiresAt > now).Select(r => r.View())
             .OrderBy(r => r.Eid.ToString(), StringComparer.Ordinal).ThenBy(r => r.Registerer.ToString(), StringComparer.Ordinal).ToList();
 
     /// <summary>
@@ -618,22 +851,23 @@ public sealed class MapServer
     /// </summary>
     public IReadOnlyList<SiteTableRow> SiteTable(DateTimeOffset now)
     {
-        var live = Registrations(now);
+        var bySite = Registrations(now).GroupBy(r => r.Site, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
         var rows = new List<SiteTableRow>();
-        var shown = new HashSet<string>(StringComparer.Ordinal);
         foreach (var site in _options.Sites)
         {
+            var live = bySite.GetValueOrDefault(site.Name) ?? [];
+            var byEid = live.GroupBy(r => r.Eid.ToString(), StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
+            var shown = new HashSet<string>(StringComparer.Ordinal);
             foreach (var p in site.EidPrefixes)
             {
                 var pc = p.Canonical();
-                var exact = live.Where(r => r.Site == site.Name && r.Eid.SameKey(pc)).ToList();
-                rows.Add(Row(site.Name, pc, true, exact));
-                shown.Add(site.Name + " " + pc);
+                string text = pc.ToString();
+                rows.Add(Row(site.Name, pc, true, byEid.GetValueOrDefault(text) ?? []));
+                shown.Add(text);
             }
-            foreach (var group in live.Where(r => r.Site == site.Name).GroupBy(r => r.Eid.ToString(), StringComparer.Ordinal))
+            foreach (var (text, regs) in byEid)
             {
-                if (!shown.Add(site.Name + " " + group.Key)) continue;
-                var regs = group.ToList();
+                if (!shown.Add(text)) continue;
                 rows.Add(Row(site.Name, regs[0].Eid, false, regs));
             }
         }

@@ -94,7 +94,8 @@ public static class RunCommand
             return 0;
         }
 
-        var log = new Log(Log.ParseLevel(level ?? config.LogLevel), stdout);
+        if (level is not null) config = config with { LogLevel = level };   // the roles skip building lines below it too
+        var log = new Log(Log.ParseLevel(config.LogLevel), stdout);
         IMappingSystem mapping;
         try
         {

@@ -115,10 +115,11 @@ public static class ConfigLoader
             var ms = Table(root, "map_server");
             if (ms is not null)
             {
-                Allow(ms, "map_server.", "registration_timeout", "map_reply_ttl");
+                Allow(ms, "map_server.", "registration_timeout", "map_reply_ttl", "max_registrations");
                 cfg = cfg with
                 {
                     RegistrationTimeout = Duration(ms, "map_server.registration_timeout") ?? cfg.RegistrationTimeout,
+                    MaxRegistrations = Int(ms, "map_server.max_registrations", 1, 1 << 30) ?? cfg.MaxRegistrations,
                     MapReplyTtl = Duration(ms, "map_server.map_reply_ttl") ?? cfg.MapReplyTtl,
                 };
             }
@@ -200,7 +201,7 @@ public static class ConfigLoader
             foreach (var (t, i) in Tables(root, "site"))
             {
                 string k = $"site[{i}]";
-                Allow(t, k + ".", "name", "key", "eid_prefixes", "accept_more_specifics", "description");
+                Allow(t, k + ".", "name", "key", "eid_prefixes", "accept_more_specifics", "description", "max_registrations");
                 var name = Str(t, k + ".name") ?? $"site-{i}";
                 var key = Str(t, k + ".key") ?? throw Bad(k + ".key", "every site needs an authentication key");
                 if (key.Length == 0) throw Bad(k + ".key", "must not be empty");
@@ -210,6 +211,7 @@ public static class ConfigLoader
                 {
                     AcceptMoreSpecifics = Bool(t, k + ".accept_more_specifics") ?? false,
                     Description = Str(t, k + ".description") ?? "",
+                    MaxRegistrations = Int(t, k + ".max_registrations", 1, 1 << 30) ?? 0,
                 });
             }
             return list;

@@ -33,6 +33,8 @@ public sealed record NodeConfig
 
     public TimeSpan RegisterInterval { get; init; } = TimeSpan.FromSeconds(60);
     public TimeSpan RegistrationTimeout { get; init; } = TimeSpan.FromSeconds(180);
+    /// <summary>[map_server] max_registrations: the map-server's table limit (refusals are counted, never confirmed).</summary>
+    public int MaxRegistrations { get; init; } = Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrations;
     public TimeSpan RecordTtl { get; init; } = TimeSpan.FromMinutes(3);
     public bool WantMapNotify { get; init; } = true;
     public bool ProxyReply { get; init; } = true;

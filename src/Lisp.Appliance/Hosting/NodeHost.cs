@@ -61,6 +61,8 @@ public sealed partial class NodeHost : IDisposable
     public ControlNodeSet Nodes { get; }
     public IReadOnlyList<IPEndPoint> LocalEndpoints => _transport.LocalEndpoints;
     public long QueueDrops => Interlocked.Read(ref _queueDrops);
+    /// <summary>The roles' clock: monotonic, so a wall-clock step does not expire or immortalise soft state (issue 10, d).</summary>
+    public TimeProvider Clock { get; } = new MonotonicClock();
     /// <summary>The push group's sockets (push mapping system only); the data plane hands it instance-id 0xffffff packets.</summary>
     public PushIo? Push => _push;
 
@@ -77,6 +79,8 @@ public sealed partial class NodeHost : IDisposable
                 {
                     Sites = c.Sites,
                     RegistrationTimeout = c.RegistrationTimeout,
+                    MaxRegistrations = c.MaxRegistrations,
+                    LogLevel = Log.ParseLevel(c.LogLevel),
                     // A pull-mode set must not vouch for EIDs another set may hold (spec/decent.md).
                     NegativePrefix = c.DecentPull is not null ? NegativePrefixPolicy.RequestedPrefix : NegativePrefixPolicy.LeastSpecificUncovered,
                 }
@@ -154,8 +158,8 @@ public sealed partial class NodeHost : IDisposable
         TickAll();
         while (!token.IsCancellationRequested)
         {
-            if (_push is not null) Execute(_push.AfterBatch(Node, DateTimeOffset.UtcNow), null);
-            var now = DateTimeOffset.UtcNow;
+            if (_push is not null) Execute(_push.AfterBatch(Node, Clock.GetUtcNow()), null);
+            var now = Clock.GetUtcNow();
             var deadline = Nodes.NextDeadline ?? now.AddSeconds(1);
             var wait = deadline - now;
             if (wait > TimeSpan.FromSeconds(1)) wait = TimeSpan.FromSeconds(1);
@@ -175,14 +179,14 @@ public sealed partial class NodeHost : IDisposable
             while (handled < 256 && _queue.Reader.TryRead(out var packet))
             {
                 var node = Nodes.Route(packet);
-                Execute(node.Handle(packet, DateTimeOffset.UtcNow), LabelOf(node));
+                Execute(node.Handle(packet, Clock.GetUtcNow()), LabelOf(node));
                 handled++;
             }
             if (handled == 256) Wake(); // more are queued: come straight back after the timers have had their turn
             RunQueries(); // management reads (Management/NodeHostQueries.cs)
             while (_requests.Reader.TryRead(out var eid))
             {
-                if (Nodes.ItrNode is { } itr) Execute(itr.Request(eid, DateTimeOffset.UtcNow), null);
+                if (Nodes.ItrNode is { } itr) Execute(itr.Request(eid, Clock.GetUtcNow()), null);
                 else _log.Warn("no-itr", $"lookup of {eid} asked for, but this node has no itr role");
             }
             TickAll();
@@ -191,7 +195,7 @@ public sealed partial class NodeHost : IDisposable
 
     private void TickAll()
     {
-        foreach (var (node, label) in Nodes.All) Execute(node.Tick(DateTimeOffset.UtcNow), label);
+        foreach (var (node, label) in Nodes.All) Execute(node.Tick(Clock.GetUtcNow()), label);
     }
 
     private string? LabelOf(ControlNode node)
@@ -230,7 +234,7 @@ public sealed partial class NodeHost : IDisposable
         if (_push is not null)
         {
             // Leaving the group: TTL-0 Map-Registers to every member, then close the group's sockets.
-            foreach (var a in _push.Leave(Node, DateTimeOffset.UtcNow))
+            foreach (var a in _push.Leave(Node, Clock.GetUtcNow()))
             {
                 if (a is SendAction s && !_push.TrySend(s)) _transport.Send(s.To, s.Payload, s.From);
             }

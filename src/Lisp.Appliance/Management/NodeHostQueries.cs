@@ -37,7 +37,7 @@ public sealed partial class NodeHost
             if (done.Task.IsCompleted) return; // the caller gave up already
             try
             {
-                done.TrySetResult(read(Nodes, DateTimeOffset.UtcNow));
+                done.TrySetResult(read(Nodes, Clock.GetUtcNow()));
             }
             catch (Exception e)
             {

@@ -1,0 +1,244 @@
+using System.Buffers.Binary;
+using Lisp.Wire;
+
+namespace Lisp.ControlPlane.Tables;
+
+/// <summary>The kinds of EID a table keeps apart: each (kind, instance-id) is its own key space.</summary>
+public enum EidFamily : byte
+{
+    Ipv4,
+    Ipv6,
+    Mac,
+    E164,
+    /// <summary>Distinguished names, geo-coordinates and anything else matched exactly by its text.</summary>
+    Exact,
+    SourceGroup,
+}
+
+/// <summary>
+/// A typed key for an EID-prefix: family, instance-id and the address bits left-aligned in a 128-bit word with
+/// the prefix length (IPv4, IPv6, MAC, E.164), or the canonical text for the kinds matched exactly (names,
+/// geo-coordinates). An (S,G) key carries the group in <see cref="Bits"/>/<see cref="Length"/> and the source in
+/// <see cref="SourceBits"/>/<see cref="SourceLength"/>, each with its family.
+/// </summary>
+public readonly record struct EidKey(
+    EidFamily Family, uint InstanceId, UInt128 Bits, int Length, string? Text = null,
+    EidFamily GroupFamily = EidFamily.Ipv4, EidFamily SourceFamily = EidFamily.Ipv4, UInt128 SourceBits = default, int SourceLength = 0)
+{
+    /// <summary>Most bits a prefix of the family has (0 for exact kinds).</summary>
+    public static int MaxLength(EidFamily f) => f switch
+    {
+        EidFamily.Ipv4 => 32,
+        EidFamily.Ipv6 => 128,
+        EidFamily.Mac => 48,
+        EidFamily.E164 => 64,
+        _ => 0,
+    };
+
+    /// <summary>The key of an EID-prefix (host bits beyond the mask are cleared).</summary>
+    public static EidKey From(EidPrefix eid)
+    {
+        uint iid = eid.InstanceId;
+        var inner = eid.Inner;
+        if (TryBits(inner, out var family, out var bits))
+        {
+            int length = Math.Clamp((int)eid.MaskLength, 0, MaxLength(family));
+            return new EidKey(family, iid, PrefixTrie<object>.Mask(bits, length), length);
+        }
+        if (eid.SourceGroup() is { } sg && TryBits(sg.Group.Inner, out var gf, out var g) && TryBits(sg.Source.Inner, out var sf, out var s)
+            && gf is EidFamily.Ipv4 or EidFamily.Ipv6 && sf is EidFamily.Ipv4 or EidFamily.Ipv6)
+        {
+            int gl = Math.Clamp((int)sg.Group.MaskLength, 0, MaxLength(gf));
+            int sl = Math.Clamp((int)sg.Source.MaskLength, 0, MaxLength(sf));
+            return new EidKey(EidFamily.SourceGroup, iid, PrefixTrie<object>.Mask(g, gl), gl, null, gf, sf, PrefixTrie<object>.Mask(s, sl), sl);
+        }
+        return new EidKey(EidFamily.Exact, iid, default, 0, eid.BodyText());
+    }
+
+    /// <summary>The address bits of an IP, MAC or E.164 address, left-aligned.</summary>
+    public static bool TryBits(LispAddress address, out EidFamily family, out UInt128 bits)
+    {
+        switch (address)
+        {
+            case IpAddress ip:
+                Span<byte> b = stackalloc byte[16];
+                ip.Address.TryWriteBytes(b, out int n);
+                if (n == 4)
+                {
+                    family = EidFamily.Ipv4;
+                    bits = (UInt128)BinaryPrimitives.ReadUInt32BigEndian(b) << 96;
+                }
+                else
+                {
+                    family = EidFamily.Ipv6;
+                    bits = BinaryPrimitives.ReadUInt128BigEndian(b);
+                }
+                return true;
+            case MacAddress mac:
+                family = EidFamily.Mac;
+                bits = (UInt128)(mac.Value & 0xffff_ffff_ffffUL) << 80;
+                return true;
+            case E164Address e:
+                family = EidFamily.E164;
+                bits = (UInt128)e.Value << 64;
+                return true;
+            default:
+                family = EidFamily.Exact;
+                bits = default;
+                return false;
+        }
+    }
+}
+
+/// <summary>
+/// Values of type <typeparamref name="T"/> indexed by EID-prefix, one key space per (kind, instance-id):
+/// longest-prefix match for IPv4, IPv6, MAC and E.164 (a <see cref="PrefixTrie{T}"/> each), exact match for names
+/// and geo-coordinates (a hash table), and (S,G) as group-then-source (a trie of groups, each holding tries of
+/// sources). Every operation walks one path or one hash bucket: nothing here grows with the table.
+/// Not thread-safe: one control shard owns a table.
+/// </summary>
+public sealed class EidTable<T> where T : class
+{
+    private sealed class Sources
+    {
+        public readonly Dictionary<EidFamily, PrefixTrie<T>> ByFamily = [];
+        public int Count;
+    }
+
+    private readonly Dictionary<(EidFamily, uint), PrefixTrie<T>> _prefixes = [];
+    private readonly Dictionary<(EidFamily, uint), PrefixTrie<Sources>> _groups = [];
+    private readonly Dictionary<(uint, string), T> _exact = [];
+
+    /// <summary>Keys holding a value.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>The value stored for exactly this EID-prefix, or null.</summary>
+    public T? Get(EidPrefix eid) => Get(EidKey.From(eid));
+
+    public T? Get(in EidKey k)
+    {
+        switch (k.Family)
+        {
+            case EidFamily.Exact:
+                return _exact.TryGetValue((k.InstanceId, k.Text!), out var v) ? v : null;
+            case EidFamily.SourceGroup:
+                if (!_groups.TryGetValue((k.GroupFamily, k.InstanceId), out var groups)) return null;
+                var sources = groups.Get(k.Bits, k.Length);
+                return sources is not null && sources.ByFamily.TryGetValue(k.SourceFamily, out var st) ? st.Get(k.SourceBits, k.SourceLength) : null;
+            default:
+                return _prefixes.TryGetValue((k.Family, k.InstanceId), out var t) ? t.Get(k.Bits, k.Length) : null;
+        }
+    }
+
+    /// <summary>Stores the value for the EID-prefix, replacing any.</summary>
+    public void Set(in EidKey k, T value)
+    {
+        bool added;
+        switch (k.Family)
+        {
+            case EidFamily.Exact:
+                added = _exact.TryAdd((k.InstanceId, k.Text!), value);
+                if (!added) _exact[(k.InstanceId, k.Text!)] = value;
+                break;
+            case EidFamily.SourceGroup:
+                if (!_groups.TryGetValue((k.GroupFamily, k.InstanceId), out var groups)) _groups[(k.GroupFamily, k.InstanceId)] = groups = new();
+                var sources = groups.Get(k.Bits, k.Length);
+                if (sources is null) groups.Set(k.Bits, k.Length, sources = new Sources());
+                if (!sources.ByFamily.TryGetValue(k.SourceFamily, out var st)) sources.ByFamily[k.SourceFamily] = st = new();
+                int before = st.Count;
+                st.Set(k.SourceBits, k.SourceLength, value);
+                added = st.Count > before;
+                if (added) sources.Count++;
+                break;
+            default:
+                if (!_prefixes.TryGetValue((k.Family, k.InstanceId), out var t)) _prefixes[(k.Family, k.InstanceId)] = t = new();
+                int was = t.Count;
+                t.Set(k.Bits, k.Length, value);
+                added = t.Count > was;
+                break;
+        }
+        if (added) Count++;
+    }
+
+    /// <summary>Removes the EID-prefix; true when it was there.</summary>
+    public bool Remove(in EidKey k)
+    {
+        bool removed;
+        switch (k.Family)
+        {
+            case EidFamily.Exact:
+                removed = _exact.Remove((k.InstanceId, k.Text!));
+                break;
+            case EidFamily.SourceGroup:
+                removed = false;
+                if (_groups.TryGetValue((k.GroupFamily, k.InstanceId), out var groups) && groups.Get(k.Bits, k.Length) is { } sources
+                    && sources.ByFamily.TryGetValue(k.SourceFamily, out var st) && st.Remove(k.SourceBits, k.SourceLength))
+                {
+                    removed = true;
+                    if (st.Count == 0) sources.ByFamily.Remove(k.SourceFamily);
+                    if (--sources.Count == 0) groups.Remove(k.Bits, k.Length);
+                    if (groups.Count == 0) _groups.Remove((k.GroupFamily, k.InstanceId));
+                }
+                break;
+            default:
+                removed = _prefixes.TryGetValue((k.Family, k.InstanceId), out var t) && t.Remove(k.Bits, k.Length);
+                if (removed && t!.Count == 0) _prefixes.Remove((k.Family, k.InstanceId));
+                break;
+        }
+        if (removed) Count--;
+        return removed;
+    }
+
+    /// <summary>
+    /// The value of the most specific stored EID-prefix that covers <paramref name="query"/> and that
+    /// <paramref name="accept"/> takes: longest prefix for address kinds; for (S,G) the longest group that has an
+    /// accepted source covering S, then the longest such source; exact match for names and geo-coordinates.
+    /// </summary>
+    public T? Longest<TState>(in EidKey query, Func<T, TState, bool> accept, TState state)
+    {
+        switch (query.Family)
+        {
+            case EidFamily.Exact:
+                return _exact.TryGetValue((query.InstanceId, query.Text!), out var v) && accept(v, state) ? v : null;
+            case EidFamily.SourceGroup:
+                if (!_groups.TryGetValue((query.GroupFamily, query.InstanceId), out var groups)) return null;
+                var found = groups.LongestMatch(query.Bits, query.Length, static (sources, s) =>
+                    sources.ByFamily.TryGetValue(s.Query.SourceFamily, out var st)
+                    && st.LongestMatch(s.Query.SourceBits, s.Query.SourceLength, s.Accept, s.State) is not null,
+                    (Query: query, Accept: accept, State: state));
+                return found is not null && found.ByFamily.TryGetValue(query.SourceFamily, out var hit)
+                    ? hit.LongestMatch(query.SourceBits, query.SourceLength, accept, state) : null;
+            default:
+                return _prefixes.TryGetValue((query.Family, query.InstanceId), out var t) ? t.LongestMatch(query.Bits, query.Length, accept, state) : null;
+        }
+    }
+
+    /// <summary>
+    /// For an address-kind query: the most leading bits its address shares with a stored prefix of its kind and
+    /// instance-id that does not contain it (-1: none). Other kinds: -1.
+    /// </summary>
+    public int DeepestDivergence(in EidKey query) =>
+        query.Family is EidFamily.Exact or EidFamily.SourceGroup || !_prefixes.TryGetValue((query.Family, query.InstanceId), out var t)
+            ? -1
+            : t.DeepestDivergence(query.Bits);
+
+    /// <summary>Every stored value (no order promised).</summary>
+    public IEnumerable<T> Values()
+    {
+        foreach (var t in _prefixes.Values)
+        {
+            foreach (var (_, _, v) in t.Items()) yield return v;
+        }
+        foreach (var g in _groups.Values)
+        {
+            foreach (var (_, _, sources) in g.Items())
+            {
+                foreach (var st in sources.ByFamily.Values)
+                {
+                    foreach (var (_, _, v) in st.Items()) yield return v;
+                }
+            }
+        }
+        foreach (var v in _exact.Values) yield return v;
+    }
+}
