@@ -7,6 +7,11 @@ using BenchmarkDotNet.Toolchains.NativeAot;
 using Lisp.MapCache;
 using Lisp.Perf;
 
+if (args.Length > 0 && args[0] == "control-table")
+{
+    ControlTableMeasure.Run(args.Length > 1 ? args.Skip(1).Select(int.Parse).ToArray() : [1_000, 100_000, 1_000_000]);
+    return;
+}
 // `dotnet run -c Release -- memory` prints bytes per entry; anything else goes to BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "memory")
 {

@@ -172,7 +172,9 @@ public sealed class MapServer
     private readonly ControlCounters _counters;
     private readonly EidTable<RegisteredEid> _table = new();
     // Registration expiry: every live registrant once (at the expiry it had when queued); see Tick.
-    private readonly PriorityQueue<Registrant, DateTimeOffset> _expiry = new();
+    private readonly PriorityQueue<Registrant, long> _expiry = new();
+    private readonly Interner<IReadOnlyList<LocatorRecord>> _locatorSets = new(LocatorListComparer.Instance);
+    private readonly Interner<IPEndPoint> _registerers = new(EqualityComparer<IPEndPoint>.Default);
     // Map-Notifies awaiting a Map-Notify-Ack: by nonce (a chain, as two ETRs may pick one nonce) and by due time.
     private readonly Dictionary<ulong, PendingNotify> _pendingByNonce = [];
     private readonly PriorityQueue<PendingNotify, DateTimeOffset> _retransmits = new();
@@ -183,34 +185,92 @@ public sealed class MapServer
     private readonly bool _debug;
 
     /// <summary>One EID-prefix in the table and who registered it (usually one registrant).</summary>
-    private sealed class RegisteredEid(EidPrefix eid, EidKey key)
+    /// <remarks>
+    /// Memory per registration is a target (issue 10: at most 400 B): the typed key is kept and the EidPrefix
+    /// object (about 100 B with its address objects) only for kinds the key cannot rebuild (names, (S,G)).
+    /// </remarks>
+    private sealed class RegisteredEid
     {
-        public readonly EidPrefix Eid = eid;
-        public readonly EidKey Key = key;
-        public Registrant[] Registrants = [];
+        // The key of an IPv4/IPv6 prefix, packed (the full EidKey is 72 B); other kinds keep their EidPrefix and
+        // compute the key from it when needed (rare: removal).
+        private readonly UInt128 _bits;
+        private readonly uint _instanceId;
+        private readonly EidFamily _family;
+        private readonly byte _length;
+        private readonly EidPrefix? _eid;
+        // One registrant inline (the usual case); more in an array (merged registrations, several ETRs).
+        private Registrant? _one;
+        private Registrant[]? _many;
 
-        public bool HasLive(DateTimeOffset now)
+        public RegisteredEid(EidPrefix eid, EidKey key)
         {
-            foreach (var r in Registrants)
+            _bits = key.Bits;
+            _instanceId = key.InstanceId;
+            _family = key.Family;
+            _length = (byte)key.Length;
+            // Rebuilt on demand only where the rebuild is exactly what was registered (plain IP, default wrappers).
+            if (key.Family is not (EidFamily.Ipv4 or EidFamily.Ipv6) || !eid.Equals(key.ToPrefix())) _eid = eid;
+        }
+
+        public EidKey Key => _eid is not null ? EidKey.From(_eid) : new EidKey(_family, _instanceId, _bits, _length);
+
+        public EidPrefix Eid => _eid ?? Key.ToPrefix();
+
+        public int Count => _many?.Length ?? (_one is null ? 0 : 1);
+
+        public Registrant this[int i] => _many is not null ? _many[i] : _one!;
+
+        public Registrant[] All() => _many is not null ? [.. _many] : _one is null ? [] : [_one];
+
+        public void Add(Registrant r)
+        {
+            if (_many is not null) _many = [.. _many, r];
+            else if (_one is null) _one = r;
+            else
             {
-                if (r.ExpiresAt > now) return true;
+                _many = [_one, r];
+                _one = null;
+            }
+        }
+
+        public void Remove(Registrant r)
+        {
+            if (_many is null)
+            {
+                if (ReferenceEquals(_one, r)) _one = null;
+                return;
+            }
+            var left = Array.FindAll(_many, x => !ReferenceEquals(x, r));
+            if (left.Length == 1)
+            {
+                _one = left[0];
+                _many = null;
+            }
+            else _many = left;
+        }
+
+        public bool HasLive(long now)
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                if (this[i].ExpiresAt > now) return true;
             }
             return false;
         }
     }
 
-    /// <summary>A registration as the table holds it (mutable: a refresh updates it in place).</summary>
-    private sealed class Registrant(RegisteredEid entry, SiteConfig site, IPEndPoint registerer, DateTimeOffset first)
+    /// <summary>A registration as the table holds it (mutable: a refresh updates it in place). Times are UTC ticks of the caller's clock.</summary>
+    private sealed class Registrant(RegisteredEid entry, SiteConfig site, IPEndPoint registerer, long first)
     {
         public readonly RegisteredEid Entry = entry;
         public readonly SiteConfig Site = site;
-        public readonly DateTimeOffset FirstRegistered = first;
+        public readonly long FirstRegistered = first;
         public IPEndPoint Registerer = registerer;
         public IReadOnlyList<LocatorRecord> Rlocs = [];
-        public DateTimeOffset LastRegistered = first;
-        public DateTimeOffset ExpiresAt;
+        public long LastRegistered = first;
+        public long ExpiresAt;
         /// <summary>The expiry it is queued at in the expiry heap (a heap entry with another time is stale).</summary>
-        public DateTimeOffset QueuedAt;
+        public long QueuedAt;
         public RegistrationFlags Flags;
         public uint RecordTtlRaw;
         public AuthAlgorithm Algorithm;
@@ -218,9 +278,11 @@ public sealed class MapServer
         public ulong SiteId;
         public bool Removed;
 
-        public Registration View() => new(Site.Name, Entry.Eid, Rlocs, Registerer, FirstRegistered, LastRegistered, ExpiresAt, Flags,
+        public Registration View() => new(Site.Name, Entry.Eid, Rlocs, Registerer, Time(FirstRegistered), Time(LastRegistered), Time(ExpiresAt), Flags,
             RecordTtlRaw, Algorithm, XtrId, SiteId);
     }
+
+    private static DateTimeOffset Time(long utcTicks) => new(utcTicks, TimeSpan.Zero);
 
     private sealed class PendingNotify(ulong nonce, byte[] payload, IPEndPoint to, IPEndPoint? from, SiteConfig site, DateTimeOffset nextAt)
     {
@@ -263,7 +325,7 @@ public sealed class MapServer
         get
         {
             DateTimeOffset? d = null;
-            if (_expiry.TryPeek(out _, out var e)) d = e;
+            if (_expiry.TryPeek(out _, out var e)) d = Time(e);
             if (_retransmits.TryPeek(out _, out var r) && (d is null || r < d)) d = r;
             return d;
         }
@@ -360,8 +422,8 @@ public sealed class MapServer
                     entry = new RegisteredEid(eid, key);
                     _table.Set(key, entry);
                 }
-                r = new Registrant(entry, site, packet.From, now);
-                entry.Registrants = [.. entry.Registrants, r];
+                r = new Registrant(entry, site, _registerers.Acquire(packet.From), now.UtcTicks);
+                entry.Add(r);
                 RegistrationCount++;
                 _siteCounts[site.Name] = _siteCounts.GetValueOrDefault(site.Name) + 1;
                 Update(r, rec, register, packet, flags, now, timeout);
@@ -444,8 +506,9 @@ public sealed class MapServer
     /// </summary>
     private static Registrant? FindRegistrant(RegisteredEid entry, SiteConfig site, byte[]? xtrId, IPEndPoint from)
     {
-        foreach (var r in entry.Registrants)
+        for (int i = 0; i < entry.Count; i++)
         {
+            var r = entry[i];
             if (xtrId is not null)
             {
                 if (r.XtrId is not null && r.XtrId.AsSpan().SequenceEqual(xtrId)) return r;
@@ -463,10 +526,18 @@ public sealed class MapServer
 
     private void Update(Registrant r, MappingRecord rec, MapRegister register, ReceivedPacket packet, RegistrationFlags flags, DateTimeOffset now, TimeSpan timeout)
     {
-        r.Registerer = packet.From;
-        r.Rlocs = rec.Locators;
-        r.LastRegistered = now;
-        r.ExpiresAt = now + timeout;
+        if (!r.Registerer.Equals(packet.From))
+        {
+            _registerers.Release(r.Registerer);
+            r.Registerer = _registerers.Acquire(packet.From);
+        }
+        if (!SameLocators(r.Rlocs, rec.Locators))
+        {
+            if (r.Rlocs.Count > 0) _locatorSets.Release(r.Rlocs);
+            r.Rlocs = _locatorSets.Acquire(rec.Locators);
+        }
+        r.LastRegistered = now.UtcTicks;
+        r.ExpiresAt = (now + timeout).UtcTicks;
         r.Flags = flags;
         r.RecordTtlRaw = rec.TtlRaw;
         r.Algorithm = register.Algorithm;
@@ -474,7 +545,7 @@ public sealed class MapServer
         r.SiteId = register.SiteId;
         // Queued once; a later expiry is picked up when the old one comes due (Tick re-queues). Only an earlier
         // expiry (a shorter TTL) needs a new heap entry now; the old one is then stale and skipped.
-        if (r.QueuedAt == default || r.ExpiresAt < r.QueuedAt)
+        if (r.QueuedAt == 0 || r.ExpiresAt < r.QueuedAt)
         {
             r.QueuedAt = r.ExpiresAt;
             _expiry.Enqueue(r, r.ExpiresAt);
@@ -486,9 +557,11 @@ public sealed class MapServer
         if (r.Removed) return;
         r.Removed = true;
         var entry = r.Entry;
-        entry.Registrants = Array.FindAll(entry.Registrants, x => !ReferenceEquals(x, r));
-        if (entry.Registrants.Length == 0) _table.Remove(entry.Key);
+        entry.Remove(r);
+        if (entry.Count == 0) _table.Remove(entry.Key);
         RegistrationCount--;
+        _registerers.Release(r.Registerer);
+        if (r.Rlocs.Count > 0) _locatorSets.Release(r.Rlocs);
         int left = _siteCounts.GetValueOrDefault(r.Site.Name) - 1;
         if (left > 0) _siteCounts[r.Site.Name] = left;
         else _siteCounts.Remove(r.Site.Name);
@@ -507,7 +580,7 @@ public sealed class MapServer
 
     private List<LispAddress> MergedLocators(EidPrefix eid) =>
         _table.Get(EidKey.From(eid.Canonical())) is { } entry
-            ? entry.Registrants.SelectMany(r => r.Rlocs).Select(l => l.Locator).Distinct().OrderBy(a => a.ToText(), StringComparer.Ordinal).ToList()
+            ? entry.All().SelectMany(r => r.Rlocs).Select(l => l.Locator).Distinct().OrderBy(a => a.ToText(), StringComparer.Ordinal).ToList()
             : [];
 
     /// <summary>SMRs to the ITRs we proxy-replied to about <paramref name="eid"/> (or something it covers, or that covers it).</summary>
@@ -624,14 +697,14 @@ public sealed class MapServer
 
     // ---------------------------------------------------------------- Map-Request
 
-    private static readonly Func<RegisteredEid, DateTimeOffset, bool> Live = static (e, now) => e.HasLive(now);
+    private static readonly Func<RegisteredEid, long, bool> Live = static (e, now) => e.HasLive(now);
 
     /// <summary>The most specific EID-prefix with a live registration covering <paramref name="eid"/>.</summary>
-    private RegisteredEid? Find(EidPrefix eid, DateTimeOffset now) => _table.Longest(EidKey.From(eid.Canonical()), Live, now);
+    private RegisteredEid? Find(EidPrefix eid, DateTimeOffset now) => _table.Longest(EidKey.From(eid), Live, now.UtcTicks);
 
     /// <summary>The live registration set with the longest prefix covering <paramref name="eid"/>, or null.</summary>
     public IReadOnlyList<Registration>? Lookup(EidPrefix eid, DateTimeOffset now) =>
-        Find(eid, now) is { } e ? e.Registrants.Where(r => r.ExpiresAt > now).Select(r => r.View()).ToList() : null;
+        Find(eid, now) is { } e ? e.All().Where(r => r.ExpiresAt > now.UtcTicks).Select(r => r.View()).ToList() : null;
 
     /// <summary>True when a live registration covers <paramref name="eid"/>.</summary>
     public bool Holds(EidPrefix eid, DateTimeOffset now) => Find(eid, now) is not null;
@@ -675,12 +748,14 @@ public sealed class MapServer
         {
             return NegativeReply(request, ecm, packet, now, Negative(eid, now));
         }
+        long nowTicks = now.UtcTicks;
         Registrant? newest = null;
         bool proxy = false;
         int live = 0;
-        foreach (var r in entry.Registrants)
+        for (int i = 0; i < entry.Count; i++)
         {
-            if (r.ExpiresAt <= now) continue;
+            var r = entry[i];
+            if (r.ExpiresAt <= nowTicks) continue;
             live++;
             if (newest is null || r.LastRegistered > newest.LastRegistered) newest = r;
             proxy |= (r.Flags & RegistrationFlags.ProxyReply) != 0;
@@ -692,9 +767,9 @@ public sealed class MapServer
             if (live > 1)
             {
                 var merged = new List<LocatorRecord>();
-                foreach (var r in entry.Registrants)
+                foreach (var r in entry.All())
                 {
-                    if (r.ExpiresAt <= now) continue;
+                    if (r.ExpiresAt <= nowTicks) continue;
                     foreach (var l in r.Rlocs)
                     {
                         if (!merged.Exists(x => x.Locator.Equals(l.Locator))) merged.Add(l);
@@ -702,7 +777,8 @@ public sealed class MapServer
                 }
                 locators = merged;
             }
-            var record = new MappingRecord(entry.Eid, locators, newest.RecordTtlRaw, MapReplyAction.NoAction, Authoritative: false);
+            var eidOfRecord = entry.Eid;
+            var record = new MappingRecord(eidOfRecord, locators, newest.RecordTtlRaw, MapReplyAction.NoAction, Authoritative: false);
             var reply = new MapReply { Nonce = request.Nonce, Records = [record] };
             if (!TryReplyTarget(request, ecm, packet, out var to))
             {
@@ -713,7 +789,7 @@ public sealed class MapServer
             if (_options.SmrOnChange) RememberProxyRequester(to, eid, now);
             var send = new SendAction(to, reply.ToBytes(), Util.FromFor(packet.Local, to));
             if (!_debug) return [send];
-            return [send, new LogAction(LogLevel.Debug, "proxy-map-reply", $"proxy Map-Reply for {eid} -> {entry.Eid} to {to}, nonce {Util.Hex(request.Nonce)}")];
+            return [send, new LogAction(LogLevel.Debug, "proxy-map-reply", $"proxy Map-Reply for {eid} -> {eidOfRecord} to {to}, nonce {Util.Hex(request.Nonce)}")];
         }
         var forwarded = ecm with { ForMapServer = false, ForEtr = true };
         _counters.Count(ControlEvent.MapRequestForwarded);
@@ -805,11 +881,12 @@ public sealed class MapServer
     public IReadOnlyList<ControlAction> Tick(DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
-        while (_expiry.TryPeek(out var r, out var at) && at <= now)
+        long nowTicks = now.UtcTicks;
+        while (_expiry.TryPeek(out var r, out var at) && at <= nowTicks)
         {
             _expiry.Dequeue();
             if (r.Removed || at != r.QueuedAt) continue;         // withdrawn, or a stale entry after a shortened expiry
-            if (r.ExpiresAt > now)
+            if (r.ExpiresAt > nowTicks)
             {
                 r.QueuedAt = r.ExpiresAt;                         // refreshed since it was queued
                 _expiry.Enqueue(r, r.ExpiresAt);
@@ -818,7 +895,7 @@ public sealed class MapServer
             RemoveRegistrant(r);
             _counters.Count(ControlEvent.RegistrationExpired);
             actions.Add(new LogAction(LogLevel.Warning, "registration-timeout",
-                $"site '{r.Site.Name}' {r.Entry.Eid} from {r.Registerer} expired (last registered {r.LastRegistered:O})"));
+                $"site '{r.Site.Name}' {r.Entry.Eid} from {r.Registerer} expired (last registered {Time(r.LastRegistered):O})"));
         }
         while (_retransmits.TryPeek(out var p, out var due) && due <= now)
         {
@@ -842,7 +919,7 @@ public sealed class MapServer
 
     /// <summary>Every live registration (one per EID and registerer), ordered by EID text. Management reads only: O(n log n).</summary>
     public IReadOnlyList<Registration> Registrations(DateTimeOffset now) =>
-        _table.Values().SelectMany(e => e.Registrants).Where(r => r.ExpiresAt > now).Select(r => r.View())
+        _table.Values().SelectMany(e => e.All()).Where(r => r.ExpiresAt > now.UtcTicks).Select(r => r.View())
             .OrderBy(r => r.Eid.ToString(), StringComparer.Ordinal).ThenBy(r => r.Registerer.ToString(), StringComparer.Ordinal).ToList();
 
     /// <summary>

@@ -55,6 +55,27 @@ public readonly record struct EidKey(
         return new EidKey(EidFamily.Exact, iid, default, 0, eid.BodyText());
     }
 
+    /// <summary>An IPv4 or IPv6 key as an EID-prefix (plain, or in an Instance-ID LCAF when the instance-id is not 0).</summary>
+    public EidPrefix ToPrefix()
+    {
+        Span<byte> b = stackalloc byte[16];
+        System.Net.IPAddress address;
+        switch (Family)
+        {
+            case EidFamily.Ipv4:
+                BinaryPrimitives.WriteUInt32BigEndian(b, (uint)(Bits >> 96));
+                address = new System.Net.IPAddress(b[..4]);
+                break;
+            case EidFamily.Ipv6:
+                BinaryPrimitives.WriteUInt128BigEndian(b, Bits);
+                address = new System.Net.IPAddress(b);
+                break;
+            default:
+                throw new InvalidOperationException($"a {Family} key is not rebuilt");
+        }
+        return EidPrefix.Create(InstanceId, new IpAddress(address), Length);
+    }
+
     /// <summary>The address bits of an IP, MAC or E.164 address, left-aligned.</summary>
     public static bool TryBits(LispAddress address, out EidFamily family, out UInt128 bits)
     {
