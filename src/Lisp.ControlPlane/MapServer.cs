@@ -65,6 +65,8 @@ public sealed record MapServerOptions
     /// </summary>
     public int MaxRegistrations { get; init; } = DefaultMaxRegistrations;
     public const int DefaultMaxRegistrations = 2_000_000;
+    /// <summary>This map-server's place among the control shards of one node (null: not sharded).</summary>
+    public ShardContext? Shard { get; init; }
     /// <summary>Lines below this level are never built (the host's log level): a Debug line per Map-Request costs more than the reply.</summary>
     public LogLevel LogLevel { get; init; } = LogLevel.Debug;
     /// <summary>
@@ -178,7 +180,10 @@ public sealed class MapServer
     // Map-Notifies awaiting a Map-Notify-Ack: by nonce (a chain, as two ETRs may pick one nonce) and by due time.
     private readonly Dictionary<ulong, PendingNotify> _pendingByNonce = [];
     private readonly PriorityQueue<PendingNotify, DateTimeOffset> _retransmits = new();
-    private readonly Dictionary<string, int> _siteCounts = new(StringComparer.Ordinal);
+    private readonly RegistrationLimits _limits;
+    private readonly ShardContext? _shard;
+    private IReadOnlyList<MapServer> _siblings = [];
+    private int _ownCount;
     private readonly List<(SiteConfig Site, EidPrefix Prefix)> _sitePrefixes = [];
     private readonly List<(IPEndPoint Itr, EidPrefix Eid, DateTimeOffset At)> _proxyRequesters = [];
     private readonly Random _random = SecureRandom.Instance;
@@ -277,6 +282,8 @@ public sealed class MapServer
         public byte[]? XtrId;
         public ulong SiteId;
         public bool Removed;
+        /// <summary>A copy of a short prefix that shard 0 owns (sharded map-server): not counted, not shown.</summary>
+        public bool Replica;
 
         public Registration View() => new(Site.Name, Entry.Eid, Rlocs, Registerer, Time(FirstRegistered), Time(LastRegistered), Time(ExpiresAt), Flags,
             RecordTtlRaw, Algorithm, XtrId, SiteId);
@@ -303,6 +310,8 @@ public sealed class MapServer
         _options = options;
         _counters = counters ?? new ControlCounters();
         _debug = options.LogLevel <= LogLevel.Debug;
+        _shard = options.Shard is { Plan.Count: > 1 } sc ? sc : null;
+        _limits = options.Shard?.Limits ?? new RegistrationLimits();
         foreach (var s in options.Sites)
         {
             if (s.Key.Length == 0) throw new ArgumentException($"site '{s.Name}' has an empty key");
@@ -313,8 +322,26 @@ public sealed class MapServer
     public MapServerOptions Options => _options;
     public ControlCounters Counters => _counters;
 
-    /// <summary>Registrations held now (expired ones leave at the next <see cref="Tick"/>).</summary>
-    public int RegistrationCount { get; private set; }
+    /// <summary>
+    /// Registrations held now (expired ones leave at the next <see cref="Tick"/>); on shard 0 of a sharded
+    /// map-server, those of every shard (replicas of short prefixes are not counted twice).
+    /// </summary>
+    public int RegistrationCount
+    {
+        get
+        {
+            int n = Volatile.Read(ref _ownCount);
+            foreach (var s in _siblings) n += Volatile.Read(ref s._ownCount);
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// Shard 0 of a sharded map-server: the other shards' map-servers, so `show` reads (<see cref="Registrations"/>,
+    /// <see cref="SiteTable"/>) cover the whole table. Those reads touch the siblings' tables: the host runs them
+    /// only while every shard is parked.
+    /// </summary>
+    public void JoinShards(IReadOnlyList<MapServer> siblings) => _siblings = siblings.Where(s => !ReferenceEquals(s, this)).ToList();
 
     /// <summary>Map-Notifies sent and not yet acknowledged (still to be retransmitted).</summary>
     public int PendingNotifyCount { get; private set; }
@@ -390,57 +417,33 @@ public sealed class MapServer
         var before = _options.SmrOnChange ? register.Records.Select(r => MergedLocators(r.Eid)).ToList() : null;
         // The records this Map-Register really registered (or withdrew): only these are confirmed by Map-Notify.
         var confirmed = new List<MappingRecord>(register.Records.Count);
+        Dictionary<int, List<MappingRecord>>? handoffs = null;
         foreach (var rec in register.Records)
         {
-            var eid = rec.Eid.Canonical();
-            var key = EidKey.From(eid);
-            var entry = _table.Get(key);
-            var r = entry is null ? null : FindRegistrant(entry, site, register.XtrId, packet.From);
-            if (rec.TtlRaw == 0)
+            int owner = _shard is null ? 0 : _shard.Plan.ShardOf(EidKey.From(rec.Eid));
+            if (_shard is null || owner == _shard.Index)
             {
-                if (r is not null)
-                {
-                    RemoveRegistrant(r);
-                    actions.Add(new LogAction(LogLevel.Info, "registration-withdrawn", $"site '{site.Name}' {eid} withdrawn by {packet.From} (TTL 0)"));
-                }
-                confirmed.Add(rec);
+                if (ApplyRecord(site, rec, register, packet.From, now, ApplyMode.Local, actions)) confirmed.Add(rec);
+                if (_shard is not null && _shard.Plan.IsReplicated(EidKey.From(rec.Eid))) Replicate(site, rec, register, packet, actions);
                 continue;
             }
-            var timeout = register.UseTtlForTimeout ? rec.Ttl : _options.RegistrationTimeout;
-            if (r is null)
-            {
-                if (Refusal(site) is { } why)
-                {
-                    // Refused, so neither counted as accepted nor confirmed by Map-Notify: the ETR must not believe it is registered.
-                    _counters.Drop(why.Reason);
-                    _counters.Count(ControlEvent.RegistrationRefused);
-                    actions.Add(new LogAction(LogLevel.Warning, "registration-refused", $"site '{site.Name}' {eid} from {packet.From}: {why.Text}"));
-                    continue;
-                }
-                if (entry is null)
-                {
-                    entry = new RegisteredEid(eid, key);
-                    _table.Set(key, entry);
-                }
-                r = new Registrant(entry, site, _registerers.Acquire(packet.From), now.UtcTicks);
-                entry.Add(r);
-                RegistrationCount++;
-                _siteCounts[site.Name] = _siteCounts.GetValueOrDefault(site.Name) + 1;
-                Update(r, rec, register, packet, flags, now, timeout);
-                actions.Add(new LogAction(LogLevel.Info, "registration-accepted",
-                    $"site '{site.Name}' {eid} registered by {packet.From} with RLOCs {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))}, flags {Registration.FormatFlags(flags)}, expires in {timeout.TotalSeconds:0}s"));
-            }
-            else
-            {
-                bool changed = !SameLocators(r.Rlocs, rec.Locators);
-                Update(r, rec, register, packet, flags, now, timeout);
-                if (changed)
-                {
-                    actions.Add(new LogAction(LogLevel.Info, "registration-changed",
-                        $"site '{site.Name}' {eid} RLOCs now {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))} from {packet.From}"));
-                }
-            }
+            // Another shard owns it: reserve its table slot here (so the Map-Notify never confirms what that shard
+            // would refuse), confirm it, and hand it over; the owner gives the slot back if it was a refresh.
+            if (rec.TtlRaw != 0 && !Reserve(site, rec.Eid.Canonical(), packet.From, actions)) continue;
             confirmed.Add(rec);
+            handoffs ??= [];
+            if (!handoffs.TryGetValue(owner, out var list)) handoffs[owner] = list = [];
+            list.Add(rec);
+        }
+        if (handoffs is not null)
+        {
+            foreach (var (shard, records) in handoffs)
+            {
+                actions.Add(new ShardHandoffAction(shard, new MapServerHandoff
+                {
+                    Site = site, Records = records, Register = register, From = packet.From, Local = packet.Local, Reserved = true,
+                }));
+            }
         }
         if (before is not null)
         {
@@ -475,6 +478,106 @@ public sealed class MapServer
         return actions;
     }
 
+    private enum ApplyMode
+    {
+        /// <summary>Verified here; a new registration needs a table slot.</summary>
+        Local,
+        /// <summary>Handed over by the shard that verified it, which reserved the slot.</summary>
+        HandedOver,
+        /// <summary>A copy of a short prefix shard 0 owns: not counted, not logged.</summary>
+        Replica,
+    }
+
+    /// <summary>Registers, refreshes or withdraws one record; false when it was refused (counted and logged).</summary>
+    private bool ApplyRecord(SiteConfig site, MappingRecord rec, MapRegister register, IPEndPoint from, DateTimeOffset now, ApplyMode mode, List<ControlAction> actions)
+    {
+        var eid = rec.Eid.Canonical();
+        var key = EidKey.From(eid);
+        var entry = _table.Get(key);
+        var r = entry is null ? null : FindRegistrant(entry, site, register.XtrId, from);
+        if (rec.TtlRaw == 0)
+        {
+            if (r is not null)
+            {
+                RemoveRegistrant(r);
+                if (mode != ApplyMode.Replica) actions.Add(new LogAction(LogLevel.Info, "registration-withdrawn", $"site '{site.Name}' {eid} withdrawn by {from} (TTL 0)"));
+            }
+            return true;
+        }
+        var timeout = register.UseTtlForTimeout ? rec.Ttl : _options.RegistrationTimeout;
+        var flags = FlagsOf(register);
+        if (r is null)
+        {
+            if (mode == ApplyMode.Local && !Reserve(site, eid, from, actions)) return false;
+            if (entry is null)
+            {
+                entry = new RegisteredEid(eid, key);
+                _table.Set(key, entry);
+            }
+            r = new Registrant(entry, site, _registerers.Acquire(from), now.UtcTicks) { Replica = mode == ApplyMode.Replica };
+            entry.Add(r);
+            if (!r.Replica) _ownCount++;
+            Update(r, rec, register, from, flags, now, timeout);
+            if (mode != ApplyMode.Replica)
+            {
+                actions.Add(new LogAction(LogLevel.Info, "registration-accepted",
+                    $"site '{site.Name}' {eid} registered by {from} with RLOCs {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))}, flags {Registration.FormatFlags(flags)}, expires in {timeout.TotalSeconds:0}s"));
+            }
+            return true;
+        }
+        if (mode == ApplyMode.HandedOver) _limits.Release(site.Name);   // a refresh takes no new slot
+        bool changed = !SameLocators(r.Rlocs, rec.Locators);
+        Update(r, rec, register, from, flags, now, timeout);
+        if (changed && mode != ApplyMode.Replica)
+        {
+            actions.Add(new LogAction(LogLevel.Info, "registration-changed",
+                $"site '{site.Name}' {eid} RLOCs now {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))} from {from}"));
+        }
+        return true;
+    }
+
+    /// <summary>Takes a table slot for a new registration; when a limit is reached, counts and logs the refusal.</summary>
+    private bool Reserve(SiteConfig site, EidPrefix eid, IPEndPoint from, List<ControlAction> actions)
+    {
+        if (_limits.TryReserve(site.Name, _options.MaxRegistrations, site.MaxRegistrations, out bool siteFull)) return true;
+        // Refused, so neither counted as accepted nor confirmed by Map-Notify: the ETR must not believe it is registered.
+        var (reason, text) = siteFull
+            ? (DropReason.SiteRegistrationLimit, $"site holds its limit of {site.MaxRegistrations} registrations (max_registrations)")
+            : (DropReason.RegistrationTableFull, $"registration table full ({_options.MaxRegistrations}, map_server.max_registrations)");
+        _counters.Drop(reason);
+        _counters.Count(ControlEvent.RegistrationRefused);
+        actions.Add(new LogAction(LogLevel.Warning, "registration-refused", $"site '{site.Name}' {eid} from {from}: {text}"));
+        return false;
+    }
+
+    /// <summary>Shard 0 owns a short prefix; every other shard gets a copy for its lookups.</summary>
+    private void Replicate(SiteConfig site, MappingRecord rec, MapRegister register, ReceivedPacket packet, List<ControlAction> actions) =>
+        Replicate(site, rec, register, packet.From, packet.Local, actions);
+
+    private void Replicate(SiteConfig site, MappingRecord rec, MapRegister register, IPEndPoint from, IPEndPoint local, List<ControlAction> actions)
+    {
+        for (int i = 0; i < _shard!.Plan.Count; i++)
+        {
+            if (i == _shard.Index) continue;
+            actions.Add(new ShardHandoffAction(i, new MapServerHandoff { Site = site, Records = [rec], Register = register, From = from, Local = local, Replica = true }));
+        }
+    }
+
+    /// <summary>
+    /// Applies records another shard verified and handed over (or a replica of a short prefix). Runs on this
+    /// shard's thread; returns log lines (and, from shard 0, the replicas of short prefixes it now owns).
+    /// </summary>
+    public IReadOnlyList<ControlAction> ApplyHandoff(MapServerHandoff work, DateTimeOffset now)
+    {
+        var actions = new List<ControlAction>();
+        foreach (var rec in work.Records)
+        {
+            ApplyRecord(work.Site, rec, work.Register, work.From, now, work.Replica ? ApplyMode.Replica : ApplyMode.HandedOver, actions);
+            if (!work.Replica && _shard is not null && _shard.Plan.IsReplicated(EidKey.From(rec.Eid))) Replicate(work.Site, rec, work.Register, work.From, work.Local, actions);
+        }
+        return actions;
+    }
+
     private bool HasCandidate(EidPrefix eid)
     {
         foreach (var s in _options.Sites)
@@ -482,20 +585,6 @@ public sealed class MapServer
             if (Covers(s, eid)) return true;
         }
         return false;
-    }
-
-    /// <summary>Why a new registration for <paramref name="site"/> cannot be taken now, or null.</summary>
-    private (DropReason Reason, string Text)? Refusal(SiteConfig site)
-    {
-        if (RegistrationCount >= _options.MaxRegistrations)
-        {
-            return (DropReason.RegistrationTableFull, $"registration table full ({_options.MaxRegistrations}, map_server.max_registrations)");
-        }
-        if (site.MaxRegistrations > 0 && _siteCounts.GetValueOrDefault(site.Name) >= site.MaxRegistrations)
-        {
-            return (DropReason.SiteRegistrationLimit, $"site holds its limit of {site.MaxRegistrations} registrations (max_registrations)");
-        }
-        return null;
     }
 
     /// <summary>
@@ -524,12 +613,12 @@ public sealed class MapServer
         return null;
     }
 
-    private void Update(Registrant r, MappingRecord rec, MapRegister register, ReceivedPacket packet, RegistrationFlags flags, DateTimeOffset now, TimeSpan timeout)
+    private void Update(Registrant r, MappingRecord rec, MapRegister register, IPEndPoint from, RegistrationFlags flags, DateTimeOffset now, TimeSpan timeout)
     {
-        if (!r.Registerer.Equals(packet.From))
+        if (!r.Registerer.Equals(from))
         {
             _registerers.Release(r.Registerer);
-            r.Registerer = _registerers.Acquire(packet.From);
+            r.Registerer = _registerers.Acquire(from);
         }
         if (!SameLocators(r.Rlocs, rec.Locators))
         {
@@ -559,12 +648,11 @@ public sealed class MapServer
         var entry = r.Entry;
         entry.Remove(r);
         if (entry.Count == 0) _table.Remove(entry.Key);
-        RegistrationCount--;
         _registerers.Release(r.Registerer);
         if (r.Rlocs.Count > 0) _locatorSets.Release(r.Rlocs);
-        int left = _siteCounts.GetValueOrDefault(r.Site.Name) - 1;
-        if (left > 0) _siteCounts[r.Site.Name] = left;
-        else _siteCounts.Remove(r.Site.Name);
+        if (r.Replica) return;
+        _ownCount--;
+        _limits.Release(r.Site.Name);
     }
 
     private static bool SameLocators(IReadOnlyList<LocatorRecord> a, IReadOnlyList<LocatorRecord> b)
@@ -837,6 +925,8 @@ public sealed class MapServer
             int length = Math.Clamp(floor, 0, ip.HostMaskLength);
             int divergence = Math.Max(siteDivergence, _table.DeepestDivergence(EidKey.From(c)));
             if (divergence >= 0) length = Math.Max(length, divergence + 1);
+            // A shard holds only its own blocks: never vouch for a wider range than the block the EID is in.
+            if (_shard is not null) length = Math.Max(length, ShardPlan.SteeringLength(ip.IsV4 ? EidFamily.Ipv4 : EidFamily.Ipv6));
             length = Math.Min(length, ip.HostMaskLength);
             prefix = EidPrefix.Create(c.InstanceId, new IpAddress(EidPrefix.MaskAddress(ip.Address, length)), length);
         }
@@ -893,6 +983,7 @@ public sealed class MapServer
                 continue;
             }
             RemoveRegistrant(r);
+            if (r.Replica) continue;
             _counters.Count(ControlEvent.RegistrationExpired);
             actions.Add(new LogAction(LogLevel.Warning, "registration-timeout",
                 $"site '{r.Site.Name}' {r.Entry.Eid} from {r.Registerer} expired (last registered {Time(r.LastRegistered):O})"));
@@ -919,7 +1010,8 @@ public sealed class MapServer
 
     /// <summary>Every live registration (one per EID and registerer), ordered by EID text. Management reads only: O(n log n).</summary>
     public IReadOnlyList<Registration> Registrations(DateTimeOffset now) =>
-        _table.Values().SelectMany(e => e.All()).Where(r => r.ExpiresAt > now.UtcTicks).Select(r => r.View())
+        new[] { this }.Concat(_siblings).SelectMany(m => m._table.Values()).SelectMany(e => e.All())
+            .Where(r => !r.Replica && r.ExpiresAt > now.UtcTicks).Select(r => r.View())
             .OrderBy(r => r.Eid.ToString(), StringComparer.Ordinal).ThenBy(r => r.Registerer.ToString(), StringComparer.Ordinal).ToList();
 
     /// <summary>
