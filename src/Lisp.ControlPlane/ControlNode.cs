@@ -45,12 +45,13 @@ public sealed class ControlNode
         public int Suppressed;
     }
 
-    public ControlNode(ControlNodeOptions options, IMappingSystem mappingSystem, Random? random = null)
+    /// <param name="counters">Shared by the control shards of one node (thread-safe increments); null: its own.</param>
+    public ControlNode(ControlNodeOptions options, IMappingSystem mappingSystem, Random? random = null, ControlCounters? counters = null)
     {
         _options = options;
         MappingSystem = mappingSystem;
         random ??= SecureRandom.Instance;   // nonces guard against forged replies: never System.Random unless a test asks
-        Counters = new ControlCounters();
+        Counters = counters ?? new ControlCounters();
         if (options.MapServer is { } ms) MapServer = new MapServer(ms, Counters);
         if (options.MapResolver is { } mr) MapResolver = new MapResolver(mr, mappingSystem, MapServer, options.LocalEndpoints, Counters);
         if (options.Etr is { } etr) Etr = new Etr(etr, mappingSystem, random, Counters);
@@ -86,10 +87,20 @@ public sealed class ControlNode
     /// <summary>Handles one received datagram. Never throws.</summary>
     public IReadOnlyList<ControlAction> Handle(ReceivedPacket packet, DateTimeOffset now)
     {
+        var status = ControlMessage.TryDecode(packet.Payload, out var message);
+        return Handle(packet, status.IsOk ? message : null, status, now);
+    }
+
+    /// <summary>
+    /// Handles a datagram the host's steering step decoded already (one decode per packet); a null message with
+    /// its failed <paramref name="status"/> is counted as malformed. Never throws.
+    /// </summary>
+    public IReadOnlyList<ControlAction> Handle(ReceivedPacket packet, ControlMessage? message, WireStatus status, DateTimeOffset now)
+    {
         IReadOnlyList<ControlAction> actions;
         try
         {
-            actions = Route(packet, now);
+            actions = Route(packet, message, status, now);
         }
         catch (Exception e)
         {
@@ -124,9 +135,23 @@ public sealed class ControlNode
     /// <summary>ITR lookup miss: asks the mapping system (rate-limited). Empty when this node has no ITR.</summary>
     public IReadOnlyList<ControlAction> Request(EidPrefix eid, DateTimeOffset now) => Itr is { } itr ? Throttle(itr.Request(eid, now), now) : [];
 
-    private IReadOnlyList<ControlAction> Route(ReceivedPacket packet, DateTimeOffset now)
+    /// <summary>Applies records another control shard verified (see <see cref="MapServerHandoff"/>). Never throws.</summary>
+    public IReadOnlyList<ControlAction> HandleHandoff(MapServerHandoff work, DateTimeOffset now)
     {
-        var status = ControlMessage.TryDecode(packet.Payload, out var message);
+        if (MapServer is not { } ms) return [];
+        try
+        {
+            return Throttle(ms.ApplyHandoff(work, now), now);
+        }
+        catch (Exception e)
+        {
+            Counters.Drop(DropReason.HandlerFault);
+            return [new LogAction(LogLevel.Error, "handler-fault", $"handed-over records from {work.From}: {e.GetType().Name}: {e.Message}")];
+        }
+    }
+
+    private IReadOnlyList<ControlAction> Route(ReceivedPacket packet, ControlMessage? message, WireStatus status, DateTimeOffset now)
+    {
         if (!status.IsOk || message is null)
         {
             Counters.DropMalformed(status.Error == WireError.None ? WireError.BadValue : status.Error);

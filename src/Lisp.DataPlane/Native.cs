@@ -151,6 +151,11 @@ internal static unsafe partial class Native
 
     public const int CLONE_NEWNET = 0x40000000;
 
+    [LibraryImport(Libc, EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initval, int flags);
+
+    public const int EFD_NONBLOCK = 0x800, EFD_CLOEXEC = 0x80000;
+
     [LibraryImport(Libc, EntryPoint = "pipe2", SetLastError = true)]
     public static partial int Pipe2(int* fds, int flags);
 

@@ -38,6 +38,7 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
 {
     private const int MSG_TRUNC = 0x20;
     private int _fd;
+    private readonly bool _ownsFd = true;
     private readonly int _addressLength;
     private Native.MMsgHdr* _messages;
     private Native.IoVec* _iov;
@@ -50,6 +51,15 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
         WritesOuterIp = raw;
         _addressLength = PacketBatch.AddressLength(family);
     }
+
+    private UdpBatchSocket(int fd, AddressFamily family, bool raw, bool ownsFd) : this(fd, family, raw) => _ownsFd = ownsFd;
+
+    /// <summary>
+    /// Batched I/O on a UDP socket someone else opened and closes (the control transport's sockets): several
+    /// control shards each attach their own view and call recvmmsg/sendmmsg on the one descriptor, which the
+    /// kernel allows from many threads; the packets are shared out among them.
+    /// </summary>
+    public static UdpBatchSocket Attach(int fd, AddressFamily family) => new(fd, family, raw: false, ownsFd: false);
 
     public AddressFamily Family { get; }
     public bool WritesOuterIp { get; }
@@ -203,6 +213,13 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
         batch.Count = 0;
         var pfd = new Native.PollFd { Fd = _fd, Events = Native.POLLIN };
         if (Native.Poll(&pfd, 1, timeoutMs) <= 0) return 0;
+        return ReceiveReady(batch);
+    }
+
+    /// <summary>Takes what is queued now (recvmmsg, MSG_DONTWAIT), without waiting: 0 when nothing is (or another thread took it).</summary>
+    public int ReceiveReady(PacketBatch batch)
+    {
+        batch.Count = 0;
         Ensure(batch.Capacity);
         int cap = batch.Capacity;
         for (int k = 0; k < cap; k++)
@@ -232,7 +249,7 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
     public void Dispose()
     {
         int fd = Interlocked.Exchange(ref _fd, -1);
-        if (fd >= 0) Native.Close(fd);
+        if (fd >= 0 && _ownsFd) Native.Close(fd);
         if (_messages != null)
         {
             NativeMemory.Free(_messages);

@@ -62,7 +62,7 @@ public static class ConfigLoader
         {
             Allow(root, "", "node", "mapping", "etr", "itr", "map_server", "site", "database", "decent", "management", "data_plane");
             var node = Table(root, "node") ?? new TomlTable();
-            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level");
+            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level", "control_threads");
             var cfg = new NodeConfig
             {
                 Name = Str(node, "node.name") ?? "lisp-decent",
@@ -71,6 +71,7 @@ public static class ConfigLoader
                 Listen = Addresses(node, "node.listen"),
                 ControlPort = Int(node, "node.control_port", 1, 65535) ?? DataHeader.ControlPort,
                 LogLevel = Choice(node, "node.log_level", ["debug", "info", "warning", "error"]) ?? "info",
+                ControlThreads = Int(node, "node.control_threads", 1, 64),
             };
 
             var mapping = Table(root, "mapping");

@@ -25,6 +25,11 @@ public sealed record NodeConfig
     public IReadOnlyList<IPAddress> Listen { get; init; } = [];
     public int ControlPort { get; init; } = DataHeader.ControlPort;
     public string LogLevel { get; init; } = "info";
+    /// <summary>
+    /// [node] control_threads: control shards, each a thread owning a slice of the map-server's table (null: one per
+    /// core, at most 16). One when the node has no map-server role, or in a push group (its I/O reads the whole table).
+    /// </summary>
+    public int? ControlThreads { get; init; }
 
     public IReadOnlyList<IPEndPoint> MapServers { get; init; } = [];
     public IReadOnlyList<IPEndPoint> MapResolvers { get; init; } = [];

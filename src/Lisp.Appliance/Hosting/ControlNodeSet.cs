@@ -70,8 +70,13 @@ public sealed class ControlNodeSet
     /// Pull mode with the map-server role: a map-server (+ map-resolver) node per local endpoint, refusing
     /// registrations for EIDs outside its sets, plus an xTR node for the ETR/ITR roles when configured.
     /// </summary>
-    public static ControlNodeSet ForPull(NodeConfig config, PullMappingSystem pull, IReadOnlyList<IPEndPoint> local)
+    /// <param name="shard">Control shards: adjusts each node's options (its map-server's shard), null: unsharded.</param>
+    /// <param name="counters">The counters of a node by name (shared by its shards), null: each node its own.</param>
+    /// <param name="withXtr">False for shards other than 0: the ETR and ITR live in shard 0 only.</param>
+    public static ControlNodeSet ForPull(NodeConfig config, PullMappingSystem pull, IReadOnlyList<IPEndPoint> local,
+        Func<ControlNodeOptions, ControlNodeOptions>? shard = null, Func<string, ControlCounters>? counters = null, bool withXtr = true)
     {
+        shard ??= o => o;
         var all = NodeHost.BuildOptions(config, local);
         var servers = new List<(IPEndPoint, ControlNode)>();
         foreach (var ep in local)
@@ -85,21 +90,33 @@ public sealed class ControlNodeSet
                 Itr = null,
                 MapServer = all.MapServer! with { EidFilter = eid => pull.WhyNotServed(eid, address) },
             };
-            servers.Add((ep, new ControlNode(options, pull)));
+            options = shard(options);
+            servers.Add((ep, new ControlNode(options, pull, null, counters?.Invoke(options.Name))));
         }
         ControlNode? xtr = null;
-        if (all.Etr is not null || all.Itr is not null)
+        if (withXtr && (all.Etr is not null || all.Itr is not null))
         {
-            xtr = new ControlNode(all with { MapServer = null, MapResolver = null }, pull);
+            var options = all with { MapServer = null, MapResolver = null };
+            xtr = new ControlNode(options, pull, null, counters?.Invoke(options.Name));
         }
         return new ControlNodeSet(servers, xtr);
     }
 
-    /// <summary>The node that handles <paramref name="packet"/>.</summary>
+    /// <summary>The node that handles <paramref name="packet"/> (decodes it; the host's path passes the decoded message).</summary>
     public ControlNode Route(ReceivedPacket packet)
     {
+        var status = Lisp.Wire.ControlMessage.TryDecode(packet.Payload, out var message);
+        return Route(packet, status.IsOk ? message : null);
+    }
+
+    /// <summary>
+    /// The node that handles <paramref name="packet"/>, from the message the steering step decoded: one look at the
+    /// message type decides server or xTR node (what cannot be decoded goes to the xTR node, which counts it).
+    /// </summary>
+    public ControlNode Route(ReceivedPacket packet, Lisp.Wire.ControlMessage? message)
+    {
         if (_servers.Count == 0) return _fallback;
-        if (ForServer(packet.Payload))
+        if (ForServer(message))
         {
             if (_servers.TryGetValue(packet.Local, out var node)) return node;
             return _xtr ?? _fallback;
@@ -109,20 +126,19 @@ public sealed class ControlNodeSet
     }
 
     /// <summary>
-    /// True for what a map-server or map-resolver takes: Map-Register (type 3), Map-Notify-Ack (type 5), an
-    /// Encapsulated Control Message (type 8) without the E bit. Anything else (and garbage) is the xTR's.
+    /// True for what a map-server or map-resolver takes: Map-Register, Map-Notify-Ack, an Encapsulated Control
+    /// Message without the E bit. Anything else (and what did not decode) is the xTR's.
     /// </summary>
-    public static bool ForServer(ReadOnlySpan<byte> payload)
+    public static bool ForServer(Lisp.Wire.ControlMessage? message) => message switch
     {
-        if (payload.Length == 0) return false;
-        byte b0 = payload[0];
-        return (b0 >> 4) switch
-        {
-            3 or 5 => true,
-            8 => (b0 & 0x02) == 0,
-            _ => false,
-        };
-    }
+        Lisp.Wire.MapRegister => true,
+        Lisp.Wire.MapNotify { IsAck: true } => true,
+        Lisp.Wire.EncapsulatedControlMessage { ForEtr: false } => true,
+        _ => false,
+    };
+
+    /// <summary>The map-server node that answers on <paramref name="local"/> (the only node when not split).</summary>
+    public ControlNode ServerFor(IPEndPoint local) => _servers.TryGetValue(local, out var n) ? n : _fallback;
 
     /// <summary>Earliest deadline over every node.</summary>
     public DateTimeOffset? NextDeadline

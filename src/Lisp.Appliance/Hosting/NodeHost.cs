@@ -1,8 +1,10 @@
+using System.Collections.Concurrent;
 using System.Net;
-using System.Threading.Channels;
+using System.Net.Sockets;
 using Lisp.Appliance.Config;
 using Lisp.ControlPlane;
 using Lisp.ControlPlane.Transport;
+using Lisp.DataPlane;
 using Lisp.Decent.Push;
 using Lisp.Decent;
 using Lisp.Wire;
@@ -10,57 +12,129 @@ using Lisp.Wire;
 namespace Lisp.Appliance.Hosting;
 
 /// <summary>
-/// Runs one node's control plane: the UDP transport's receive threads feed a bounded queue, and one control
-/// thread owns the <see cref="ControlNode"/> state machine (so roles need no locks), handling packets and
-/// timer deadlines and carrying out the actions the roles return. Packets that arrive while the queue is full
-/// are dropped and counted: a flood cannot grow memory or stall the receive threads.
+/// Runs one node's control plane on a pool of control shards (issue 10).
+/// <code>
+///   UDP 4342 sockets, one per listen address (UdpControlTransport binds them; nobody else reads them)
+///        |  every shard polls every socket and its own eventfd; recvmmsg (MSG_DONTWAIT) on the shared
+///        |  descriptor hands each datagram to exactly one shard
+///        v
+///   shard k:  decode once -> steering step ShardPlan.ShardOf(message): the EID's block hash for
+///             Map-Register / Map-Notify-Ack / ECM Map-Request, shard 0 for everything else
+///        |-- owned by k -> ControlNodeSet k (its roles, its slice of the map-server table) -> actions
+///        `-- owned by j -> shard j's inbox (ConcurrentQueue, bounded, counted drops) + eventfd wake
+///   actions:  sends batched per socket and flushed with sendmmsg before the shard sleeps; records a
+///             Map-Register carries for other shards go to their inboxes as handoffs (HMAC checked once);
+///             log lines to the log; map-cache changes to the data plane.
+/// </code>
+/// Thread ownership: shard k alone touches ControlNodeSet k (no lock on the per-packet path). Shard 0 also owns
+/// the ETR, the ITR, the push group's I/O, operator lookups and management reads; a read parks the other shards
+/// first (NodeHostQueries.cs), so it sees every slice. Shards share only thread-safe things: the counters
+/// (Interlocked), the registration limits (Interlocked), the mapping system's published view, the log.
+/// Timers run on a monotonic clock; a shard's turn costs O(due timers) (the map-server's heaps).
 /// </summary>
 public sealed partial class NodeHost : IDisposable
 {
+    /// <summary>Work items a shard's inbox holds at most; more are dropped and counted as queue drops.</summary>
     public const int QueueCapacity = 4096;
+    private const int ReceiveBatch = 32;
+    private const int SendBatch = 64;
+    // Control messages are small (a Map-Register of a few records is a few hundred bytes); a larger datagram
+    // is counted as truncated. 9 KB holds a jumbo frame's worth.
+    private const int SlotBytes = 9216;
 
     private readonly NodeConfig _config;
     private readonly Log _log;
-    private readonly Channel<ReceivedPacket> _queue;
-    private readonly Channel<EidPrefix> _requests = Channel.CreateUnbounded<EidPrefix>();
     private readonly UdpControlTransport _transport;
-    private readonly Thread _controlThread;
+    private readonly IReadOnlyList<(int Fd, IPEndPoint Local)> _descriptors;
+    private readonly ControlShard[] _shards;
+    private readonly ShardPlan _plan;
     private readonly CancellationTokenSource _stop = new();
-    private long _queueDrops;
+    private long _queueDrops, _truncated;
     private readonly PushIo? _push;
-    // One wake-up signal for the control loop, set by whoever queues work (packets, lookups, management reads).
-    // Not Channel.WaitToReadAsync per queue: each unanswered call leaves a waiter (and a token registration)
-    // on the channel, so an idle loop polling three channels would pile them up turn after turn.
-    private readonly SemaphoreSlim _wakeSignal = new(0);
-    private int _wakePending;
+
+    /// <summary>One control shard: its thread, its node set, its inbox and its batches.</summary>
+    private sealed class ControlShard(int index, ControlNodeSet nodes) : IDisposable
+    {
+        public readonly int Index = index;
+        public readonly ControlNodeSet Nodes = nodes;
+        public readonly ConcurrentQueue<object> Inbox = new();
+        public readonly WakeSignal Wake = new();
+        public int InboxCount;
+        public int Sleeping;
+        public Thread? Thread;
+        public UdpBatchSocket[] Sockets = [];
+        public PacketBatch? Receive;
+        public PacketBatch[] Sends = [];
+        public int[][] SendIndex = [];
+
+        public void Dispose()
+        {
+            foreach (var s in Sockets) s.Dispose();
+            Receive?.Dispose();
+            foreach (var b in Sends) b.Dispose();
+            Wake.Dispose();
+        }
+    }
+
+    private sealed record PacketWork(ReceivedPacket Packet, ControlMessage? Message, WireStatus Status);
+    private sealed record HandoffWork(MapServerHandoff Work);
 
     public NodeHost(NodeConfig config, IMappingSystem mappingSystem, Log log)
     {
         _config = config;
         _log = log;
         _transport = new UdpControlTransport(config.ControlEndpoints(), m => _log.Warn("transport", m));
-        // A pull-mode map-server keeps each listen address's sets apart (one map-server node per address).
-        Nodes = mappingSystem is PullMappingSystem pull && config.Has("map-server")
-            ? ControlNodeSet.ForPull(config, pull, _transport.LocalEndpoints)
-            : ControlNodeSet.Single(new ControlNode(PushIo.Adjust(BuildOptions(config, _transport.LocalEndpoints), config, mappingSystem), mappingSystem));
-        _queue = Channel.CreateBounded<ReceivedPacket>(new BoundedChannelOptions(QueueCapacity)
+        _descriptors = _transport.Descriptors;
+        int shards = config.ControlThreads ?? Math.Clamp(Environment.ProcessorCount, 1, 16);
+        if (!config.Has("map-server") || mappingSystem is PushMappingSystem)
         {
-            // Wait, not DropWrite: with DropWrite TryWrite returns true while discarding the packet, so a full queue
-            // dropped datagrams that no counter or log line saw. With Wait, TryWrite returns false when full
-            // (it never waits) and EnqueueOrCount counts the drop.
-            FullMode = BoundedChannelFullMode.Wait,
-            SingleReader = true,
-        });
+            if (config.ControlThreads > 1) log.Info("control-threads", $"control_threads = {config.ControlThreads} ignored: {(config.Has("map-server") ? "a push group member's I/O reads the whole table" : "no map-server role to shard")}; 1 control thread");
+            shards = 1;
+        }
+        _plan = new ShardPlan(shards);
+        var limits = new ConcurrentDictionary<string, RegistrationLimits>(StringComparer.Ordinal);
+        var counters = new ConcurrentDictionary<string, ControlCounters>(StringComparer.Ordinal);
+        _shards = new ControlShard[shards];
+        for (int k = 0; k < shards; k++)
+        {
+            int index = k;
+            ControlNodeOptions Shard(ControlNodeOptions o) => o.MapServer is null ? o : o with
+            {
+                MapServer = o.MapServer with { Shard = new ShardContext(_plan, index, limits.GetOrAdd(o.Name, _ => new RegistrationLimits())) },
+                Etr = index == 0 ? o.Etr : null,
+                Itr = index == 0 ? o.Itr : null,
+            };
+            ControlCounters CountersOf(string name) => counters.GetOrAdd(name, _ => new ControlCounters());
+            // A pull-mode map-server keeps each listen address's sets apart (one map-server node per address).
+            var set = mappingSystem is PullMappingSystem pull && config.Has("map-server")
+                ? ControlNodeSet.ForPull(config, pull, _transport.LocalEndpoints, Shard, CountersOf, withXtr: index == 0)
+                : ControlNodeSet.Single(NewNode(Shard(PushIo.Adjust(BuildOptions(config, _transport.LocalEndpoints), config, mappingSystem)), mappingSystem, CountersOf));
+            _shards[k] = new ControlShard(k, set);
+        }
+        // Shard 0's map-servers answer `show` for the whole table (read while the other shards are parked).
+        foreach (var (node, _) in _shards[0].Nodes.All)
+        {
+            if (node.MapServer is not { } ms) continue;
+            ms.JoinShards(_shards.Skip(1).SelectMany(s => s.Nodes.All).Where(n => n.Node.Options.Name == node.Options.Name && n.Node.MapServer is not null)
+                .Select(n => n.Node.MapServer!).ToList());
+        }
         // A push-group member also has the group's data socket and multicast socket (PushIo).
         if (mappingSystem is PushMappingSystem push) _push = new PushIo(config, push, log, EnqueueOrCount);
-        _controlThread = new Thread(ControlLoop) { IsBackground = true, Name = "lisp-control" };
     }
+
+    private static ControlNode NewNode(ControlNodeOptions options, IMappingSystem mappingSystem, Func<string, ControlCounters> counters) =>
+        new(options, mappingSystem, null, counters(options.Name));
 
     /// <summary>The node with the ETR/ITR (or the only node); see <see cref="Nodes"/> for all of them.</summary>
     public ControlNode Node => Nodes.Primary;
-    public ControlNodeSet Nodes { get; }
+    /// <summary>Shard 0's nodes: every role, and (through its map-servers' siblings) every registration.</summary>
+    public ControlNodeSet Nodes => _shards[0].Nodes;
+    /// <summary>Control shards (threads) this node runs.</summary>
+    public int ControlThreads => _shards.Length;
     public IReadOnlyList<IPEndPoint> LocalEndpoints => _transport.LocalEndpoints;
     public long QueueDrops => Interlocked.Read(ref _queueDrops);
+    /// <summary>Datagrams longer than a receive slot (counted as malformed, truncated).</summary>
+    public long Truncated => Interlocked.Read(ref _truncated);
     /// <summary>The roles' clock: monotonic, so a wall-clock step does not expire or immortalise soft state (issue 10, d).</summary>
     public TimeProvider Clock { get; } = new MonotonicClock();
     /// <summary>The push group's sockets (push mapping system only); the data plane hands it instance-id 0xffffff packets.</summary>
@@ -115,92 +189,175 @@ public sealed partial class NodeHost : IDisposable
 
     public void Start()
     {
-        _transport.Start((payload, from, local) => EnqueueOrCount(new ReceivedPacket(payload, from, local)));
         string roles = string.Join(", ", NodeConfig.KnownRoles.Where(_config.Has));
-        _log.Info("node-started", $"{_config.Name}: roles {roles}; mapping system {Node.MappingSystem.Name}; listening on {string.Join(", ", LocalEndpoints)}"
+        _log.Info("node-started", $"{_config.Name}: roles {roles}; mapping system {Node.MappingSystem.Name}; listening on {string.Join(", ", LocalEndpoints)}; {_shards.Length} control thread(s)"
             + (Nodes.IsSplit ? $"; {Nodes.Servers.Count} map-server(s) with separate tables" : ""));
         _push?.Start();
-        _controlThread.Start();
+        foreach (var shard in _shards)
+        {
+            shard.Sockets = _descriptors.Select(d => UdpBatchSocket.Attach(d.Fd, d.Local.AddressFamily)).ToArray();
+            shard.Receive = new PacketBatch(ReceiveBatch, SlotBytes + PacketBatch.Headroom);
+            shard.Sends = _descriptors.Select(_ => new PacketBatch(SendBatch, SlotBytes + PacketBatch.Headroom)).ToArray();
+            shard.SendIndex = _descriptors.Select(_ => new int[SendBatch]).ToArray();
+            var s = shard;
+            shard.Thread = new Thread(() => ShardLoop(s)) { IsBackground = true, Name = $"lisp-control-{shard.Index}" };
+            shard.Thread.Start();
+        }
     }
 
-    /// <summary>Asks the ITR to resolve an EID (thread-safe; handled on the control thread).</summary>
+    /// <summary>Asks the ITR to resolve an EID (thread-safe; handled on shard 0).</summary>
     public void RequestLookup(EidPrefix eid)
     {
-        if (_requests.Writer.TryWrite(eid)) Wake();
+        Post(_shards[0], (Action)(() =>
+        {
+            if (Nodes.ItrNode is { } itr) Execute(_shards[0], itr.Request(eid, Clock.GetUtcNow()), null);
+            else _log.Warn("no-itr", $"lookup of {eid} asked for, but this node has no itr role");
+        }), force: false);
     }
 
-    /// <summary>Queues a received packet for the control loop; when the queue is full, counts and (rate-limited) logs the drop.</summary>
+    /// <summary>Queues a packet from another source (the push group's sockets) to the shard that owns it; a full inbox counts a drop.</summary>
     private void EnqueueOrCount(ReceivedPacket packet)
     {
-        if (_queue.Writer.TryWrite(packet))
-        {
-            Wake();
-            return;
-        }
-        if (Interlocked.Increment(ref _queueDrops) % 1000 == 1)
-        {
-            _log.Warn("queue-full", $"control queue full ({QueueCapacity}); dropped {QueueDrops} packets so far");
-        }
+        var status = ControlMessage.TryDecode(packet.Payload, out var message);
+        var work = new PacketWork(packet, status.IsOk ? message : null, status);
+        Post(_shards[status.IsOk ? _plan.ShardOf(message!) : 0], work, force: false);
     }
 
-    /// <summary>Wakes the control loop; cheap when it is already awake (one flag, at most one pending release).</summary>
-    private void Wake()
+    /// <summary>Puts work in a shard's inbox and wakes it if it sleeps. Drops (and counts) when the inbox is full, unless forced.</summary>
+    private bool Post(ControlShard shard, object work, bool force)
     {
-        if (Interlocked.Exchange(ref _wakePending, 1) == 0) _wakeSignal.Release();
+        if (Interlocked.Increment(ref shard.InboxCount) > QueueCapacity && !force)
+        {
+            Interlocked.Decrement(ref shard.InboxCount);
+            if (Interlocked.Increment(ref _queueDrops) % 1000 == 1)
+            {
+                _log.Warn("queue-full", $"control shard {shard.Index} inbox full ({QueueCapacity}); dropped {QueueDrops} items so far");
+            }
+            return false;
+        }
+        shard.Inbox.Enqueue(work);
+        // Enqueue publishes with a full fence; the shard sets Sleeping (Interlocked) before it looks at the inbox a last time.
+        if (Volatile.Read(ref shard.Sleeping) == 1) shard.Wake.Signal();
+        return true;
     }
 
-    /// <summary>Called on the control thread for each MapCacheChanged action (set before <see cref="Start"/>).</summary>
+    /// <summary>Called on shard 0 for each MapCacheChanged action (set before <see cref="Start"/>).</summary>
     public Action<MapCacheChanged>? MapCacheChangedHook { get; set; }
 
-    private void ControlLoop()
+    private void ShardLoop(ControlShard shard)
     {
         var token = _stop.Token;
-        TickAll();
+        Span<int> fds = stackalloc int[_descriptors.Count + 1];
+        for (int i = 0; i < _descriptors.Count; i++) fds[i] = _descriptors[i].Fd;
+        fds[^1] = shard.Wake.Fd;
         while (!token.IsCancellationRequested)
         {
-            if (_push is not null) Execute(_push.AfterBatch(Node, Clock.GetUtcNow()), null);
-            var now = Clock.GetUtcNow();
-            var deadline = Nodes.NextDeadline ?? now.AddSeconds(1);
-            var wait = deadline - now;
-            if (wait > TimeSpan.FromSeconds(1)) wait = TimeSpan.FromSeconds(1);
             try
             {
-                // A packet, a lookup request (e.g. a data-plane miss) or a management read wakes the loop. Always
-                // wait (0 ms when a deadline has passed) so a pending signal is consumed, not left to pile up.
-                _wakeSignal.Wait(wait > TimeSpan.Zero ? (int)Math.Ceiling(wait.TotalMilliseconds) : 0, token);
+                if (!Turn(shard, fds)) continue;
             }
-            catch (OperationCanceledException)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
-                break;
+                // A host bug must not take the control plane down with it: say so loudly, count it, go on.
+                Nodes.Primary.Counters.Drop(Lisp.ControlPlane.DropReason.HandlerFault);
+                _log.Error("shard-fault", $"control shard {shard.Index}: {e.GetType().Name}: {e.Message}");
+                Thread.Sleep(10);
             }
-            // Cleared before draining: work queued from here on sets it again and the next wait returns at once.
-            Interlocked.Exchange(ref _wakePending, 0); // a full fence: the queue reads below must not move above it
-            int handled = 0;
-            while (handled < 256 && _queue.Reader.TryRead(out var packet))
+        }
+        FlushSends(shard);
+    }
+
+    /// <summary>One turn of a shard: inbox, sockets, timers; sleeps when there was nothing. False when it did work (go again at once).</summary>
+    private bool Turn(ControlShard shard, ReadOnlySpan<int> fds)
+    {
+        {
+            int done = DrainInbox(shard, 512);
+            for (int i = 0; i < shard.Sockets.Length; i++)
             {
-                var node = Nodes.Route(packet);
-                Execute(node.Handle(packet, Clock.GetUtcNow()), LabelOf(node));
-                handled++;
+                int n = shard.Sockets[i].ReceiveReady(shard.Receive!);
+                for (int k = 0; k < n; k++) Received(shard, shard.Receive!, k, _descriptors[i].Local);
+                done += n;
             }
-            if (handled == 256) Wake(); // more are queued: come straight back after the timers have had their turn
-            RunQueries(); // management reads (Management/NodeHostQueries.cs)
-            while (_requests.Reader.TryRead(out var eid))
+            FlushSends(shard);
+            if (shard.Index == 0 && _push is not null) Execute(shard, _push.AfterBatch(Node, Clock.GetUtcNow()), null);
+            Tick(shard);
+            FlushSends(shard);
+            if (done > 0) return false;
+            // Nothing to do: sleep until a datagram, inbox work, or the next timer (at most 1 s; 200 ms for a push
+            // member, whose group I/O checks the table that often).
+            Interlocked.Exchange(ref shard.Sleeping, 1);
+            if (shard.Inbox.IsEmpty)
             {
-                if (Nodes.ItrNode is { } itr) Execute(itr.Request(eid, Clock.GetUtcNow()), null);
-                else _log.Warn("no-itr", $"lookup of {eid} asked for, but this node has no itr role");
+                var now = Clock.GetUtcNow();
+                var wait = (shard.Nodes.NextDeadline ?? now.AddSeconds(1)) - now;
+                var cap = _push is not null && shard.Index == 0 ? TimeSpan.FromMilliseconds(200) : TimeSpan.FromSeconds(1);
+                if (wait > cap) wait = cap;
+                if (wait > TimeSpan.Zero) WakeSignal.WaitReadable(fds, (int)Math.Ceiling(wait.TotalMilliseconds));
             }
-            TickAll();
+            Volatile.Write(ref shard.Sleeping, 0);
+            shard.Wake.Clear();
+            return true;
         }
     }
 
-    private void TickAll()
+    private int DrainInbox(ControlShard shard, int max)
     {
-        foreach (var (node, label) in Nodes.All) Execute(node.Tick(Clock.GetUtcNow()), label);
+        int n = 0;
+        while (n < max && shard.Inbox.TryDequeue(out var work))
+        {
+            Interlocked.Decrement(ref shard.InboxCount);
+            n++;
+            switch (work)
+            {
+                case PacketWork p:
+                    Dispatch(shard, p.Packet, p.Message, p.Status);
+                    break;
+                case HandoffWork h:
+                    var node = shard.Nodes.ServerFor(h.Work.Local);
+                    Execute(shard, node.HandleHandoff(h.Work, Clock.GetUtcNow()), LabelOf(shard, node));
+                    break;
+                case Action a:
+                    a();
+                    break;
+            }
+        }
+        return n;
     }
 
-    private string? LabelOf(ControlNode node)
+    /// <summary>The steering step for one received datagram: decode once, handle it here or hand it to its shard.</summary>
+    private void Received(ControlShard shard, PacketBatch batch, int k, IPEndPoint local)
     {
-        foreach (var (n, label) in Nodes.All)
+        var from = batch.Address(k);
+        if (from is null) return;
+        if (batch.Length[k] < 0)
+        {
+            Interlocked.Increment(ref _truncated);
+            Nodes.Primary.Counters.DropMalformed(WireError.Truncated);
+            return;
+        }
+        var packet = new ReceivedPacket(batch.Packet(k).ToArray(), from, local);
+        var status = ControlMessage.TryDecode(packet.Payload, out var message);
+        int owner = status.IsOk ? _plan.ShardOf(message!) : 0;
+        if (owner == shard.Index) Dispatch(shard, packet, status.IsOk ? message : null, status);
+        else Post(_shards[owner], new PacketWork(packet, status.IsOk ? message : null, status), force: false);
+    }
+
+    private void Dispatch(ControlShard shard, ReceivedPacket packet, ControlMessage? message, WireStatus status)
+    {
+        var node = shard.Nodes.Route(packet, message);
+        Execute(shard, node.Handle(packet, message, status, Clock.GetUtcNow()), LabelOf(shard, node));
+    }
+
+    private void Tick(ControlShard shard)
+    {
+        var now = Clock.GetUtcNow();
+        if (shard.Nodes.NextDeadline is { } d && d > now) return;
+        foreach (var (node, label) in shard.Nodes.All) Execute(shard, node.Tick(now), label);
+    }
+
+    private static string? LabelOf(ControlShard shard, ControlNode node)
+    {
+        foreach (var (n, label) in shard.Nodes.All)
         {
             if (ReferenceEquals(n, node)) return label;
         }
@@ -208,14 +365,14 @@ public sealed partial class NodeHost : IDisposable
     }
 
     /// <param name="label">appended to the node's log lines, e.g. "(map-server 127.0.1.1:4342)" when a process runs several</param>
-    private void Execute(IReadOnlyList<ControlAction> actions, string? label)
+    private void Execute(ControlShard shard, IReadOnlyList<ControlAction> actions, string? label)
     {
         foreach (var a in actions)
         {
             switch (a)
             {
                 case SendAction s:
-                    if (_push?.TrySend(s) != true) _transport.Send(s.To, s.Payload, s.From);
+                    if (_push?.TrySend(s) != true) QueueSend(shard, s);
                     break;
                 case LogAction l:
                     _log.Write(l.Level, l.Event, label is null ? l.Message : $"{l.Message} ({label})");
@@ -223,14 +380,72 @@ public sealed partial class NodeHost : IDisposable
                 case MapCacheChanged m:
                     MapCacheChangedHook?.Invoke(m); // the data plane mirrors these into its map-cache (DataPlaneHost)
                     break;
+                case ShardHandoffAction h:
+                    // Handed-over records carry reserved slots and confirmed Map-Notify records: never dropped.
+                    Post(_shards[h.Shard], new HandoffWork(h.Work), force: true);
+                    break;
             }
         }
     }
 
+    /// <summary>Batches a send on the socket of the local endpoint it is from (sendmmsg at the end of the turn); anything else goes through the transport.</summary>
+    private void QueueSend(ControlShard shard, SendAction s)
+    {
+        int socket = -1;
+        if (s.From is { } from)
+        {
+            for (int i = 0; i < _descriptors.Count; i++)
+            {
+                var l = _descriptors[i].Local;
+                if (l.Address.Equals(from.Address) && (from.Port == 0 || from.Port == l.Port)) { socket = i; break; }
+            }
+        }
+        if (socket < 0 || s.To.AddressFamily != _descriptors[socket].Local.AddressFamily || (s.To.AddressFamily == AddressFamily.InterNetworkV6 && s.To.Address.ScopeId != 0) || s.Payload.Length > SlotBytes)
+        {
+            _transport.Send(s.To, s.Payload, s.From);
+            return;
+        }
+        var batch = shard.Sends[socket];
+        if (batch.Count == batch.Capacity) Flush(shard, socket);
+        int k = batch.Count++;
+        batch.Set(k, s.Payload);
+        Span<byte> address = stackalloc byte[16];
+        s.To.Address.TryWriteBytes(address, out int n);
+        if (n == 4) batch.SetV4Address(k, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(address), (ushort)s.To.Port);
+        else batch.SetV6Address(k, address[..16], (ushort)s.To.Port);
+    }
+
+    private void FlushSends(ControlShard shard)
+    {
+        for (int i = 0; i < shard.Sends.Length; i++) Flush(shard, i);
+    }
+
+    private void Flush(ControlShard shard, int socket)
+    {
+        var batch = shard.Sends[socket];
+        if (batch.Count == 0) return;
+        var index = shard.SendIndex[socket];
+        for (int k = 0; k < batch.Count; k++) index[k] = k;
+        var sock = shard.Sockets[socket];
+        long errors = sock.SendErrors;
+        sock.Send(batch, index.AsSpan(0, batch.Count));
+        if (sock.SendErrors != errors) Interlocked.Add(ref _sendErrors, sock.SendErrors - errors);
+        batch.Count = 0;
+    }
+
+    private long _sendErrors;
+
     public void Dispose()
     {
         _stop.Cancel();
-        if (_controlThread.IsAlive) _controlThread.Join(TimeSpan.FromSeconds(3));
+        foreach (var shard in _shards)
+        {
+            shard.Wake.Signal();
+        }
+        foreach (var shard in _shards)
+        {
+            if (shard.Thread is { IsAlive: true } t) t.Join(TimeSpan.FromSeconds(3));
+        }
         if (_push is not null)
         {
             // Leaving the group: TTL-0 Map-Registers to every member, then close the group's sockets.
@@ -241,6 +456,10 @@ public sealed partial class NodeHost : IDisposable
             _push.Dispose();
         }
         _transport.Dispose();
-        _log.Info("node-stopped", $"{_config.Name}: {Nodes.TotalDrops} packets dropped, {QueueDrops} queue drops, {_transport.SendErrors} send errors");
+        foreach (var shard in _shards)
+        {
+            if (shard.Thread is not { IsAlive: true }) shard.Dispose();
+        }
+        _log.Info("node-stopped", $"{_config.Name}: {Nodes.TotalDrops} packets dropped, {QueueDrops} queue drops, {SendErrors} send errors");
     }
 }

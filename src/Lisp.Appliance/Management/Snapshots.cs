@@ -98,7 +98,7 @@ public static class Snapshots
             var view = new NodeCountersView
             {
                 Node = node.Options.Name,
-                Registrations = node.MapServer?.Registrations(now).Count ?? 0,
+                Registrations = node.MapServer?.RegistrationCount ?? 0,
                 MapCacheEntries = node.Itr?.CacheCount ?? 0,
             };
             foreach (var r in Enum.GetValues<Lisp.ControlPlane.DropReason>()) view.Drops[Kebab(r.ToString())] = c.Drops(r);

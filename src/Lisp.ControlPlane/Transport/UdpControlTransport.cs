@@ -32,6 +32,10 @@ public sealed class UdpControlTransport : IDisposable
             try
             {
                 if (ep.AddressFamily == AddressFamily.InterNetworkV6) s.DualMode = false;
+                // A burst of Map-Registers or Map-Requests must wait in the kernel, not be dropped there, while the
+                // control shards work through their batches (the kernel caps this at net.core.rmem_max).
+                s.ReceiveBufferSize = 4 << 20;
+                s.SendBufferSize = 4 << 20;
                 s.Bind(ep);
             }
             catch (SocketException e)
@@ -45,6 +49,12 @@ public sealed class UdpControlTransport : IDisposable
     }
 
     public IReadOnlyList<IPEndPoint> LocalEndpoints => _sockets.Select(s => s.Local).ToList();
+
+    /// <summary>
+    /// The listening sockets' descriptors, for hosts that drive them with batched system calls (recvmmsg/sendmmsg)
+    /// from their own threads instead of <see cref="Start"/>. They stay owned (and are closed) by this transport.
+    /// </summary>
+    public IReadOnlyList<(int Fd, IPEndPoint Local)> Descriptors => _sockets.Select(s => ((int)s.Socket.Handle, s.Local)).ToList();
     public long SendErrors => Interlocked.Read(ref _sendErrors);
     public long ReceiveErrors => Interlocked.Read(ref _receiveErrors);
 
