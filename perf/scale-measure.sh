@@ -20,12 +20,14 @@ cpu_ticks() { awk '{print $14+$15}' /proc/$1/stat; }
 say() { echo "$*" | tee -a "$OUT/summary.txt"; }
 
 write_node_config "$OUT/node.toml" $NODE "$NODE:18081"
+# CONTROL_THREADS=N sets [node] control_threads (default: one per core the node may run on).
+if [ -n "${CONTROL_THREADS:-}" ]; then sed -i "s/^log_level = .*/&\ncontrol_threads = $CONTROL_THREADS/" "$OUT/node.toml"; fi
 taskset -c $NODE_CPUS "$BIN" run --config "$OUT/node.toml" > "$OUT/node.log" 2>&1 &
 NPID=$!
 trap 'kill $NPID 2>/dev/null || true' EXIT
 sleep 2
 RSS0=$(rss_kb $NPID)
-say "node pid $NPID on cpus $NODE_CPUS, generator on cpus $GEN_CPUS, RSS at start ${RSS0} kB, $(nproc) cores, $(uname -r)"
+say "node pid $NPID on cpus $NODE_CPUS ($(grep -o 'control_threads = [0-9]*' "$OUT/node.toml" || echo 'control_threads default')), generator on cpus $GEN_CPUS, RSS at start ${RSS0} kB, $(nproc) cores, $(uname -r)"
 have=0
 for n in $SIZES; do
   # Grow the table from $have to $n: register only the new EIDs (--eid-base moves past those registered).
