@@ -1,0 +1,91 @@
+using System.Text.Json;
+using Lisp.Appliance.Config;
+using Lisp.Appliance.Tests.Support;
+using Lisp.TestSupport;
+
+namespace Lisp.Appliance.Tests.ControlPlane;
+
+/// <summary>
+/// Capacity is configuration (issue 10): `[map_server] max_registrations`, a site's `max_registrations`,
+/// `[node] control_threads`. Past the limit a registration is refused, counted with its reason, logged, and not
+/// confirmed, also when the table is cut into control shards that share the limit.
+/// </summary>
+public sealed class CapacityTests
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public void Config_keys_parse_and_bad_values_are_refused()
+    {
+        const string baseToml = """
+            [node]
+            name = "cap"
+            roles = ["map-server"]
+            listen = ["127.0.0.1"]
+            control_threads = 3
+
+            [map_server]
+            max_registrations = 1234
+
+            [[site]]
+            name = "a"
+            key = "k"
+            eid_prefixes = ["[0]10.0.0.0/8"]
+            max_registrations = 99
+            """;
+        var c = ConfigLoader.Parse(baseToml);
+        Assert.Equal(3, c.ControlThreads);
+        Assert.Equal(1234, c.MaxRegistrations);
+        Assert.Equal(99, Assert.Single(c.Sites).MaxRegistrations);
+        Assert.Equal(Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrations, ConfigLoader.Parse(baseToml.Replace("max_registrations = 1234", "")).MaxRegistrations);
+        Assert.True(Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrations >= 1_000_000);
+        Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(baseToml.Replace("max_registrations = 1234", "max_registrations = 0")));
+        Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(baseToml.Replace("control_threads = 3", "control_threads = 0")));
+    }
+
+    [Fact]
+    public void Registrations_past_the_configured_limit_are_refused_counted_and_not_confirmed_across_shards()
+    {
+        using var topology = new Topology("127.0.64");
+        string node = topology.Address(1);
+        string management = $"{node}:{ManagementNode.FreeTcpPort(node)}";
+        var process = topology.StartNode("cap", $$"""
+            [node]
+            name = "cap-64"
+            roles = ["map-server", "map-resolver"]
+            listen = ["{{node}}"]
+            control_port = {PORT}
+            control_threads = 2
+
+            [map_server]
+            max_registrations = 50
+
+            [[site]]
+            name = "cap"
+            key = "cap-key"
+            eid_prefixes = ["[0]10.64.0.0/16", "[0]10.65.0.0/16"]
+            accept_more_specifics = true
+
+            [management]
+            listen = "{{management}}"
+            """);
+        process.WaitForLine("management-started", Wait);
+        // 80 EIDs over two /16 blocks (so both shards own some), one record per Map-Register.
+        var (rc, stdout, stderr) = ApplianceProcess.Run(TimeSpan.FromSeconds(60), ["load", "register", "--target", topology.Endpoint(1),
+            "--bind", topology.Address(2), "--eid-base", "[0]10.64.255.216/32", "--eids", "80", "--key", "cap-key", "--window", "8",
+            "--timeout", "1s", "--duration", "20s", "--json"]);
+        Assert.True(rc == 0, $"load exited {rc}\n{stdout}\n{stderr}");
+        var step = JsonDocument.Parse(stdout).RootElement.GetProperty("steps")[0];
+        Assert.Equal(50, step.GetProperty("accepted").GetInt64());      // unique Map-Notifies: only what was registered
+
+        var (status, _, body) = Http.Send(management, "GET", "/api/counters");
+        Assert.Equal(200, status);
+        var control = JsonDocument.Parse(body).RootElement.GetProperty("control")[0];
+        Assert.Equal(50, control.GetProperty("registrations").GetInt64());
+        Assert.Equal(30, control.GetProperty("events").GetProperty("registration-refused").GetInt64());
+        Assert.Equal(30, control.GetProperty("drops").GetProperty("registration-table-full").GetInt64());
+        Assert.Equal(50, control.GetProperty("events").GetProperty("registration-accepted").GetInt64());
+        process.WaitForLine(@"registration-refused site 'cap' \[0\]10\.6[45]\.\d+\.\d+/32 from .*registration table full \(50, map_server.max_registrations\)", Wait);
+        process.WaitForLine("2 control thread", Wait);
+    }
+}
