@@ -2,7 +2,10 @@ using Lisp.Wire;
 
 namespace Lisp.ControlPlane;
 
-/// <summary>Why a received control message was dropped. Each value is a counter in <see cref="ControlCounters"/>.</summary>
+/// <summary>
+/// Why a received control message was dropped. Each value is a counter in <see cref="ControlCounters"/>. The data
+/// plane has its own Lisp.DataPlane.DropReason for data packets; its remarks say why the two stay apart.
+/// </summary>
 public enum DropReason
 {
     /// <summary>The codec refused it; <see cref="ControlCounters.Malformed(WireError)"/> has the kind.</summary>

@@ -4,6 +4,14 @@ using System.Text;
 namespace Lisp.DataPlane;
 
 /// <summary>Why the data plane dropped a packet: each reason is a counter.</summary>
+/// <remarks>
+/// Deliberately apart from Lisp.ControlPlane.DropReason (control messages): the two are counted in different
+/// places (per data-plane worker, plain 64-bit slots each worker owns, read without locks; versus the control
+/// shards' shared Interlocked counters), exported under different metric families
+/// (lisp_dataplane_drops_total, lisp_control_drops_total), and no reason belongs to both: a data packet is
+/// never authenticated, a control message never encapsulated toward an RLOC. Lisp.DataPlane does not reference
+/// Lisp.ControlPlane, so one enum would have to move into the codec layer, which knows neither.
+/// </remarks>
 public enum DropReason
 {
     /// <summary>ITR: the packet from the TUN is not a complete IPv4/IPv6 packet.</summary>
