@@ -91,7 +91,7 @@ public sealed partial class Itr
     private readonly IMappingSystem _mappingSystem;
     private readonly Random _random;
     private readonly ControlCounters _counters;
-    private readonly Dictionary<string, MapCacheEntry> _cache = new(StringComparer.Ordinal);
+    private readonly Tables.ItrCacheTable _cache = new();
     private readonly Dictionary<ulong, Pending> _outstanding = new();
     private readonly Dictionary<string, ulong> _outstandingByEid = new(StringComparer.Ordinal);
     private readonly Dictionary<string, DateTimeOffset> _lastRequest = new(StringComparer.Ordinal);
@@ -143,7 +143,7 @@ public sealed partial class Itr
         {
             DateTimeOffset? d = null;
             foreach (var p in _outstanding.Values) d = d is null || p.Deadline < d ? p.Deadline : d;
-            foreach (var e in _cache.Values) d = d is null || e.ExpiresAt < d ? e.ExpiresAt : d;
+            if (_cache.NextExpiry is { } ce && (d is null || ce < d)) d = ce;
             foreach (var w in _waiting.Values) d = d is null || w.NextAt < d ? w.NextAt : d;
             if (NextProbeDeadline is { } pd && (d is null || pd < d)) d = pd;
             return d;
@@ -153,18 +153,7 @@ public sealed partial class Itr
     /// <summary>Longest-prefix match (exact for kinds without prefixes); expired entries do not match.</summary>
     public bool TryLookup(EidPrefix eid, DateTimeOffset now, out MapCacheEntry? entry)
     {
-        entry = null;
-        var c = eid.Canonical();
-        if (_cache.TryGetValue(c.ToString(), out var exact) && exact.ExpiresAt > now)
-        {
-            entry = exact;
-            return true;
-        }
-        foreach (var e in _cache.Values)
-        {
-            if (e.ExpiresAt <= now || !e.Eid.Covers(c)) continue;
-            if (entry is null || e.Eid.MaskLength > entry.Eid.MaskLength) entry = e;
-        }
+        entry = _cache.Longest(eid, now);
         return entry is not null;
     }
 
@@ -377,9 +366,9 @@ public sealed partial class Itr
             }
             actions.AddRange(Send(p, now));
         }
-        foreach (var (key, e) in _cache.ToList())
+        foreach (var key in _cache.Due(now))
         {
-            if (e.ExpiresAt > now) continue;
+            var e = _cache[key];
             Uncache(key);
             _counters.Count(ControlEvent.MapCacheExpired);
             actions.Add(new MapCacheChanged(e.Eid, null));
