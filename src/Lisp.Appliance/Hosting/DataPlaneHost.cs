@@ -85,6 +85,7 @@ public sealed class DataPlaneHost : IDisposable
             foreach (var note in dp._engine.Notes) log.Info("data-plane", note);
             if (config.ConfigureTun) dp.ConfigureTun();
             host.MapCacheChangedHook = dp.OnMapCacheChanged;
+            host.MapCacheTurnEndHook = dp.PublishIfChanged;
             dp._engine.Start();
             var o = dp._engine.Options;
             log.Info("data-plane-started", $"tun {config.Tun} iid {config.InstanceId}, {config.Workers} worker(s), data port {config.DataPort}, " +
@@ -117,7 +118,20 @@ public sealed class DataPlaneHost : IDisposable
         _log.Info("tun-configured", $"ip {args}");
     }
 
-    /// <summary>Control thread: mirror one ITR map-cache change and publish.</summary>
+    private bool _changed;
+
+    /// <summary>
+    /// Control thread (shard 0), at the end of its turn: publish one snapshot for all the changes of the turn.
+    /// Coalesced, not one rebuild per change: a Map-Reply batch or an expiry sweep of n entries costs one publish.
+    /// </summary>
+    private void PublishIfChanged()
+    {
+        if (!_changed) return;
+        _changed = false;
+        _writer.Publish();
+    }
+
+    /// <summary>Control thread: mirror one ITR map-cache change into the writer (published at the end of the turn).</summary>
     private void OnMapCacheChanged(MapCacheChanged change)
     {
         long expires = change.Entry?.ExpiresAt.UtcTicks ?? 0;
@@ -137,7 +151,7 @@ public sealed class DataPlaneHost : IDisposable
                 .ToArray();
             _writer.AddOrReplace(change.Eid, rlocs, (uint)change.Entry.Ttl.TotalSeconds, expires);
         }
-        _writer.Publish();
+        _changed = true;
     }
 
     /// <summary>Worker thread, after a successful post: hand the queued misses to the ITR's request channel (non-blocking).</summary>
@@ -173,6 +187,7 @@ public sealed class DataPlaneHost : IDisposable
     {
         _stats?.Dispose();
         _host.MapCacheChangedHook = null;
+        _host.MapCacheTurnEndHook = null;
         _engine.Dispose();
         LogStats(true);
     }

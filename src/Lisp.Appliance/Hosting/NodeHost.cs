@@ -244,6 +244,9 @@ public sealed partial class NodeHost : IDisposable
     /// <summary>Called on shard 0 for each MapCacheChanged action (set before <see cref="Start"/>).</summary>
     public Action<MapCacheChanged>? MapCacheChangedHook { get; set; }
 
+    /// <summary>Called on shard 0 at the end of each turn, after the turn's MapCacheChanged calls (the data plane publishes then).</summary>
+    public Action? MapCacheTurnEndHook { get; set; }
+
     private void ShardLoop(ControlShard shard)
     {
         var token = _stop.Token;
@@ -281,6 +284,7 @@ public sealed partial class NodeHost : IDisposable
             FlushSends(shard);
             if (shard.Index == 0 && _push is not null) Execute(shard, _push.AfterBatch(Node, Clock.GetUtcNow()), null);
             Tick(shard);
+            if (shard.Index == 0) MapCacheTurnEndHook?.Invoke();
             FlushSends(shard);
             if (done > 0) return false;
             // Nothing to do: sleep until a datagram, inbox work, or the next timer (at most 1 s; 200 ms for a push
