@@ -42,37 +42,8 @@ public sealed class ProbeTests
     public void ItrMarksTheEtrRlocDownWhenTheEtrIsKilled()
     {
         using var t = new Topology("127.0.40");
-        var ms = t.StartNode("ms", """
-            [node]
-            name = "ms-40"
-            roles = ["map-server", "map-resolver"]
-            listen = ["127.0.40.1"]
-            control_port = {PORT}
-
-            [[site]]
-            name = "site-40"
-            key = "key-40"
-            eid_prefixes = ["[0]10.40.0.0/16"]
-            accept_more_specifics = true
-            """);
-        var etr = t.StartNode("etr", """
-            [node]
-            name = "etr-40"
-            roles = ["etr"]
-            listen = ["127.0.40.2"]
-            rlocs = ["127.0.40.2"]
-            control_port = {PORT}
-
-            [mapping]
-            map_servers = ["127.0.40.1"]
-            key = "key-40"
-
-            [etr]
-            register_interval = "1s"
-
-            [[database]]
-            eid = "[0]10.40.1.0/24"
-            """);
+        var ms = t.StartNode("ms", NodeToml.MapServer("ms-40", "127.0.40.1", [new("site-40", "key-40", "[0]10.40.0.0/16")]));
+        var etr = t.StartNode("etr", NodeToml.Etr("etr-40", "127.0.40.2", "127.0.40.1", "key-40", [new("[0]10.40.1.0/24")]));
         ms.WaitForLine(@"registration-accepted site 'site-40' \[0\]10\.40\.1\.0/24 registered by 127\.0\.40\.2:", Wait);
         var itr = t.StartNode("itr", """
             [node]

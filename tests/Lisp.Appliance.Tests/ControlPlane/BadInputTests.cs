@@ -23,40 +23,8 @@ public sealed class BadInputTests(ITestOutputHelper output)
     public void MalformedAndUnauthenticatedPacketsAndFloodsAreDroppedAndTheNodeKeepsServing()
     {
         using var t = new Topology("127.0.22");
-        var ms = t.StartNode("ms", """
-            [node]
-            name = "ms-22"
-            roles = ["map-server", "map-resolver"]
-            listen = ["127.0.22.1"]
-            control_port = {PORT}
-
-            [map_server]
-            registration_timeout = "6s"
-
-            [[site]]
-            name = "site-22"
-            key = "key-22"
-            eid_prefixes = ["[0]10.22.0.0/16"]
-            accept_more_specifics = true
-            """);
-        var etr = t.StartNode("etr", """
-            [node]
-            name = "etr-22"
-            roles = ["etr"]
-            listen = ["127.0.22.2"]
-            rlocs = ["127.0.22.2"]
-            control_port = {PORT}
-
-            [mapping]
-            map_servers = ["127.0.22.1"]
-            key = "key-22"
-
-            [etr]
-            register_interval = "1s"
-
-            [[database]]
-            eid = "[0]10.22.1.0/24"
-            """);
+        var ms = t.StartNode("ms", NodeToml.MapServer("ms-22", "127.0.22.1", registrationTimeout: "6s", sites: [new("site-22", "key-22", "[0]10.22.0.0/16")]));
+        var etr = t.StartNode("etr", NodeToml.Etr("etr-22", "127.0.22.2", "127.0.22.1", "key-22", [new("[0]10.22.1.0/24")]));
         ms.WaitForLine(@"registration-accepted site 'site-22' \[0\]10\.22\.1\.0/24", Wait);
 
         using var socket = new TestSocket(t.Address(9));

@@ -49,26 +49,8 @@ public sealed class CapacityTests
         using var topology = new Topology("127.0.64");
         string node = topology.Address(1);
         string management = $"{node}:{ManagementNode.FreeTcpPort(node)}";
-        var process = topology.StartNode("cap", $$"""
-            [node]
-            name = "cap-64"
-            roles = ["map-server", "map-resolver"]
-            listen = ["{{node}}"]
-            control_port = {PORT}
-            control_threads = 2
-
-            [map_server]
-            max_registrations = 50
-
-            [[site]]
-            name = "cap"
-            key = "cap-key"
-            eid_prefixes = ["[0]10.64.0.0/16", "[0]10.65.0.0/16"]
-            accept_more_specifics = true
-
-            [management]
-            listen = "{{management}}"
-            """);
+        var process = topology.StartNode("cap", NodeToml.MapServer("cap-64", node, [new("cap", "cap-key", "[0]10.64.0.0/16", "[0]10.65.0.0/16")],
+            maxRegistrations: 50, controlThreads: 2, management: management));
         process.WaitForLine("management-started", Wait);
         // 80 EIDs over two /16 blocks (so both shards own some), one record per Map-Register.
         var (rc, stdout, stderr) = ApplianceProcess.Run(TimeSpan.FromSeconds(60), ["load", "register", "--target", topology.Endpoint(1),

@@ -14,43 +14,9 @@ public sealed class RegistrationExpiryTests
     public void RegistrationExpiresWhenItsEtrStopsAndLigThenGetsANegativeReply()
     {
         using var t = new Topology("127.0.21");
-        var ms = t.StartNode("ms", """
-            [node]
-            name = "ms-21"
-            roles = ["map-server", "map-resolver"]
-            listen = ["127.0.21.1"]
-            control_port = {PORT}
-
-            [map_server]
-            registration_timeout = "5s"
-
-            [[site]]
-            name = "site-21"
-            key = "key-21"
-            eid_prefixes = ["[0]10.21.0.0/16", "[0]'node-21'"]
-            accept_more_specifics = true
-            """);
-        var etr = t.StartNode("etr", """
-            [node]
-            name = "etr-21"
-            roles = ["etr"]
-            listen = ["127.0.21.2"]
-            rlocs = ["127.0.21.2"]
-            control_port = {PORT}
-
-            [mapping]
-            map_servers = ["127.0.21.1"]
-            key = "key-21"
-
-            [etr]
-            register_interval = "1s"
-
-            [[database]]
-            eid = "[0]10.21.1.0/24"
-
-            [[database]]
-            eid = "[0]'node-21'"
-            """);
+        var ms = t.StartNode("ms", NodeToml.MapServer("ms-21", "127.0.21.1", registrationTimeout: "5s",
+            sites: [new("site-21", "key-21", "[0]10.21.0.0/16", "[0]'node-21'")]));
+        var etr = t.StartNode("etr", NodeToml.Etr("etr-21", "127.0.21.2", "127.0.21.1", "key-21", [new("[0]10.21.1.0/24"), new("[0]'node-21'")]));
         ms.WaitForLine(@"registration-accepted site 'site-21' \[0\]10\.21\.1\.0/24 registered by 127\.0\.21\.2:", Wait);
         ms.WaitForLine(@"registration-accepted site 'site-21' \[0\]'node-21' registered by 127\.0\.21\.2:", Wait);
         etr.WaitForLine("map-notify-accepted", Wait);

@@ -32,84 +32,24 @@ public sealed class RegistrationTopologyFixture : IDisposable
         Topology = new Topology(Net);
         try
         {
-            MapServer = Topology.StartNode("ms", """
-                [node]
-                name = "ms-20"
-                roles = ["map-server", "map-resolver"]
-                listen = ["127.0.20.1"]
-                control_port = {PORT}
-
-                [map_server]
-                registration_timeout = "5s"
-
-                [[site]]
-                name = "site-a"
-                key = "key-a-20"
-                eid_prefixes = ["[0]10.20.0.0/16", "[0]2001:db8:20::/48", "[0]'printer-20'", "[1000]0000-1111-2222/48"]
-                accept_more_specifics = true
-
-                [[site]]
-                name = "site-b"
-                key = "key-b-20"
-                eid_prefixes = ["[0](10.20.9.1/32, 224.20.1.1/32)", "[1000]+14087182001/64", "[1000]48-51-12-N-2-20-55-E/100"]
-                """);
-            EtrA = Topology.StartNode("etr-a", """
-                [node]
-                name = "etr-a-20"
-                roles = ["etr"]
-                listen = ["127.0.20.2"]
-                rlocs = ["127.0.20.2"]
-                control_port = {PORT}
-
-                [mapping]
-                map_servers = ["127.0.20.1"]
-                key = "key-a-20"
-                algorithm = "hmac-sha1"
-
-                [etr]
-                register_interval = "1s"
-                record_ttl = "3s"
-
-                [[database]]
-                eid = "[0]10.20.1.0/24"
-                rlocs = [{ address = "127.0.20.2", priority = 1, weight = 60 }, { address = "127.0.20.12", priority = 2, weight = 40 }]
-
-                [[database]]
-                eid = "[0]2001:db8:20:1::/64"
-                rlocs = [{ address = "127.0.20.2", priority = 3, weight = 70 }]
-
-                [[database]]
-                eid = "[0]'printer-20'"
-
-                [[database]]
-                eid = "[1000]0000-1111-2222/48"
-                """);
-            EtrB = Topology.StartNode("etr-b", """
-                [node]
-                name = "etr-b-20"
-                roles = ["etr"]
-                listen = ["127.0.20.3"]
-                rlocs = ["127.0.20.3"]
-                control_port = {PORT}
-
-                [mapping]
-                map_servers = ["127.0.20.1"]
-                key = "key-b-20"
-                algorithm = "hmac-sha256"
-
-                [etr]
-                register_interval = "1s"
-
-                [[database]]
-                eid = "[0](10.20.9.1/32, 224.20.1.1/32)"
-                rlocs = [{ address = "127.0.20.3", priority = 5, weight = 50 }, { address = "127.0.20.13", priority = 5, weight = 50 }]
-
-                [[database]]
-                eid = "[1000]+14087182001/64"
-
-                [[database]]
-                eid = "[1000]48-51-12-N-2-20-55-E/100"
-                """);
+            MapServer = Topology.StartNode("ms", NodeToml.MapServer("ms-20", "127.0.20.1", registrationTimeout: "5s", sites:
+            [
+                new("site-a", "key-a-20", "[0]10.20.0.0/16", "[0]2001:db8:20::/48", "[0]'printer-20'", "[1000]0000-1111-2222/48"),
+                new("site-b", "key-b-20", "[0](10.20.9.1/32, 224.20.1.1/32)", "[1000]+14087182001/64", "[1000]48-51-12-N-2-20-55-E/100") { AcceptMoreSpecifics = false },
+            ]));
+            EtrA = Topology.StartNode("etr-a", NodeToml.Etr("etr-a-20", "127.0.20.2", "127.0.20.1", "key-a-20", algorithm: "hmac-sha1", recordTtl: "3s", database:
+            [
+                new("[0]10.20.1.0/24", [new("127.0.20.2", 1, 60), new("127.0.20.12", 2, 40)]),
+                new("[0]2001:db8:20:1::/64", [new("127.0.20.2", 3, 70)]),
+                new("[0]'printer-20'"),
+                new("[1000]0000-1111-2222/48"),
+            ]));
+            EtrB = Topology.StartNode("etr-b", NodeToml.Etr("etr-b-20", "127.0.20.3", "127.0.20.1", "key-b-20", algorithm: "hmac-sha256", database:
+            [
+                new("[0](10.20.9.1/32, 224.20.1.1/32)", [new("127.0.20.3", 5, 50), new("127.0.20.13", 5, 50)]),
+                new("[1000]+14087182001/64"),
+                new("[1000]48-51-12-N-2-20-55-E/100"),
+            ]));
             foreach (var (eid, _, _, _) in Eids)
             {
                 MapServer.WaitForLine(@"registration-accepted .*" + Regex.Escape(Canonical(eid) + " registered"), TimeSpan.FromSeconds(20));
@@ -208,24 +148,8 @@ public sealed class RegistrationTopologyTests(RegistrationTopologyFixture f) : I
     public void EtrWithAWrongKeyIsRejectedAndNeverGetsAMapNotify()
     {
         int before = f.MapServer.Count(@"registration-rejected .*127\.0\.20\.5:");
-        var etr = T.StartNode("etr-wrong-key", """
-            [node]
-            name = "etr-wrong-20"
-            roles = ["etr"]
-            listen = ["127.0.20.5"]
-            control_port = {PORT}
-
-            [mapping]
-            map_servers = ["127.0.20.1"]
-            key = "not-the-site-key"
-
-            [etr]
-            register_interval = "1s"
-
-            [[database]]
-            eid = "[0]10.20.5.0/24"
-            rlocs = ["127.0.20.5"]
-            """);
+        var etr = T.StartNode("etr-wrong-key", NodeToml.Etr("etr-wrong-20", "127.0.20.5", "127.0.20.1", "not-the-site-key", nodeRlocs: false,
+            database: [new("[0]10.20.5.0/24", [new("127.0.20.5")])]));
         // Three register rounds, each rejected for authentication, none accepted, no Map-Notify back.
         f.MapServer.WaitForCount(@"registration-rejected auth-failure: Map-Register from 127\.0\.20\.5:\d+ for \[0\]10\.20\.5\.0/24: authentication failed", before + 3, Wait);
         Assert.False(f.MapServer.Any(@"registration-accepted .*\[0\]10\.20\.5\.0/24"), f.MapServer.Output);

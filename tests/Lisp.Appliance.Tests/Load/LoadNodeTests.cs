@@ -17,22 +17,8 @@ public sealed class LoadNode : IDisposable
     {
         Topology = new Topology("127.0.61");
         Management = $"{Topology.Address(1)}:{ManagementNode.FreeTcpPort(Topology.Address(1))}";
-        Process = Topology.StartNode("load-node", $$"""
-            [node]
-            name = "load-61"
-            roles = ["map-server", "map-resolver"]
-            listen = ["{{Topology.Address(1)}}"]
-            control_port = {PORT}
-
-            [[site]]
-            name = "load-site"
-            key = "load-61-key"
-            eid_prefixes = ["[0]10.61.0.0/16", "[0]10.62.0.0/16"]
-            accept_more_specifics = true
-
-            [management]
-            listen = "{{Management}}"
-            """);
+        Process = Topology.StartNode("load-node", NodeToml.MapServer("load-61", Topology.Address(1),
+            [new("load-site", "load-61-key", "[0]10.61.0.0/16", "[0]10.62.0.0/16")], management: Management));
         Process.WaitForLine("management-started", Wait);
     }
 

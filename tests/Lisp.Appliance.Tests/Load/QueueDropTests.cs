@@ -22,24 +22,9 @@ public sealed class QueueDropTests
         using var topology = new Topology("127.0.63");
         string node = topology.Address(1);
         string management = $"{node}:{ManagementNode.FreeTcpPort(node)}";
-        var process = topology.StartNode("flood", $$"""
-            [node]
-            name = "flood-63"
-            roles = ["map-server", "map-resolver"]
-            listen = ["{{node}}"]
-            control_port = {PORT}
-            # Two shards: the flood arrives on one socket, and what the other shard owns waits in its bounded inbox.
-            control_threads = 2
-
-            [[site]]
-            name = "flood"
-            key = "flood-key"
-            eid_prefixes = ["[0]10.63.0.0/16"]
-            accept_more_specifics = true
-
-            [management]
-            listen = "{{management}}"
-            """);
+        // Two shards: the flood arrives on one socket, and what the other shard owns waits in its bounded inbox.
+        var process = topology.StartNode("flood", NodeToml.MapServer("flood-63", node, [new("flood", "flood-key", "[0]10.63.0.0/16")],
+            controlThreads: 2, management: management));
         process.WaitForLine("management-started", Wait);
         var target = topology.Endpoint(1);
 
