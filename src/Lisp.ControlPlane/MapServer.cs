@@ -413,37 +413,36 @@ public sealed class MapServer
             }
         }
 
-        var flags = FlagsOf(register);
         var before = _options.SmrOnChange ? register.Records.Select(r => MergedLocators(r.Eid)).ToList() : null;
-        // The records this Map-Register really registered (or withdrew): only these are confirmed by Map-Notify.
-        var confirmed = new List<MappingRecord>(register.Records.Count);
-        Dictionary<int, List<MappingRecord>>? handoffs = null;
-        foreach (var rec in register.Records)
+        int me = _shard?.Index ?? 0;
+        Dictionary<int, List<int>>? remote = null;
+        for (int i = 0; i < register.Records.Count; i++)
         {
-            int owner = _shard is null ? 0 : _shard.Plan.ShardOf(EidKey.From(rec.Eid));
-            if (_shard is null || owner == _shard.Index)
-            {
-                if (ApplyRecord(site, rec, register, packet.From, now, ApplyMode.Local, actions)) confirmed.Add(rec);
-                if (_shard is not null && _shard.Plan.IsReplicated(EidKey.From(rec.Eid))) Replicate(site, rec, register, packet, actions);
-                continue;
-            }
-            // Another shard owns it: reserve its table slot here (so the Map-Notify never confirms what that shard
-            // would refuse), confirm it, and hand it over; the owner gives the slot back if it was a refresh.
-            if (rec.TtlRaw != 0 && !Reserve(site, rec.Eid.Canonical(), packet.From, actions)) continue;
-            confirmed.Add(rec);
-            handoffs ??= [];
-            if (!handoffs.TryGetValue(owner, out var list)) handoffs[owner] = list = [];
-            list.Add(rec);
+            int owner = _shard is null ? me : _shard.Plan.ShardOf(EidKey.From(register.Records[i].Eid));
+            if (owner == me) continue;
+            remote ??= [];
+            if (!remote.TryGetValue(owner, out var list)) remote[owner] = list = [];
+            list.Add(i);
         }
-        if (handoffs is not null)
+        // The records this Map-Register really registered (or withdrew): only these are confirmed by Map-Notify.
+        // Records other shards own are applied there; the Map-Notify waits for every owner's answer (the last
+        // shard to answer sends it), so it never confirms a record an owner refused, and a refresh needs no slot.
+        var completion = new RegisterCompletion(register.Records.Count, 1 + (remote?.Count ?? 0));
+        if (remote is not null)
         {
-            foreach (var (shard, records) in handoffs)
+            foreach (var (shard, indexes) in remote)
             {
                 actions.Add(new ShardHandoffAction(shard, new MapServerHandoff
                 {
-                    Site = site, Records = records, Register = register, From = packet.From, Local = packet.Local, Reserved = true,
+                    Site = site, Register = register, From = packet.From, Local = packet.Local, RecordIndexes = indexes, Completion = completion,
                 }));
             }
+        }
+        for (int i = 0; i < register.Records.Count; i++)
+        {
+            var rec = register.Records[i];
+            if (_shard is not null && _shard.Plan.ShardOf(EidKey.From(rec.Eid)) != me) continue;
+            ApplyOwned(site, register, i, packet.From, packet.Local, now, completion, actions);
         }
         if (before is not null)
         {
@@ -454,36 +453,69 @@ public sealed class MapServer
                 if (before[k].Count > 0 && !before[k].SequenceEqual(after)) actions.AddRange(SmrRequesters(eid, packet, now));
             }
         }
-        if (confirmed.Count == 0) return actions;   // every record refused (counted and logged above): no Map-Notify
+        if (completion.Arrive()) FinishRegister(site, register, packet.From, packet.Local, completion, now, actions);
+        return actions;
+    }
+
+    /// <summary>Applies record <paramref name="index"/>, which this shard owns; a refusal is noted in the completion; a short prefix shard 0 took is copied to the other shards.</summary>
+    private void ApplyOwned(SiteConfig site, MapRegister register, int index, IPEndPoint from, IPEndPoint local, DateTimeOffset now, RegisterCompletion completion, List<ControlAction> actions)
+    {
+        var rec = register.Records[index];
+        if (!ApplyRecord(site, rec, register, from, now, ApplyMode.Local, actions))
+        {
+            completion.Refused[index] = true;
+            return;
+        }
+        if (_shard is not null && _shard.Plan.IsReplicated(EidKey.From(rec.Eid))) Replicate(site, register, index, from, local, actions);
+    }
+
+    /// <summary>
+    /// Every owner has answered: count the Map-Register, send the Map-Notify for what was registered (none when all
+    /// was refused), and keep it for retransmission at the shard its Map-Notify-Ack will be steered to (the ack
+    /// names the Map-Notify's first record).
+    /// </summary>
+    private void FinishRegister(SiteConfig site, MapRegister register, IPEndPoint from, IPEndPoint local, RegisterCompletion completion, DateTimeOffset now, List<ControlAction> actions)
+    {
+        var confirmed = new List<MappingRecord>(register.Records.Count);
+        for (int i = 0; i < register.Records.Count; i++)
+        {
+            if (!completion.Refused[i]) confirmed.Add(register.Records[i]);
+        }
+        if (confirmed.Count == 0) return;   // every record refused (counted and logged where refused): no Map-Notify
         _counters.Count(ControlEvent.RegistrationAccepted);
         if (_debug)
         {
             actions.Add(new LogAction(LogLevel.Debug, "map-register-accepted",
-                $"Map-Register nonce {Util.Hex(register.Nonce)} from {packet.From}, site '{site.Name}', {register.Records.Count} record(s)"));
+                $"Map-Register nonce {Util.Hex(register.Nonce)} from {from}, site '{site.Name}', {register.Records.Count} record(s)"));
         }
-
-        if (register.WantMapNotify)
+        if (!register.WantMapNotify) return;
+        var notify = new MapNotify
         {
-            var notify = new MapNotify
-            {
-                Nonce = register.Nonce, KeyId = register.KeyId, Algorithm = register.Algorithm,
-                Records = confirmed.Count == register.Records.Count ? register.Records : confirmed, XtrId = register.XtrId, SiteId = register.SiteId,
-            };
-            var bytes = notify.ToSignedBytes(site.KeyBytes);
-            var fromEp = Util.FromFor(packet.Local, packet.From);
-            actions.Add(new SendAction(packet.From, bytes, fromEp));
-            _counters.Count(ControlEvent.MapNotifySent);
-            if (_options.MapNotifyTransmissions > 1) AddPending(new PendingNotify(register.Nonce, bytes, packet.From, fromEp, site, now + _options.MapNotifyRetransmitInterval));
+            Nonce = register.Nonce, KeyId = register.KeyId, Algorithm = register.Algorithm,
+            Records = confirmed.Count == register.Records.Count ? register.Records : confirmed, XtrId = register.XtrId, SiteId = register.SiteId,
+        };
+        var bytes = notify.ToSignedBytes(site.KeyBytes);
+        var fromEp = Util.FromFor(local, from);
+        actions.Add(new SendAction(from, bytes, fromEp));
+        _counters.Count(ControlEvent.MapNotifySent);
+        if (_options.MapNotifyTransmissions <= 1) return;
+        var pending = new PendingNotify(register.Nonce, bytes, from, fromEp, site, now + _options.MapNotifyRetransmitInterval);
+        int ackShard = _shard is null ? 0 : _shard.Plan.ShardOf(EidKey.From(confirmed[0].Eid));
+        if (_shard is null || ackShard == _shard.Index)
+        {
+            AddPending(pending);
+            return;
         }
-        return actions;
+        actions.Add(new ShardHandoffAction(ackShard, new MapServerHandoff
+        {
+            Site = site, Register = register, From = from, Local = local, NotifyPayload = bytes, NotifyFrom = fromEp, NotifyNextAt = pending.NextAt,
+        }));
     }
 
     private enum ApplyMode
     {
         /// <summary>Verified here; a new registration needs a table slot.</summary>
         Local,
-        /// <summary>Handed over by the shard that verified it, which reserved the slot.</summary>
-        HandedOver,
         /// <summary>A copy of a short prefix shard 0 owns: not counted, not logged.</summary>
         Replica,
     }
@@ -525,7 +557,6 @@ public sealed class MapServer
             }
             return true;
         }
-        if (mode == ApplyMode.HandedOver) _limits.Release(site.Name);   // a refresh takes no new slot
         bool changed = !SameLocators(r.Rlocs, rec.Locators);
         Update(r, rec, register, from, flags, now, timeout);
         if (changed && mode != ApplyMode.Replica)
@@ -551,15 +582,12 @@ public sealed class MapServer
     }
 
     /// <summary>Shard 0 owns a short prefix; every other shard gets a copy for its lookups.</summary>
-    private void Replicate(SiteConfig site, MappingRecord rec, MapRegister register, ReceivedPacket packet, List<ControlAction> actions) =>
-        Replicate(site, rec, register, packet.From, packet.Local, actions);
-
-    private void Replicate(SiteConfig site, MappingRecord rec, MapRegister register, IPEndPoint from, IPEndPoint local, List<ControlAction> actions)
+    private void Replicate(SiteConfig site, MapRegister register, int index, IPEndPoint from, IPEndPoint local, List<ControlAction> actions)
     {
         for (int i = 0; i < _shard!.Plan.Count; i++)
         {
             if (i == _shard.Index) continue;
-            actions.Add(new ShardHandoffAction(i, new MapServerHandoff { Site = site, Records = [rec], Register = register, From = from, Local = local, Replica = true }));
+            actions.Add(new ShardHandoffAction(i, new MapServerHandoff { Site = site, Register = register, From = from, Local = local, RecordIndexes = [index], Replica = true }));
         }
     }
 
@@ -570,11 +598,18 @@ public sealed class MapServer
     public IReadOnlyList<ControlAction> ApplyHandoff(MapServerHandoff work, DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
-        foreach (var rec in work.Records)
+        if (work.NotifyPayload is { } payload)
         {
-            ApplyRecord(work.Site, rec, work.Register, work.From, now, work.Replica ? ApplyMode.Replica : ApplyMode.HandedOver, actions);
-            if (!work.Replica && _shard is not null && _shard.Plan.IsReplicated(EidKey.From(rec.Eid))) Replicate(work.Site, rec, work.Register, work.From, work.Local, actions);
+            // The Map-Notify another shard sent: retransmitted from here, where its ack arrives.
+            AddPending(new PendingNotify(work.Register.Nonce, payload, work.From, work.NotifyFrom, work.Site, work.NotifyNextAt));
+            return actions;
         }
+        foreach (int i in work.RecordIndexes)
+        {
+            if (work.Replica) ApplyRecord(work.Site, work.Register.Records[i], work.Register, work.From, now, ApplyMode.Replica, actions);
+            else ApplyOwned(work.Site, work.Register, i, work.From, work.Local, now, work.Completion!, actions);
+        }
+        if (work.Completion is { } c && c.Arrive()) FinishRegister(work.Site, work.Register, work.From, work.Local, c, now, actions);
         return actions;
     }
 

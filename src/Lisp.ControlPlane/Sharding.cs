@@ -170,20 +170,39 @@ public sealed class RegistrationLimits
 public sealed record ShardContext(ShardPlan Plan, int Index, RegistrationLimits Limits);
 
 /// <summary>
-/// Records of an authenticated Map-Register that belong to another shard (or a replica of a short prefix for every
-/// other shard): applied there without another HMAC check. <see cref="Reserved"/> records carry a table slot the
-/// sending shard reserved for them.
+/// Work one shard hands another after it verified a Map-Register: the records the other shard owns (with the
+/// <see cref="Completion"/> they report to), a replica of a short prefix shard 0 owns, or the Map-Notify to keep for
+/// retransmission where its ack will arrive. No second HMAC check.
 /// </summary>
 public sealed class MapServerHandoff
 {
     public required SiteConfig Site { get; init; }
-    public required IReadOnlyList<MappingRecord> Records { get; init; }
     public required MapRegister Register { get; init; }
     public required IPEndPoint From { get; init; }
     public required IPEndPoint Local { get; init; }
+    /// <summary>Which of <see cref="Register"/>'s records to apply.</summary>
+    public IReadOnlyList<int> RecordIndexes { get; init; } = [];
     /// <summary>A copy of a short prefix shard 0 owns: kept for lookups, not counted, no log lines.</summary>
     public bool Replica { get; init; }
-    public bool Reserved { get; init; }
+    public RegisterCompletion? Completion { get; init; }
+    /// <summary>A Map-Notify sent by another shard, to retransmit from this one (null: not this kind of work).</summary>
+    public byte[]? NotifyPayload { get; init; }
+    public IPEndPoint? NotifyFrom { get; init; }
+    public DateTimeOffset NotifyNextAt { get; init; }
+}
+
+/// <summary>
+/// One Map-Register split over shards: which records were refused, and how many shards have still to answer.
+/// Each shard writes only its own records' flags, then arrives (Interlocked, a full fence); the last to arrive
+/// reads every flag and sends the Map-Notify.
+/// </summary>
+public sealed class RegisterCompletion(int records, int parties)
+{
+    internal readonly bool[] Refused = new bool[records];
+    private int _outstanding = parties;
+
+    /// <summary>True for the last party to arrive.</summary>
+    internal bool Arrive() => Interlocked.Decrement(ref _outstanding) == 0;
 }
 
 /// <summary>Hand <paramref name="Work"/> to shard <paramref name="Shard"/> (the host queues it to that shard's thread).</summary>

@@ -38,7 +38,11 @@ internal sealed class ShardedMapServers
     public long Drops(DropReason r) => Counters.Sum(c => c.Drops(r));
 
     /// <summary>What one delivered datagram did.</summary>
-    public sealed record Delivery(int Shard, IReadOnlyList<ControlAction> Direct, List<ControlAction> FromHandoffs, int Handoffs);
+    public sealed record Delivery(int Shard, IReadOnlyList<ControlAction> Direct, List<ControlAction> FromHandoffs, int Handoffs)
+    {
+        /// <summary>Everything the message caused: a split Map-Register's Map-Notify comes from the last owner shard to answer.</summary>
+        public List<ControlAction> All => [.. Direct, .. FromHandoffs];
+    }
 
     /// <summary>Decodes <paramref name="payload"/>, steers it, hands it to its shard, then drains every handoff.</summary>
     public Delivery Deliver(byte[] payload, IPEndPoint from, IPEndPoint local, DateTimeOffset now)
