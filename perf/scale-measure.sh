@@ -46,5 +46,16 @@ for n in $SIZES; do
   c1=$(cpu_ticks $NPID); t1=$(date +%s.%N)
   say "size $n: $(grep -E '^replies' "$OUT/req-$n.txt")"
   say "         $(grep -E '^latency' "$OUT/req-$n.txt"); node CPU $(echo "scale=0; ($c1 - $c0) * 100 / $(getconf CLK_TCK) / ($t1 - $t0)" | bc) %; loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
+  # Latency at half the rate just measured (paced, open loop): the issue's p99 < 1 ms at half the maximum.
+  half=$(grep -E '^replies' "$OUT/req-$n.txt" | sed -E 's/.*= ([0-9.]+)\/s.*/\1/' | awk '{printf "%d", $1/2}')
+  if [ -n "$half" ] && [ "$half" -gt 0 ]; then
+    taskset -c $GEN_CPUS "$BIN" load request --target $NODE --bind $ITR --eids $n --rloc $REG --rate $half --window 4096 --duration $DUR --timeout 2s > "$OUT/req-half-$n.txt" 2>&1 || true
+    say "  at half ($half/s paced): $(grep -E '^replies' "$OUT/req-half-$n.txt")"
+    say "         $(grep -E '^latency' "$OUT/req-half-$n.txt")"
+  fi
+  if [ -n "${CPLOAD:-}" ] && [ -x "$CPLOAD" ]; then
+    taskset -c $GEN_CPUS "$CPLOAD" request --target $NODE --bind $ITR --eids $n --rloc $REG --window 128 --duration $DUR --timeout 2 --progress 0 > "$OUT/req-cpload-$n.txt" 2>&1 || true
+    say "  cpload:  $(grep -iE 'repl' "$OUT/req-cpload-$n.txt" | head -2 | tr '\n' ' ')"
+  fi
 done
 curl -s http://$NODE:18081/api/counters > "$OUT/node-counters.json" || true
