@@ -93,19 +93,20 @@ public sealed partial class Itr
     private readonly ControlCounters _counters;
     private readonly Tables.ItrCacheTable _cache = new();
     private readonly Dictionary<ulong, Pending> _outstanding = new();
-    private readonly Dictionary<string, ulong> _outstandingByEid = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, DateTimeOffset> _lastRequest = new(StringComparer.Ordinal);
-    private readonly Dictionary<string, Waiting> _waiting = new(StringComparer.Ordinal);
+    // Requests by EID: typed keys (Tables.EidKey), not the EID's text.
+    private readonly Dictionary<Tables.EidKey, ulong> _outstandingByEid = new();
+    private readonly Dictionary<Tables.EidKey, DateTimeOffset> _lastRequest = new();
+    private readonly Dictionary<Tables.EidKey, Waiting> _waiting = new();
     private DateTimeOffset _windowStart = DateTimeOffset.MinValue;
     private int _windowCount;
 
     /// <summary>A request the mapping system could not place yet (no map-resolver known for the EID).</summary>
     private sealed record Waiting(EidPrefix Eid, bool SmrInvoked, DateTimeOffset Since, DateTimeOffset NextAt);
 
-    private sealed class Pending(EidPrefix eid, string key, ulong nonce, IReadOnlyList<IPEndPoint> resolvers, bool smrInvoked)
+    private sealed class Pending(EidPrefix eid, Tables.EidKey key, ulong nonce, IReadOnlyList<IPEndPoint> resolvers, bool smrInvoked)
     {
         public EidPrefix Eid { get; } = eid;
-        public string Key { get; } = key;
+        public Tables.EidKey Key { get; } = key;
         public ulong Nonce { get; } = nonce;
         public IReadOnlyList<IPEndPoint> Resolvers { get; } = resolvers;
         public bool SmrInvoked { get; } = smrInvoked;
@@ -171,7 +172,7 @@ public sealed partial class Itr
     public IReadOnlyList<ControlAction> Request(EidPrefix eid, DateTimeOffset now, bool smrInvoked = false)
     {
         var c = eid.Canonical();
-        string key = c.ToString();
+        var key = Tables.EidKey.From(c);
         if (_outstandingByEid.ContainsKey(key)) return [];
         if (_lastRequest.TryGetValue(key, out var last) && now - last < _options.PerEidRateLimit)
         {

@@ -59,8 +59,11 @@ public static class MessageAuthentication
         {
             return false;
         }
-        byte[] copy = message.ToArray();
-        copy.AsSpan(AuthDataOffset, len).Clear();
+        // The HMAC covers the message with its Authentication Data zeroed: a copy on the stack for the usual sizes
+        // (a Map-Register of a few records is a few hundred bytes), so verifying allocates nothing.
+        Span<byte> copy = message.Length <= 2048 ? stackalloc byte[message.Length] : new byte[message.Length];
+        message.CopyTo(copy);
+        copy.Slice(AuthDataOffset, len).Clear();
         Span<byte> mac = stackalloc byte[32];
         int n = Compute(copy, algorithm, key, mac);
         return n >= len && CryptographicOperations.FixedTimeEquals(mac.Slice(0, len), message.Slice(AuthDataOffset, len));
