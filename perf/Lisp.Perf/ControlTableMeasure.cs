@@ -43,7 +43,12 @@ public static class ControlTableMeasure
                 ms.HandleMapRegister((MapRegister)m!, new ReceivedPacket(bytes, new IPEndPoint(etr.Address, etr.Port), local), now);
             }
             var load = sw.Elapsed;
+            var info = GC.GetGCMemoryInfo();
+            long rssLoaded = Environment.WorkingSet;
             GC.Collect(2, GCCollectionMode.Forced, true, true);
+            Thread.Sleep(500);
+            long rssCompacted = Environment.WorkingSet;
+            Console.WriteLine($"  after load: heap {info.HeapSizeBytes >> 20} MiB, fragmented {info.FragmentedBytes >> 20} MiB, RSS {rssLoaded >> 20} MiB; after a compacting gen2: RSS {rssCompacted >> 20} MiB");
             long after = GC.GetTotalMemory(true);
             // Requests: pre-encoded ECMs for EIDs spread over the table, decoded and answered as the node does.
             var rnd = new Random(7);
