@@ -915,10 +915,62 @@ public sealed class MapServer
             return [send, new LogAction(LogLevel.Debug, "proxy-map-reply", $"proxy Map-Reply for {eid} -> {eidOfRecord} to {to}, nonce {Util.Hex(request.Nonce)}")];
         }
         var forwarded = ecm with { ForMapServer = false, ForEtr = true };
+        var etr = ForwardTarget(entry, nowTicks, request.Nonce, packet.Local, newest);
         _counters.Count(ControlEvent.MapRequestForwarded);
-        var forward = new SendAction(newest.Registerer, forwarded.ToBytes(), Util.FromFor(packet.Local, newest.Registerer));
+        var forward = new SendAction(etr, forwarded.ToBytes(), Util.FromFor(packet.Local, etr));
         if (!_debug) return [forward];
-        return [forward, new LogAction(LogLevel.Debug, "map-request-forwarded", $"Map-Request for {eid} forwarded to ETR {newest.Registerer} ({entry.Eid}), nonce {Util.Hex(request.Nonce)}")];
+        return [forward, new LogAction(LogLevel.Debug, "map-request-forwarded", $"Map-Request for {eid} forwarded to ETR {etr} ({entry.Eid}), nonce {Util.Hex(request.Nonce)}")];
+    }
+
+    /// <summary>
+    /// Where a Map-Request for a registration without proxy reply goes (RFC 9301 section 8.2): to the registered ETR,
+    /// i.e. one of the registered RLOCs, on the control port, not to the source address and port the Map-Register
+    /// came from (an ETR may send from an ephemeral port, or from another address than its RLOC). Among the live
+    /// registrants' reachable IP RLOCs with priority below 255, the best (lowest) priority wins and the weights
+    /// share the requests out (the nonce picks, so retransmissions of one request may go elsewhere); an RLOC of the
+    /// family the request arrived on is preferred, since that socket sends. With no usable RLOC: the registering
+    /// address on the control port.
+    /// </summary>
+    private static IPEndPoint ForwardTarget(RegisteredEid entry, long now, ulong nonce, IPEndPoint local, Registrant newest)
+    {
+        int port = local.Port == 0 ? DataHeader.ControlPort : local.Port;   // the control port this map-server answers on
+        for (int pass = 0; pass < 2; pass++)
+        {
+            int best = 255;
+            long weights = 0, count = 0;
+            for (int i = 0; i < entry.Count; i++)
+            {
+                var r = entry[i];
+                if (r.ExpiresAt <= now) continue;
+                foreach (var l in r.Rlocs)
+                {
+                    if (!Usable(l, local, pass)) continue;
+                    if (l.Priority < best) { best = l.Priority; weights = 0; count = 0; }
+                    if (l.Priority == best) { weights += l.Weight; count++; }
+                }
+            }
+            if (best == 255) continue;
+            // RFC 9300 section 5.3 shares: by weight; all weights zero means equal shares.
+            bool equal = weights == 0;
+            long pick = (long)(nonce % (ulong)(equal ? count : weights));
+            for (int i = 0; i < entry.Count; i++)
+            {
+                var r = entry[i];
+                if (r.ExpiresAt <= now) continue;
+                foreach (var l in r.Rlocs)
+                {
+                    if (!Usable(l, local, pass) || l.Priority != best) continue;
+                    pick -= equal ? 1 : l.Weight;
+                    if (pick < 0) return new IPEndPoint(((IpAddress)l.Locator).Address, port);
+                }
+            }
+        }
+        return new IPEndPoint(newest.Registerer.Address, port);
+
+        // Pass 0: the family of the socket the request came in on; pass 1: any family.
+        static bool Usable(LocatorRecord l, IPEndPoint local, int pass) =>
+            l.Reachable && l.Priority < 255 && l.Locator is IpAddress ip && !Util.IsUnspecified(ip.Address)
+            && (pass == 1 || ip.Address.AddressFamily == local.AddressFamily);
     }
 
     /// <summary>

@@ -148,6 +148,8 @@ public class EndToEndTests
 
         var t = T0.AddSeconds(10);
         var db = w.Etr.Etr!.Database.Select(m => m.Eid.SameKey(eid) ? m with { Rlocs = [Loc("10.0.0.99")] } : m).ToList();
+        // The ETR's new RLOC reaches it (the map-server forwards Map-Requests to the registered RLOC).
+        w.Net.Alias(Ep("10.0.0.99:4342"), w.Etr);
         w.Net.Run(w.Etr, w.Etr.Etr.UpdateDatabase(db, t), t);
         Assert.True(w.Itr.Itr.TryLookup(IPAddress.Parse("10.1.2.3"), 0, t, out var after));
         Assert.Equal("10.0.0.99", Assert.Single(after!.Locators).Locator.ToText());

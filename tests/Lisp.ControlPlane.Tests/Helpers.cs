@@ -75,6 +75,9 @@ internal sealed class InMemoryNetwork
         _addresses[node] = endpoint;
     }
 
+    /// <summary>Delivers what is sent to <paramref name="endpoint"/> to <paramref name="node"/> too (another RLOC of it); its own address stays.</summary>
+    public void Alias(IPEndPoint endpoint, ControlNode node) => _nodes[endpoint] = node;
+
     public void Run(ControlNode from, IEnumerable<ControlAction> actions, DateTimeOffset now, int maxHops = 1000)
     {
         var queue = new Queue<(IPEndPoint From, ControlAction Action)>(actions.Select(a => (_addresses[from], a)));

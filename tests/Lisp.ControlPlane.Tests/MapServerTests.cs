@@ -305,13 +305,53 @@ public class MapServerTests
         var ecmBytes = H.Ecm(req, "192.0.2.99", forMs: true);
         var ecm = Decode<EncapsulatedControlMessage>(ecmBytes);
         var send = Assert.Single(Sends(ms.HandleMapRequest(ecm, (MapRequest)ecm.Message, Packet(ecmBytes, "10.0.0.5:4342"), T0)));
-        Assert.Equal(Ep("10.0.0.2:4342"), send.To);
+        Assert.Equal(Ep("192.0.2.1:4342"), send.To);   // the registered RLOC on the control port, not the register's source
         var fwd = Decode<EncapsulatedControlMessage>(send.Payload);
         Assert.True(fwd.ForEtr);
         Assert.False(fwd.ForMapServer);
         Assert.Equal(req.ToBytes(), fwd.Message.ToBytes());
         Assert.Equal(ecm.Inner, fwd.Inner);
         Assert.Equal(1, ms.Counters.Events(ControlEvent.MapRequestForwarded));
+    }
+
+    [Fact]
+    public void Forwarding_goes_to_a_registered_rloc_by_priority_and_weight_never_to_the_registers_source_port()
+    {
+        var ms = Server(false, null, null, "[0]10.1.0.0/16");
+        // Registered from an ephemeral port of another address (as lispers.net's ETR does); RLOCs: .1 priority 1
+        // weight 75, .2 priority 1 weight 25, .3 priority 1 weight 0 (no share beside non-zero weights), .4 priority 2
+        // (only if the first two go), .5 unreachable, .6 priority 255 (never).
+        var rec = new MappingRecord(E("[0]10.1.0.0/16"),
+        [
+            Loc("192.0.2.1", 1, 75), Loc("192.0.2.2", 1, 25), Loc("192.0.2.3", 1, 0), Loc("192.0.2.4", 2, 100),
+            Loc("192.0.2.5", 1, 100) with { Reachable = false }, Loc("192.0.2.6", 255, 100),
+        ], 3);
+        Send(ms, Register(1, AuthAlgorithm.HmacSha256_128, rec), from: "127.0.0.1:51234");
+        var counts = new Dictionary<string, int>();
+        for (ulong nonce = 1; nonce <= 400; nonce++)
+        {
+            var req = H.Request(nonce, "[0]10.1.2.3/32", "192.0.2.99");
+            var bytes = H.Ecm(req, "192.0.2.99", forMs: true);
+            var ecm = Decode<EncapsulatedControlMessage>(bytes);
+            var send = Assert.Single(Sends(ms.HandleMapRequest(ecm, (MapRequest)ecm.Message, Packet(bytes, "10.0.0.5:4342"), T0)));
+            Assert.Equal(4342, send.To.Port);
+            counts[send.To.Address.ToString()] = counts.GetValueOrDefault(send.To.Address.ToString()) + 1;
+        }
+        // Nonces 1..400 modulo the total weight 100: exactly 300 to .1 and 100 to .2.
+        Assert.Equal(new Dictionary<string, int> { ["192.0.2.1"] = 300, ["192.0.2.2"] = 100 }, counts);
+    }
+
+    [Fact]
+    public void Forwarding_falls_back_to_the_registering_address_on_the_control_port_when_no_rloc_is_usable()
+    {
+        var ms = Server(false, null, null, "[0]10.1.0.0/16");
+        var rec = new MappingRecord(E("[0]10.1.0.0/16"), [Loc("192.0.2.6", 255, 100)], 3);
+        Send(ms, Register(1, AuthAlgorithm.HmacSha256_128, rec), from: "10.0.0.2:40000");
+        var req = H.Request(7, "[0]10.1.2.3/32", "192.0.2.99");
+        var bytes = H.Ecm(req, "192.0.2.99", forMs: true);
+        var ecm = Decode<EncapsulatedControlMessage>(bytes);
+        var send = Assert.Single(Sends(ms.HandleMapRequest(ecm, (MapRequest)ecm.Message, Packet(bytes, "10.0.0.5:4342"), T0)));
+        Assert.Equal(Ep("10.0.0.2:4342"), send.To);
     }
 
     [Fact]
