@@ -320,8 +320,9 @@ public sealed class PushIo : IDisposable
         var mentioned = new List<IPAddress>();
         foreach (var r in ms.Registrations(now).Where(r => r.Eid.SameKey(peer)))
         {
-            present.Add(r.Registerer.Address);
-            mentioned.AddRange(PushGroup.MembersOf(new MappingRecord(r.Eid, r.Rlocs)));
+            var named = PushGroup.MembersOf(new MappingRecord(r.Eid, r.Rlocs));
+            mentioned.AddRange(named);
+            if (PushGroup.RegisteringMember(r.Registerer.Address, named) is { } member) present.Add(member);
         }
         var seedAnswer = _refresher?.TakeAnswer();
         // Multicast delivery sends to the group, not to a member list: nothing to learn or prune.

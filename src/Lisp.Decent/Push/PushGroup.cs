@@ -83,6 +83,22 @@ public static class PushGroup
         return list;
     }
 
+    /// <summary>
+    /// Which member a peer-group registration is from, by its RLOC, never by the UDP source alone (issue 11, item 4):
+    /// the source address when the registration names it among its RLOCs (our members register from their RLOC and
+    /// list it in their RLE); else the one RLOC a registration names when it names exactly one (lispers.net registers
+    /// its own RLOC, possibly from another local address, e.g. from 127.0.0.1 for RLOC 127.0.0.2); else none: an
+    /// address that was never registered must not enter the member list.
+    /// </summary>
+    public static IPAddress? RegisteringMember(IPAddress source, IReadOnlyList<IPAddress> namedRlocs)
+    {
+        foreach (var a in namedRlocs)
+        {
+            if (a.Equals(source)) return a;
+        }
+        return namedRlocs.Count == 1 ? namedRlocs[0] : null;
+    }
+
     /// <summary>A stable 16-byte xTR-ID from the node name: the registerer identity survives an RLOC change.</summary>
     public static byte[] XtrIdFor(string nodeName) => SHA256.HashData(Encoding.UTF8.GetBytes("lisp-decent-push:" + nodeName))[..16];
 
