@@ -41,7 +41,7 @@ public sealed class PushIo : IDisposable
     /// <summary>Re-resolves the seed group in the background (null without seed_group or with membership_refresh = 0).</summary>
     private PushSeedRefresher? _refresher;
     private DateTimeOffset _lastDump = DateTimeOffset.MinValue, _lastMembership = DateTimeOffset.MinValue;
-    private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors;
+    private long _decapsulated, _decapDrops, _multicastReceived, _sendErrors, _plainControl;
 
     public PushIo(NodeConfig config, PushMappingSystem push, Log log, Action<ReceivedPacket> inject)
     {
@@ -99,6 +99,17 @@ public sealed class PushIo : IDisposable
 
     public long Decapsulated => Interlocked.Read(ref _decapsulated);
     public long DecapsulationDrops => Interlocked.Read(ref _decapDrops);
+    /// <summary>Plain (not encapsulated) control messages from known members taken on the data port.</summary>
+    public long PlainControlOnDataPort => Interlocked.Read(ref _plainControl);
+
+    private bool IsMember(IPAddress address)
+    {
+        foreach (var m in _push.Members)
+        {
+            if (m.Address.Equals(address)) return true;
+        }
+        return false;
+    }
 
     /// <summary>Makes a control node's options those of a push-group member (no-op for other mapping systems).</summary>
     public static ControlNodeOptions Adjust(ControlNodeOptions options, NodeConfig config, IMappingSystem mappingSystem)
@@ -143,6 +154,17 @@ public sealed class PushIo : IDisposable
         {
             Interlocked.Increment(ref _decapsulated);
             _inject(new ReceivedPacket(inner, innerSource, new IPEndPoint(local.Address, _push.Options.ControlPort)));
+        }
+        else if (from is IPEndPoint source && IsMember(source.Address) && ControlMessage.TryDecode(payload, out var plain).IsOk)
+        {
+            // lispers.net answers an encapsulated push Map-Register with a plain Map-Notify to the data port (issue 11,
+            // item 7): from a known member, a well-formed control message is taken as one; the role authenticates it.
+            long n = Interlocked.Increment(ref _plainControl);
+            if (n % 100 == 1)
+            {
+                _log.Info("push-plain-control", $"plain {plain!.Type} from push member {source} on the data port ({via}): taken as a control message ({n} so far)");
+            }
+            _inject(new ReceivedPacket(payload.ToArray(), source, new IPEndPoint(local.Address, _push.Options.ControlPort)));
         }
         else if (Interlocked.Increment(ref _decapDrops) % 100 == 1)
         {
