@@ -180,6 +180,8 @@ public sealed class ControlNode
 
     private IReadOnlyList<ControlAction> RouteEcm(EncapsulatedControlMessage ecm, MapRequest req, ReceivedPacket packet, DateTimeOffset now)
     {
+        // lispers.net layout (name EIDs): the roles answer to an ITR-RLOC on 4342 and forward it as it came.
+        if (!ecm.HasInnerHeader) Counters.Count(ControlEvent.EcmWithoutInnerHeader);
         if (ecm.ForEtr)
         {
             if (Etr is { } etr) return etr.HandleMapRequest(req, ecm, packet, now);

@@ -991,11 +991,15 @@ public sealed class MapServer
         ];
     }
 
-    /// <summary>A Map-Reply for an ECM Map-Request goes to an ITR-RLOC at the inner UDP source port.</summary>
+    /// <summary>
+    /// A Map-Reply for an ECM Map-Request goes to an ITR-RLOC at the inner UDP source port. An ECM without an
+    /// inner IP/UDP header (lispers.net, name EIDs) has neither an inner source nor a port: an ITR-RLOC on 4342.
+    /// </summary>
     internal static bool TryReplyTarget(MapRequest request, EncapsulatedControlMessage ecm, ReceivedPacket packet, out IPEndPoint to)
     {
-        var addr = Util.ReplyAddress(request, packet.Local, ecm.Inner.Source);
-        ushort port = ecm.Inner.SourcePort == 0 ? DataHeader.ControlPort : ecm.Inner.SourcePort;
+        var inner = ecm.InnerHeader;
+        var addr = Util.ReplyAddress(request, packet.Local, inner?.Source);
+        ushort port = inner is null || inner.SourcePort == 0 ? DataHeader.ControlPort : inner.SourcePort;
         to = addr is null || Util.IsUnspecified(addr) ? new IPEndPoint(IPAddress.None, 0) : new IPEndPoint(addr, port);
         return addr is not null && !Util.IsUnspecified(addr);
     }
