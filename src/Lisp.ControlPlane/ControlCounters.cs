@@ -88,8 +88,9 @@ public enum ControlEvent
     SmrSent,
     SmrHonoured,
     /// <summary>
-    /// An ECM Map-Request with no inner IP/UDP header (lispers.net, for name EIDs): answered to an ITR-RLOC on
-    /// 4342, forwarded in the layout it came in.
+    /// An ECM Map-Request with no inner IP header (lispers.net, for name EIDs; a UDP header alone or none at all):
+    /// answered to an ITR-RLOC (at the inner UDP source port when there is one, else 4342), forwarded in the
+    /// layout it came in.
     /// </summary>
     EcmWithoutInnerHeader,
     /// <summary>

@@ -180,7 +180,7 @@ public sealed class ControlNode
 
     private IReadOnlyList<ControlAction> RouteEcm(EncapsulatedControlMessage ecm, MapRequest req, ReceivedPacket packet, DateTimeOffset now)
     {
-        // lispers.net layout (name EIDs): the roles answer to an ITR-RLOC on 4342 and forward it as it came.
+        // lispers.net layouts (name EIDs, no inner IP header): answered to an ITR-RLOC, forwarded as it came.
         if (!ecm.HasInnerHeader) Counters.Count(ControlEvent.EcmWithoutInnerHeader);
         if (ecm.ForEtr)
         {

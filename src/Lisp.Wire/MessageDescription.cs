@@ -67,9 +67,14 @@ public static class MessageDescriber
                     var ip = n.Add(h.IsV4 ? "inner IPv4" : "inner IPv6", $"{h.Source} -> {h.Destination} ttl {h.TtlOrHopLimit}");
                     ip.Add("inner UDP", $"{h.SourcePort} -> {h.DestinationPort} checksum 0x{h.UdpChecksum ?? 0:x4}");
                 }
+                else if (ecm.InnerLayout == EcmInnerLayout.UdpOnly)
+                {
+                    n.Add("inner header", "UDP only, no IP header (lispers.net layout)")
+                        .Add("inner UDP", $"{ecm.Inner.SourcePort} -> {ecm.Inner.DestinationPort} checksum 0x{ecm.Inner.UdpChecksum ?? 0:x4}");
+                }
                 else
                 {
-                    n.Add("inner header", "none (control message follows the ECM header, lispers.net layout)");
+                    n.Add("inner header", "none, the control message follows the ECM header (lispers.net layout)");
                 }
                 n.Children.Add(Describe(ecm.Message));
                 break;
