@@ -55,6 +55,11 @@ public enum DropReason
     /// (<see cref="SiteConfig.MaxRegistrations"/>): not registered, not in the Map-Notify.
     /// </summary>
     SiteRegistrationLimit,
+    /// <summary>
+    /// A Map-Notify whose xTR-ID/site-ID trailer (I bit clear, lispers.net layout) is not the xTR-ID/site-ID this
+    /// ETR registered with (or the ETR registered none).
+    /// </summary>
+    XtrIdMismatch,
 }
 
 /// <summary>Things that happened (not drops), counted for `show` and metrics.</summary>
@@ -82,6 +87,17 @@ public enum ControlEvent
     MapCacheExpired,
     SmrSent,
     SmrHonoured,
+    /// <summary>
+    /// An ECM Map-Request with no inner IP header (lispers.net, for name EIDs; a UDP header alone or none at all):
+    /// answered to an ITR-RLOC (at the inner UDP source port when there is one, else 4342), forwarded in the
+    /// layout it came in.
+    /// </summary>
+    EcmWithoutInnerHeader,
+    /// <summary>
+    /// A Map-Notify accepted whose xTR-ID/site-ID trailer came with the I bit clear (lispers.net's answer to a
+    /// Map-Register with the I bit), the trailer matching what this ETR registered.
+    /// </summary>
+    MapNotifyXtrIdWithoutIBit,
 }
 
 /// <summary>

@@ -180,6 +180,8 @@ public sealed class ControlNode
 
     private IReadOnlyList<ControlAction> RouteEcm(EncapsulatedControlMessage ecm, MapRequest req, ReceivedPacket packet, DateTimeOffset now)
     {
+        // lispers.net layouts (name EIDs, no inner IP header): answered to an ITR-RLOC, forwarded as it came.
+        if (!ecm.HasInnerHeader) Counters.Count(ControlEvent.EcmWithoutInnerHeader);
         if (ecm.ForEtr)
         {
             if (Etr is { } etr) return etr.HandleMapRequest(req, ecm, packet, now);

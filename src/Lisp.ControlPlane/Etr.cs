@@ -254,6 +254,18 @@ public sealed class Etr
             return [new LogAction(LogLevel.Warning, "map-notify-rejected",
                 $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: records ({Util.Records(notify.Records)}) differ from the Map-Register's ({Util.Records(pending.Records)})")];
         }
+        if (notify.XtrIdTrailerWithoutIBit)
+        {
+            // lispers.net keeps the xTR-ID/site-ID of an I-bit Map-Register but clears the I bit: taken only when
+            // the trailer is exactly what we registered with.
+            if (_options.XtrId is null || notify.XtrId is null || !notify.XtrId.AsSpan().SequenceEqual(_options.XtrId) || notify.SiteId != _options.SiteId)
+            {
+                _counters.Drop(DropReason.XtrIdMismatch);
+                return [new LogAction(LogLevel.Warning, "map-notify-rejected",
+                    $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: xTR-ID/site-ID trailer (I bit clear) is not the one we registered with")];
+            }
+            _counters.Count(ControlEvent.MapNotifyXtrIdWithoutIBit);
+        }
         var actions = new List<ControlAction>();
         if (!pending.Acked)
         {

@@ -1043,11 +1043,15 @@ public sealed class MapServer
         ];
     }
 
-    /// <summary>A Map-Reply for an ECM Map-Request goes to an ITR-RLOC at the inner UDP source port.</summary>
+    /// <summary>
+    /// A Map-Reply for an ECM Map-Request goes to an ITR-RLOC at the inner UDP source port. An ECM without an
+    /// inner IP header (lispers.net, name EIDs) has no inner source to fall back on; without a UDP header either,
+    /// there is no port: an ITR-RLOC on 4342.
+    /// </summary>
     internal static bool TryReplyTarget(MapRequest request, EncapsulatedControlMessage ecm, ReceivedPacket packet, out IPEndPoint to)
     {
-        var addr = Util.ReplyAddress(request, packet.Local, ecm.Inner.Source);
-        ushort port = ecm.Inner.SourcePort == 0 ? DataHeader.ControlPort : ecm.Inner.SourcePort;
+        var addr = Util.ReplyAddress(request, packet.Local, ecm.InnerHeader?.Source);
+        ushort port = ecm.InnerSourcePort is { } sp and not 0 ? sp : DataHeader.ControlPort;
         to = addr is null || Util.IsUnspecified(addr) ? new IPEndPoint(IPAddress.None, 0) : new IPEndPoint(addr, port);
         return addr is not null && !Util.IsUnspecified(addr);
     }

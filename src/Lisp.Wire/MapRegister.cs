@@ -134,9 +134,14 @@ public abstract record AuthenticatedMessage : ControlMessage
         return bytes;
     }
 
-    protected record struct Common(ulong Nonce, byte KeyId, AuthAlgorithm Algorithm, byte[] AuthData, List<MappingRecord> Records, byte[]? XtrId, ulong SiteId);
+    protected record struct Common(ulong Nonce, byte KeyId, AuthAlgorithm Algorithm, byte[] AuthData, List<MappingRecord> Records, byte[]? XtrId, ulong SiteId,
+        bool TrailerWithoutIBit = false);
 
-    protected static Common? ReadCommon(ref SpanReader r, int recordCount, bool xtrIdPresent)
+    /// <param name="trailerWithoutIBit">
+    /// With the I bit clear, read exactly 24 bytes left after the records as xTR-ID + site-ID (the lispers.net
+    /// Map-Notify layout) instead of refusing them; any other number of left-over bytes stays an error.
+    /// </param>
+    protected static Common? ReadCommon(ref SpanReader r, int recordCount, bool xtrIdPresent, bool trailerWithoutIBit = false)
     {
         ulong nonce = r.U64("nonce");
         byte keyId = r.U8("key id");
@@ -159,13 +164,20 @@ public abstract record AuthenticatedMessage : ControlMessage
         }
         byte[]? xtrId = null;
         ulong siteId = 0;
+        bool quirk = false;
         if (xtrIdPresent)
         {
             xtrId = r.Bytes(16, "xTR-ID (I bit set)").ToArray();
             siteId = r.U64("site-ID (I bit set)");
         }
+        else if (trailerWithoutIBit && r.Ok && r.Remaining == 24)
+        {
+            xtrId = r.Bytes(16, "xTR-ID (I bit clear)").ToArray();
+            siteId = r.U64("site-ID (I bit clear)");
+            quirk = true;
+        }
         if (!r.Ok) return null;
-        return new Common(nonce, keyId, (AuthAlgorithm)alg, auth, records, xtrId, siteId);
+        return new Common(nonce, keyId, (AuthAlgorithm)alg, auth, records, xtrId, siteId, quirk);
     }
 }
 

@@ -62,9 +62,20 @@ public static class MessageDescriber
         {
             case EncapsulatedControlMessage ecm:
                 n.Add("flags", $"S={B(ecm.Security)} D={B(ecm.DdtOriginated)} E={B(ecm.ForEtr)} M={B(ecm.ForMapServer)}");
-                var ip = n.Add(ecm.Inner.IsV4 ? "inner IPv4" : "inner IPv6",
-                    $"{ecm.Inner.Source} -> {ecm.Inner.Destination} ttl {ecm.Inner.TtlOrHopLimit}");
-                ip.Add("inner UDP", $"{ecm.Inner.SourcePort} -> {ecm.Inner.DestinationPort} checksum 0x{ecm.Inner.UdpChecksum ?? 0:x4}");
+                if (ecm.InnerHeader is { } h)
+                {
+                    var ip = n.Add(h.IsV4 ? "inner IPv4" : "inner IPv6", $"{h.Source} -> {h.Destination} ttl {h.TtlOrHopLimit}");
+                    ip.Add("inner UDP", $"{h.SourcePort} -> {h.DestinationPort} checksum 0x{h.UdpChecksum ?? 0:x4}");
+                }
+                else if (ecm.InnerLayout == EcmInnerLayout.UdpOnly)
+                {
+                    n.Add("inner header", "UDP only, no IP header (lispers.net layout)")
+                        .Add("inner UDP", $"{ecm.Inner.SourcePort} -> {ecm.Inner.DestinationPort} checksum 0x{ecm.Inner.UdpChecksum ?? 0:x4}");
+                }
+                else
+                {
+                    n.Add("inner header", "none, the control message follows the ECM header (lispers.net layout)");
+                }
                 n.Children.Add(Describe(ecm.Message));
                 break;
             case MapRequest rq:
@@ -91,7 +102,8 @@ public static class MessageDescriber
                 }
                 else if (am is MapNotify mn)
                 {
-                    n.Add("flags", $"I={B(mn.XtrIdPresent)} R={B(mn.Rebuilt)}");
+                    n.Add("flags", $"I={B(mn.XtrIdPresent && !mn.XtrIdTrailerWithoutIBit)} R={B(mn.Rebuilt)}");
+                    if (mn.XtrIdTrailerWithoutIBit) n.Add("xtr-id-trailer", "present with the I bit clear (lispers.net layout)");
                 }
                 n.Add("nonce", Hex(am.Nonce));
                 n.Add("key-id", am.KeyId);
