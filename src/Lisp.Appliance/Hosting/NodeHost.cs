@@ -36,10 +36,12 @@ public sealed partial class NodeHost : IDisposable
 {
     /// <summary>Work items a shard's inbox holds at most; more are dropped and counted as queue drops.</summary>
     public const int QueueCapacity = 4096;
-    private const int ReceiveBatch = 32;
+    private const int ReceiveBatch = 16;
     private const int SendBatch = 64;
-    // Control messages are small (a Map-Register of a few records is a few hundred bytes); a larger datagram
-    // is counted as truncated. 9 KB holds a jumbo frame's worth.
+    // Receive slots take any UDP datagram (a Map-Register may carry 255 records, ~10 KB, and loopback allows
+    // 64 KB): 16 x 64 KB = 1 MB per shard. Send slots hold the usual reply (a few hundred bytes); a larger send
+    // goes through the transport's socket call instead of the batch.
+    private const int ReceiveSlotBytes = 65535;
     private const int SlotBytes = 9216;
 
     private readonly NodeConfig _config;
@@ -196,7 +198,7 @@ public sealed partial class NodeHost : IDisposable
         foreach (var shard in _shards)
         {
             shard.Sockets = _descriptors.Select(d => UdpBatchSocket.Attach(d.Fd, d.Local.AddressFamily)).ToArray();
-            shard.Receive = new PacketBatch(ReceiveBatch, SlotBytes + PacketBatch.Headroom);
+            shard.Receive = new PacketBatch(ReceiveBatch, ReceiveSlotBytes);
             shard.Sends = _descriptors.Select(_ => new PacketBatch(SendBatch, SlotBytes + PacketBatch.Headroom)).ToArray();
             shard.SendIndex = _descriptors.Select(_ => new int[SendBatch]).ToArray();
             var s = shard;

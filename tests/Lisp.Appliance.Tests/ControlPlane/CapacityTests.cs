@@ -70,4 +70,44 @@ public sealed class CapacityTests
         process.WaitForLine(@"registration-refused site 'cap' \[0\]10\.6[45]\.\d+\.\d+/32 from .*registration table full \(50, map_server.max_registrations\)", Wait);
         process.WaitForLine("2 control thread", Wait);
     }
+
+    [Fact]
+    public void A_map_register_of_250_records_larger_than_a_send_slot_is_received_confirmed_whole()
+    {
+        // 250 IPv6 /128 records of 40 bytes: a 10 KB Map-Register, past the shards' 9 KB send slots (the Map-Notify goes
+        // through the transport's own send) and through their 64 KB receive slots (a 9 KB receive slot truncated it).
+        using var topology = new Topology("127.0.65");
+        string node = topology.Address(1);
+        string management = $"{node}:{ManagementNode.FreeTcpPort(node)}";
+        var process = topology.StartNode("big", NodeToml.MapServer("big-65", node, [new("big", "big-key", "[0]2001:db8::/32")],
+            controlThreads: 2, management: management));
+        process.WaitForLine("management-started", Wait);
+        // Built here (the load generator keeps its messages within 9 KB): one Map-Register, M bit, HMAC-SHA-256.
+        var key = System.Text.Encoding.UTF8.GetBytes("big-key");
+        var register = new Lisp.Wire.MapRegister
+        {
+            Nonce = 0x0123456789abcdef, Algorithm = Lisp.Wire.AuthAlgorithm.HmacSha256_128, WantMapNotify = true, ProxyReply = true,
+            Records = Enumerable.Range(0, 250).Select(i => new Lisp.Wire.MappingRecord(
+                Lisp.Wire.EidPrefix.Parse($"[0]2001:db8:{i:x}::1/128"), [new Lisp.Wire.LocatorRecord(Lisp.Wire.IpAddress.Parse(topology.Address(2)))], 3)).ToList(),
+        };
+        var bytes = register.ToSignedBytes(key);
+        Assert.True(bytes.Length > 9216, $"{bytes.Length} bytes");
+        using var etr = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        etr.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(topology.Address(2)), 0));
+        etr.ReceiveTimeout = 5000;
+        etr.SendTo(bytes, topology.IpEndpoint(1));
+        var buffer = new byte[65535];
+        int n = etr.Receive(buffer);
+        var reply = buffer.AsSpan(0, n).ToArray();
+        Assert.True(Lisp.Wire.ControlMessage.TryDecode(reply, out var m).IsOk);
+        var notify = Assert.IsType<Lisp.Wire.MapNotify>(m);
+        Assert.Equal(register.Nonce, notify.Nonce);
+        Assert.Equal(250, notify.Records.Count);
+        Assert.True(Lisp.Wire.MessageAuthentication.Verify(reply, key));
+        var (status, _, body) = Http.Send(management, "GET", "/api/counters");
+        Assert.Equal(200, status);
+        var control = JsonDocument.Parse(body).RootElement.GetProperty("control")[0];
+        Assert.Equal(250, control.GetProperty("registrations").GetInt64());
+        Assert.Equal(0, control.GetProperty("drops").GetProperty("malformed").GetInt64());
+    }
 }
