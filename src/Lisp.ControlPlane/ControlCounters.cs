@@ -71,11 +71,11 @@ public enum ControlEvent
     RegistrationRefused,
     RegistrationExpired,
     MapNotifySent,
-    MapNotifyRetransmitted,
-    MapNotifyAcked,
     MapRegisterSent,
     MapNotifyAccepted,
     MapNotifyAckSent,
+    /// <summary>An authenticated Map-Notify that answers no Map-Register of ours (acknowledged with a Map-Notify-Ack).</summary>
+    MapNotifyUnsolicited,
     MapRequestSent,
     MapRequestRetransmitted,
     MapRequestTimedOut,

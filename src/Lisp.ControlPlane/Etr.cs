@@ -238,15 +238,22 @@ public sealed class Etr
     /// </summary>
     public IReadOnlyList<ControlAction> HandleMapNotify(MapNotify notify, ReceivedPacket packet, DateTimeOffset now)
     {
-        if (!_pending.TryGetValue(notify.Nonce, out var pending))
-        {
-            _counters.Drop(DropReason.StaleNonce);
-            return [new LogAction(LogLevel.Warning, "map-notify-rejected", $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From} matches no Map-Register we sent")];
-        }
         if (notify.Algorithm == AuthAlgorithm.None || !MessageAuthentication.Verify(packet.Payload, _key))
         {
             _counters.Drop(DropReason.AuthFailure);
             return [new LogAction(LogLevel.Warning, "map-notify-rejected", $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: authentication failed")];
+        }
+        if (!_pending.TryGetValue(notify.Nonce, out var pending))
+        {
+            // Unsolicited (no Map-Register of ours has its nonce): a map-server tells us something changed (a merged
+            // registration, a push update). RFC 9301 section 5.7: authenticated, it is acknowledged with a
+            // Map-Notify-Ack of the same nonce, and the map-server retransmits it until that Ack arrives.
+            _counters.Count(ControlEvent.MapNotifyUnsolicited);
+            return
+            [
+                new LogAction(LogLevel.Info, "map-notify-unsolicited", $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: {Util.Records(notify.Records)}; acknowledged"),
+                Ack(notify, packet),
+            ];
         }
         if (!notify.Records.SequenceEqual(pending.Records))
         {
@@ -279,14 +286,20 @@ public sealed class Etr
             actions.Add(new LogAction(LogLevel.Info, "map-notify-accepted",
                 $"Map-Notify nonce {Util.Hex(notify.Nonce)} from {packet.From}: registered {Util.Records(pending.Records)}"));
         }
+        // A Map-Notify answering our Map-Register (M bit) is the map-server's acknowledgement: it gets no Ack (RFC 9301
+        // section 5.7; lispers.net and other map-servers neither expect nor retransmit it).
+        return actions;
+    }
+
+    private SendAction Ack(MapNotify notify, ReceivedPacket packet)
+    {
         var ack = new MapNotify
         {
             IsAck = true, Nonce = notify.Nonce, KeyId = notify.KeyId, Algorithm = notify.Algorithm,
             Records = notify.Records, XtrId = notify.XtrId, SiteId = notify.SiteId,
         };
-        actions.Add(new SendAction(packet.From, ack.ToSignedBytes(_key), Util.FromFor(packet.Local, packet.From)));
         _counters.Count(ControlEvent.MapNotifyAckSent);
-        return actions;
+        return new SendAction(packet.From, ack.ToSignedBytes(_key), Util.FromFor(packet.Local, packet.From));
     }
 
     /// <summary>

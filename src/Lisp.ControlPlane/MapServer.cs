@@ -54,10 +54,6 @@ public sealed record MapServerOptions
     public TimeSpan NegativeTtlNotRegistered { get; init; } = TimeSpan.FromMinutes(1);
     public MapReplyAction NegativeAction { get; init; } = MapReplyAction.NativelyForward;
     public NegativePrefixPolicy NegativePrefix { get; init; } = NegativePrefixPolicy.LeastSpecificUncovered;
-    /// <summary>Map-Notify retransmit interval while no Map-Notify-Ack came back.</summary>
-    public TimeSpan MapNotifyRetransmitInterval { get; init; } = TimeSpan.FromSeconds(2);
-    /// <summary>Transmissions of one Map-Notify in all (first send included); 1 disables retransmission.</summary>
-    public int MapNotifyTransmissions { get; init; } = 3;
     /// <summary>
     /// Guard on memory: registrations beyond this many (EID, registerer) pairs are refused (no Map-Notify, counted
     /// as registration-refused). The default holds a 1M-EID push group twice over; a registration costs a few
@@ -177,9 +173,6 @@ public sealed class MapServer
     private readonly PriorityQueue<Registrant, long> _expiry = new();
     private readonly Interner<IReadOnlyList<LocatorRecord>> _locatorSets = new(LocatorListComparer.Instance);
     private readonly Interner<IPEndPoint> _registerers = new(EqualityComparer<IPEndPoint>.Default);
-    // Map-Notifies awaiting a Map-Notify-Ack: by nonce (a chain, as two ETRs may pick one nonce) and by due time.
-    private readonly Dictionary<ulong, PendingNotify> _pendingByNonce = [];
-    private readonly PriorityQueue<PendingNotify, DateTimeOffset> _retransmits = new();
     private readonly RegistrationLimits _limits;
     private readonly ShardContext? _shard;
     private IReadOnlyList<MapServer> _siblings = [];
@@ -291,20 +284,6 @@ public sealed class MapServer
 
     private static DateTimeOffset Time(long utcTicks) => new(utcTicks, TimeSpan.Zero);
 
-    private sealed class PendingNotify(ulong nonce, byte[] payload, IPEndPoint to, IPEndPoint? from, SiteConfig site, DateTimeOffset nextAt)
-    {
-        public readonly ulong Nonce = nonce;
-        public byte[] Payload { get; } = payload;
-        public IPEndPoint To { get; } = to;
-        public IPEndPoint? From { get; } = from;
-        public SiteConfig Site { get; } = site;
-        public DateTimeOffset NextAt { get; set; } = nextAt;
-        public int Sent { get; set; } = 1;
-        public bool Done { get; set; }
-        /// <summary>Next pending Map-Notify with the same nonce.</summary>
-        public PendingNotify? SameNonce;
-    }
-
     public MapServer(MapServerOptions options, ControlCounters? counters = null)
     {
         _options = options;
@@ -343,17 +322,13 @@ public sealed class MapServer
     /// </summary>
     public void JoinShards(IReadOnlyList<MapServer> siblings) => _siblings = siblings.Where(s => !ReferenceEquals(s, this)).ToList();
 
-    /// <summary>Map-Notifies sent and not yet acknowledged (still to be retransmitted).</summary>
-    public int PendingNotifyCount { get; private set; }
-
-    /// <summary>Earliest time <see cref="Tick"/> has work (a registration expiring, a Map-Notify to retransmit).</summary>
+    /// <summary>Earliest time <see cref="Tick"/> has work (a registration expiring).</summary>
     public DateTimeOffset? NextDeadline
     {
         get
         {
             DateTimeOffset? d = null;
             if (_expiry.TryPeek(out _, out var e)) d = Time(e);
-            if (_retransmits.TryPeek(out _, out var r) && (d is null || r < d)) d = r;
             return d;
         }
     }
@@ -470,9 +445,8 @@ public sealed class MapServer
     }
 
     /// <summary>
-    /// Every owner has answered: count the Map-Register, send the Map-Notify for what was registered (none when all
-    /// was refused), and keep it for retransmission at the shard its Map-Notify-Ack will be steered to (the ack
-    /// names the Map-Notify's first record).
+    /// Every owner has answered: count the Map-Register and send the Map-Notify for what was registered (none when
+    /// all was refused).
     /// </summary>
     private void FinishRegister(SiteConfig site, MapRegister register, IPEndPoint from, IPEndPoint local, RegisterCompletion completion, DateTimeOffset now, List<ControlAction> actions)
     {
@@ -498,18 +472,8 @@ public sealed class MapServer
         var fromEp = Util.FromFor(local, from);
         actions.Add(new SendAction(from, bytes, fromEp));
         _counters.Count(ControlEvent.MapNotifySent);
-        if (_options.MapNotifyTransmissions <= 1) return;
-        var pending = new PendingNotify(register.Nonce, bytes, from, fromEp, site, now + _options.MapNotifyRetransmitInterval);
-        int ackShard = _shard is null ? 0 : _shard.Plan.ShardOf(EidKey.From(confirmed[0].Eid));
-        if (_shard is null || ackShard == _shard.Index)
-        {
-            AddPending(pending);
-            return;
-        }
-        actions.Add(new ShardHandoffAction(ackShard, new MapServerHandoff
-        {
-            Site = site, Register = register, From = from, Local = local, NotifyPayload = bytes, NotifyFrom = fromEp, NotifyNextAt = pending.NextAt,
-        }));
+        // A Map-Notify answering a Map-Register (M bit) is itself the acknowledgement (RFC 9301 section 5.7): sent once,
+        // never retransmitted, and no Map-Notify-Ack is expected for it.
     }
 
     private enum ApplyMode
@@ -598,12 +562,6 @@ public sealed class MapServer
     public IReadOnlyList<ControlAction> ApplyHandoff(MapServerHandoff work, DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
-        if (work.NotifyPayload is { } payload)
-        {
-            // The Map-Notify another shard sent: retransmitted from here, where its ack arrives.
-            AddPending(new PendingNotify(work.Register.Nonce, payload, work.From, work.NotifyFrom, work.Site, work.NotifyNextAt));
-            return actions;
-        }
         foreach (int i in work.RecordIndexes)
         {
             if (work.Replica) ApplyRecord(work.Site, work.Register.Records[i], work.Register, work.From, now, ApplyMode.Replica, actions);
@@ -759,63 +717,15 @@ public sealed class MapServer
 
     // ---------------------------------------------------------------- Map-Notify-Ack
 
-    private void AddPending(PendingNotify p)
-    {
-        // A Map-Notify for the same nonce and ETR replaces the one pending (as the old (nonce, ETR) dictionary did).
-        if (_pendingByNonce.TryGetValue(p.Nonce, out var head))
-        {
-            for (var x = head; x is not null; x = x.SameNonce)
-            {
-                if (x.To.Equals(p.To)) RemovePending(x);
-            }
-        }
-        p.SameNonce = _pendingByNonce.TryGetValue(p.Nonce, out head) ? head : null;
-        _pendingByNonce[p.Nonce] = p;
-        _retransmits.Enqueue(p, p.NextAt);
-        PendingNotifyCount++;
-    }
-
-    private void RemovePending(PendingNotify p)
-    {
-        if (p.Done) return;
-        p.Done = true;
-        PendingNotifyCount--;
-        if (!_pendingByNonce.TryGetValue(p.Nonce, out var head)) return;
-        if (ReferenceEquals(head, p))
-        {
-            if (p.SameNonce is null) _pendingByNonce.Remove(p.Nonce);
-            else _pendingByNonce[p.Nonce] = p.SameNonce;
-            return;
-        }
-        for (var x = head; x.SameNonce is not null; x = x.SameNonce)
-        {
-            if (ReferenceEquals(x.SameNonce, p))
-            {
-                x.SameNonce = p.SameNonce;
-                return;
-            }
-        }
-    }
-
-    /// <summary>Handles a Map-Notify-Ack: authenticates it with the site key of the Map-Notify it acknowledges.</summary>
+    /// <summary>
+    /// A Map-Notify-Ack. This map-server sends only Map-Notifies that answer a Map-Register, which need no Ack (RFC 9301
+    /// section 5.7: only an unsolicited Map-Notify is acknowledged), so every Ack is for nothing it awaits: counted
+    /// (stale nonce) and dropped. Older ETRs (this project's before the change, cpload, lispers.net's acking mode) send them.
+    /// </summary>
     public IReadOnlyList<ControlAction> HandleMapNotifyAck(MapNotify ack, ReceivedPacket packet, DateTimeOffset now)
     {
-        if (!_pendingByNonce.TryGetValue(ack.Nonce, out var head))
-        {
-            _counters.Drop(DropReason.StaleNonce);
-            return [new LogAction(LogLevel.Debug, "map-notify-ack-dropped", $"Map-Notify-Ack nonce {Util.Hex(ack.Nonce)} from {packet.From} matches no Map-Notify")];
-        }
-        for (var p = head; p is not null; p = p.SameNonce)
-        {
-            if (MessageAuthentication.Verify(packet.Payload, p.Site.KeyBytes))
-            {
-                RemovePending(p);
-                _counters.Count(ControlEvent.MapNotifyAcked);
-                return _debug ? [new LogAction(LogLevel.Debug, "map-notify-acked", $"Map-Notify nonce {Util.Hex(ack.Nonce)} acknowledged by {packet.From}")] : [];
-            }
-        }
-        _counters.Drop(DropReason.AuthFailure);
-        return [new LogAction(LogLevel.Warning, "map-notify-ack-dropped", $"Map-Notify-Ack nonce {Util.Hex(ack.Nonce)} from {packet.From}: authentication failed")];
+        _counters.Drop(DropReason.StaleNonce);
+        return _debug ? [new LogAction(LogLevel.Debug, "map-notify-ack-dropped", $"Map-Notify-Ack nonce {Util.Hex(ack.Nonce)} from {packet.From}: no unsolicited Map-Notify awaits it")] : [];
     }
 
     // ---------------------------------------------------------------- Map-Request
@@ -1058,7 +968,7 @@ public sealed class MapServer
 
     // ---------------------------------------------------------------- timers and show
 
-    /// <summary>Expires registrations and retransmits unacknowledged Map-Notifies: O(due items), not O(table).</summary>
+    /// <summary>Expires registrations: O(due items), not O(table).</summary>
     public IReadOnlyList<ControlAction> Tick(DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
@@ -1078,23 +988,6 @@ public sealed class MapServer
             _counters.Count(ControlEvent.RegistrationExpired);
             actions.Add(new LogAction(LogLevel.Warning, "registration-timeout",
                 $"site '{r.Site.Name}' {r.Entry.Eid} from {r.Registerer} expired (last registered {Time(r.LastRegistered):O})"));
-        }
-        while (_retransmits.TryPeek(out var p, out var due) && due <= now)
-        {
-            _retransmits.Dequeue();
-            if (p.Done || due != p.NextAt) continue;
-            if (p.Sent >= _options.MapNotifyTransmissions)
-            {
-                RemovePending(p);
-                if (_debug) actions.Add(new LogAction(LogLevel.Debug, "map-notify-unacked", $"Map-Notify nonce {Util.Hex(p.Nonce)} to {p.To}: no Map-Notify-Ack after {p.Sent} sends"));
-                continue;
-            }
-            p.Sent++;
-            p.NextAt = now + _options.MapNotifyRetransmitInterval;
-            _retransmits.Enqueue(p, p.NextAt);
-            _counters.Count(ControlEvent.MapNotifyRetransmitted);
-            actions.Add(new SendAction(p.To, p.Payload, p.From));
-            if (_debug) actions.Add(new LogAction(LogLevel.Debug, "map-notify-retransmit", $"Map-Notify nonce {Util.Hex(p.Nonce)} to {p.To}, send {p.Sent}"));
         }
         return actions;
     }

@@ -171,8 +171,7 @@ public sealed record ShardContext(ShardPlan Plan, int Index, RegistrationLimits 
 
 /// <summary>
 /// Work one shard hands another after it verified a Map-Register: the records the other shard owns (with the
-/// <see cref="Completion"/> they report to), a replica of a short prefix shard 0 owns, or the Map-Notify to keep for
-/// retransmission where its ack will arrive. No second HMAC check.
+/// <see cref="Completion"/> they report to), or a replica of a short prefix shard 0 owns. No second HMAC check.
 /// </summary>
 public sealed class MapServerHandoff
 {
@@ -185,10 +184,6 @@ public sealed class MapServerHandoff
     /// <summary>A copy of a short prefix shard 0 owns: kept for lookups, not counted, no log lines.</summary>
     public bool Replica { get; init; }
     public RegisterCompletion? Completion { get; init; }
-    /// <summary>A Map-Notify sent by another shard, to retransmit from this one (null: not this kind of work).</summary>
-    public byte[]? NotifyPayload { get; init; }
-    public IPEndPoint? NotifyFrom { get; init; }
-    public DateTimeOffset NotifyNextAt { get; init; }
 }
 
 /// <summary>

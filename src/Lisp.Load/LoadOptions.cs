@@ -30,7 +30,11 @@ public sealed record LoadOptions
     public byte[] Key { get; init; } = "load-key"u8.ToArray();
     public bool ProxyReply { get; init; } = true;
     public bool WantMapNotify { get; init; } = true;
-    public bool Ack { get; init; } = true;
+    /// <summary>
+    /// Answer each Map-Notify with a Map-Notify-Ack. Off by default: a Map-Notify answering a Map-Register is the
+    /// acknowledgement and awaits no Ack (RFC 9301 section 5.7); on for map-servers that still expect one.
+    /// </summary>
+    public bool Ack { get; init; }
     /// <summary>Check Map-Notify HMACs and Map-Reply records.</summary>
     public bool Verify { get; init; } = true;
     /// <summary>Record TTL in minutes in Map-Registers.</summary>

@@ -101,26 +101,47 @@ public class EtrTests
         new MapNotify { Nonce = nonce ?? reg.Nonce, Algorithm = reg.Algorithm, Records = records ?? reg.Records }.ToSignedBytes(Encoding.UTF8.GetBytes(key));
 
     [Fact]
-    public void Accepts_matching_map_notify_and_acks_it()
+    public void Accepts_the_map_notify_answering_its_register_without_an_ack()
     {
+        // RFC 9301 section 5.7: the Map-Notify answering a Map-Register (M bit) is the acknowledgement; no Ack back.
         var etr = Make();
-        var (reg, _, to) = FirstRegister(etr.Tick(T0));
+        var (reg, _, _) = FirstRegister(etr.Tick(T0));
         var bytes = NotifyFor(reg);
         var actions = etr.HandleMapNotify(Decode<MapNotify>(bytes), Packet(bytes, "1.1.1.1:4342", "10.0.0.2:4342"), T0.AddSeconds(1));
-        var ack = Assert.Single(Sends(actions));
-        Assert.Equal(to, ack.To);
-        var m = Decode<MapNotify>(ack.Payload);
-        Assert.True(m.IsAck);
-        Assert.Equal(reg.Nonce, m.Nonce);
-        Assert.True(MessageAuthentication.Verify(ack.Payload, KeyBytes));
+        Assert.Empty(Sends(actions));
         Assert.Contains(Logs(actions), l => l.Event == "map-notify-accepted");
         Assert.Equal(T0.AddSeconds(1), Assert.Single(etr.RegistrationStates).LastNotified);
-        // A retransmitted Map-Notify is acknowledged again, not counted as a new registration.
-        Assert.Single(Sends(etr.HandleMapNotify(Decode<MapNotify>(bytes), Packet(bytes, "1.1.1.1:4342"), T0.AddSeconds(2))));
+        Assert.Equal(1, etr.Counters.Events(ControlEvent.MapNotifyAccepted));
+        // The same Map-Notify again (a map-server that retransmits) is neither acked nor counted as a new registration.
+        Assert.Empty(Sends(etr.HandleMapNotify(Decode<MapNotify>(bytes), Packet(bytes, "1.1.1.1:4342"), T0.AddSeconds(2))));
+        Assert.Equal(1, etr.Counters.Events(ControlEvent.MapNotifyAccepted));
+        Assert.Equal(0, etr.Counters.Events(ControlEvent.MapNotifyAckSent));
     }
 
     [Fact]
-    public void Rejects_map_notify_with_wrong_nonce_records_or_key()
+    public void Acks_an_authenticated_unsolicited_map_notify_and_drops_a_forged_one()
+    {
+        var etr = Make();
+        var (reg, _, _) = FirstRegister(etr.Tick(T0));
+        // A nonce no Map-Register of ours used: a map-server telling us of a change.
+        var bytes = NotifyFor(reg, nonce: reg.Nonce + 1);
+        var actions = etr.HandleMapNotify(Decode<MapNotify>(bytes), Packet(bytes, "1.1.1.1:4342", "10.0.0.2:4342"), T0.AddSeconds(1));
+        var ack = Assert.Single(Sends(actions));
+        Assert.Equal(Ep("1.1.1.1:4342"), ack.To);
+        var m = Decode<MapNotify>(ack.Payload);
+        Assert.True(m.IsAck);
+        Assert.Equal(reg.Nonce + 1, m.Nonce);
+        Assert.True(MessageAuthentication.Verify(ack.Payload, KeyBytes));
+        Assert.Equal(1, etr.Counters.Events(ControlEvent.MapNotifyUnsolicited));
+        Assert.Contains(Logs(actions), l => l.Event == "map-notify-unsolicited");
+        // Forged (wrong key): no Ack, counted.
+        var forged = NotifyFor(reg, nonce: reg.Nonce + 2, key: "wrong");
+        Assert.Empty(Sends(etr.HandleMapNotify(Decode<MapNotify>(forged), Packet(forged, "1.1.1.1:4342"), T0.AddSeconds(1))));
+        Assert.Equal(1, etr.Counters.Drops(DropReason.AuthFailure));
+    }
+
+    [Fact]
+    public void Rejects_map_notify_with_wrong_records_or_key()
     {
         var etr = Make(null, AuthAlgorithm.HmacSha256_128, Db("[0]10.1.0.0/16", "192.0.2.1"));
         var (reg, _, _) = FirstRegister(etr.Tick(T0));
@@ -130,7 +151,6 @@ public class EtrTests
             Assert.Empty(Sends(etr.HandleMapNotify(Decode<MapNotify>(bytes), Packet(bytes, "1.1.1.1:4342"), T0)));
             Assert.Equal(before + 1, etr.Counters.Drops(reason));
         }
-        Expect(NotifyFor(reg, nonce: reg.Nonce + 1), DropReason.StaleNonce);
         Expect(NotifyFor(reg, key: "wrong"), DropReason.AuthFailure);
         Expect(NotifyFor(reg, records: [Rec("[0]10.1.0.0/16", "203.0.113.66")]), DropReason.RecordMismatch);
         Expect(new MapNotify { Nonce = reg.Nonce, Algorithm = AuthAlgorithm.None, Records = reg.Records }.ToSignedBytes(KeyBytes), DropReason.AuthFailure);

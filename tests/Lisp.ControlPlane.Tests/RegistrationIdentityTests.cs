@@ -101,7 +101,6 @@ public class RegistrationIdentityTests
             Sites = [new SiteConfig("s", Key, [E("[0]10.0.0.0/8")]) { AcceptMoreSpecifics = true }],
             MaxRegistrations = 3,
             RegistrationTimeout = TimeSpan.FromSeconds(60),
-            MapNotifyTransmissions = 1,   // no retransmission timers: the deadlines below are the expiries alone
         });
         for (int i = 0; i < 3; i++) Send(ms, Register((ulong)i + 1, AuthAlgorithm.HmacSha256_128, Rec($"[0]10.6.{i}.0/24", "192.0.2.1")), "192.0.2.1:4342", T0.AddSeconds(i * 10));
         Assert.Equal(T0.AddSeconds(60), ms.NextDeadline);

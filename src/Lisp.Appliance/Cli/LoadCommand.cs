@@ -25,8 +25,9 @@ public static class LoadCommand
 
         Scenarios:
           register   Map-Registers (type 3) for --eids EIDs, --records per message, one locator (--rloc); each
-                     Map-Notify is matched by nonce, its HMAC checked, and acked with a signed Map-Notify-Ack
-                     (type 5) as an ETR would. Reports accepted/s (unique Map-Notifies). Each EID once unless
+                     Map-Notify is matched by nonce and its HMAC checked, as an ETR would (no Map-Notify-Ack: a
+                     solicited Map-Notify needs none, RFC 9301 5.7; --ack sends one). Reports accepted/s (unique
+                     Map-Notifies). Each EID once unless
                      --count, --steps or --self-test say otherwise.
           request    ECM (type 8) Map-Requests (inner IP + UDP to 4342, ITR-RLOC = our address) for EIDs drawn at
                      random from the range; Map-Replies matched by nonce and checked: a record must cover the EID
@@ -58,7 +59,8 @@ public static class LoadCommand
           --algorithm A          hmac-sha256 (default) or hmac-sha1
           --no-proxy             clear the P bit (default set: the map-server answers requests itself)
           --no-notify            clear the M bit (default set; without it nothing comes back to count)
-          --no-ack               do not answer Map-Notifies with Map-Notify-Acks
+          --ack                  answer each Map-Notify with a signed Map-Notify-Ack (type 5), for map-servers that expect one
+          --no-ack               send no Map-Notify-Acks (the default)
           --no-verify            do not check Map-Notify HMACs or Map-Reply records
 
         Load shape:
@@ -102,7 +104,7 @@ public static class LoadCommand
         "steps", "ratio", "duration", "count", "timeout", "threads", "batch", "seed", "report", "listen",
     ];
 
-    private static readonly string[] FlagOptions = ["no-proxy", "no-notify", "no-ack", "no-verify", "json", "no-kernel-drops", "self-test", "echo"];
+    private static readonly string[] FlagOptions = ["no-proxy", "no-notify", "ack", "no-ack", "no-verify", "json", "no-kernel-drops", "self-test", "echo"];
 
     /// <summary>Every option `load` accepts (the help must explain each).</summary>
     public static IReadOnlyList<string> OptionNames => [.. ValueOptions, .. FlagOptions];
@@ -283,7 +285,7 @@ public static class LoadCommand
             Key = Encoding.UTF8.GetBytes(cl.Value("key") ?? "load-key"),
             ProxyReply = !cl.Has("no-proxy"),
             WantMapNotify = !cl.Has("no-notify"),
-            Ack = !cl.Has("no-ack"),
+            Ack = cl.Has("ack") && !cl.Has("no-ack"),
             Verify = !cl.Has("no-verify"),
             RatioRegister = rr,
             RatioRequest = rq,

@@ -43,7 +43,7 @@ public sealed class CliTests : IDisposable
     [InlineData("decode", "--file,--json,--help")]
     [InlineData("decent-index", "--modulus,--dns-suffix,--algorithm,--hmac-key,--digest-bytes,--hash-mask,--lookup-length,--sg-hash,--show-text,--help")]
     [InlineData("demo", "")]
-    [InlineData("load", "--target,--bind,--rloc,--eid-base,--eids,--eid-file,--records,--key,--algorithm,--rate,--window,--steps,--ratio,--duration,--count,--timeout,--threads,--batch,--json,--report,--self-test,--listen,--echo,--no-ack,--help")]
+    [InlineData("load", "--target,--bind,--rloc,--eid-base,--eids,--eid-file,--records,--key,--algorithm,--rate,--window,--steps,--ratio,--duration,--count,--timeout,--threads,--batch,--json,--report,--self-test,--listen,--echo,--ack,--no-ack,--help")]
     public void EachCommandsHelpMentionsEachOptionAndExitsZero(string command, string options)
     {
         var (rc, o, e) = Run(command, "--help");
