@@ -402,7 +402,7 @@ public sealed class MapServer
         // The records this Map-Register really registered (or withdrew): only these are confirmed by Map-Notify.
         // Records other shards own are applied there; the Map-Notify waits for every owner's answer (the last
         // shard to answer sends it), so it never confirms a record an owner refused, and a refresh needs no slot.
-        var completion = new RegisterCompletion(register.Records.Count, 1 + (remote?.Count ?? 0));
+        var completion = new RegisterCompletion(register.Records.Count, 1 + (remote?.Count ?? 0)) { RegisterPayload = packet.Payload };
         if (remote is not null)
         {
             foreach (var (shard, indexes) in remote)
@@ -463,17 +463,43 @@ public sealed class MapServer
                 $"Map-Register nonce {Util.Hex(register.Nonce)} from {from}, site '{site.Name}', {register.Records.Count} record(s)"));
         }
         if (!register.WantMapNotify) return;
-        var notify = new MapNotify
+        byte[] bytes;
+        if (confirmed.Count == register.Records.Count && completion.RegisterPayload is { } payload)
         {
-            Nonce = register.Nonce, KeyId = register.KeyId, Algorithm = register.Algorithm,
-            Records = confirmed.Count == register.Records.Count ? register.Records : confirmed, XtrId = register.XtrId, SiteId = register.SiteId,
-        };
-        var bytes = notify.ToSignedBytes(site.KeyBytes);
+            bytes = NotifyFromRegister(payload, register, site.KeyBytes);
+        }
+        else
+        {
+            var notify = new MapNotify
+            {
+                Nonce = register.Nonce, KeyId = register.KeyId, Algorithm = register.Algorithm,
+                Records = confirmed, XtrId = register.XtrId, SiteId = register.SiteId,
+            };
+            bytes = notify.ToSignedBytes(site.KeyBytes);
+        }
         var fromEp = Util.FromFor(local, from);
         actions.Add(new SendAction(from, bytes, fromEp));
         _counters.Count(ControlEvent.MapNotifySent);
         // A Map-Notify answering a Map-Register (M bit) is itself the acknowledgement (RFC 9301 section 5.7): sent once,
         // never retransmitted, and no Map-Notify-Ack is expected for it.
+    }
+
+    /// <summary>
+    /// The Map-Notify for a Map-Register all of whose records were taken: the Map-Register's own bytes with word 0
+    /// rewritten (type 4; I when the xTR-ID/site-ID trailer is there; the Map-Register's P/S/E/T/a/R/M bits are
+    /// not Map-Notify flags) and signed again (issue 11, item 6). Each record is echoed exactly as the ETR sent it,
+    /// so a peer that wrote a layout we only read (lispers.net's padded Multicast-Info LCAF) finds its own bytes and
+    /// can verify them; no record is decoded and re-encoded. Layout (RFC 9301 5.6/5.7): word 0, nonce, key-id,
+    /// algorithm, authentication length and data, records, [xTR-ID, site-ID].
+    /// </summary>
+    private static byte[] NotifyFromRegister(byte[] registerPayload, MapRegister register, ReadOnlySpan<byte> key)
+    {
+        var b = (byte[])registerPayload.Clone();
+        b[0] = (byte)(((int)MessageType.MapNotify << 4) | (register.XtrIdPresent ? 0x08 : 0));
+        b[1] = 0;
+        b[2] = 0;
+        MessageAuthentication.Sign(b, register.Algorithm, key);
+        return b;
     }
 
     private enum ApplyMode

@@ -194,6 +194,8 @@ public sealed class MapServerHandoff
 public sealed class RegisterCompletion(int records, int parties)
 {
     internal readonly bool[] Refused = new bool[records];
+    /// <summary>The Map-Register as received (its records are echoed in the Map-Notify byte for byte).</summary>
+    internal byte[]? RegisterPayload { get; init; }
     private int _outstanding = parties;
 
     /// <summary>True for the last party to arrive.</summary>

@@ -65,6 +65,9 @@ public sealed class DnsmasqTests(ITestOutputHelper output)
         // A and AAAA both count.
         var both = await ms.ResolveNameAsync("both.ms.test").WaitAsync(TimeSpan.FromSeconds(5));
         Assert.Equal(["127.0.8.1", "::1"], both.Select(a => a.ToString()).Order());
+        // dnsmasq's log reaches us through its stderr pipe a moment after it answered: wait for the line (bounded).
+        var deadline = DateTime.UtcNow.AddSeconds(5);
+        while (!dns.Log.Contains("query[AAAA] 0.ms.test", StringComparison.Ordinal) && DateTime.UtcNow < deadline) await Task.Delay(20);
         Assert.Contains("query[AAAA] 0.ms.test", dns.Log);
     }
 
