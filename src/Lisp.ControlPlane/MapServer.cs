@@ -674,16 +674,7 @@ public sealed class MapServer
         _limits.Release(r.Site.Name);
     }
 
-    private static bool SameLocators(IReadOnlyList<LocatorRecord> a, IReadOnlyList<LocatorRecord> b)
-    {
-        if (ReferenceEquals(a, b)) return true;
-        if (a.Count != b.Count) return false;
-        for (int i = 0; i < a.Count; i++)
-        {
-            if (!a[i].Equals(b[i])) return false;
-        }
-        return true;
-    }
+    private static bool SameLocators(IReadOnlyList<LocatorRecord> a, IReadOnlyList<LocatorRecord> b) => LocatorListComparer.Instance.Equals(a, b);
 
     private List<LispAddress> MergedLocators(EidPrefix eid) =>
         _table.Get(EidKey.From(eid.Canonical())) is { } entry

@@ -5,23 +5,20 @@ namespace Lisp.ControlPlane.Transport;
 
 /// <summary>
 /// UDP 4342 sockets for the control plane, kept apart from the role state machines: one socket per listen
-/// address, each with its own receive thread (the control plane runs on its own threads, never on the
-/// data-plane workers). Received datagrams go to a callback; sending picks the socket bound to the wanted
-/// source address, else one of the right family. Socket errors are counted and reported, never thrown
-/// into the receive loop, so a hostile peer cannot stop it.
+/// address. The control shards receive on them with batched system calls (<see cref="Descriptors"/>; the
+/// node host); this class binds and closes them, and sends what does not go out in a shard's batch: sending
+/// picks the socket bound to the wanted source address, else one of the right family. Send errors are counted
+/// and reported, never thrown.
 /// </summary>
 public sealed class UdpControlTransport : IDisposable
 {
     public const int MaxDatagram = 65535;
 
     private readonly List<(Socket Socket, IPEndPoint Local)> _sockets = [];
-    private readonly List<Thread> _threads = [];
     private readonly Action<string>? _log;
     private Socket? _anyV4;
     private Socket? _anyV6;
-    private volatile bool _stopping;
     private long _sendErrors;
-    private long _receiveErrors;
 
     public UdpControlTransport(IEnumerable<IPEndPoint> listen, Action<string>? log = null)
     {
@@ -51,68 +48,11 @@ public sealed class UdpControlTransport : IDisposable
     public IReadOnlyList<IPEndPoint> LocalEndpoints => _sockets.Select(s => s.Local).ToList();
 
     /// <summary>
-    /// The listening sockets' descriptors, for hosts that drive them with batched system calls (recvmmsg/sendmmsg)
-    /// from their own threads instead of <see cref="Start"/>. They stay owned (and are closed) by this transport.
+    /// The listening sockets' descriptors, for the host that drives them with batched system calls (recvmmsg/sendmmsg)
+    /// from its control shards. They stay owned (and are closed) by this transport.
     /// </summary>
     public IReadOnlyList<(int Fd, IPEndPoint Local)> Descriptors => _sockets.Select(s => ((int)s.Socket.Handle, s.Local)).ToList();
     public long SendErrors => Interlocked.Read(ref _sendErrors);
-    public long ReceiveErrors => Interlocked.Read(ref _receiveErrors);
-
-    /// <summary>Starts one receive thread per socket; <paramref name="onPacket"/> gets (payload, from, local).</summary>
-    public void Start(Action<byte[], IPEndPoint, IPEndPoint> onPacket)
-    {
-        foreach (var (socket, local) in _sockets)
-        {
-            var t = new Thread(() => ReceiveLoop(socket, local, onPacket))
-            {
-                IsBackground = true,
-                Name = $"lisp-ctl-rx {local}",
-            };
-            _threads.Add(t);
-            t.Start();
-        }
-    }
-
-    private void ReceiveLoop(Socket socket, IPEndPoint local, Action<byte[], IPEndPoint, IPEndPoint> onPacket)
-    {
-        var buffer = new byte[MaxDatagram];
-        EndPoint any = socket.AddressFamily == AddressFamily.InterNetwork ? new IPEndPoint(IPAddress.Any, 0) : new IPEndPoint(IPAddress.IPv6Any, 0);
-        while (!_stopping)
-        {
-            int n;
-            EndPoint from = any;
-            try
-            {
-                n = socket.ReceiveFrom(buffer, ref from);
-            }
-            catch (ObjectDisposedException)
-            {
-                return;
-            }
-            catch (SocketException e)
-            {
-                if (_stopping) return;
-                // ICMP port-unreachable from an earlier send shows up here on Linux as ConnectionRefused: not fatal.
-                Interlocked.Increment(ref _receiveErrors);
-                if (e.SocketErrorCode != SocketError.ConnectionRefused && e.SocketErrorCode != SocketError.ConnectionReset)
-                {
-                    _log?.Invoke($"receive on {local} failed: {e.SocketErrorCode}");
-                    Thread.Sleep(10);
-                }
-                continue;
-            }
-            try
-            {
-                onPacket(buffer.AsSpan(0, n).ToArray(), (IPEndPoint)from, local);
-            }
-            catch (Exception e) when (e is not OutOfMemoryException)
-            {
-                // The handler is the node's queue; it should never throw. If it does, keep serving and say so.
-                Interlocked.Increment(ref _receiveErrors);
-                _log?.Invoke($"packet handler failed on {local}: {e.GetType().Name}: {e.Message}");
-            }
-        }
-    }
 
     /// <summary>Sends one datagram; returns false (and counts) on failure instead of throwing.</summary>
     public bool Send(IPEndPoint to, ReadOnlySpan<byte> payload, IPEndPoint? from = null)
@@ -174,10 +114,8 @@ public sealed class UdpControlTransport : IDisposable
 
     public void Dispose()
     {
-        _stopping = true;
         foreach (var (s, _) in _sockets) s.Dispose();
         _anyV4?.Dispose();
         _anyV6?.Dispose();
-        foreach (var t in _threads) t.Join(TimeSpan.FromSeconds(2));
     }
 }
