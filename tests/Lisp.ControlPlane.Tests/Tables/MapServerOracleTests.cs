@@ -15,138 +15,13 @@ public class MapServerOracleTests
 {
     private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(150);
 
-    /// <summary>One registration as the model holds it (the registrant identity rule is MapServer.FindRegistrant's).</summary>
-    private sealed class MReg
-    {
-        public required string Site;
-        public required byte[]? Xtr;
-        public required IPEndPoint Registerer;
-        public required List<IPAddress> Rlocs;
-        public required DateTimeOffset First;
-        public DateTimeOffset Last;
-        public DateTimeOffset Expires;
-    }
-
-    private sealed class Model(int maxRegistrations)
-    {
-        /// <summary>By EID text: the canonical EID and its registrations, in the order they were first made.</summary>
-        public readonly Dictionary<string, (EidPrefix Eid, List<MReg> Regs)> Entries = new(StringComparer.Ordinal);
-
-        public int Total => Entries.Values.Sum(e => e.Regs.Count);
-
-        public static bool SiteCovers(SiteConfig s, EidPrefix eid)
-        {
-            if (s.AcceptAnyEid) return true;
-            var c = eid.Canonical();
-            return s.EidPrefixes.Any(p => p.Canonical().ToString() == c.ToString() || (s.AcceptMoreSpecifics && p.Canonical().Covers(c)));
-        }
-
-        /// <summary>Applies a Map-Register signed with <paramref name="site"/>'s key; returns (accepted, records confirmed).</summary>
-        public (bool Accepted, int Confirmed) Apply(SiteConfig site, MapRegister reg, IPEndPoint from, DateTimeOffset now)
-        {
-            // The site is found by the first record (only the signing site's key verifies); every record must be inside it.
-            if (!reg.Records.All(r => SiteCovers(site, r.Eid))) return (false, 0);
-            int confirmed = 0;
-            foreach (var rec in reg.Records)
-            {
-                var eid = rec.Eid.Canonical();
-                string text = eid.ToString();
-                var regs = Entries.TryGetValue(text, out var e) ? e.Regs : null;
-                var r = regs is null ? null : Find(regs, site.Name, reg.XtrId, from);
-                if (rec.TtlRaw == 0)
-                {
-                    if (r is not null)
-                    {
-                        regs!.Remove(r);
-                        if (regs.Count == 0) Entries.Remove(text);
-                    }
-                    confirmed++;
-                    continue;
-                }
-                var timeout = reg.UseTtlForTimeout ? rec.Ttl : Timeout;
-                if (r is null)
-                {
-                    // Refused past the map-server's or the site's limit (counted by the site that made each registration).
-                    int siteCount = Entries.Values.Sum(x => x.Regs.Count(y => y.Site == site.Name));
-                    if (Total >= maxRegistrations || (site.MaxRegistrations > 0 && siteCount >= site.MaxRegistrations)) continue;
-                    if (regs is null) Entries[text] = (eid, regs = []);
-                    r = new MReg { Site = site.Name, Xtr = reg.XtrId, Registerer = from, Rlocs = [], First = now };
-                    regs.Add(r);
-                }
-                r.Registerer = from;
-                r.Rlocs = rec.Locators.Select(l => ((IpAddress)l.Locator).Address).ToList();
-                r.Last = now;
-                r.Expires = now + timeout;
-                confirmed++;
-            }
-            return (true, confirmed);
-        }
-
-        /// <summary>
-        /// The registration a Map-Register speaks for: same xTR-ID when it carries one; else one of the same site
-        /// without an xTR-ID whose last source address, or one of whose RLOCs, is the packet's source address.
-        /// The UDP port never matters.
-        /// </summary>
-        private static MReg? Find(List<MReg> regs, string site, byte[]? xtr, IPEndPoint from)
-        {
-            foreach (var r in regs)
-            {
-                if (xtr is not null)
-                {
-                    if (r.Xtr is not null && r.Xtr.AsSpan().SequenceEqual(xtr)) return r;
-                    continue;
-                }
-                if (r.Xtr is not null || r.Site != site) continue;
-                if (r.Registerer.Address.Equals(from.Address) || r.Rlocs.Contains(from.Address)) return r;
-            }
-            return null;
-        }
-
-        public void Sweep(DateTimeOffset now)
-        {
-            foreach (var (text, (_, regs)) in Entries.ToList())
-            {
-                regs.RemoveAll(r => r.Expires <= now);
-                if (regs.Count == 0) Entries.Remove(text);
-            }
-        }
-
-        private static (int, int) Rank(EidPrefix p, EidPrefix query)
-        {
-            if (query.IsSourceGroup)
-            {
-                var (s, g) = p.SourceGroup()!.Value;
-                return (g.MaskLength, s.MaskLength);
-            }
-            return (p.MaskLength, 0);
-        }
-
-        /// <summary>The most specific registered prefix covering the EID that has a live registration, and those live registrations.</summary>
-        public (EidPrefix Eid, List<MReg> Live)? Lookup(EidPrefix query, DateTimeOffset now)
-        {
-            var q = query.Canonical();
-            (EidPrefix Eid, List<MReg> Live)? best = null;
-            foreach (var (eid, regs) in Entries.Values)
-            {
-                if (!eid.Covers(q)) continue;
-                var live = regs.Where(r => r.Expires > now).ToList();
-                if (live.Count == 0) continue;
-                if (best is null || Rank(eid, q).CompareTo(Rank(best.Value.Eid, q)) > 0) best = (eid, live);
-            }
-            return best;
-        }
-
-        public IEnumerable<(EidPrefix Eid, MReg Reg)> Live(DateTimeOffset now) =>
-            Entries.Values.SelectMany(e => e.Regs.Where(r => r.Expires > now).Select(r => (e.Eid, r)));
-    }
-
     private static string Show(EidPrefix eid, string site, byte[]? xtr, IPEndPoint registerer, DateTimeOffset first, DateTimeOffset last, DateTimeOffset expires, IEnumerable<IPAddress> rlocs) =>
         $"{eid} site={site} xtr={(xtr is null ? "-" : Convert.ToHexString(xtr))} from={registerer} first={first:O} last={last:O} expires={expires:O} rlocs={string.Join(",", rlocs)}";
 
     private static string Show(Registration r) =>
         Show(r.Eid, r.Site, r.XtrId, r.Registerer, r.FirstRegistered, r.LastRegistered, r.ExpiresAt, r.Rlocs.Select(l => ((IpAddress)l.Locator).Address));
 
-    private static string Show(EidPrefix eid, MReg r) => Show(eid, r.Site, r.Xtr, r.Registerer, r.First, r.Last, r.Expires, r.Rlocs);
+    private static string Show(EidPrefix eid, RegistrationModel.Reg r) => Show(eid, r.Site, r.Xtr, r.Registerer, r.First, r.Last, r.Expires, r.Rlocs);
 
     private static SiteConfig[] Sites(bool siteLimit) =>
     [
@@ -207,7 +82,7 @@ public class MapServerOracleTests
     }
 
     /// <summary>An EID to look up: inside something registered, inside a pool EID, or anywhere near the clusters.</summary>
-    private static EidPrefix Query(OracleGen gen, Model model, List<EidPrefix> pool) => gen.Rng.Next(4) switch
+    private static EidPrefix Query(OracleGen gen, RegistrationModel model, List<EidPrefix> pool) => gen.Rng.Next(4) switch
     {
         < 2 when model.Entries.Count > 0 => gen.Inside(model.Entries.Values.ElementAt(gen.Rng.Next(model.Entries.Count)).Eid),
         2 => gen.Inside(pool[gen.Rng.Next(pool.Count)]),
@@ -223,7 +98,7 @@ public class MapServerOracleTests
         {
             Sites = sites, RegistrationTimeout = Timeout, MaxRegistrations = maxRegistrations, LogLevel = LogLevel.Info, NegativePrefix = policy,
         });
-        var model = new Model(maxRegistrations);
+        var model = new RegistrationModel(Timeout, maxRegistrations);
         var pool = Pool(gen);
         var local = IPEndPoint.Parse("10.0.0.1:4342");
         var now = H.T0;
@@ -239,7 +114,7 @@ public class MapServerOracleTests
 
             // One signed Map-Register.
             var site = sites[rng.Next(10) switch { < 5 => 0, < 8 => 1, _ => 2 }];
-            var inside = pool.Where(p => Model.SiteCovers(site, p)).ToList();
+            var inside = pool.Where(p => RegistrationModel.SiteCovers(site, p)).ToList();
             var records = Enumerable.Range(0, rng.Next(1, 4))
                 .Select(_ => RandomRecord(rng, rng.Next(8) != 0 && inside.Count > 0 ? inside[rng.Next(inside.Count)] : pool[rng.Next(pool.Count)]))
                 .ToArray();
