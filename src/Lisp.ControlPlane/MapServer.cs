@@ -391,9 +391,10 @@ public sealed class MapServer
         var before = _options.SmrOnChange ? register.Records.Select(r => MergedLocators(r.Eid)).ToList() : null;
         int me = _shard?.Index ?? 0;
         Dictionary<int, List<int>>? remote = null;
-        for (int i = 0; i < register.Records.Count; i++)
+        var owners = _shard is null ? null : new int[register.Records.Count];   // each record's shard, computed once
+        for (int i = 0; owners is not null && i < owners.Length; i++)
         {
-            int owner = _shard is null ? me : _shard.Plan.ShardOf(EidKey.From(register.Records[i].Eid));
+            int owner = owners[i] = _shard!.Plan.ShardOf(EidKey.From(register.Records[i].Eid));
             if (owner == me) continue;
             remote ??= [];
             if (!remote.TryGetValue(owner, out var list)) remote[owner] = list = [];
@@ -415,8 +416,7 @@ public sealed class MapServer
         }
         for (int i = 0; i < register.Records.Count; i++)
         {
-            var rec = register.Records[i];
-            if (_shard is not null && _shard.Plan.ShardOf(EidKey.From(rec.Eid)) != me) continue;
+            if (owners is not null && owners[i] != me) continue;
             ApplyOwned(site, register, i, packet.From, packet.Local, now, completion, actions);
         }
         if (before is not null)
@@ -436,12 +436,13 @@ public sealed class MapServer
     private void ApplyOwned(SiteConfig site, MapRegister register, int index, IPEndPoint from, IPEndPoint local, DateTimeOffset now, RegisterCompletion completion, List<ControlAction> actions)
     {
         var rec = register.Records[index];
-        if (!ApplyRecord(site, rec, register, from, now, ApplyMode.Local, actions))
+        var key = EidKey.From(rec.Eid);
+        if (!ApplyRecord(site, rec, key, register, from, now, ApplyMode.Local, actions))
         {
             completion.Refused[index] = true;
             return;
         }
-        if (_shard is not null && _shard.Plan.IsReplicated(EidKey.From(rec.Eid))) Replicate(site, register, index, from, local, actions);
+        if (_shard is not null && _shard.Plan.IsReplicated(key)) Replicate(site, register, index, from, local, actions);
     }
 
     /// <summary>
@@ -511,10 +512,9 @@ public sealed class MapServer
     }
 
     /// <summary>Registers, refreshes or withdraws one record; false when it was refused (counted and logged).</summary>
-    private bool ApplyRecord(SiteConfig site, MappingRecord rec, MapRegister register, IPEndPoint from, DateTimeOffset now, ApplyMode mode, List<ControlAction> actions)
+    private bool ApplyRecord(SiteConfig site, MappingRecord rec, in EidKey key, MapRegister register, IPEndPoint from, DateTimeOffset now, ApplyMode mode, List<ControlAction> actions)
     {
         var eid = rec.Eid.Canonical();
-        var key = EidKey.From(eid);
         var entry = _table.Get(key);
         var r = entry is null ? null : FindRegistrant(entry, site, register.XtrId, from);
         if (rec.TtlRaw == 0)
@@ -590,7 +590,11 @@ public sealed class MapServer
         var actions = new List<ControlAction>();
         foreach (int i in work.RecordIndexes)
         {
-            if (work.Replica) ApplyRecord(work.Site, work.Register.Records[i], work.Register, work.From, now, ApplyMode.Replica, actions);
+            if (work.Replica)
+            {
+                var rec = work.Register.Records[i];
+                ApplyRecord(work.Site, rec, EidKey.From(rec.Eid), work.Register, work.From, now, ApplyMode.Replica, actions);
+            }
             else ApplyOwned(work.Site, work.Register, i, work.From, work.Local, now, work.Completion!, actions);
         }
         if (work.Completion is { } c && c.Arrive()) FinishRegister(work.Site, work.Register, work.From, work.Local, c, now, actions);
