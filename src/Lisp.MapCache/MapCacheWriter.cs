@@ -48,6 +48,7 @@ public sealed class MapCacheWriter
         public uint Ttl;
         public long Expires;
         public byte[]? ExactKey;
+        public ushort MapVersion;
     }
 
     private readonly MapCacheOptions _options;
@@ -84,8 +85,8 @@ public sealed class MapCacheWriter
     public bool HardwareHash => _hw;
 
     /// <summary>Adds or replaces a positive mapping.</summary>
-    public int AddOrReplace(EidPrefix eid, ReadOnlySpan<RlocSpec> rlocs, uint ttlSeconds, long expires) =>
-        Set(KeyOf(eid, out var exact), exact, rlocs, false, MapReplyAction.NoAction, ttlSeconds, expires);
+    public int AddOrReplace(EidPrefix eid, ReadOnlySpan<RlocSpec> rlocs, uint ttlSeconds, long expires, ushort mapVersion = 0) =>
+        Set(KeyOf(eid, out var exact), exact, rlocs, false, MapReplyAction.NoAction, ttlSeconds, expires, mapVersion);
 
     /// <summary>Adds or replaces a negative mapping (RFC 9301 negative Map-Reply) with its action.</summary>
     public int AddOrReplaceNegative(EidPrefix eid, MapReplyAction action, uint ttlSeconds, long expires) =>
@@ -176,7 +177,7 @@ public sealed class MapCacheWriter
         return i;
     }
 
-    private int Set(MapKey key, byte[]? exactKey, ReadOnlySpan<RlocSpec> rlocs, bool negative, MapReplyAction action, uint ttl, long expires)
+    private int Set(MapKey key, byte[]? exactKey, ReadOnlySpan<RlocSpec> rlocs, bool negative, MapReplyAction action, uint ttl, long expires, ushort mapVersion = 0)
     {
         if (!_byKey.TryGetValue(key, out int slot))
         {
@@ -186,7 +187,7 @@ public sealed class MapCacheWriter
             MarkDirty(key);
             SlotSet(key).Add(slot);
         }
-        var m = new Mapping { Key = key, Negative = negative, Action = action, Ttl = ttl, Expires = expires, ExactKey = exactKey };
+        var m = new Mapping { Key = key, Negative = negative, Action = action, Ttl = ttl, Expires = expires, ExactKey = exactKey, MapVersion = (ushort)(mapVersion & 0xfff) };
         if (!negative)
         {
             m.Rlocs = new (int, byte, byte, bool)[rlocs.Length];
@@ -237,8 +238,9 @@ public sealed class MapCacheWriter
             e.Ttl = m.Ttl;
             e.Expires = m.Expires;
             e.PrefixLength = m.Key.Len;
+            e.MapVersion = m.MapVersion;
             if (m.Negative) continue;
-            e.RingLength = BuildRing(m, ring, members, out e.RingStart);
+            e.RingLength = (ushort)BuildRing(m, ring, members, out e.RingStart);
         }
 
         foreach (var (family, iid) in _dirty)

@@ -34,9 +34,12 @@ public readonly struct LookupResult
     public readonly LookupStatus Status;
     public readonly MapReplyAction Action;
     public readonly byte PrefixLength;
+    /// <summary>The mapping's Map-Version number (RFC 9302, 12 bits; 0 = not versioned).</summary>
+    public readonly ushort MapVersion;
 
-    internal LookupResult(int entry, int rloc, long expires, uint ttl, LookupStatus status, MapReplyAction action, byte len)
+    internal LookupResult(int entry, int rloc, long expires, uint ttl, LookupStatus status, MapReplyAction action, byte len, ushort mapVersion)
     {
+        MapVersion = mapVersion;
         EntryIndex = entry;
         RlocIndex = rloc;
         Expires = expires;
@@ -55,7 +58,8 @@ public readonly struct LookupResult
 internal struct Entry
 {
     public int RingStart;
-    public int RingLength;   // 0 = no usable RLOC
+    public ushort RingLength;   // 0 = no usable RLOC (at most MaxRingSlots or the locator count)
+    public ushort MapVersion;   // RFC 9302, 12 bits
     public long Expires;
     public uint Ttl;
     public byte Kind;        // 0 = free slot, 1 = positive, 2 = negative
@@ -240,18 +244,18 @@ public sealed class MapCacheSnapshot
         ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_entries), slot);
         if (e.Kind == 2)
         {
-            result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.Negative, e.Action, e.PrefixLength);
+            result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.Negative, e.Action, e.PrefixLength, e.MapVersion);
         }
         else if (e.RingLength == 0)
         {
-            result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.NoUsableRloc, e.Action, e.PrefixLength);
+            result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.NoUsableRloc, e.Action, e.PrefixLength, e.MapVersion);
         }
         else
         {
             // Multiply-shift maps the 32-bit flow hash onto the weighted ring without a division.
             int pick = e.RingStart + (int)(((ulong)flowHash * (uint)e.RingLength) >> 32);
             int rloc = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_ring), pick);
-            result = new LookupResult(slot, rloc, e.Expires, e.Ttl, LookupStatus.Forward, e.Action, e.PrefixLength);
+            result = new LookupResult(slot, rloc, e.Expires, e.Ttl, LookupStatus.Forward, e.Action, e.PrefixLength, e.MapVersion);
         }
         return true;
     }
