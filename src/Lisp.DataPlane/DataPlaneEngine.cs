@@ -76,11 +76,19 @@ public sealed class DataPlaneEngine : IDisposable
     public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheSnapshot> snapshot, MissQueue misses,
         IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
         IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null)
+        : this(options, () => MapCacheReader.From(snapshot), misses, itrs, etrs, owned, control, etrTuns)
+    {
+    }
+
+    /// <param name="newReader">Gives each ITR worker its own map-cache reader (<see cref="MapCacheWriter.RegisterReader"/>).</param>
+    public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheReader> newReader, MissQueue misses,
+        IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
+        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null)
     {
         Options = options;
         Misses = misses;
         Control = control;
-        foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, snapshot, v4, v6, misses, options));
+        foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, newReader(), v4, v6, misses, options));
         for (int e = 0; e < etrs.Count; e++)
         {
             // Each ETR writes through its own TUN handle when given (an io_uring ring is single-threaded).
@@ -107,7 +115,7 @@ public sealed class DataPlaneEngine : IDisposable
     /// Opens the real thing: <paramref name="workers"/> queues of TUN <paramref name="tunName"/>, raw (or UDP
     /// fallback) send sockets per worker and family, and UDP receive sockets on the data port.
     /// </summary>
-    public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheSnapshot> snapshot, MissQueue misses,
+    public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheReader> newReader, MissQueue misses,
         ControlHandoff? control = null, IoMode io = IoMode.Auto, Func<(bool Ok, string Detail)>? probe = null)
     {
         var owned = new List<IDisposable>();
@@ -159,7 +167,7 @@ public sealed class DataPlaneEngine : IDisposable
                 if (Receives(o, AddressFamily.InterNetwork)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
                 if (Receives(o, AddressFamily.InterNetworkV6)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
             }
-            var engine = new DataPlaneEngine(o, snapshot, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null);
+            var engine = new DataPlaneEngine(o, newReader, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null);
             engine.Notes.AddRange(notes);
             engine.UsesIoUring = etrTun.Count > 0;
             return engine;

@@ -180,23 +180,27 @@ internal sealed class CowExactTable<TKey, TOps> where TKey : struct where TOps :
     private int _bucketMask;
     private int _tombstones;
     private ExactTable<TKey, TOps>? _published;
+    private readonly ChunkRecycler? _recycler;
 
     public int Count { get; private set; }
 
-    public CowExactTable(bool hardware, int expected = 0)
+    public CowExactTable(bool hardware, ChunkRecycler? recycler = null)
     {
         _hw = hardware;
-        _buckets = NewBuckets(BucketsFor(expected), out _bucketMask);
+        _recycler = recycler;
+        _buckets = NewBuckets(1, out _bucketMask);
     }
 
     // Sized for 25 % load after a (re)build: it may then double its entries before the next rebuild.
     private static int BucketsFor(int entries) => (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(1, (entries + 1) / 2));
 
-    private static CowArray<Bucket<TKey>> NewBuckets(int buckets, out int mask)
+    // Chunks of at most 16 KiB: a change copies one (96 bytes per IPv4 bucket: 128 buckets).
+    private CowArray<Bucket<TKey>> NewBuckets(int buckets, out int mask)
     {
         mask = buckets - 1;
         int shift = Math.Min(CowArray<Bucket<TKey>>.ShiftFor(16), BitOperations.Log2((uint)buckets));
-        return new CowArray<Bucket<TKey>>(shift, buckets);
+        while (shift > 0 && Unsafe.SizeOf<Bucket<TKey>>() << shift > 16 * 1024) shift--;
+        return new CowArray<Bucket<TKey>>(shift, buckets, _recycler);
     }
 
     /// <summary>Value of <paramref name="key"/> as the writer holds it now.</summary>
@@ -388,19 +392,21 @@ internal sealed class CowBytesTable
     private int _tombstones;
     private BytesTable? _published;
     private readonly bool _hw;
+    private readonly ChunkRecycler? _recycler;
 
     public int Count { get; private set; }
 
-    public CowBytesTable(bool hardware)
+    public CowBytesTable(bool hardware, ChunkRecycler? recycler = null)
     {
         _hw = hardware;
+        _recycler = recycler;
         _slots = NewSlots(4, out _mask);
     }
 
-    private static CowArray<BytesSlot> NewSlots(int size, out int mask)
+    private CowArray<BytesSlot> NewSlots(int size, out int mask)
     {
         mask = size - 1;
-        return new CowArray<BytesSlot>(Math.Min(CowArray<BytesSlot>.ShiftFor(16), BitOperations.Log2((uint)size)), size);
+        return new CowArray<BytesSlot>(Math.Min(CowArray<BytesSlot>.ShiftFor(10), BitOperations.Log2((uint)size)), size, _recycler);
     }
 
     // Readers hash with the instruction whenever the CPU has it; the writer's flag may force software, which gives the same value.

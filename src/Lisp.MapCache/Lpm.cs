@@ -129,7 +129,8 @@ internal sealed class V4Builder
     private readonly int _stride;
     private readonly CowArray<int>? _front;
     private readonly byte[]? _frontLength;          // length + 1 of each front entry's best (0 = none); writer only
-    private readonly CowArray<LongerBlock> _longer = new(CowArray<LongerBlock>.ShiftFor(12));
+    private readonly CowArray<LongerBlock> _longer;
+    private readonly ChunkRecycler? _recycler;
     private int[] _longerCounts = [];               // per side entry, per length above the stride: prefixes held
     private readonly Stack<int> _freeLonger = new();
     private int _longerTop;
@@ -141,14 +142,16 @@ internal sealed class V4Builder
     public V4Layout Layout { get; }
     public int Count { get; private set; }
 
-    public V4Builder(V4Layout layout, bool hardware)
+    public V4Builder(V4Layout layout, bool hardware, ChunkRecycler? recycler = null)
     {
         Layout = layout;
         _hw = hardware;
+        _recycler = recycler;
+        _longer = new(CowArray<LongerBlock>.ShiftFor(11), 0, recycler);
         _stride = layout switch { V4Layout.Dir24 => 24, V4Layout.Dir16 => 16, _ => 0 };
         if (_stride != 0)
         {
-            _front = new CowArray<int>(FrontChunkShift, 1 << _stride);
+            _front = new CowArray<int>(FrontChunkShift, 1 << _stride, recycler);
             _frontLength = new byte[1 << _stride];
         }
     }
@@ -163,7 +166,7 @@ internal sealed class V4Builder
         _lengths |= 1UL << len;
         if (len > _stride || _stride == 0)
         {
-            (_tables[len] ??= new CowExactTable<uint, V4Ops>(_hw)).Set(addr, slot);
+            (_tables[len] ??= new CowExactTable<uint, V4Ops>(_hw, _recycler)).Set(addr, slot);
             if (_stride != 0) AddLonger(addr >> (32 - _stride), len);
             return;
         }
@@ -373,10 +376,11 @@ internal sealed class V6Lpm
 internal sealed class V6Builder
 {
     private readonly bool _hw;
-    private readonly CowArray<V6Lpm.Front> _front = new(11, 1 << 16);   // 2,048 x 8 bytes = 16 KiB chunks
+    private readonly CowArray<V6Lpm.Front> _front;   // 2,048 x 8 bytes = 16 KiB chunks
+    private readonly ChunkRecycler? _recycler;
     private readonly byte[] _frontLength = new byte[1 << 16];           // length + 1 of each entry's best; writer only
     private readonly CowExactTable<ulong, U64Ops> _blocks;
-    private readonly CowArray<V6Lpm.Tail> _tails = new(CowArray<V6Lpm.Tail>.ShiftFor(12));
+    private readonly CowArray<V6Lpm.Tail> _tails;
     private readonly Stack<int> _freeTails = new();
     private int _tailTop;
     private readonly Dictionary<(ulong Block, byte Len), int> _tailCounts = new();
@@ -387,10 +391,13 @@ internal sealed class V6Builder
 
     public int Count { get; private set; }
 
-    public V6Builder(bool hardware)
+    public V6Builder(bool hardware, ChunkRecycler? recycler = null)
     {
         _hw = hardware;
-        _blocks = new CowExactTable<ulong, U64Ops>(hardware);
+        _recycler = recycler;
+        _front = new(11, 1 << 16, recycler);
+        _tails = new(CowArray<V6Lpm.Tail>.ShiftFor(10), 0, recycler);
+        _blocks = new CowExactTable<ulong, U64Ops>(hardware, recycler);
     }
 
     public void Insert(V6Key addr, int len, int slot)
@@ -399,7 +406,7 @@ internal sealed class V6Builder
         Count++;
         if (len > 16)
         {
-            (_tables[len] ??= new CowExactTable<V6Key, V6Ops>(_hw)).Set(addr, slot);
+            (_tables[len] ??= new CowExactTable<V6Key, V6Ops>(_hw, _recycler)).Set(addr, slot);
             if (len <= 48)
             {
                 int block = (int)(addr.Hi >> 48);

@@ -24,6 +24,13 @@ public sealed record MapCacheOptions
     public bool? UseHardwareHash { get; init; }
     /// <summary>Upper bound on weighted-ring slots per entry (weights are scaled down above it).</summary>
     public int MaxRingSlots { get; init; } = 64;
+    /// <summary>
+    /// Reuse chunks that copy-on-write replaced once no reader holds them (<see cref="ChunkRecycler"/>). Every
+    /// thread that reads snapshots must then do so through <see cref="MapCacheWriter.RegisterReader"/>, and
+    /// <see cref="MapCacheWriter.Current"/> is for the writer's own thread. Off by default (tests and tools
+    /// keep snapshots around); the appliance's data plane turns it on.
+    /// </summary>
+    public bool RecycleChunks { get; init; }
 }
 
 /// <summary>One RLOC of a mapping as the control plane learned it (RFC 9301 locator record).</summary>
@@ -88,8 +95,11 @@ public sealed class MapCacheWriter
     private readonly MapCacheOptions _options;
     private readonly bool _hw;
 
-    // Entries by slot.
-    private readonly CowArray<Entry> _entries = new(CowArray<Entry>.ShiftFor(11));
+    private readonly ChunkRecycler? _recycler;
+    private readonly ReaderRegistry? _readers;
+
+    // Entries by slot: chunks of 512 (12 KiB), the unit a change copies.
+    private readonly CowArray<Entry> _entries;
     private readonly Stack<int> _freeSlots = new();
     private int _slotTop;
     private readonly Dictionary<MapKey, int> _byKey = new();
@@ -99,11 +109,11 @@ public sealed class MapCacheWriter
     private readonly List<LocatorSet?> _sets = new();
     private readonly Stack<int> _freeSets = new();
     private readonly Dictionary<Member[], int> _setIndex = new(MembersComparer.Instance);
-    private readonly CowArray<RingRef> _setRings = new(CowArray<RingRef>.ShiftFor(12));
-    private readonly CowArray<int> _ring = new(RingChunkShift);
+    private readonly CowArray<RingRef> _setRings;
+    private readonly CowArray<int> _ring;
     private readonly Dictionary<int, Stack<int>> _freeRing = new();
     private int _ringTop;
-    private const int RingChunkShift = 14;
+    private const int RingChunkShift = 12;
 
     // RLOCs: index by address, users, reachability, sets using each.
     private readonly Dictionary<IPAddress, int> _rlocIndex = new();
@@ -111,8 +121,8 @@ public sealed class MapCacheWriter
     private readonly List<HashSet<int>?> _rlocSets = new();
     private readonly Stack<int> _freeRlocs = new();
     private readonly HashSet<IPAddress> _down = new();
-    private readonly CowArray<RlocData> _rlocData = new(CowArray<RlocData>.ShiftFor(12));
-    private readonly CowArray<IPAddress?> _rlocAddresses = new(CowArray<IPAddress?>.ShiftFor(12));
+    private readonly CowArray<RlocData> _rlocData;
+    private readonly CowArray<IPAddress?> _rlocAddresses;
     private int _rlocTop;
 
     // Lookup structures.
@@ -129,14 +139,45 @@ public sealed class MapCacheWriter
         _options = options ?? new MapCacheOptions();
         Crc32C.CheckHardware();
         _hw = (_options.UseHardwareHash ?? true) && Crc32C.HardwareAvailable;
-        _exact = new CowBytesTable(_hw);
+        if (_options.RecycleChunks)
+        {
+            _recycler = new ChunkRecycler();
+            _readers = new ReaderRegistry();
+        }
+        _entries = new(9, 0, _recycler);
+        _setRings = new(11, 0, _recycler);
+        _ring = new(RingChunkShift, 0, _recycler);
+        _rlocData = new(CowArray<RlocData>.ShiftFor(11), 0, _recycler);
+        _rlocAddresses = new(11, 0, _recycler);
+        _exact = new CowBytesTable(_hw, _recycler);
         _current = Build();
+        if (_recycler is not null) _recycler.PendingTag = _current.Generation + 1;
+    }
+
+    /// <summary>A reader for one data-plane thread (see <see cref="MapCacheReader"/>).</summary>
+    public MapCacheReader RegisterReader() => _readers is null ? MapCacheReader.From(() => Current) : new TrackedReader(this, _readers.Register());
+
+    private sealed class TrackedReader(MapCacheWriter writer, int slot) : MapCacheReader
+    {
+        public override MapCacheSnapshot Acquire()
+        {
+            while (true)
+            {
+                var s = writer.Current;
+                writer._readers!.Announce(slot, s.Generation);
+                if (ReferenceEquals(writer.Current, s)) return s;
+            }
+        }
+
+        public override void Release() => writer._readers!.Clear(slot);
     }
 
     /// <summary>The published snapshot (volatile read; readers call this once per batch).</summary>
     public MapCacheSnapshot Current => Volatile.Read(ref _current);
     public int Count => _byKey.Count + _byExactKey.Count;
     public bool HardwareHash => _hw;
+    /// <summary>Chunks reused rather than allocated since start (0 without <see cref="MapCacheOptions.RecycleChunks"/>).</summary>
+    public long RecycledChunks => _recycler?.Reused ?? 0;
 
     /// <summary>Adds or replaces a positive mapping.</summary>
     public int AddOrReplace(EidPrefix eid, ReadOnlySpan<RlocSpec> rlocs, uint ttlSeconds, long expires, ushort mapVersion = 0) =>
@@ -190,6 +231,13 @@ public sealed class MapCacheWriter
     {
         var s = Build();
         Volatile.Write(ref _current, s);
+        if (_recycler is not null)
+        {
+            // Full fence between publishing and reading the readers' announcements (see ReaderRegistry).
+            Interlocked.MemoryBarrier();
+            _recycler.SafeTag = Math.Min(_readers!.Oldest(), s.Generation);
+            _recycler.PendingTag = s.Generation + 1;
+        }
         return s;
     }
 
@@ -236,7 +284,7 @@ public sealed class MapCacheWriter
             _byKey.Add(key, slot);
             WriteEntry(slot, key.Len, rlocs, negative, action, ttl, expires, mapVersion, fresh: true);
             if (key.Family == 1) V4Of(key.Iid).Insert((uint)key.Hi, key.Len, slot);
-            else (_v6.TryGetValue(key.Iid, out var b) ? b : _v6[key.Iid] = new V6Builder(_hw)).Insert(new V6Key(key.Hi, key.Lo), key.Len, slot);
+            else (_v6.TryGetValue(key.Iid, out var b) ? b : _v6[key.Iid] = new V6Builder(_hw, _recycler)).Insert(new V6Key(key.Hi, key.Lo), key.Len, slot);
             if (key.Family == 1) RelayoutUp(key.Iid);
         }
         else WriteEntry(slot, key.Len, rlocs, negative, action, ttl, expires, mapVersion, fresh: false);
@@ -310,7 +358,7 @@ public sealed class MapCacheWriter
 
     private V4Builder V4Of(uint iid)
     {
-        if (!_v4.TryGetValue(iid, out var b)) _v4[iid] = b = new V4Builder(LayoutFor(0, null), _hw);
+        if (!_v4.TryGetValue(iid, out var b)) _v4[iid] = b = new V4Builder(LayoutFor(0, null), _hw, _recycler);
         return b;
     }
 
@@ -344,7 +392,7 @@ public sealed class MapCacheWriter
         b.ForEach(_relayout);
         // Shortest first: each front-table fill then writes every entry it covers once.
         _relayout.Sort(static (x, y) => x.Len.CompareTo(y.Len));
-        var n = new V4Builder(layout, _hw);
+        var n = new V4Builder(layout, _hw, _recycler);
         foreach (var (a, l, s) in _relayout) n.Insert(a, l, s);
         _v4[iid] = n;
         _relayout.Clear();

@@ -23,7 +23,8 @@ public sealed class DataPlaneHost : IDisposable
     private readonly DataPlaneConfig _config;
     private readonly NodeHost _host;
     private readonly Log _log;
-    private readonly MapCacheWriter _writer = new();
+    // Chunk recycling on: every reader of this writer's snapshots is a registered ITR worker (DataPlaneEngine.Open).
+    private readonly MapCacheWriter _writer = new(new MapCacheOptions { RecycleChunks = true });
     private readonly MissQueue _misses;
     private readonly DataPlaneEngine _engine;
     private readonly Timer? _stats;
@@ -41,7 +42,7 @@ public sealed class DataPlaneHost : IDisposable
         var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
         var control = host.Push is { ReceivesFromDataPlane: true } push ? new ControlHandoff(push.FromDataPlane, ControlQueueCapacity) : null;
         var io = config.Io switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
-        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control, io);
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, _writer.RegisterReader, _misses, control, io);
         _misses.OnPosted = DrainMisses;
         if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
     }
