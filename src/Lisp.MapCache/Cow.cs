@@ -211,26 +211,37 @@ internal sealed class CowArray<T>
     }
 }
 
-/// <summary>An immutable chunked array as readers see it: element i is chunk i &gt;&gt; shift, offset i &amp; mask.</summary>
+/// <summary>
+/// An immutable chunked array as readers see it: element i is chunk i &gt;&gt; shift, offset i &amp; mask.
+/// The first chunk is also held directly: small arrays (rings, RLOCs, most hash tables) are one chunk, and
+/// their reads then skip the spine load.
+/// </summary>
 internal readonly struct Chunks<T>
 {
     private readonly T[][] _spine;
+    private readonly T[]? _first;
     private readonly int _shift;
 
     public Chunks(T[][] spine, int shift)
     {
         _spine = spine;
         _shift = shift;
+        _first = spine.Length > 0 ? spine[0] : null;
     }
 
     public bool IsEmpty => _spine is null;
+
+    /// <summary>The only chunk, when there is one (null otherwise).</summary>
+    public T[]? Single => _spine is { Length: 1 } ? _first : null;
 
     /// <summary>No bounds checks: callers index only what the writer addressed (slots from the same snapshot).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref T At(int index)
     {
-        var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_spine), (nint)((uint)index >> _shift));
-        return ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk), (nint)((uint)index & ((1u << _shift) - 1)));
+        uint i = (uint)index;
+        if (i >> _shift == 0) return ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_first!), (nint)i);
+        var chunk = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_spine), (nint)(i >> _shift));
+        return ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(chunk), (nint)(i & ((1u << _shift) - 1)));
     }
 
     /// <summary>Approximate bytes of the chunks (shared ones counted too).</summary>

@@ -59,13 +59,17 @@ public sealed class MapCacheWriter
     /// <summary>One locator of a set: RLOC index, priority, weight, and the record's own reachable bit.</summary>
     private readonly record struct Member(int Rloc, byte Priority, byte Weight, bool Reachable);
 
-    /// <summary>A distinct locator list (most mappings share theirs), its users and its current ring segment.</summary>
+    /// <summary>
+    /// A distinct locator list (most mappings share theirs), its users and its ring segment: one header word
+    /// (the ring's current length) and room for the longest ring the set can have, so the segment stays put
+    /// when reachability changes and the entries pointing at it never need rewriting.
+    /// </summary>
     private sealed class LocatorSet
     {
         public required Member[] Members;
         public int Users;
         public int RingStart;
-        public int RingLength;
+        public int RingCapacity;
     }
 
     private sealed class MembersComparer : IEqualityComparer<Member[]>
@@ -109,7 +113,7 @@ public sealed class MapCacheWriter
     private readonly List<LocatorSet?> _sets = new();
     private readonly Stack<int> _freeSets = new();
     private readonly Dictionary<Member[], int> _setIndex = new(MembersComparer.Instance);
-    private readonly CowArray<RingRef> _setRings;
+    private readonly List<int> _slotSet = new();   // writer only: the locator set of each slot (-1 none)
     private readonly CowArray<int> _ring;
     private readonly Dictionary<int, Stack<int>> _freeRing = new();
     private int _ringTop;
@@ -145,7 +149,6 @@ public sealed class MapCacheWriter
             _readers = new ReaderRegistry();
         }
         _entries = new(9, 0, _recycler);
-        _setRings = new(11, 0, _recycler);
         _ring = new(RingChunkShift, 0, _recycler);
         _rlocData = new(CowArray<RlocData>.ShiftFor(11), 0, _recycler);
         _rlocAddresses = new(11, 0, _recycler);
@@ -273,6 +276,7 @@ public sealed class MapCacheWriter
     {
         int slot = _freeSlots.Count > 0 ? _freeSlots.Pop() : _slotTop++;
         _entries.EnsureLength(slot + 1);
+        if (slot == _slotSet.Count) _slotSet.Add(-1);
         return slot;
     }
 
@@ -333,16 +337,15 @@ public sealed class MapCacheWriter
 
     private void FreeSlot(int slot)
     {
-        ref Entry e = ref _entries.Write(slot);
-        if (e.LocatorSet >= 0) ReleaseSet(e.LocatorSet);
-        e = default;
-        e.LocatorSet = -1;
+        if (_slotSet[slot] >= 0) ReleaseSet(_slotSet[slot]);
+        _slotSet[slot] = -1;
+        _entries.Write(slot) = default;
         _freeSlots.Push(slot);
     }
 
     private void WriteEntry(int slot, byte length, ReadOnlySpan<RlocSpec> rlocs, bool negative, MapReplyAction action, uint ttl, long expires, ushort mapVersion, bool fresh)
     {
-        int old = fresh ? -1 : _entries[slot].LocatorSet;
+        int old = fresh ? -1 : _slotSet[slot];
         // Acquire the new set before releasing the old one, so an unchanged locator list keeps its set and ring.
         int set = negative ? -1 : AcquireSet(rlocs);
         if (old >= 0) ReleaseSet(old);
@@ -353,7 +356,8 @@ public sealed class MapCacheWriter
         e.Expires = expires;
         e.PrefixLength = length;
         e.MapVersion = (ushort)(mapVersion & 0xfff);
-        e.LocatorSet = set;
+        e.RingStart = set < 0 ? 0 : _sets[set]!.RingStart;
+        _slotSet[slot] = set;
     }
 
     private V4Builder V4Of(uint iid)
@@ -426,9 +430,10 @@ public sealed class MapCacheWriter
         int index = _freeSets.Count > 0 ? _freeSets.Pop() : _sets.Count;
         if (index == _sets.Count) _sets.Add(null);
         var set = new LocatorSet { Members = members, Users = 1 };
+        set.RingCapacity = RingCapacity(members);
+        set.RingStart = AllocRing(set.RingCapacity + 1);
         _sets[index] = set;
         _setIndex.Add(members, index);
-        _setRings.EnsureLength(index + 1);
         foreach (var m in members) (_rlocSets[m.Rloc] ??= new()).Add(index);
         Rering(index);
         return index;
@@ -439,8 +444,7 @@ public sealed class MapCacheWriter
         var set = _sets[index]!;
         if (--set.Users > 0) return;
         _setIndex.Remove(set.Members);
-        FreeRing(set.RingStart, set.RingLength);
-        _setRings.Write(index) = default;
+        FreeRing(set.RingStart, set.RingCapacity + 1);
         foreach (var m in set.Members)
         {
             _rlocSets[m.Rloc]!.Remove(index);
@@ -488,48 +492,68 @@ public sealed class MapCacheWriter
 
     private bool Usable(in Member m) => m.Reachable && m.Priority < 255 && _rlocData[m.Rloc].Reachable;
 
-    /// <summary>
-    /// RFC 9300 section 5.3 selection: among reachable RLOCs with priority &lt; 255 take the lowest priority;
-    /// spread flows over them by weight (all-zero weights mean equal shares; a zero weight beside non-zero
-    /// ones gets no share). The ring holds each member weight-many times (scaled to MaxRingSlots), reduced by
-    /// the weights' GCD (50/50 is 1/1). Written into a fresh ring segment; the old one is freed.
-    /// </summary>
+    /// <summary>Writes the set's current ring (header = length, then the RLOC indexes) into its segment.</summary>
     private void Rering(int index)
     {
         var set = _sets[index]!;
         int best = 255;
         foreach (var m in set.Members)
             if (Usable(m) && m.Priority < best) best = m.Priority;
-        Span<int> ring = stackalloc int[2 * Math.Max(_options.MaxRingSlots, set.Members.Length) + 1];
-        int length = 0;
-        if (best != 255)
+        Span<int> ring = stackalloc int[RingBound(set.Members.Length)];
+        int length = best == 255 ? 0 : BuildRing(set.Members, best, allUsable: false, ring);
+        // Bounded by RingCapacity (see there); the clamp only guards the invariant.
+        length = Math.Min(length, set.RingCapacity);
+        var segment = _ring.WriteSpan(set.RingStart, set.RingCapacity + 1);
+        segment[0] = length;
+        ring.Slice(0, length).CopyTo(segment.Slice(1));
+    }
+
+    private int RingBound(int members) => 2 * Math.Max(_options.MaxRingSlots, members) + 1;
+
+    /// <summary>
+    /// The longest ring the set can have: the longest over its priority groups with every member usable.
+    /// Marking members unusable never lengthens a group's ring: the total weight drops and the GCD of the
+    /// remaining weights can only grow, and the scaled form is bounded by MaxRingSlots plus the members left.
+    /// </summary>
+    private int RingCapacity(Member[] members)
+    {
+        Span<int> ring = stackalloc int[RingBound(members.Length)];
+        int capacity = 0;
+        foreach (var m in members)
+            if (m.Priority < 255) capacity = Math.Max(capacity, BuildRing(members, m.Priority, allUsable: true, ring));
+        return capacity;
+    }
+
+    /// <summary>
+    /// RFC 9300 section 5.3 selection within one priority group: spread flows over its usable members by weight
+    /// (all-zero weights mean equal shares; a zero weight beside non-zero ones gets no share). The ring holds each
+    /// member weight-many times, reduced by the weights' GCD (50/50 is 1/1) and scaled down to MaxRingSlots.
+    /// </summary>
+    private int BuildRing(Member[] members, int priority, bool allUsable, Span<int> ring)
+    {
+        int total = 0, g = 0, count = 0;
+        foreach (var m in members)
         {
-            int total = 0, g = 0, count = 0;
-            foreach (var m in set.Members)
-            {
-                if (m.Priority != best || !Usable(m)) continue;
-                count++;
-                total += m.Weight;
-                if (m.Weight != 0) g = Gcd(g, m.Weight);
-            }
-            bool equal = total == 0;
-            if (equal) { total = count; g = 1; }
-            total /= g;
-            int max = Math.Max(_options.MaxRingSlots, count);
-            foreach (var m in set.Members)
-            {
-                if (m.Priority != best || !Usable(m)) continue;
-                int w = equal ? 1 : m.Weight / g;
-                if (w == 0) continue;
-                int n = total <= max ? w : Math.Max(1, (int)((long)w * max / total));
-                for (int k = 0; k < n && length < ring.Length; k++) ring[length++] = m.Rloc;
-            }
+            if (m.Priority != priority || !(allUsable || Usable(m))) continue;
+            count++;
+            total += m.Weight;
+            if (m.Weight != 0) g = Gcd(g, m.Weight);
         }
-        FreeRing(set.RingStart, set.RingLength);
-        set.RingLength = length;
-        set.RingStart = length == 0 ? 0 : AllocRing(length);
-        if (length > 0) ring.Slice(0, length).CopyTo(_ring.WriteSpan(set.RingStart, length));
-        _setRings.Write(index) = new RingRef { Start = set.RingStart, Length = length };
+        if (count == 0) return 0;
+        bool equal = total == 0;
+        if (equal) { total = count; g = 1; }
+        total /= g;
+        int max = Math.Max(_options.MaxRingSlots, count);
+        int length = 0;
+        foreach (var m in members)
+        {
+            if (m.Priority != priority || !(allUsable || Usable(m))) continue;
+            int w = equal ? 1 : m.Weight / g;
+            if (w == 0) continue;
+            int n = total <= max ? w : Math.Max(1, (int)((long)w * max / total));
+            for (int k = 0; k < n && length < ring.Length; k++) ring[length++] = m.Rloc;
+        }
+        return length;
     }
 
     private int AllocRing(int length)
@@ -572,7 +596,7 @@ public sealed class MapCacheWriter
         var v6 = new V6Lpm[v6Iids.Length];
         for (int i = 0; i < v6.Length; i++) v6[i] = _v6[v6Iids[i]].Publish();
         var rlocs = new RlocTable(_rlocData.Publish(), _rlocAddresses.Publish(), _rlocTop);
-        return new MapCacheSnapshot(++_generation, _entries.Publish(), _setRings.Publish(), _ring.Publish(), rlocs,
+        return new MapCacheSnapshot(++_generation, _entries.Publish(), _ring.Publish(), rlocs,
             v4Iids, v4, v6Iids, v6, _exact.Publish(), _hw, Count, (long)_slotTop * Unsafe.SizeOf<Entry>() + _ringTop * 4L);
     }
 }

@@ -58,19 +58,12 @@ public readonly struct LookupResult
 internal struct Entry
 {
     public long Expires;
-    public int LocatorSet;   // index of the entry's locator set (its ring); -1 for a negative entry
+    public int RingStart;    // positive entries: where the locator set's ring lies (a length word, then RLOC indexes)
     public uint Ttl;
     public ushort MapVersion;   // RFC 9302, 12 bits
     public byte Kind;        // 0 = free slot, 1 = positive, 2 = negative
     public MapReplyAction Action;
     public byte PrefixLength;
-}
-
-/// <summary>Where a locator set's weighted ring lies in the ring array (length 0: no usable RLOC).</summary>
-internal struct RingRef
-{
-    public int Start;
-    public int Length;
 }
 
 [InlineArray(16)]
@@ -126,7 +119,6 @@ public sealed class RlocTable
 public sealed class MapCacheSnapshot
 {
     private readonly Chunks<Entry> _entries;
-    private readonly Chunks<RingRef> _setRings;
     private readonly Chunks<int> _ring;
     private readonly long _entryAndRingBytes;
     private readonly uint[] _v4Iids;
@@ -142,12 +134,11 @@ public sealed class MapCacheSnapshot
     public bool HardwareHash { get; }
     public int Count { get; }
 
-    internal MapCacheSnapshot(long generation, Chunks<Entry> entries, Chunks<RingRef> setRings, Chunks<int> ring, RlocTable rlocs,
+    internal MapCacheSnapshot(long generation, Chunks<Entry> entries, Chunks<int> ring, RlocTable rlocs,
         uint[] v4Iids, V4Lpm[] v4, uint[] v6Iids, V6Lpm[] v6, BytesTable exact, bool hw, int count, long entryAndRingBytes)
     {
         Generation = generation;
         _entries = entries;
-        _setRings = setRings;
         _ring = ring;
         _entryAndRingBytes = entryAndRingBytes;
         Rlocs = rlocs;
@@ -266,15 +257,16 @@ public sealed class MapCacheSnapshot
             result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.Negative, e.Action, e.PrefixLength, e.MapVersion);
             return true;
         }
-        RingRef ring = _setRings.At(e.LocatorSet);
-        if (ring.Length == 0)
+        ref int ring = ref _ring.At(e.RingStart);
+        int length = ring;
+        if (length == 0)
         {
             result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.NoUsableRloc, e.Action, e.PrefixLength, e.MapVersion);
         }
         else
         {
             // Multiply-shift maps the 32-bit flow hash onto the weighted ring without a division.
-            int rloc = _ring.At(ring.Start + (int)(((ulong)flowHash * (uint)ring.Length) >> 32));
+            int rloc = Unsafe.Add(ref ring, 1 + (int)(((ulong)flowHash * (uint)length) >> 32));
             result = new LookupResult(slot, rloc, e.Expires, e.Ttl, LookupStatus.Forward, e.Action, e.PrefixLength, e.MapVersion);
         }
         return true;
