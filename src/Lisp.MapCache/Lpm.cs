@@ -307,14 +307,33 @@ internal sealed class V6Lpm
     }
 
     private readonly Chunks<Front> _front;
-    private readonly ExactTable<ulong, U64Ops> _blocks;   // top 48 bits -> index into _tails
+    private readonly ExactTable<ulong, U64Ops>? _blocks;  // top 48 bits -> index into _tails (null: hash layout)
     private readonly Chunks<Tail> _tails;
-    private readonly ExactTable<V6Key, V6Ops>?[] _tables;  // per length 17..128
+    private readonly ExactTable<V6Key, V6Ops>?[] _tables;  // per length (17..128 tiered, 0..128 hash layout)
+    private readonly ulong _lengthsLow, _lengthsHigh;      // hash layout: lengths 0..63, 64..127 present
+    private readonly bool _has128;
 
     public int Count { get; }
     public long Bytes { get; }
-    /// <summary>/48 blocks under which /49../128 prefixes lie.</summary>
-    public int Blocks => _blocks.Count;
+    /// <summary>/48 blocks under which /49../128 prefixes lie (0 in the hash layout).</summary>
+    public int Blocks => _blocks?.Count ?? 0;
+    /// <summary>True for the three-tier layout; false for the hash layout small instances use.</summary>
+    public bool Tiered => _blocks is not null;
+
+    /// <summary>
+    /// Hash layout, for instances below <see cref="MapCacheOptions.V6TierThreshold"/> prefixes: a table per populated
+    /// length probed longest first. The tiers' /16 front table is a fixed 512 KiB, too much for an instance of
+    /// a few prefixes (and there may be many instance-ids); IPv6 EIDs populate few lengths, so few probes.
+    /// </summary>
+    internal V6Lpm(ExactTable<V6Key, V6Ops>?[] tables, ulong low, ulong high, bool has128, int count, long bytes)
+    {
+        _tables = tables;
+        _lengthsLow = low;
+        _lengthsHigh = high;
+        _has128 = has128;
+        Count = count;
+        Bytes = bytes;
+    }
 
     internal V6Lpm(Chunks<Front> front, ExactTable<ulong, U64Ops> blocks, Chunks<Tail> tails, ExactTable<V6Key, V6Ops>?[] tables, int count, long bytes)
     {
@@ -340,6 +359,7 @@ internal sealed class V6Lpm
     public int Lookup(V6Key addr)
     {
         var tables = _tables;
+        if (_blocks is null) return LookupHash(addr);
         if (_blocks.Count != 0 && _blocks.TryGet(addr.Hi >> 16, out int tail))
         {
             ref Tail t = ref _tails.At(tail);
@@ -369,6 +389,84 @@ internal sealed class V6Lpm
             mid &= ~(1u << b);
         }
         return f.Best - 1;
+    }
+
+    private int LookupHash(V6Key addr)
+    {
+        var tables = _tables;
+        if (_has128 && tables[128]!.TryGet(addr, out int hit)) return hit;
+        ulong bits = _lengthsHigh;
+        while (bits != 0)
+        {
+            int b = 63 - BitOperations.LeadingZeroCount(bits);
+            if (tables[64 + b]!.TryGet(Mask(addr, 64 + b), out int slot)) return slot;
+            bits &= ~(1UL << b);
+        }
+        bits = _lengthsLow;
+        while (bits != 0)
+        {
+            int b = 63 - BitOperations.LeadingZeroCount(bits);
+            if (tables[b]!.TryGet(Mask(addr, b), out int slot)) return slot;
+            bits &= ~(1UL << b);
+        }
+        return -1;
+    }
+}
+
+/// <summary>
+/// The writer of a small IPv6 instance's <see cref="V6Lpm"/> in the hash layout (a table per length); the
+/// map-cache moves an instance to <see cref="V6Builder"/> (tiers) when it reaches <see cref="MapCacheOptions.V6TierThreshold"/>.
+/// </summary>
+internal sealed class V6HashBuilder
+{
+    private readonly bool _hw;
+    private readonly ChunkRecycler? _recycler;
+    private readonly CowExactTable<V6Key, V6Ops>?[] _tables = new CowExactTable<V6Key, V6Ops>?[129];
+    private V6Lpm? _published;
+
+    public int Count { get; private set; }
+
+    public V6HashBuilder(bool hardware, ChunkRecycler? recycler)
+    {
+        _hw = hardware;
+        _recycler = recycler;
+    }
+
+    public void Insert(V6Key addr, int len, int slot)
+    {
+        _published = null;
+        Count++;
+        (_tables[len] ??= new CowExactTable<V6Key, V6Ops>(_hw, _recycler)).Set(addr, slot);
+    }
+
+    public void Remove(V6Key addr, int len)
+    {
+        _published = null;
+        Count--;
+        _tables[len]!.Remove(addr);
+    }
+
+    public void ForEach(List<(V6Key Addr, byte Len, int Slot)> into)
+    {
+        for (int l = 0; l <= 128; l++)
+            _tables[l]?.ForEach((into, (byte)l), static (st, a, s) => st.into.Add((a, st.Item2, s)));
+    }
+
+    public V6Lpm Publish()
+    {
+        if (_published is not null) return _published;
+        var tables = new ExactTable<V6Key, V6Ops>?[129];
+        ulong low = 0, high = 0;
+        long bytes = 0;
+        for (int l = 0; l <= 128; l++)
+        {
+            if (_tables[l] is not { Count: > 0 } t) continue;
+            tables[l] = t.Publish();
+            bytes += tables[l]!.Bytes;
+            if (l < 64) low |= 1UL << l;
+            else if (l < 128) high |= 1UL << (l - 64);
+        }
+        return _published = new V6Lpm(tables, low, high, tables[128] is not null, Count, bytes);
     }
 }
 
@@ -486,6 +584,14 @@ internal sealed class V6Builder
             _frontLength[i] = (byte)(nextLen + 1);
             _front.Write(i).Best = nextSlot + 1;
         }
+    }
+
+    public void ForEach(List<(V6Key Addr, byte Len, int Slot)> into)
+    {
+        for (int l = 0; l <= 16; l++)
+            if (_short[l] is { } d) foreach (var (top, s) in d) into.Add((new V6Key(top << 48, 0), (byte)l, s));
+        for (int l = 17; l <= 128; l++)
+            _tables[l]?.ForEach((into, (byte)l), static (st, a, s) => st.into.Add((a, st.Item2, s)));
     }
 
     public V6Lpm Publish()

@@ -105,6 +105,7 @@ public class IncrementalTests
         return d.ToArray();
     }
 
+    /// <summary>IPv6 with the tier threshold low, so instances move between the hash layout and the tiers as they grow and shrink.</summary>
     [Theory]
     [InlineData("all", 61)]
     [InlineData("few", 62)]
@@ -112,7 +113,8 @@ public class IncrementalTests
     public void Ipv6RoundsAgainstLinearScan(string mix, int seed)
     {
         var rng = new Random(seed);
-        var w = new MapCacheWriter();
+        var w = new MapCacheWriter(new MapCacheOptions { V6TierThreshold = 60 });
+        var layouts = new HashSet<bool>();
         var held = new Dictionary<(V6Key, int), int>();
         var roots = Enumerable.Range(0, 3).Select(_ => (ulong)rng.NextInt64() & 0xffff_0000_0000_0000UL).ToArray();
         V6Key Rand() => new(roots[rng.Next(roots.Length)] | ((ulong)rng.NextInt64() & 0xffff_ffff_ffff), (ulong)rng.NextInt64());
@@ -146,6 +148,7 @@ public class IncrementalTests
                     if (!held.ContainsKey((a, len))) held[(a, len)] = w.AddOrReplaceV6(2, a, len, RlocsFor(len), 60, 0);
             }
             var s = w.Publish();
+            if (s.V6Table(2) is { } t) layouts.Add(t.Tiered);
             var list = held.Select(kv => (kv.Key.Item1, kv.Key.Item2, kv.Value)).ToList();
             var dsts = new List<V6Key>();
             foreach (var (a, len, _) in list)
@@ -170,6 +173,7 @@ public class IncrementalTests
         }
         foreach (var (d, slot) in earlyAnswers!)
             Assert.Equal(slot, early!.TryLookupV6(2, d, 0, out var r) ? r.EntryIndex : -1);
+        Assert.Contains(true, layouts); // the tiers were exercised (the hash layout is, below the threshold)
     }
 
     [Fact]

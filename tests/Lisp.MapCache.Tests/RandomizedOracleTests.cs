@@ -113,15 +113,20 @@ public class RandomizedOracleTests
     /// Destinations: inside a random prefix, at its first and last address, just outside it, and random.
     /// </summary>
     [Theory]
-    [InlineData("all", 3000, 41)]
-    [InlineData("few", 3000, 42)]
-    [InlineData("nested", 3000, 43)]
-    [InlineData("all", 1, 44)]
-    [InlineData("all", 5, 45)]
-    public void Ipv6AgainstLinearScan(string mix, int count, int seed)
+    [InlineData("all", 3000, 41, false)]
+    [InlineData("few", 3000, 42, false)]
+    [InlineData("nested", 3000, 43, false)]
+    [InlineData("all", 1, 44, false)]
+    [InlineData("all", 5, 45, false)]
+    [InlineData("all", 3000, 46, true)]
+    [InlineData("few", 3000, 47, true)]
+    [InlineData("nested", 3000, 48, true)]
+    [InlineData("all", 1, 49, true)]
+    [InlineData("all", 5, 50, true)]
+    public void Ipv6AgainstLinearScan(string mix, int count, int seed, bool tiered)
     {
         var rng = new Random(seed);
-        var w = new MapCacheWriter();
+        var w = new MapCacheWriter(new MapCacheOptions { V6TierThreshold = tiered ? 1 : int.MaxValue });
         var prefixes = new List<(V6Key, int, int)>();
         var seen = new HashSet<(V6Key, int)>();
         var roots = Enumerable.Range(0, 4).Select(_ => (ulong)rng.NextInt64() & 0xffff_0000_0000_0000UL).ToArray();
@@ -144,6 +149,7 @@ public class RandomizedOracleTests
                 if (prefixes.Count < count && seen.Add((a, len))) prefixes.Add((a, len, w.AddOrReplaceV6(5, a, len, One, 60, 0)));
         }
         var s = w.Publish();
+        Assert.Equal(tiered, s.V6Table(5)!.Tiered);
         var all1 = new V6Key(ulong.MaxValue, ulong.MaxValue);
         void Check(V6Key d)
         {
