@@ -61,7 +61,7 @@ public sealed class Etr
     private readonly IMappingSystem _mappingSystem;
     private readonly Random _random;
     private readonly ControlCounters _counters;
-    private readonly byte[] _key;
+    private readonly AuthenticationKey _key;   // prepared once: each Map-Register, Map-Notify and ack skips the HMAC key set-up
     private IReadOnlyList<DatabaseMapping> _database;
     private DateTimeOffset? _nextRegister;
     private readonly Dictionary<ulong, PendingRegister> _pending = new();
@@ -81,7 +81,7 @@ public sealed class Etr
         _mappingSystem = mappingSystem;
         _random = random ?? SecureRandom.Instance;
         _counters = counters ?? new ControlCounters();
-        _key = Encoding.UTF8.GetBytes(options.Key);
+        _key = new AuthenticationKey(Encoding.UTF8.GetBytes(options.Key));
         _database = options.Database;
     }
 

@@ -25,7 +25,8 @@ public sealed record SiteConfig(string Name, string Key, IReadOnlyList<EidPrefix
     /// <summary>Most live registrations this site may hold (0: no per-site limit, only the map-server's).</summary>
     public int MaxRegistrations { get; init; }
 
-    internal byte[] KeyBytes { get; } = Encoding.UTF8.GetBytes(Key);
+    /// <summary>The key prepared once for HMAC (both algorithms): verifying a Map-Register and signing its Map-Notify skip the key set-up.</summary>
+    internal AuthenticationKey AuthKey { get; } = new(Encoding.UTF8.GetBytes(Key));
 }
 
 /// <summary>How wide a negative Map-Reply may be.</summary>
@@ -356,7 +357,7 @@ public sealed class MapServer
         {
             if (!Covers(s, first)) continue;
             anyCandidate = true;
-            if (!MessageAuthentication.Verify(packet.Payload, s.KeyBytes)) continue;
+            if (!MessageAuthentication.Verify(packet.Payload, s.AuthKey)) continue;
             if (!s.AllowedAlgorithms.Contains(register.Algorithm))
             {
                 algorithmRefused = true;
@@ -467,7 +468,7 @@ public sealed class MapServer
         byte[] bytes;
         if (confirmed.Count == register.Records.Count && completion.RegisterPayload is { } payload)
         {
-            bytes = NotifyFromRegister(payload, register, site.KeyBytes);
+            bytes = NotifyFromRegister(payload, register, site.AuthKey);
         }
         else
         {
@@ -476,7 +477,7 @@ public sealed class MapServer
                 Nonce = register.Nonce, KeyId = register.KeyId, Algorithm = register.Algorithm,
                 Records = confirmed, XtrId = register.XtrId, SiteId = register.SiteId,
             };
-            bytes = notify.ToSignedBytes(site.KeyBytes);
+            bytes = notify.ToSignedBytes(site.AuthKey);
         }
         var fromEp = Util.FromFor(local, from);
         actions.Add(new SendAction(from, bytes, fromEp));
@@ -493,7 +494,7 @@ public sealed class MapServer
     /// can verify them; no record is decoded and re-encoded. Layout (RFC 9301 5.6/5.7): word 0, nonce, key-id,
     /// algorithm, authentication length and data, records, [xTR-ID, site-ID].
     /// </summary>
-    private static byte[] NotifyFromRegister(byte[] registerPayload, MapRegister register, ReadOnlySpan<byte> key)
+    private static byte[] NotifyFromRegister(byte[] registerPayload, MapRegister register, AuthenticationKey key)
     {
         var b = (byte[])registerPayload.Clone();
         b[0] = (byte)(((int)MessageType.MapNotify << 4) | (register.XtrIdPresent ? 0x08 : 0));

@@ -1,7 +1,7 @@
 using System.Globalization;
-using System.Security.Cryptography;
 using System.Text;
 using Lisp.Wire;
+using Lisp.Wire.Crypto;
 
 namespace Lisp.Decent;
 
@@ -173,7 +173,7 @@ public readonly record struct DecentIndex(string Eid, string HashedText, int Ind
 /// </summary>
 public sealed class DecentHasher
 {
-    private readonly byte[] _hmacKey;
+    private readonly HmacKey _hmacKey;   // prepared once: an index costs the EID text's blocks, not the key blocks too
     private readonly LookupLengthRule[] _rules;
 
     public DecentHashOptions Options { get; }
@@ -182,7 +182,7 @@ public sealed class DecentHasher
     {
         if (options.Validate() is { } err) throw new ArgumentException(err, nameof(options));
         Options = options;
-        _hmacKey = Encoding.UTF8.GetBytes(options.HmacKey);
+        _hmacKey = HmacKey.Sha256(Encoding.UTF8.GetBytes(options.HmacKey));
         // Most specific first; rules without Within are the catch-alls and go last, longest first, so that
         // "24" and "64" together mean 24 bits for IPv4 and 64 for IPv6.
         _rules = options.LookupLengths.OrderByDescending(r => r.Within is null ? -1 : r.Within.MaskLength)
@@ -254,10 +254,10 @@ public sealed class DecentHasher
         Span<byte> digest = stackalloc byte[32];
         if (Options.Algorithm == DecentHashAlgorithm.Sha256)
         {
-            SHA256.HashData(text, digest);
+            Sha256.HashData(text, digest);
             return (int)BigEndianMod(digest, (uint)Options.Modulus);
         }
-        HMACSHA256.HashData(_hmacKey, text, digest);
+        _hmacKey.Compute(text, digest);
         return (int)BigEndianMod(digest[..Options.DigestBytes], (uint)Options.Modulus);
     }
 

@@ -1,4 +1,4 @@
-using System.Security.Cryptography;
+using Lisp.Wire.Crypto;
 
 namespace Lisp.Wire;
 
@@ -11,9 +11,35 @@ public enum AuthAlgorithm : byte
 }
 
 /// <summary>
+/// A registration key made ready for both Map-Register algorithms (<see cref="HmacKey"/>: the HMAC key blocks are
+/// hashed once here, not per message). Whoever owns a site's or an xTR's key keeps one of these beside it.
+/// </summary>
+public sealed class AuthenticationKey
+{
+    private readonly HmacKey _sha1, _sha256;
+
+    public AuthenticationKey(ReadOnlySpan<byte> key)
+    {
+        _sha1 = HmacKey.Sha1(key);
+        _sha256 = HmacKey.Sha256(key);
+    }
+
+    internal bool TryGet(AuthAlgorithm algorithm, out HmacKey key)
+    {
+        switch (algorithm)
+        {
+            case AuthAlgorithm.HmacSha1_96: key = _sha1; return true;
+            case AuthAlgorithm.HmacSha256_128: key = _sha256; return true;
+            default: key = default; return false;
+        }
+    }
+}
+
+/// <summary>
 /// HMAC over a whole Map-Register/Map-Notify with its Authentication Data field zeroed (RFC 9301 5.6).
 /// We emit the full HMAC output (20 bytes SHA-1, 32 bytes SHA-256) as lispers.net and tshark expect, and
-/// accept the truncated 12/16-byte forms the algorithm names suggest.
+/// accept the truncated 12/16-byte forms the algorithm names suggest. The HMAC is Lisp.Wire.Crypto's (no OpenSSL);
+/// the <see cref="AuthenticationKey"/> overloads skip the per-message key set-up.
 /// </summary>
 public static class MessageAuthentication
 {
@@ -38,11 +64,26 @@ public static class MessageAuthentication
     /// <summary>Fills the Authentication Data of an encoded message in place with its HMAC.</summary>
     public static void Sign(Span<byte> message, AuthAlgorithm algorithm, ReadOnlySpan<byte> key)
     {
-        int len = (message[14] << 8) | message[15];
-        var field = message.Slice(AuthDataOffset, len);
+        if (TryPrepare(algorithm, key, out var k)) Sign(message, k);
+        else Field(message).Clear();   // no MAC for None or an unknown algorithm: the field stays zero
+    }
+
+    /// <summary>Fills the Authentication Data of an encoded message in place with its HMAC.</summary>
+    public static void Sign(Span<byte> message, AuthAlgorithm algorithm, AuthenticationKey key)
+    {
+        if (key.TryGet(algorithm, out var k)) Sign(message, k);
+        else Field(message).Clear();
+    }
+
+    private static Span<byte> Field(Span<byte> message) => message.Slice(AuthDataOffset, (message[14] << 8) | message[15]);
+
+    private static void Sign(Span<byte> message, in HmacKey key)
+    {
+        var field = Field(message);
+        int len = field.Length;
         field.Clear();
         Span<byte> mac = stackalloc byte[32];
-        int n = Compute(message, algorithm, key, mac);
+        int n = key.Compute(message, mac);
         mac.Slice(0, Math.Min(n, len)).CopyTo(field);
     }
 
@@ -53,28 +94,42 @@ public static class MessageAuthentication
     public static bool Verify(ReadOnlySpan<byte> message, ReadOnlySpan<byte> key)
     {
         if (message.Length < AuthDataOffset) return false;
-        var algorithm = (AuthAlgorithm)message[13];
-        int len = (message[14] << 8) | message[15];
-        if (algorithm == AuthAlgorithm.None || !IsAcceptedLength(algorithm, len) || message.Length < AuthDataOffset + len)
-        {
-            return false;
-        }
-        // The HMAC covers the message with its Authentication Data zeroed: a copy on the stack for the usual sizes
-        // (a Map-Register of a few records is a few hundred bytes), so verifying allocates nothing.
-        Span<byte> copy = message.Length <= 2048 ? stackalloc byte[message.Length] : new byte[message.Length];
-        message.CopyTo(copy);
-        copy.Slice(AuthDataOffset, len).Clear();
-        Span<byte> mac = stackalloc byte[32];
-        int n = Compute(copy, algorithm, key, mac);
-        return n >= len && CryptographicOperations.FixedTimeEquals(mac.Slice(0, len), message.Slice(AuthDataOffset, len));
+        return TryPrepare((AuthAlgorithm)message[13], key, out var k) && Verify(message, k);
     }
 
-    private static int Compute(ReadOnlySpan<byte> data, AuthAlgorithm algorithm, ReadOnlySpan<byte> key, Span<byte> mac) => algorithm switch
+    /// <inheritdoc cref="Verify(ReadOnlySpan{byte}, ReadOnlySpan{byte})"/>
+    public static bool Verify(ReadOnlySpan<byte> message, AuthenticationKey key)
     {
-        AuthAlgorithm.HmacSha1_96 => HMACSHA1.HashData(key, data, mac),
-        AuthAlgorithm.HmacSha256_128 => HMACSHA256.HashData(key, data, mac),
-        _ => 0,
-    };
+        if (message.Length < AuthDataOffset) return false;
+        return key.TryGet((AuthAlgorithm)message[13], out var k) && Verify(message, k);
+    }
+
+    private static bool Verify(ReadOnlySpan<byte> message, in HmacKey key)
+    {
+        var algorithm = (AuthAlgorithm)message[13];
+        int len = (message[14] << 8) | message[15];
+        if (!IsAcceptedLength(algorithm, len) || message.Length < AuthDataOffset + len) return false;
+        // The HMAC covers the message with its Authentication Data zeroed: the field is fed as zeros, so the
+        // received bytes need no copy.
+        var h = key.Start();
+        h.Append(message.Slice(0, AuthDataOffset));
+        h.AppendZeros(len);
+        h.Append(message.Slice(AuthDataOffset + len));
+        Span<byte> mac = stackalloc byte[32];
+        int n = h.Finish(mac);
+        return n >= len && FixedTime.AreEqual(mac.Slice(0, len), message.Slice(AuthDataOffset, len));
+    }
+
+    /// <summary>A one-off key for <paramref name="algorithm"/> (the key blocks hashed for this message only).</summary>
+    private static bool TryPrepare(AuthAlgorithm algorithm, ReadOnlySpan<byte> key, out HmacKey k)
+    {
+        switch (algorithm)
+        {
+            case AuthAlgorithm.HmacSha1_96: k = HmacKey.Sha1(key); return true;
+            case AuthAlgorithm.HmacSha256_128: k = HmacKey.Sha256(key); return true;
+            default: k = default; return false;
+        }
+    }
 }
 
 /// <summary>
@@ -128,6 +183,14 @@ public abstract record AuthenticatedMessage : ControlMessage
 
     /// <summary>Encodes and signs with <paramref name="key"/> (no-op signature for algorithm None).</summary>
     public byte[] ToSignedBytes(ReadOnlySpan<byte> key)
+    {
+        var bytes = (this with { AuthData = null }).ToBytes();
+        if (Algorithm != AuthAlgorithm.None) MessageAuthentication.Sign(bytes, Algorithm, key);
+        return bytes;
+    }
+
+    /// <summary>Encodes and signs with a prepared <paramref name="key"/> (no-op signature for algorithm None).</summary>
+    public byte[] ToSignedBytes(AuthenticationKey key)
     {
         var bytes = (this with { AuthData = null }).ToBytes();
         if (Algorithm != AuthAlgorithm.None) MessageAuthentication.Sign(bytes, Algorithm, key);

@@ -133,4 +133,23 @@ public class AuthenticationTests
         Assert.True(EidPrefix.Parse("0000-1111-2222/48").SameKey(eid)); // same EID whichever AFI it came with
         Assert.Equal(ToHex(bytes), ToHex(m.ToBytes()));
     }
+
+    [Theory]
+    [InlineData(AuthAlgorithm.HmacSha1_96, 20)]
+    [InlineData(AuthAlgorithm.HmacSha256_128, 32)]
+    [InlineData(AuthAlgorithm.HmacSha1_96, 12)]
+    [InlineData(AuthAlgorithm.HmacSha256_128, 16)]
+    public void A_prepared_AuthenticationKey_signs_and_verifies_exactly_as_the_raw_key(AuthAlgorithm alg, int length)
+    {
+        var prepared = new AuthenticationKey(Key);
+        Assert.Equal(ToHex(Register(alg).ToSignedBytes(Key)), ToHex(Register(alg).ToSignedBytes(prepared)));
+        var signed = HandSigned("30 00 01 01", (int)alg, length);
+        Assert.True(MessageAuthentication.Verify(signed, prepared));
+        Assert.False(MessageAuthentication.Verify(signed, new AuthenticationKey(Encoding.ASCII.GetBytes("passwore"))));
+        var resigned = (byte[])signed.Clone();
+        MessageAuthentication.Sign(resigned, alg, prepared);
+        Assert.Equal(ToHex(signed), ToHex(resigned));
+        signed[^1] ^= 1;
+        Assert.False(MessageAuthentication.Verify(signed, prepared));
+    }
 }

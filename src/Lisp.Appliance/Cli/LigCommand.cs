@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text.Json;
 using Lisp.Appliance.Config;
 using Lisp.ControlPlane.Transport;
@@ -86,10 +85,13 @@ public static class LigCommand
         int localPort = ((IPEndPoint)socket.LocalEndPoint!).Port;
         bool json = cl.Has("json");
         var buffer = new byte[UdpControlTransport.MaxDatagram];
+        var nonceBytes = new byte[8];
 
         for (int attempt = 1; attempt <= count; attempt++)
         {
-            ulong nonce = BitConverter.ToUInt64(RandomNumberGenerator.GetBytes(8));
+            // The kernel's CSPRNG through getrandom(2), as the roles' nonces (RandomNumberGenerator would open OpenSSL).
+            Lisp.ControlPlane.SecureRandom.Instance.NextBytes(nonceBytes);
+            ulong nonce = BitConverter.ToUInt64(nonceBytes);
             var ecm = BuildRequest(eid!, nonce, local, localPort);
             if (!json) stdout.WriteLine($"Send map-request to {resolver} for {eid} (nonce 0x{nonce:x16}) ...");
             var sw = Stopwatch.StartNew();

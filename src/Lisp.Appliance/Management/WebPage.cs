@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 
 namespace Lisp.Appliance.Management;
@@ -109,5 +108,5 @@ public static class WebPage
     public static readonly string ContentSecurityPolicy =
         $"default-src 'none'; script-src 'sha256-{Hash(Script)}'; style-src 'sha256-{Hash(Style)}'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
-    private static string Hash(string s) => Convert.ToBase64String(SHA256.HashData(Encoding.UTF8.GetBytes(s)));
+    private static string Hash(string s) => Convert.ToBase64String(Lisp.Wire.Crypto.Sha256.HashData(Encoding.UTF8.GetBytes(s)));
 }

@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Security.Cryptography;
 using System.Text;
 using Lisp.ControlPlane;
 using Lisp.Wire;
@@ -100,7 +99,7 @@ public static class PushGroup
     }
 
     /// <summary>A stable 16-byte xTR-ID from the node name: the registerer identity survives an RLOC change.</summary>
-    public static byte[] XtrIdFor(string nodeName) => SHA256.HashData(Encoding.UTF8.GetBytes("lisp-decent-push:" + nodeName))[..16];
+    public static byte[] XtrIdFor(string nodeName) => Lisp.Wire.Crypto.Sha256.HashData(Encoding.UTF8.GetBytes("lisp-decent-push:" + nodeName))[..16];
 
     /// <summary>
     /// Makes <paramref name="options"/> a member of <paramref name="push"/>'s group: adds the group site to the
