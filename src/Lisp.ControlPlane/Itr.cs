@@ -283,7 +283,7 @@ public sealed partial class Itr
                 actions.Add(new LogAction(LogLevel.Warning, "map-reply-record-dropped", $"Map-Reply from {packet.From} for {p.Eid} carries unrelated {eid}"));
                 continue;
             }
-            string key = eid.ToString();
+            var key = Tables.EidKey.From(eid);
             if (r.TtlRaw == 0)
             {
                 if (Uncache(key))

@@ -66,7 +66,7 @@ public sealed partial class Itr
     private sealed class RlocProbe(IPAddress address, DateTimeOffset nextProbeAt)
     {
         public IPAddress Address { get; } = address;
-        public SortedSet<string> EntryKeys { get; } = new(StringComparer.Ordinal);
+        public HashSet<Tables.EidKey> EntryKeys { get; } = new();
         public List<ulong> Nonces { get; } = [];
         public RlocReachability State { get; set; }
         public DateTimeOffset NextProbeAt { get; set; } = nextProbeAt;
@@ -111,7 +111,7 @@ public sealed partial class Itr
     /// Stores <paramref name="entry"/> under <paramref name="key"/> with the known state of its RLOCs applied
     /// (a refreshed entry keeps its RLOCs' probe state); returns what was stored.
     /// </summary>
-    private MapCacheEntry Cache(string key, MapCacheEntry entry, DateTimeOffset now)
+    private MapCacheEntry Cache(Tables.EidKey key, MapCacheEntry entry, DateTimeOffset now)
     {
         HashSet<IPAddress> kept = [];
         if (ProbingEnabled && !entry.IsNegative)
@@ -133,14 +133,14 @@ public sealed partial class Itr
     }
 
     /// <summary>Removes the entry under <paramref name="key"/>; its RLOCs that no other entry holds stop being probed.</summary>
-    private bool Uncache(string key)
+    private bool Uncache(Tables.EidKey key)
     {
         if (!_cache.Remove(key, out var old)) return false;
         Unindex(key, old, null);
         return true;
     }
 
-    private void Unindex(string key, MapCacheEntry entry, HashSet<IPAddress>? kept)
+    private void Unindex(Tables.EidKey key, MapCacheEntry entry, HashSet<IPAddress>? kept)
     {
         foreach (var l in entry.Locators)
         {
@@ -189,7 +189,7 @@ public sealed partial class Itr
     private void SendProbe(RlocProbe p, DateTimeOffset now, List<ControlAction> actions)
     {
         var source = _options.Rlocs.First(r => r.AddressFamily == p.Address.AddressFamily);
-        var eid = _cache[p.EntryKeys.Min!].Eid;
+        var eid = _cache[p.EntryKeys.First()].Eid;
         // Forget probes too old to be answered usefully, and keep the list short.
         var horizon = now - _options.EffectiveProbeTimeout - _options.ProbeInterval;
         foreach (var n in p.Nonces.ToList())

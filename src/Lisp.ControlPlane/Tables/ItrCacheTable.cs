@@ -3,7 +3,7 @@ using Lisp.Wire;
 namespace Lisp.ControlPlane.Tables;
 
 /// <summary>
-/// The ITR's map-cache as the control plane holds it: entries by their text key (what RLOC-probing indexes) and,
+/// The ITR's map-cache as the control plane holds it: entries by their typed key (what RLOC-probing indexes) and,
 /// beside it, the same entries in an <see cref="EidTable{T}"/> for longest-prefix lookups and a min-heap of
 /// expiry times, so a lookup is one trie path and a timer turn costs O(entries due) instead of a walk over every
 /// entry (issue 10). A replaced entry's heap item stays behind and is skipped when it comes due (it is not the
@@ -12,41 +12,41 @@ namespace Lisp.ControlPlane.Tables;
 /// </summary>
 public sealed class ItrCacheTable
 {
-    private readonly Dictionary<string, MapCacheEntry> _byText = new(StringComparer.Ordinal);
+    private readonly Dictionary<EidKey, MapCacheEntry> _byKey = new();
     private readonly EidTable<MapCacheEntry> _index = new();
-    private readonly PriorityQueue<(string Key, MapCacheEntry Entry), long> _expiry = new();
+    private readonly PriorityQueue<(EidKey Key, MapCacheEntry Entry), long> _expiry = new();
 
-    public int Count => _byText.Count;
+    public int Count => _byKey.Count;
 
-    public IEnumerable<MapCacheEntry> Values => _byText.Values;
+    public IEnumerable<MapCacheEntry> Values => _byKey.Values;
 
-    public bool ContainsKey(string key) => _byText.ContainsKey(key);
+    public bool ContainsKey(EidKey key) => _byKey.ContainsKey(key);
 
-    public bool TryGetValue(string key, out MapCacheEntry entry) => _byText.TryGetValue(key, out entry!);
+    public bool TryGetValue(EidKey key, out MapCacheEntry entry) => _byKey.TryGetValue(key, out entry!);
 
-    public MapCacheEntry this[string key]
+    public MapCacheEntry this[EidKey key]
     {
-        get => _byText[key];
+        get => _byKey[key];
         set
         {
-            _byText[key] = value;
-            _index.Set(EidKey.From(value.Eid), value);
+            _byKey[key] = value;
+            _index.Set(key, value);
             _expiry.Enqueue((key, value), value.ExpiresAt.UtcTicks);
-            if (_expiry.Count > 2 * _byText.Count + 1024) RebuildHeap();
+            if (_expiry.Count > 2 * _byKey.Count + 1024) RebuildHeap();
         }
     }
 
-    public bool Remove(string key, out MapCacheEntry entry)
+    public bool Remove(EidKey key, out MapCacheEntry entry)
     {
-        if (!_byText.Remove(key, out entry!)) return false;
-        _index.Remove(EidKey.From(entry.Eid));
+        if (!_byKey.Remove(key, out entry!)) return false;
+        _index.Remove(key);
         return true;
     }
 
     public void Clear()
     {
-        foreach (var e in _byText.Values) _index.Remove(EidKey.From(e.Eid));
-        _byText.Clear();
+        foreach (var k in _byKey.Keys) _index.Remove(k);
+        _byKey.Clear();
         _expiry.Clear();
     }
 
@@ -61,7 +61,7 @@ public sealed class ItrCacheTable
         {
             while (_expiry.TryPeek(out var item, out long t))
             {
-                if (_byText.TryGetValue(item.Key, out var held) && ReferenceEquals(held, item.Entry)) return new DateTimeOffset(t, TimeSpan.Zero);
+                if (_byKey.TryGetValue(item.Key, out var held) && ReferenceEquals(held, item.Entry)) return new DateTimeOffset(t, TimeSpan.Zero);
                 _expiry.Dequeue();
             }
             return null;
@@ -69,14 +69,14 @@ public sealed class ItrCacheTable
     }
 
     /// <summary>Keys of the entries that expired by <paramref name="now"/> (still in the table: the caller removes them).</summary>
-    public List<string> Due(DateTimeOffset now)
+    public List<EidKey> Due(DateTimeOffset now)
     {
-        var due = new List<string>();
+        var due = new List<EidKey>();
         long t = now.UtcTicks;
         while (_expiry.TryPeek(out var item, out long at) && at <= t)
         {
             _expiry.Dequeue();
-            if (_byText.TryGetValue(item.Key, out var held) && ReferenceEquals(held, item.Entry) && held.ExpiresAt.UtcTicks <= t) due.Add(item.Key);
+            if (_byKey.TryGetValue(item.Key, out var held) && ReferenceEquals(held, item.Entry) && held.ExpiresAt.UtcTicks <= t) due.Add(item.Key);
         }
         return due;
     }
@@ -84,6 +84,6 @@ public sealed class ItrCacheTable
     private void RebuildHeap()
     {
         _expiry.Clear();
-        foreach (var (k, e) in _byText) _expiry.Enqueue((k, e), e.ExpiresAt.UtcTicks);
+        foreach (var (k, e) in _byKey) _expiry.Enqueue((k, e), e.ExpiresAt.UtcTicks);
     }
 }
