@@ -76,6 +76,8 @@ public sealed class DataPlaneCounters
     public long HeldThenSent;
     /// <summary>ETR: instance-id 0xffffff datagrams handed to the control plane (not written to a TUN).</summary>
     public long ControlPackets;
+    /// <summary>ETR: plain (not LISP-encapsulated) control messages on the data port handed to the control plane (issue 11 item 7).</summary>
+    public long PlainControlPackets;
     public long Batches;
 
     // Per-packet on the worker threads: forced inline so a drop is one indexed increment, not a call.
@@ -103,6 +105,7 @@ public sealed class DataPlaneCounters
             s.Fragmented += Volatile.Read(ref c.Fragmented);
             s.HeldThenSent += Volatile.Read(ref c.HeldThenSent);
             s.ControlPackets += Volatile.Read(ref c.ControlPackets);
+            s.PlainControlPackets += Volatile.Read(ref c.PlainControlPackets);
             s.Batches += Volatile.Read(ref c.Batches);
         }
         return s;
@@ -111,7 +114,7 @@ public sealed class DataPlaneCounters
     public override string ToString()
     {
         var sb = new StringBuilder();
-        sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, drops");
+        sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, plain-control {PlainControlPackets}, drops");
         bool any = false;
         for (int i = 0; i < ReasonCount; i++)
         {

@@ -12,6 +12,8 @@ namespace Lisp.DataPlane;
 /// Map-Registers) never reach a TUN: they are copied to the <see cref="ControlHandoff"/> (non-blocking,
 /// bounded; refused ones are counted as <see cref="DropReason.ControlQueueFull"/>), or counted as
 /// <see cref="DropReason.ControlUnclaimed"/> when no control plane takes them.
+/// With a hand-off, a plain control message on the data port (not LISP data, first byte a control type) goes
+/// there too (<see cref="DataPlaneCounters.PlainControlPackets"/>; issue 11 item 7).
 /// Gleaning and echo-nonce are not implemented: the ETR neither learns mappings from data packets nor
 /// answers echo-nonce requests (the E bit is ignored, as RFC 9300 allows).
 /// </summary>
@@ -113,7 +115,7 @@ public sealed class EtrWorker : IDisposable
         }
         if (tun < 0)
         {
-            Counters.Drop(DropReason.UnknownInstance);
+            if (!TryPlainControl(p, i)) Counters.Drop(DropReason.UnknownInstance);
             return;
         }
         var inner = p.Slice(8);
@@ -123,7 +125,7 @@ public sealed class EtrWorker : IDisposable
         else innerLength = -1;
         if (innerLength < 20 || innerLength > inner.Length)
         {
-            Counters.Drop(DropReason.InnerMalformed);
+            if (!TryPlainControl(p, i)) Counters.Drop(DropReason.InnerMalformed);
             return;
         }
         // Strip in place (offset moves past the LISP header) and queue for this TUN's batch write.
@@ -131,6 +133,26 @@ public sealed class EtrWorker : IDisposable
         _batch.Length[i] = innerLength;
         _pending[tun][_pendingCount[tun]++] = i;
     }
+
+    /// <summary>
+    /// A datagram that is not LISP data (no TUN for its instance-id, or no IPv4/IPv6 packet after 8 bytes) but
+    /// whose first byte names a LISP control message type (1 Map-Request .. 8 Encapsulated Control Message) may be
+    /// a plain control message a peer sent to the data port (lispers.net answers an encapsulated push
+    /// Map-Register with a plain Map-Notify to 4341, issue 11 item 7). With a control hand-off it goes there whole
+    /// (counted as <see cref="DataPlaneCounters.PlainControlPackets"/>); the control plane decides whether it
+    /// comes from a push member and authenticates it. False (the caller counts its own drop) without a hand-off
+    /// or for any other first byte; a full hand-off is counted as <see cref="DropReason.ControlQueueFull"/>.
+    /// </summary>
+    private bool TryPlainControl(ReadOnlySpan<byte> p, int i)
+    {
+        if (_control is null || !IsControlType(p[0])) return false;
+        if (_control.TryPost(p, _batch.Address(i))) Counters.PlainControlPackets++;
+        else Counters.Drop(DropReason.ControlQueueFull);
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="first"/> (the datagram's first byte) carries a LISP control type, 1..8, in its top 4 bits.</summary>
+    public static bool IsControlType(byte first) => first >> 4 is >= 1 and <= 8;
 
     public void Dispose() => _batch.Dispose();
 }
