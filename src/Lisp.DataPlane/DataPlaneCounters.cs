@@ -78,6 +78,16 @@ public sealed class DataPlaneCounters
     public long ControlPackets;
     /// <summary>ETR: plain (not LISP-encapsulated) control messages on the data port handed to the control plane (issue 11 item 7).</summary>
     public long PlainControlPackets;
+    /// <summary>ITR: packets sent with the V bit (RFC 9302 map-versioning: source and destination versions, no nonce).</summary>
+    public long VersionedSent;
+    /// <summary>ETR: decapsulated packets with the V bit (RFC 9302 map-versioning).</summary>
+    public long VersionedPackets;
+    /// <summary>ETR: V-bit packets whose source version is newer than the map-cache's for the source EID: a Map-Request was asked for.</summary>
+    public long VersionRefreshes;
+    /// <summary>ETR: V-bit packets whose destination version is older than ours (the sending ITR caches a stale mapping of ours).</summary>
+    public long DestVersionStale;
+    /// <summary>ETR: V-bit packets whose destination version is newer than ours (a version we never registered).</summary>
+    public long DestVersionNewer;
     public long Batches;
 
     // Per-packet on the worker threads: forced inline so a drop is one indexed increment, not a call.
@@ -106,6 +116,11 @@ public sealed class DataPlaneCounters
             s.HeldThenSent += Volatile.Read(ref c.HeldThenSent);
             s.ControlPackets += Volatile.Read(ref c.ControlPackets);
             s.PlainControlPackets += Volatile.Read(ref c.PlainControlPackets);
+            s.VersionedPackets += Volatile.Read(ref c.VersionedPackets);
+            s.VersionedSent += Volatile.Read(ref c.VersionedSent);
+            s.VersionRefreshes += Volatile.Read(ref c.VersionRefreshes);
+            s.DestVersionStale += Volatile.Read(ref c.DestVersionStale);
+            s.DestVersionNewer += Volatile.Read(ref c.DestVersionNewer);
             s.Batches += Volatile.Read(ref c.Batches);
         }
         return s;
@@ -115,6 +130,7 @@ public sealed class DataPlaneCounters
     {
         var sb = new StringBuilder();
         sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, plain-control {PlainControlPackets}, drops");
+        if (VersionedPackets + VersionedSent > 0) sb.Insert(sb.Length - ", drops".Length, $", versioned sent {VersionedSent} received {VersionedPackets} (refreshes {VersionRefreshes}, dest stale {DestVersionStale}, dest newer {DestVersionNewer})");
         bool any = false;
         for (int i = 0; i < ReasonCount; i++)
         {

@@ -85,7 +85,7 @@ public sealed class DataPlaneEngine : IDisposable
         {
             // Each ETR writes through its own TUN handle when given (an io_uring ring is single-threaded).
             var tunMap = new Dictionary<uint, ITun> { [options.InstanceId] = etrTuns?[e] ?? itrs[0].Tun };
-            _etrs.Add(new EtrWorker(etrs[e], tunMap, options, control: control));
+            _etrs.Add(new EtrWorker(etrs[e], tunMap, options, control: control, snapshot: snapshot, misses: misses));
         }
         if (owned is not null) _owned.AddRange(owned);
     }

@@ -1,4 +1,7 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using Lisp.MapCache;
 using Lisp.Wire;
 
 namespace Lisp.DataPlane;
@@ -28,11 +31,25 @@ public sealed class EtrWorker : IDisposable
     // Decapsulated packets per TUN, written with one WriteBatch per TUN at the end of the batch.
     private readonly int[][] _pending;
     private readonly int[] _pendingCount;
+    private readonly DataPlaneOptions _o;
+    private readonly Func<MapCacheSnapshot>? _snapshot;
+    private readonly MissQueue? _misses;
+    private readonly MissSuppressor _refreshSuppressor;
+    // The map-cache snapshot of the current batch, read at most once per batch (null until a packet needs it).
+    private MapCacheSnapshot? _snap;
+    private long _now;
 
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
-    public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null)
+    /// <param name="snapshot">the ITR's map-cache (map-versioning compares source versions with it); null: no checks</param>
+    /// <param name="misses">where a map-version refresh asks for a Map-Request (the ITR's miss queue)</param>
+    public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null,
+        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null)
     {
+        _o = options;
+        _snapshot = snapshot;
+        _misses = misses;
+        _refreshSuppressor = new MissSuppressor(1024, options.VersionRefreshInterval.TotalSeconds);
         _control = control;
         _receiver = receiver;
         _iids = tuns.Keys.ToArray();
@@ -57,6 +74,8 @@ public sealed class EtrWorker : IDisposable
         int n = _receiver.Receive(_batch, timeoutMs);
         if (n == 0) return 0;
         Counters.Batches++;
+        _snap = null;
+        _now = Stopwatch.GetTimestamp();
         for (int i = 0; i < n; i++) Decapsulate(i);
         for (int k = 0; k < _tuns.Length; k++)
         {
@@ -128,10 +147,52 @@ public sealed class EtrWorker : IDisposable
             if (!TryPlainControl(p, i)) Counters.Drop(DropReason.InnerMalformed);
             return;
         }
+        if ((p[0] & 0x10) != 0) CheckVersions(p, inner, iid);
         // Strip in place (offset moves past the LISP header) and queue for this TUN's batch write.
         _batch.Offset[i] += 8;
         _batch.Length[i] = innerLength;
         _pending[tun][_pendingCount[tun]++] = i;
+    }
+
+    /// <summary>
+    /// RFC 9302 map-versioning on a V-bit packet: the destination version is compared with this node's own
+    /// (<see cref="DataPlaneOptions.MapVersion"/>; older = the sender caches a stale mapping of ours, newer = a
+    /// version we never registered: both counted), and a source version newer than the one the ITR's map-cache
+    /// holds for the inner source EID asks for a Map-Request for it (through the miss queue, at most once per
+    /// <see cref="DataPlaneOptions.VersionRefreshInterval"/> per EID), so the changed mapping is fetched. A null
+    /// version (0) on either side is never compared; a source EID not in the map-cache is left alone.
+    /// </summary>
+    private void CheckVersions(ReadOnlySpan<byte> header, ReadOnlySpan<byte> inner, uint iid)
+    {
+        Counters.VersionedPackets++;
+        var (source, destination) = MapVersion.FromDataHeader(header);
+        if (destination != MapVersion.Null && _o.MapVersion != MapVersion.Null && destination != _o.MapVersion)
+        {
+            if (MapVersion.IsNewer(destination, _o.MapVersion)) Counters.DestVersionNewer++;
+            else Counters.DestVersionStale++;
+        }
+        if (source == MapVersion.Null || _snapshot is null || _misses is null) return;
+        _snap ??= _snapshot();
+        bool v4 = inner[0] >> 4 == 4;
+        bool found;
+        LookupResult r;
+        ulong key;
+        if (v4)
+        {
+            uint s = BinaryPrimitives.ReadUInt32BigEndian(inner.Slice(12));
+            found = _snap.TryLookupV4(iid, s, 0, out r);
+            key = ((ulong)iid << 32) | s;
+        }
+        else
+        {
+            var s = inner.Slice(8, 16);
+            found = _snap.TryLookupV6(iid, V6Key.FromBytes(s), 0, out r);
+            key = BinaryPrimitives.ReadUInt64BigEndian(s) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(s.Slice(8)) ^ ((ulong)iid << 40);
+        }
+        if (!found || !MapVersion.IsNewer(source, r.MapVersion) || !_refreshSuppressor.ShouldPost(key, _now)) return;
+        var address = new IPAddress(v4 ? inner.Slice(12, 4) : inner.Slice(8, 16));
+        if (_misses.TryPost(new Miss(iid, address), _now)) Counters.VersionRefreshes++;
+        else Counters.MissesRefused++;
     }
 
     /// <summary>

@@ -157,7 +157,7 @@ public sealed class ItrWorker : IDisposable
         switch (r.Status)
         {
             case LookupStatus.Forward:
-                return Encapsulate(b, i, snap.Rlocs, r.RlocIndex, flow);
+                return Encapsulate(b, i, snap.Rlocs, r.RlocIndex, flow, r.MapVersion);
             case LookupStatus.Negative:
                 if (r.Action == MapReplyAction.NativelyForward)
                 {
@@ -173,7 +173,7 @@ public sealed class ItrWorker : IDisposable
         }
     }
 
-    private Outcome Encapsulate(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow)
+    private Outcome Encapsulate(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow, ushort destVersion)
     {
         int off = b.Offset[i], len = b.Length[i];
         var slot = b.Slot(i);
@@ -204,6 +204,7 @@ public sealed class ItrWorker : IDisposable
         {
             // UDP fallback: only the LISP header is ours; the kernel adds IP + UDP (and fragments if it must).
             FastEncapsulation.WriteLispHeader(slot.Slice(off - DataHeader.Length, DataHeader.Length), _o.InstanceId, nonce);
+            Stamp(slot.Slice(off - DataHeader.Length, DataHeader.Length), destVersion);
             b.Offset[i] = off - DataHeader.Length;
             b.Length[i] = len + DataHeader.Length;
             if (v4) b.SetV4Address(i, rlocs.V4(rloc), _o.DataPort);
@@ -212,6 +213,7 @@ public sealed class ItrWorker : IDisposable
         else if (v4)
         {
             int start = FastEncapsulation.WriteV4(slot, off, len, _localV4, rlocs.V4(rloc), sport, _o.InstanceId, nonce, destinationPort: _o.DataPort);
+            Stamp(slot.Slice(start + 28, DataHeader.Length), destVersion);
             b.Offset[i] = start;
             b.Length[i] = len + Encapsulation.Ipv4Overhead;
             b.SetV4Address(i, rlocs.V4(rloc), 0);
@@ -241,6 +243,7 @@ public sealed class ItrWorker : IDisposable
         else
         {
             int start = FastEncapsulation.WriteV6ZeroChecksum(slot, off, len, _localV6, rlocs.Bytes(rloc), sport, _o.InstanceId, nonce, destinationPort: _o.DataPort);
+            Stamp(slot.Slice(start + 48, DataHeader.Length), destVersion);
             b.Offset[i] = start;
             b.Length[i] = len + Encapsulation.Ipv6Overhead;
             b.SetV6Address(i, rlocs.Bytes(rloc), 0);
@@ -250,6 +253,20 @@ public sealed class ItrWorker : IDisposable
         Counters.EncapPackets++;
         Counters.EncapBytes += len;
         return Outcome.Queued;
+    }
+
+    /// <summary>
+    /// Rewrites the first word of the LISP header <see cref="FastEncapsulation"/> wrote (N + I, nonce) when this
+    /// packet carries more: with map-versioning on (<see cref="DataPlaneOptions.MapVersion"/>), V + I with our
+    /// source version and the destination mapping's version (RFC 9302; the nonce field is then the versions, so
+    /// such a packet has no nonce). Outer checksums are unaffected (IPv4 and IPv6 UDP checksums are zero).
+    /// </summary>
+    private void Stamp(Span<byte> lisp, ushort destVersion)
+    {
+        if (_o.MapVersion == 0) return;
+        uint versions = ((uint)(_o.MapVersion & 0xfff) << 12) | (uint)(destVersion & 0xfff);
+        BinaryPrimitives.WriteUInt32BigEndian(lisp, 0x1800_0000u | versions);
+        Counters.VersionedSent++;
     }
 
     private uint NextNonce()

@@ -90,13 +90,16 @@ public static class ConfigLoader
             var etr = Table(root, "etr");
             if (etr is not null)
             {
-                Allow(etr, "etr.", "register_interval", "record_ttl", "want_map_notify", "proxy_reply");
+                Allow(etr, "etr.", "register_interval", "record_ttl", "want_map_notify", "proxy_reply", "map_version", "glean", "glean_ttl");
                 cfg = cfg with
                 {
                     RegisterInterval = Duration(etr, "etr.register_interval") ?? cfg.RegisterInterval,
                     RecordTtl = Duration(etr, "etr.record_ttl") ?? cfg.RecordTtl,
                     WantMapNotify = Bool(etr, "etr.want_map_notify") ?? cfg.WantMapNotify,
                     ProxyReply = Bool(etr, "etr.proxy_reply") ?? cfg.ProxyReply,
+                    MapVersion = (ushort)(Int(etr, "etr.map_version", 0, MapVersion.Max) ?? 0),
+                    Glean = Bool(etr, "etr.glean") ?? cfg.Glean,
+                    GleanTtl = Duration(etr, "etr.glean_ttl") ?? cfg.GleanTtl,
                 };
             }
             var itr = Table(root, "itr");
@@ -250,7 +253,7 @@ public static class ConfigLoader
                         }
                     }
                 }
-                list.Add(new DatabaseMapping(eid, rlocs));
+                list.Add(new DatabaseMapping(eid, rlocs, cfg.MapVersion));
             }
             return list;
         }

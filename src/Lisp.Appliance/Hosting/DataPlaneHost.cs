@@ -63,6 +63,7 @@ public sealed class DataPlaneHost : IDisposable
             HoldTime = config.HoldTime,
             BatchSize = config.BatchSize,
             MaxPacket = Math.Max(config.TunMtu, 1500) + 64,
+            MapVersion = node.MapVersion,
         };
 
     /// <summary>
@@ -149,7 +150,7 @@ public sealed class DataPlaneHost : IDisposable
                 .Where(l => l.Locator is IpAddress)
                 .Select(l => new RlocSpec(((IpAddress)l.Locator).Address, l.Priority, l.Weight, l.Reachable))
                 .ToArray();
-            _writer.AddOrReplace(change.Eid, rlocs, (uint)change.Entry.Ttl.TotalSeconds, expires);
+            _writer.AddOrReplace(change.Eid, rlocs, (uint)change.Entry.Ttl.TotalSeconds, expires, change.Entry.MapVersion);
         }
         _changed = true;
     }

@@ -1,0 +1,46 @@
+using Lisp.Appliance.Config;
+using Lisp.Appliance.Hosting;
+using Xunit;
+
+namespace Lisp.DataPlane.Tests;
+
+/// <summary>The configuration keys of the RFC 9300 / 9302 data-plane features: parsed, range-checked, handed to the data plane.</summary>
+public sealed class Rfc9300ConfigTests
+{
+    private const string Base = """
+        [node]
+        name = "x"
+        roles = ["itr", "etr"]
+        rlocs = ["192.0.2.1"]
+        [mapping]
+        map_servers = ["192.0.2.9"]
+        map_resolvers = ["192.0.2.9"]
+        key = "k"
+        [[database]]
+        eid = "[0]10.1.0.0/24"
+        [data_plane]
+        tun = "lisp0"
+
+        """;
+
+    [Fact]
+    public void Map_version_goes_to_every_database_mapping_and_to_the_data_plane()
+    {
+        var c = ConfigLoader.Parse(Base + "[etr]\nmap_version = 17\n");
+        Assert.Equal(17, c.MapVersion);
+        Assert.All(c.Database, d => Assert.Equal(17, d.MapVersion));
+        Assert.Equal(17, DataPlaneHost.BuildOptions(c.DataPlane!, c).MapVersion);
+        var none = ConfigLoader.Parse(Base);
+        Assert.Equal(0, none.MapVersion);
+        Assert.Equal(0, DataPlaneHost.BuildOptions(none.DataPlane!, none).MapVersion);
+    }
+
+    [Theory]
+    [InlineData("map_version = 4096")]
+    [InlineData("map_version = -1")]
+    public void Map_version_out_of_12_bits_is_refused(string line)
+    {
+        var e = Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(Base + "[etr]\n" + line + "\n"));
+        Assert.Contains("etr.map_version", e.Message, StringComparison.Ordinal);
+    }
+}
