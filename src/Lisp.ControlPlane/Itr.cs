@@ -285,6 +285,7 @@ public sealed partial class Itr
                 continue;
             }
             string key = eid.ToString();
+            ReleaseGleaned(eid, actions); // ItrGleaning.cs: the mapping system's answer replaces gleaned entries under it
             if (r.TtlRaw == 0)
             {
                 if (Uncache(key))

@@ -88,6 +88,10 @@ public sealed class DataPlaneCounters
     public long DestVersionStale;
     /// <summary>ETR: V-bit packets whose destination version is newer than ours (a version we never registered).</summary>
     public long DestVersionNewer;
+    /// <summary>ETR (gleaning on): source EIDs the map-cache did not cover, posted with their RLOC to the control plane.</summary>
+    public long GleansPosted;
+    /// <summary>ETR (gleaning on): gleaning candidates the glean queue refused (full or over its rate).</summary>
+    public long GleansRefused;
     public long Batches;
 
     // Per-packet on the worker threads: forced inline so a drop is one indexed increment, not a call.
@@ -121,6 +125,8 @@ public sealed class DataPlaneCounters
             s.VersionRefreshes += Volatile.Read(ref c.VersionRefreshes);
             s.DestVersionStale += Volatile.Read(ref c.DestVersionStale);
             s.DestVersionNewer += Volatile.Read(ref c.DestVersionNewer);
+            s.GleansPosted += Volatile.Read(ref c.GleansPosted);
+            s.GleansRefused += Volatile.Read(ref c.GleansRefused);
             s.Batches += Volatile.Read(ref c.Batches);
         }
         return s;
@@ -130,6 +136,7 @@ public sealed class DataPlaneCounters
     {
         var sb = new StringBuilder();
         sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, plain-control {PlainControlPackets}, drops");
+        if (GleansPosted + GleansRefused > 0) sb.Insert(sb.Length - ", drops".Length, $", gleaned {GleansPosted} (+{GleansRefused} refused)");
         if (VersionedPackets + VersionedSent > 0) sb.Insert(sb.Length - ", drops".Length, $", versioned sent {VersionedSent} received {VersionedPackets} (refreshes {VersionRefreshes}, dest stale {DestVersionStale}, dest newer {DestVersionNewer})");
         bool any = false;
         for (int i = 0; i < ReasonCount; i++)

@@ -35,6 +35,8 @@ public sealed class EtrWorker : IDisposable
     private readonly Func<MapCacheSnapshot>? _snapshot;
     private readonly MissQueue? _misses;
     private readonly MissSuppressor _refreshSuppressor;
+    private readonly GleanQueue? _gleans;
+    private readonly MissSuppressor _gleanSuppressor = new(1024, 1.0);
     // The map-cache snapshot of the current batch, read at most once per batch (null until a packet needs it).
     private MapCacheSnapshot? _snap;
     private long _now;
@@ -43,9 +45,11 @@ public sealed class EtrWorker : IDisposable
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
     /// <param name="snapshot">the ITR's map-cache (map-versioning compares source versions with it); null: no checks</param>
     /// <param name="misses">where a map-version refresh asks for a Map-Request (the ITR's miss queue)</param>
+    /// <param name="gleans">gleaning on (needs <paramref name="snapshot"/>): source EIDs the map-cache does not cover, with their RLOC</param>
     public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null,
-        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null)
+        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null, GleanQueue? gleans = null)
     {
+        _gleans = snapshot is null ? null : gleans;
         _o = options;
         _snapshot = snapshot;
         _misses = misses;
@@ -148,6 +152,7 @@ public sealed class EtrWorker : IDisposable
             return;
         }
         if ((p[0] & 0x10) != 0) CheckVersions(p, inner, iid);
+        if (_gleans is not null) MaybeGlean(inner, iid, i);
         // Strip in place (offset moves past the LISP header) and queue for this TUN's batch write.
         _batch.Offset[i] += 8;
         _batch.Length[i] = innerLength;
@@ -172,28 +177,40 @@ public sealed class EtrWorker : IDisposable
             else Counters.DestVersionStale++;
         }
         if (source == MapVersion.Null || _snapshot is null || _misses is null) return;
-        _snap ??= _snapshot();
-        bool v4 = inner[0] >> 4 == 4;
-        bool found;
-        LookupResult r;
-        ulong key;
-        if (v4)
-        {
-            uint s = BinaryPrimitives.ReadUInt32BigEndian(inner.Slice(12));
-            found = _snap.TryLookupV4(iid, s, 0, out r);
-            key = ((ulong)iid << 32) | s;
-        }
-        else
-        {
-            var s = inner.Slice(8, 16);
-            found = _snap.TryLookupV6(iid, V6Key.FromBytes(s), 0, out r);
-            key = BinaryPrimitives.ReadUInt64BigEndian(s) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(s.Slice(8)) ^ ((ulong)iid << 40);
-        }
-        if (!found || !MapVersion.IsNewer(source, r.MapVersion) || !_refreshSuppressor.ShouldPost(key, _now)) return;
-        var address = new IPAddress(v4 ? inner.Slice(12, 4) : inner.Slice(8, 16));
-        if (_misses.TryPost(new Miss(iid, address), _now)) Counters.VersionRefreshes++;
+        if (!LookupSource(inner, iid, out var r, out ulong key) || !MapVersion.IsNewer(source, r.MapVersion) || !_refreshSuppressor.ShouldPost(key, _now)) return;
+        if (_misses.TryPost(new Miss(iid, SourceAddress(inner)), _now)) Counters.VersionRefreshes++;
         else Counters.MissesRefused++;
     }
+
+    /// <summary>
+    /// Gleaning (RFC 9300 section 9): a decapsulated packet whose inner source EID no map-cache entry covers (no
+    /// mapping from the mapping system, no earlier glean) is posted with its outer source (the encapsulating RLOC)
+    /// to the glean queue, at most once a second per EID and within the queue's rate; the control plane decides.
+    /// </summary>
+    private void MaybeGlean(ReadOnlySpan<byte> inner, uint iid, int i)
+    {
+        if (LookupSource(inner, iid, out _, out ulong key) || !_gleanSuppressor.ShouldPost(key, _now)) return;
+        if (_batch.Address(i) is not { } from) return;
+        if (_gleans!.TryPost(new Glean(iid, SourceAddress(inner), from), _now)) Counters.GleansPosted++;
+        else Counters.GleansRefused++;
+    }
+
+    /// <summary>Looks the inner packet's source EID up in this batch's map-cache snapshot; <paramref name="key"/> identifies it for suppression.</summary>
+    private bool LookupSource(ReadOnlySpan<byte> inner, uint iid, out LookupResult r, out ulong key)
+    {
+        _snap ??= _snapshot!();
+        if (inner[0] >> 4 == 4)
+        {
+            uint s = BinaryPrimitives.ReadUInt32BigEndian(inner.Slice(12));
+            key = ((ulong)iid << 32) | s;
+            return _snap.TryLookupV4(iid, s, 0, out r);
+        }
+        var a = inner.Slice(8, 16);
+        key = BinaryPrimitives.ReadUInt64BigEndian(a) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(a.Slice(8)) ^ ((ulong)iid << 40);
+        return _snap.TryLookupV6(iid, V6Key.FromBytes(a), 0, out r);
+    }
+
+    private static IPAddress SourceAddress(ReadOnlySpan<byte> inner) => new(inner[0] >> 4 == 4 ? inner.Slice(12, 4) : inner.Slice(8, 16));
 
     /// <summary>
     /// A datagram that is not LISP data (no TUN for its instance-id, or no IPv4/IPv6 packet after 8 bytes) but

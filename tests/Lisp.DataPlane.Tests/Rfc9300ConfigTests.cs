@@ -43,4 +43,33 @@ public sealed class Rfc9300ConfigTests
         var e = Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(Base + "[etr]\n" + line + "\n"));
         Assert.Contains("etr.map_version", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Gleaning_is_off_by_default_with_a_60_second_ttl_and_can_be_turned_on()
+    {
+        var off = ConfigLoader.Parse(Base);
+        Assert.False(off.Glean);
+        Assert.Equal(TimeSpan.FromSeconds(60), off.GleanTtl);
+        var on = ConfigLoader.Parse(Base + "[etr]\nglean = true\nglean_ttl = \"20s\"\n");
+        Assert.True(on.Glean);
+        Assert.Equal(TimeSpan.FromSeconds(20), on.GleanTtl);
+    }
+
+    [Theory]
+    [InlineData("glean_ttl = \"0s\"", "etr.glean_ttl")]
+    [InlineData("glean_ttl = \"2h\"", "etr.glean_ttl")]
+    [InlineData("gleam = true", "gleam")]
+    public void Bad_gleaning_settings_are_refused(string line, string key)
+    {
+        var e = Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(Base + "[etr]\n" + line + "\n"));
+        Assert.Contains(key, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Gleaning_needs_a_data_plane()
+    {
+        var noDataPlane = Base[..Base.IndexOf("[data_plane]", StringComparison.Ordinal)];
+        var e = Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(noDataPlane + "[etr]\nglean = true\n"));
+        Assert.Contains("etr.glean", e.Message, StringComparison.Ordinal);
+    }
 }

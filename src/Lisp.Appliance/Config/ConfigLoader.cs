@@ -166,6 +166,8 @@ public static class ConfigLoader
         {
             if (c.Roles.Count == 0) throw Bad("node.roles", $"at least one role is needed ({string.Join(", ", NodeConfig.KnownRoles)})");
             if (c.Listen.Count == 0 && c.Rlocs.Count == 0) throw Bad("node.listen", "give the addresses to listen on (or node.rlocs)");
+            if (c.Glean && (c.DataPlane is null || !c.Has("itr"))) throw Bad("etr.glean", "gleaning needs a [data_plane] and the itr role (gleaned mappings go into the ITR's map-cache)");
+            if (c.GleanTtl < TimeSpan.FromSeconds(1) || c.GleanTtl > TimeSpan.FromHours(1)) throw Bad("etr.glean_ttl", $"{c.GleanTtl.TotalSeconds} s is outside 1 s .. 1 h");
             if (c.Has("etr") && c.Database.Count == 0) throw Bad("database", "an ETR needs at least one [[database]] mapping");
             if (c.Has("etr") && c.Rlocs.Count == 0 && c.Database.Any(d => d.Rlocs.Count == 0))
                 throw Bad("node.rlocs", "an ETR needs RLOCs (node.rlocs or rlocs in each [[database]])");

@@ -37,12 +37,15 @@ public sealed class DataPlaneHost : IDisposable
         _host = host;
         _log = log;
         _misses = new MissQueue(capacity: 1024, ratePerSecond: config.MissRate, burst: 20);
+        _gleanTtl = node.GleanTtl;
+        _gleans = node.Glean ? new GleanQueue() : null;
         var options = BuildOptions(config, node);
         var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
         var control = host.Push is { ReceivesFromDataPlane: true } push ? new ControlHandoff(push.FromDataPlane, ControlQueueCapacity) : null;
         var io = config.Io switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
-        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control, io);
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control, io, gleans: _gleans);
         _misses.OnPosted = DrainMisses;
+        if (_gleans is not null) _gleans.OnPosted = DrainGleans;
         if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
     }
 
@@ -172,6 +175,32 @@ public sealed class DataPlaneHost : IDisposable
         finally
         {
             _drainLock.Exit();
+        }
+    }
+
+    // ---- Gleaning (RFC 9300 section 9; [etr] glean = true): ETR candidates -> the ITR role on the control thread.
+    private readonly GleanQueue? _gleans;
+    private readonly TimeSpan _gleanTtl;
+    private readonly List<Glean> _gleaned = [];
+    private readonly Lock _gleanLock = new();
+
+    /// <summary>Worker thread, after a successful post: hand the queued gleaning candidates to the ITR (non-blocking).</summary>
+    private void DrainGleans()
+    {
+        if (!_gleanLock.TryEnter()) return;
+        try
+        {
+            _gleaned.Clear();
+            _gleans!.Drain(_gleaned, 64);
+            foreach (var g in _gleaned)
+            {
+                var eid = new IpAddress(g.Eid);
+                _host.Glean(EidPrefix.Create(g.InstanceId, eid, eid.HostMaskLength), g.Rloc.Address, _gleanTtl);
+            }
+        }
+        finally
+        {
+            _gleanLock.Exit();
         }
     }
 
