@@ -36,6 +36,7 @@ public sealed class EtrWorker : IDisposable
     private readonly MissQueue? _misses;
     private readonly MissSuppressor _refreshSuppressor;
     private readonly GleanQueue? _gleans;
+    private readonly EchoNonceTable? _echo;
     private readonly MissSuppressor _gleanSuppressor = new(1024, 1.0);
     // The map-cache snapshot of the current batch, read at most once per batch (null until a packet needs it).
     private MapCacheSnapshot? _snap;
@@ -47,8 +48,9 @@ public sealed class EtrWorker : IDisposable
     /// <param name="misses">where a map-version refresh asks for a Map-Request (the ITR's miss queue)</param>
     /// <param name="gleans">gleaning on (needs <paramref name="snapshot"/>): source EIDs the map-cache does not cover, with their RLOC</param>
     public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null,
-        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null, GleanQueue? gleans = null)
+        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null, GleanQueue? gleans = null, EchoNonceTable? echo = null)
     {
+        _echo = echo;
         _gleans = snapshot is null ? null : gleans;
         _o = options;
         _snapshot = snapshot;
@@ -153,6 +155,11 @@ public sealed class EtrWorker : IDisposable
         }
         if ((p[0] & 0x10) != 0) CheckVersions(p, inner, iid);
         if (_gleans is not null) MaybeGlean(inner, iid, i);
+        if (_echo is not null && (p[0] & 0x80) != 0 && SourceKey(i) is { } rloc)
+        {
+            // Echo-nonce: a request (E) to echo back, or maybe the echo of ours (E clear).
+            _echo.OnReceive(rloc, (p[0] & 0x20) != 0, (uint)(p[1] << 16 | p[2] << 8 | p[3]), _now);
+        }
         // Strip in place (offset moves past the LISP header) and queue for this TUN's batch write.
         _batch.Offset[i] += 8;
         _batch.Length[i] = innerLength;
@@ -208,6 +215,18 @@ public sealed class EtrWorker : IDisposable
         var a = inner.Slice(8, 16);
         key = BinaryPrimitives.ReadUInt64BigEndian(a) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(a.Slice(8)) ^ ((ulong)iid << 40);
         return _snap.TryLookupV6(iid, V6Key.FromBytes(a), 0, out r);
+    }
+
+    /// <summary>The outer source of datagram <paramref name="i"/> (the sending RLOC) from its sockaddr, without allocating.</summary>
+    private RlocKey? SourceKey(int i)
+    {
+        var a = _batch.AddressBytes(i);
+        return BinaryPrimitives.ReadUInt16LittleEndian(a) switch
+        {
+            Native.AF_INET => RlocKey.FromV4(BinaryPrimitives.ReadUInt32BigEndian(a.Slice(4))),
+            Native.AF_INET6 => RlocKey.FromV6(a.Slice(8, 16)),
+            _ => null,
+        };
     }
 
     private static IPAddress SourceAddress(ReadOnlySpan<byte> inner) => new(inner[0] >> 4 == 4 ? inner.Slice(12, 4) : inner.Slice(8, 16));

@@ -72,4 +72,25 @@ public sealed class Rfc9300ConfigTests
         var e = Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(noDataPlane + "[etr]\nglean = true\n"));
         Assert.Contains("etr.glean", e.Message, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Echo_nonce_is_off_by_default_and_its_timings_parse()
+    {
+        var off = ConfigLoader.Parse(Base).DataPlane!;
+        Assert.False(off.EchoNonce);
+        Assert.Equal((10.0, 3.0, 30.0), (off.EchoNonceInterval.TotalSeconds, off.EchoNonceTimeout.TotalSeconds, off.EchoNonceRetry.TotalSeconds));
+        var on = ConfigLoader.Parse(Base + "echo_nonce = true\necho_nonce_interval = \"5s\"\necho_nonce_timeout = \"2s\"\necho_nonce_retry = \"1m\"\n").DataPlane!;
+        Assert.True(on.EchoNonce);
+        Assert.Equal((5.0, 2.0, 60.0), (on.EchoNonceInterval.TotalSeconds, on.EchoNonceTimeout.TotalSeconds, on.EchoNonceRetry.TotalSeconds));
+    }
+
+    [Theory]
+    [InlineData("echo_nonce_timeout = \"0s\"", "data_plane.echo_nonce_timeout")]
+    [InlineData("echo_nonce_interval = \"2h\"", "data_plane.echo_nonce_interval")]
+    [InlineData("echo_nonce = 1", "data_plane.echo_nonce")]
+    public void Bad_echo_nonce_settings_are_refused(string line, string key)
+    {
+        var e = Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(Base + line + "\n"));
+        Assert.Contains(key, e.Message, StringComparison.Ordinal);
+    }
 }

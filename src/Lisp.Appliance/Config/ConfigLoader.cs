@@ -264,7 +264,8 @@ public static class ConfigLoader
         {
             const string k = "data_plane.";
             Allow(t, k, "tun", "instance_id", "addresses", "routes", "workers", "data_port", "underlay_mtu", "tun_mtu", "miss_policy",
-                "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval", "io");
+                "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval", "io",
+                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry");
             if (!cfg.Has("itr") && !cfg.Has("etr")) throw Bad("data_plane", "the data plane needs the itr or etr role");
             if (cfg.Rlocs.Count == 0) throw Bad("node.rlocs", "the data plane needs local RLOCs (the outer source addresses)");
             var tun = Str(t, k + "tun") ?? "lisp0";
@@ -291,7 +292,15 @@ public static class ConfigLoader
                 Io = Choice(t, k + "io", ["auto", "io_uring", "syscalls"]) ?? "auto",
                 ConfigureTun = Bool(t, k + "configure_tun") ?? true,
                 StatsInterval = Duration(t, k + "stats_interval") ?? TimeSpan.FromSeconds(10),
+                EchoNonce = Bool(t, k + "echo_nonce") ?? false,
+                EchoNonceInterval = Duration(t, k + "echo_nonce_interval") ?? TimeSpan.FromSeconds(10),
+                EchoNonceTimeout = Duration(t, k + "echo_nonce_timeout") ?? TimeSpan.FromSeconds(3),
+                EchoNonceRetry = Duration(t, k + "echo_nonce_retry") ?? TimeSpan.FromSeconds(30),
             };
+            foreach (var (key, value) in new[] { ("echo_nonce_interval", d.EchoNonceInterval), ("echo_nonce_timeout", d.EchoNonceTimeout), ("echo_nonce_retry", d.EchoNonceRetry) })
+            {
+                if (value < TimeSpan.FromMilliseconds(100) || value > TimeSpan.FromHours(1)) throw Bad(k + key, $"{value.TotalSeconds} s is outside 0.1 s .. 1 h");
+            }
             return d;
         }
 

@@ -43,7 +43,10 @@ public sealed class DataPlaneHost : IDisposable
         var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
         var control = host.Push is { ReceivesFromDataPlane: true } push ? new ControlHandoff(push.FromDataPlane, ControlQueueCapacity) : null;
         var io = config.Io switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
-        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control, io, gleans: _gleans);
+        _echo = config.EchoNonce
+            ? new EchoNonceTable(new EchoNonceOptions { RequestInterval = config.EchoNonceInterval, Timeout = config.EchoNonceTimeout, Retry = config.EchoNonceRetry })
+            : null;
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control, io, gleans: _gleans, echo: _echo);
         _misses.OnPosted = DrainMisses;
         if (_gleans is not null) _gleans.OnPosted = DrainGleans;
         if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
@@ -94,7 +97,10 @@ public sealed class DataPlaneHost : IDisposable
             var o = dp._engine.Options;
             log.Info("data-plane-started", $"tun {config.Tun} iid {config.InstanceId}, {config.Workers} worker(s), data port {config.DataPort}, " +
                 $"rlocs {o.LocalRlocV4?.ToString() ?? "-"} / {o.LocalRlocV6?.ToString() ?? "-"}, underlay mtu {config.UnderlayMtu}, miss policy {config.MissPolicy}" +
-                (dp._engine.Control is not null ? "; instance-id 0xffffff (push-group Map-Registers) goes to the control plane" : ""));
+                (dp._engine.Control is not null ? "; instance-id 0xffffff (push-group Map-Registers) goes to the control plane" : "") +
+                (config.EchoNonce ? $"; echo-nonce on (request every {config.EchoNonceInterval.TotalSeconds:0.###} s, timeout {config.EchoNonceTimeout.TotalSeconds:0.###} s, retry {config.EchoNonceRetry.TotalSeconds:0.###} s)" : "") +
+                (node.Glean ? $"; gleaning on (TTL {node.GleanTtl.TotalSeconds:0.###} s)" : "") +
+                (node.MapVersion != 0 ? $"; map-version {node.MapVersion}" : ""));
             return dp;
         }
         catch
@@ -130,6 +136,7 @@ public sealed class DataPlaneHost : IDisposable
     /// </summary>
     private void PublishIfChanged()
     {
+        if (_echo is not null) TickEchoNonce();
         if (!_changed) return;
         _changed = false;
         _writer.Publish();
@@ -204,9 +211,36 @@ public sealed class DataPlaneHost : IDisposable
         }
     }
 
+    // ---- Echo-nonce (RFC 9300 section 10.1; [data_plane] echo_nonce = true): verdicts -> the writer's RLOC reachability.
+    private readonly EchoNonceTable? _echo;
+    private readonly List<EchoNonceChange> _echoChanges = [];
+    private long _nextEchoTick;
+
+    /// <summary>Control thread (shard 0), at most 10 times a second: echo-nonce timeouts and retries, applied to the map-cache.</summary>
+    private void TickEchoNonce()
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (now < _nextEchoTick) return;
+        _nextEchoTick = now + Stopwatch.Frequency / 10;
+        _echoChanges.Clear();
+        _echo!.Tick(now, _echoChanges);
+        foreach (var c in _echoChanges)
+        {
+            var rloc = c.Rloc.ToAddress();
+            _writer.SetReachability(rloc, c.Reachable);
+            _changed = true;
+            if (c.Reachable) _log.Info("echo-nonce-retry", $"rloc {rloc} marked reachable again: {c.Reason}");
+            else _log.Warn("echo-nonce-down", $"rloc {rloc} marked unreachable: {c.Reason} ({_echo.Downs} so far)");
+        }
+    }
+
+    /// <summary>Echo-nonce state (null when off), for the log and the management API.</summary>
+    public EchoNonceTable? EchoNonce => _echo;
+
     private void LogStats(bool final)
     {
         string s = _engine.Counters.ToString();
+        if (_echo is { } e) s += $"; echo-nonce requests {e.Requests}, echoes received {e.EchoesReceived}, echoes sent {e.EchoesSent}, down {e.Downs}, retries {e.Retries}, abandoned {e.Abandoned}";
         if (!final && s == _lastStats) return;
         _lastStats = s;
         string control = _engine.Control is { } c ? $"; control hand-off {c.Handled} handled, {c.Count} queued, {c.HandlerErrors} handler errors" : "";
