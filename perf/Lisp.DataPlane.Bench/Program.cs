@@ -60,7 +60,7 @@ switch (args[0])
         cache.Publish();
         var o = new DataPlaneOptions { LocalRlocV4 = IPAddress.Parse(a["local"]), MaxPacket = 1600, UnderlayMtu = 1500 };
         var io = (a.TryGetValue("io", out var m) ? m : "auto") switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
-        using var engine = DataPlaneEngine.Open(o, a["tun"], a.TryGetValue("workers", out var w) ? int.Parse(w) : 1, SendMode.Auto, () => cache.Current, new MissQueue(), io: io);
+        using var engine = DataPlaneEngine.Open(o, a["tun"], a.TryGetValue("workers", out var w) ? int.Parse(w) : 1, SendMode.Auto, cache.RegisterReader, new MissQueue(), io: io);
         foreach (var n in engine.Notes) Console.WriteLine("xtr: " + n);
         Process.Start("ip", ["link", "set", "dev", a["tun"], "mtu", "1500", "up"])!.WaitForExit();
         Process.Start("ip", ["addr", "add", a["addr"], "dev", a["tun"]])!.WaitForExit();

@@ -12,6 +12,11 @@ if (args.Length > 0 && args[0] == "control-table")
     ControlTableMeasure.Run(args.Length > 1 ? args.Skip(1).Select(int.Parse).ToArray() : [1_000, 100_000, 1_000_000]);
     return;
 }
+if (args.Length > 0 && args[0] == "churn")
+{
+    ChurnMeasure.Run(args.Length > 1 ? int.Parse(args[1]) : 1_000_000, args.Length > 2 ? int.Parse(args[2]) : 10_000, args.Length > 3 ? int.Parse(args[3]) : 10, !args.Contains("--no-recycle"));
+    return;
+}
 // `dotnet run -c Release -- memory` prints bytes per entry; anything else goes to BenchmarkDotNet.
 if (args.Length > 0 && args[0] == "memory")
 {

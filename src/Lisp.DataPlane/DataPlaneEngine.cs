@@ -77,18 +77,27 @@ public sealed class DataPlaneEngine : IDisposable
         IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
         IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null, GleanQueue? gleans = null,
         EchoNonceTable? echo = null)
+        : this(options, () => MapCacheReader.From(snapshot), misses, itrs, etrs, owned, control, etrTuns, gleans, echo)
+    {
+    }
+
+    /// <param name="newReader">Gives each ITR and ETR worker its own map-cache reader (<see cref="MapCacheWriter.RegisterReader"/>).</param>
+    public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheReader> newReader, MissQueue misses,
+        IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
+        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null, GleanQueue? gleans = null,
+        EchoNonceTable? echo = null)
     {
         Options = options;
         Gleans = gleans;
         Echo = echo;
         Misses = misses;
         Control = control;
-        foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, snapshot, v4, v6, misses, options, echo: echo));
+        foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, newReader(), v4, v6, misses, options, echo: echo));
         for (int e = 0; e < etrs.Count; e++)
         {
             // Each ETR writes through its own TUN handle when given (an io_uring ring is single-threaded).
             var tunMap = new Dictionary<uint, ITun> { [options.InstanceId] = etrTuns?[e] ?? itrs[0].Tun };
-            _etrs.Add(new EtrWorker(etrs[e], tunMap, options, control: control, snapshot: snapshot, misses: misses, gleans: gleans, echo: echo));
+            _etrs.Add(new EtrWorker(etrs[e], tunMap, options, control: control, reader: newReader(), misses: misses, gleans: gleans, echo: echo));
         }
         if (owned is not null) _owned.AddRange(owned);
     }
@@ -114,7 +123,7 @@ public sealed class DataPlaneEngine : IDisposable
     /// Opens the real thing: <paramref name="workers"/> queues of TUN <paramref name="tunName"/>, raw (or UDP
     /// fallback) send sockets per worker and family, and UDP receive sockets on the data port.
     /// </summary>
-    public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheSnapshot> snapshot, MissQueue misses,
+    public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheReader> newReader, MissQueue misses,
         ControlHandoff? control = null, IoMode io = IoMode.Auto, Func<(bool Ok, string Detail)>? probe = null, GleanQueue? gleans = null, EchoNonceTable? echo = null)
     {
         var owned = new List<IDisposable>();
@@ -166,7 +175,7 @@ public sealed class DataPlaneEngine : IDisposable
                 if (Receives(o, AddressFamily.InterNetwork)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
                 if (Receives(o, AddressFamily.InterNetworkV6)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
             }
-            var engine = new DataPlaneEngine(o, snapshot, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null, gleans, echo);
+            var engine = new DataPlaneEngine(o, newReader, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null, gleans, echo);
             engine.Notes.AddRange(notes);
             engine.UsesIoUring = etrTun.Count > 0;
             return engine;

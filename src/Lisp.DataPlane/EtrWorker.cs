@@ -32,28 +32,30 @@ public sealed class EtrWorker : IDisposable
     private readonly int[][] _pending;
     private readonly int[] _pendingCount;
     private readonly DataPlaneOptions _o;
-    private readonly Func<MapCacheSnapshot>? _snapshot;
+    private readonly MapCacheReader? _reader;
     private readonly MissQueue? _misses;
     private readonly MissSuppressor _refreshSuppressor;
     private readonly GleanQueue? _gleans;
     private readonly EchoNonceTable? _echo;
     private readonly MissSuppressor _gleanSuppressor = new(1024, 1.0);
-    // The map-cache snapshot of the current batch, read at most once per batch (null until a packet needs it).
+    // The map-cache snapshot of the current batch, acquired at most once per batch (null until a packet needs it)
+    // and released at the end of the batch (with chunk recycling it must not outlive the batch).
     private MapCacheSnapshot? _snap;
     private long _now;
 
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
-    /// <param name="snapshot">the ITR's map-cache (map-versioning compares source versions with it); null: no checks</param>
+    /// <param name="snapshot">the ITR's map-cache (map-versioning compares source versions with it) as a plain source (tests); null: no checks</param>
+    /// <param name="reader">the same through this worker's own registered reader (<see cref="MapCacheWriter.RegisterReader"/>); wins over <paramref name="snapshot"/></param>
     /// <param name="misses">where a map-version refresh asks for a Map-Request (the ITR's miss queue)</param>
     /// <param name="gleans">gleaning on (needs <paramref name="snapshot"/>): source EIDs the map-cache does not cover, with their RLOC</param>
     public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null,
-        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null, GleanQueue? gleans = null, EchoNonceTable? echo = null)
+        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null, GleanQueue? gleans = null, EchoNonceTable? echo = null, MapCacheReader? reader = null)
     {
+        _reader = reader ?? (snapshot is null ? null : MapCacheReader.From(snapshot));
         _echo = echo;
-        _gleans = snapshot is null ? null : gleans;
+        _gleans = _reader is null ? null : gleans;
         _o = options;
-        _snapshot = snapshot;
         _misses = misses;
         _refreshSuppressor = new MissSuppressor(1024, options.VersionRefreshInterval.TotalSeconds);
         _control = control;
@@ -83,6 +85,11 @@ public sealed class EtrWorker : IDisposable
         _snap = null;
         _now = Stopwatch.GetTimestamp();
         for (int i = 0; i < n; i++) Decapsulate(i);
+        if (_snap is not null)
+        {
+            _snap = null;
+            _reader!.Release(); // before the TUN writes and the next wait
+        }
         for (int k = 0; k < _tuns.Length; k++)
         {
             int m = _pendingCount[k];
@@ -183,7 +190,7 @@ public sealed class EtrWorker : IDisposable
             if (MapVersion.IsNewer(destination, _o.MapVersion)) Counters.DestVersionNewer++;
             else Counters.DestVersionStale++;
         }
-        if (source == MapVersion.Null || _snapshot is null || _misses is null) return;
+        if (source == MapVersion.Null || _reader is null || _misses is null) return;
         if (!LookupSource(inner, iid, out var r, out ulong key) || !MapVersion.IsNewer(source, r.MapVersion) || !_refreshSuppressor.ShouldPost(key, _now)) return;
         if (_misses.TryPost(new Miss(iid, SourceAddress(inner)), _now)) Counters.VersionRefreshes++;
         else Counters.MissesRefused++;
@@ -205,7 +212,7 @@ public sealed class EtrWorker : IDisposable
     /// <summary>Looks the inner packet's source EID up in this batch's map-cache snapshot; <paramref name="key"/> identifies it for suppression.</summary>
     private bool LookupSource(ReadOnlySpan<byte> inner, uint iid, out LookupResult r, out ulong key)
     {
-        _snap ??= _snapshot!();
+        _snap ??= _reader!.Acquire();
         if (inner[0] >> 4 == 4)
         {
             uint s = BinaryPrimitives.ReadUInt32BigEndian(inner.Slice(12));

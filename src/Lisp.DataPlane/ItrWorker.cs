@@ -24,7 +24,7 @@ namespace Lisp.DataPlane;
 public sealed class ItrWorker : IDisposable
 {
     private readonly ITun _tun;
-    private readonly Func<MapCacheSnapshot> _snapshot;
+    private readonly MapCacheReader _reader;
     private readonly IBatchSender? _v4;
     private readonly IBatchSender? _v6;
     private readonly MissQueue _misses;
@@ -53,10 +53,18 @@ public sealed class ItrWorker : IDisposable
     /// <param name="echo">echo-nonce on: the shared per-RLOC state (requests and echoes go into the nonce field)</param>
     public ItrWorker(ITun tun, Func<MapCacheSnapshot> snapshot, IBatchSender? v4, IBatchSender? v6, MissQueue misses,
         DataPlaneOptions options, DataPlaneCounters? counters = null, EchoNonceTable? echo = null)
+        : this(tun, MapCacheReader.From(snapshot), v4, v6, misses, options, counters, echo)
+    {
+    }
+
+    /// <param name="snapshot">This worker's own reader (<see cref="MapCacheWriter.RegisterReader"/>).</param>
+    /// <param name="echo">echo-nonce on: the shared per-RLOC state (requests and echoes go into the nonce field)</param>
+    public ItrWorker(ITun tun, MapCacheReader snapshot, IBatchSender? v4, IBatchSender? v6, MissQueue misses,
+        DataPlaneOptions options, DataPlaneCounters? counters = null, EchoNonceTable? echo = null)
     {
         _echo = echo;
         _tun = tun;
-        _snapshot = snapshot;
+        _reader = snapshot;
         _v4 = v4;
         _v6 = v6;
         _misses = misses;
@@ -93,13 +101,22 @@ public sealed class ItrWorker : IDisposable
     {
         int n = _tun.ReadBatch(_batch, _holdCount > 0 ? Math.Min(timeoutMs, 10) : timeoutMs);
         if (n == 0 && _holdCount == 0) return 0;
-        var snap = _snapshot();
-        long now = Stopwatch.GetTimestamp();
-        if (_holdCount > 0) ServiceHeld(snap, now);
-        if (n == 0) return 0;
-        Counters.Batches++;
-        _n4 = _n6 = _nFrag = 0;
-        for (int i = 0; i < n; i++) Process(_batch, i, snap, now, hold: true);
+        // One snapshot per batch, released before the next wait: with chunk recycling the writer reuses what
+        // no reader holds, so nothing of it may be kept past Release.
+        var snap = _reader.Acquire();
+        try
+        {
+            long now = Stopwatch.GetTimestamp();
+            if (_holdCount > 0) ServiceHeld(snap, now);
+            if (n == 0) return 0;
+            Counters.Batches++;
+            _n4 = _n6 = _nFrag = 0;
+            for (int i = 0; i < n; i++) Process(_batch, i, snap, now, hold: true);
+        }
+        finally
+        {
+            _reader.Release();
+        }
         Flush(_batch);
         return n;
     }

@@ -7,106 +7,58 @@ namespace Lisp.MapCache;
 /// <summary>Which IPv4 structure a <see cref="V4Lpm"/> was built with (chosen by prefix count).</summary>
 internal enum V4Layout : byte { Hash, Dir16, Dir24 }
 
+/// <summary>A /16 (DIR-16) or /24 (DIR-24) front-table block under which longer prefixes lie.</summary>
+internal struct LongerBlock
+{
+    public uint Lengths;   // bit b: some prefix of length Stride+1+b lies under this block
+    public int Best;       // slot + 1 of the best prefix of length <= Stride covering the block (0 = none)
+}
+
 /// <summary>
-/// IPv4 longest-prefix match for one instance-id. Values are entry slots (indexes into the snapshot's entry
-/// array). Three layouts, chosen at build by prefix count:
+/// IPv4 longest-prefix match for one instance-id, as readers see it at one publish. Values are entry slots.
+/// Three layouts, chosen by prefix count (<see cref="V4Builder"/> switches as the count crosses the thresholds):
 /// <list type="bullet">
 /// <item>Hash LPM (tiny instances, fewer than <see cref="MapCacheOptions.Dir16Threshold"/> prefixes): one
 /// <see cref="ExactTable{TKey,TOps}"/> per populated prefix length and a 64-bit bitmap of populated lengths,
 /// probed longest first; memory is proportional to the prefix count.</item>
 /// <item>DIR-16 + per-/16 length bitmaps (small instances, below <see cref="MapCacheOptions.Dir24Threshold"/>):
 /// a 2^16-entry int table (256 KiB) indexed by the top 16 address bits holds the best /0../16 answer. A /16
-/// under which some longer prefix lies has the sign bit set and points into a small side array holding
-/// that /16's best /0../16 answer and a 16-bit mask of which lengths 17..32 occur under that /16; a lookup
-/// probes only those lengths' hash tables (usually 0-2, not every populated length) and falls back to
-/// the /0../16 answer. Measured (perf/RESULTS.md): with the route-table mix ~30 lengths are populated at
-/// 1k prefixes, and hash LPM took ~50-70 ns per lookup against ~10-20 ns here.</item>
+/// under which some longer prefix lies has the sign bit set and points into a side array holding that /16's
+/// best /0../16 answer and a 16-bit mask of which lengths 17..32 occur under it; a lookup probes only those
+/// lengths' hash tables (usually 0-2) and falls back to the /0../16 answer. Measured (perf/RESULTS.md): with the
+/// route-table mix ~30 lengths are populated at 1k prefixes, and hash LPM took ~50-70 ns per lookup against
+/// ~10-20 ns here.</item>
 /// <item>DIR-24 + hashed tail (instances with at least <see cref="MapCacheOptions.Dir24Threshold"/> prefixes):
-/// a 2^24-entry int table indexed by the top 24 address bits holds the best /0../24 answer, so most lookups
-/// are one address-computed load with no data-dependent branch and independent lookups in a batch overlap
-/// their cache misses. Prefixes longer than /24 (host EIDs are common in LISP) go into the per-length hash
-/// tables and their /24's entry gets the sign bit and points into the side array (best /0../24 answer and
-/// which lengths 25..32 occur under that /24), so only lookups under such a /24 probe, and only the lengths
-/// present there.
-/// Classic DIR-24-8 would give each such /24 a 1 KiB tbl8 group: with 25 % of 1M prefixes longer than /24
-/// that is 256 MiB, against ~8 MiB for the hashed tail. Measured in perf/RESULTS.md: at 100k and 1M
-/// prefixes hash LPM probes several lengths per lookup and misses cache on each; DIR-24 is several times
-/// faster there. It costs a fixed 64 MiB per instance, hence the threshold.</item>
+/// the same with a 2^24-entry front table (64 MiB, in 16 KiB copy-on-write chunks), so most lookups are one
+/// address-computed load plus the chunk reference, and independent lookups in a batch overlap their cache
+/// misses. Classic DIR-24-8 would give each /24 with longer prefixes a 1 KiB tbl8 group: with 25 % of 1M
+/// prefixes longer than /24 that is 256 MiB, against ~8 MiB for the hashed tail.</item>
 /// </list>
+/// Every array is chunked (<see cref="CowArray{T}"/>): a change copies the chunks it touches, never the table.
 /// </summary>
 internal sealed class V4Lpm
 {
-    /// <summary>A /16 (DIR-16) or /24 (DIR-24) under which longer prefixes lie.</summary>
-    private struct Longer
-    {
-        public uint Lengths;   // bit b: some prefix of length Stride+1+b lies under this /16 or /24
-        public int Best;       // slot + 1 of the best prefix of length <= Stride covering it (0 = none)
-    }
-
-    // Front table (DIR-16 or DIR-24) encoding: value >= 0: slot + 1 of the best prefix of length <= stride
-    // (0 = none); value < 0: (value & int.MaxValue) indexes _longer (longer prefixes lie in this block).
-    private readonly int[]? _front;
-    private readonly Longer[] _longer = [];
-    private readonly int _stride;      // 16 or 24 (0 for hash LPM)
-    private readonly ulong _lengths;   // bit L set when a hash table exists for length L
-    private readonly ExactTable<uint, V4Ops>?[] _tables = new ExactTable<uint, V4Ops>?[33];
+    private readonly Chunks<int> _front;       // empty for hash LPM
+    private readonly Chunks<LongerBlock> _longer;
+    private readonly int _stride;              // 16 or 24 (0 for hash LPM)
+    private readonly ulong _lengths;           // hash LPM: bit L set when length L has prefixes
+    private readonly ExactTable<uint, V4Ops>?[] _tables;
 
     public int Count { get; }
     public V4Layout Layout { get; }
     public bool IsDir24 => Layout == V4Layout.Dir24;
+    public long Bytes { get; }
 
-    public long Bytes => (_front is null ? 0 : (long)_front.Length * 4) + (long)_longer.Length * 8 + _tables.Sum(t => t?.Bytes ?? 0);
-
-    /// <param name="prefixes">(network address host-order, length, slot); unique (address, length).</param>
-    public V4Lpm(List<(uint Addr, byte Len, int Slot)> prefixes, bool hardware, int dir16Threshold, int dir24Threshold)
+    internal V4Lpm(V4Layout layout, Chunks<int> front, Chunks<LongerBlock> longer, ulong lengths, ExactTable<uint, V4Ops>?[] tables, int count, long bytes)
     {
-        Count = prefixes.Count;
-        Layout = prefixes.Count >= dir24Threshold ? V4Layout.Dir24 : prefixes.Count >= dir16Threshold ? V4Layout.Dir16 : V4Layout.Hash;
-        _stride = Layout switch { V4Layout.Dir24 => 24, V4Layout.Dir16 => 16, _ => 0 };
-        var byLen = new List<uint>[33];
-        var slots = new List<int>[33];
-        uint[]? longMask = null;
-        if (_stride != 0)
-        {
-            prefixes.Sort((a, b) => a.Len.CompareTo(b.Len));
-            _front = new int[1 << _stride];
-            longMask = new uint[1 << _stride];
-        }
-        int shift = 32 - _stride;
-        foreach (var (addr, len, slot) in prefixes)
-        {
-            if (_stride != 0)
-            {
-                if (len <= _stride)
-                {
-                    // Ascending length order: longer prefixes overwrite the shorter ones they sit in.
-                    _front!.AsSpan((int)(addr >> shift), 1 << (_stride - len)).Fill(slot + 1);
-                    continue;
-                }
-                longMask![addr >> shift] |= 1u << (len - _stride - 1);
-            }
-            (byLen[len] ??= new()).Add(addr);
-            (slots[len] ??= new()).Add(slot);
-            _lengths |= 1UL << len;
-        }
-        if (longMask is not null)
-        {
-            int n = 0;
-            foreach (uint m in longMask) if (m != 0) n++;
-            _longer = new Longer[n];
-            n = 0;
-            for (int i = 0; i < longMask.Length; i++)
-            {
-                if (longMask[i] == 0) continue;
-                _longer[n] = new Longer { Lengths = longMask[i], Best = _front![i] };
-                _front[i] = int.MinValue | n;
-                n++;
-            }
-        }
-        for (int l = 0; l <= 32; l++)
-        {
-            if (byLen[l] is { } keys) _tables[l] = new ExactTable<uint, V4Ops>(CollectionsMarshal.AsSpan(keys), CollectionsMarshal.AsSpan(slots[l]), hardware);
-        }
+        Layout = layout;
+        _stride = layout switch { V4Layout.Dir24 => 24, V4Layout.Dir16 => 16, _ => 0 };
+        _front = front;
+        _longer = longer;
+        _lengths = lengths;
+        _tables = tables;
+        Count = count;
+        Bytes = bytes;
     }
 
     internal ExactTable<uint, V4Ops>? TableForLength(int len) => _tables[len];
@@ -115,9 +67,9 @@ internal sealed class V4Lpm
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public int Lookup(uint addr)
     {
-        if (_front is { } front)
+        if (_stride != 0)
         {
-            int v = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(front), (nint)(addr >> (32 - _stride)));
+            int v = _front.At((int)(addr >> (32 - _stride)));
             if (v < 0) return LookupLonger(addr, v & int.MaxValue);
             return v - 1;
         }
@@ -126,18 +78,18 @@ internal sealed class V4Lpm
 
     private int LookupLonger(uint addr, int index)
     {
-        ref Longer e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_longer), index);
+        ref LongerBlock e = ref _longer.At(index);
         uint bits = e.Lengths;
         int first = _stride + 1;
         var tables = _tables;
-        do
+        while (bits != 0)
         {
             int b = 31 - BitOperations.LeadingZeroCount(bits);
             int len = first + b;
             // len is 17..32 here, so the shift count 32 - len is 0..15.
             if (tables[len]!.TryGet(addr & (uint.MaxValue << (32 - len)), out int slot)) return slot;
             bits &= ~(1u << b);
-        } while (bits != 0);
+        }
         return e.Best - 1;
     }
 
@@ -157,85 +109,226 @@ internal sealed class V4Lpm
 }
 
 /// <summary>
-/// IPv6 longest-prefix match for one instance-id: binary search on prefix lengths (Waldvogel et al., "Scalable
-/// high speed IP routing lookups", SIGCOMM 1997). The distinct populated lengths are sorted; level i has one
-/// hashed exact table keyed by the address masked to that length. Every prefix leaves a marker (its address
-/// masked to the level's length) at each level where the binary search for it goes right (towards longer
-/// lengths), and every key, marker or prefix, stores its best match: the longest real prefix of length
-/// &lt;= the level's covering it (precomputed, -1 = none). A lookup hits -> remember that answer and go
-/// longer; misses -> go shorter: ceil(log2(lengths + 1)) probes instead of one per populated length.
-/// Measured (perf/RESULTS.md, IPv6 100k): the synthetic set populates ~97 lengths and the previous
-/// longest-first probe of every populated length took 224-248 ns per lookup; binary search does at most 7
-/// probes. Costs: up to ~log2(lengths) markers per prefix (more table memory, a sort at build).
+/// The writer of one IPv4 instance's <see cref="V4Lpm"/>: inserts and removes prefixes in place (copy-on-write),
+/// so a change costs the front-table entries its prefix covers, not a rebuild.
+/// <list type="bullet">
+/// <item>Insert /len &lt;= stride: every front entry in its range whose current best is shorter gets it
+/// (a writer-only byte per entry remembers the best's length); a block with longer prefixes keeps its pointer
+/// and has its side entry's best updated instead.</item>
+/// <item>Remove /len &lt;= stride: the next best (the longest held prefix covering it, found by probing the
+/// shorter lengths) replaces it wherever it was the best.</item>
+/// <item>Longer prefixes go into their length's hash table, and their block's side entry counts them per
+/// length (writer-only counts), so a length bit clears when its last prefix under the block goes.</item>
+/// </list>
+/// Single writer; not thread-safe.
+/// </summary>
+internal sealed class V4Builder
+{
+    private const int FrontChunkShift = 12;   // 4,096 ints = 16 KiB copied per touched chunk
+    private readonly bool _hw;
+    private readonly int _stride;
+    private readonly CowArray<int>? _front;
+    private readonly byte[]? _frontLength;          // length + 1 of each front entry's best (0 = none); writer only
+    private readonly CowArray<LongerBlock> _longer;
+    private readonly ChunkRecycler? _recycler;
+    private int[] _longerCounts = [];               // per side entry, per length above the stride: prefixes held
+    private readonly Stack<int> _freeLonger = new();
+    private int _longerTop;
+    private readonly Dictionary<uint, int>?[] _short = new Dictionary<uint, int>?[33];   // lengths <= stride
+    private readonly CowExactTable<uint, V4Ops>?[] _tables = new CowExactTable<uint, V4Ops>?[33];
+    private ulong _lengths;
+    private V4Lpm? _published;
+
+    public V4Layout Layout { get; }
+    public int Count { get; private set; }
+
+    public V4Builder(V4Layout layout, bool hardware, ChunkRecycler? recycler = null)
+    {
+        Layout = layout;
+        _hw = hardware;
+        _recycler = recycler;
+        _longer = new(CowArray<LongerBlock>.ShiftFor(11), 0, recycler);
+        _stride = layout switch { V4Layout.Dir24 => 24, V4Layout.Dir16 => 16, _ => 0 };
+        if (_stride != 0)
+        {
+            _front = new CowArray<int>(FrontChunkShift, 1 << _stride, recycler);
+            _frontLength = new byte[1 << _stride];
+        }
+    }
+
+    private int Span => 32 - _stride;
+
+    /// <summary>Adds a prefix that is not held yet (the caller keeps keys unique).</summary>
+    public void Insert(uint addr, int len, int slot)
+    {
+        _published = null;
+        Count++;
+        _lengths |= 1UL << len;
+        if (len > _stride || _stride == 0)
+        {
+            (_tables[len] ??= new CowExactTable<uint, V4Ops>(_hw, _recycler)).Set(addr, slot);
+            if (_stride != 0) AddLonger(addr >> (32 - _stride), len);
+            return;
+        }
+        (_short[len] ??= new()).Add(addr, slot);
+        int start = (int)(addr >> (32 - _stride)), count = 1 << (_stride - len);
+        for (int i = start; i < start + count; i++)
+        {
+            if (_frontLength![i] > len) continue;  // a longer prefix is the best here already
+            _frontLength[i] = (byte)(len + 1);
+            int v = _front![i];
+            if (v < 0) _longer.Write(v & int.MaxValue).Best = slot + 1;
+            else _front.Write(i) = slot + 1;
+        }
+    }
+
+    public void Remove(uint addr, int len, int slot)
+    {
+        _published = null;
+        Count--;
+        if (len > _stride || _stride == 0)
+        {
+            var t = _tables[len]!;
+            t.Remove(addr);
+            if (t.Count == 0) _lengths &= ~(1UL << len);
+            if (_stride != 0) RemoveLonger(addr >> (32 - _stride), len);
+            return;
+        }
+        var d = _short[len]!;
+        d.Remove(addr);
+        if (d.Count == 0) _lengths &= ~(1UL << len);
+        // The next best: the longest held prefix of a shorter length covering this one.
+        int nextSlot = -1, nextLen = -1;
+        for (int l = len - 1; l >= 0; l--)
+        {
+            if ((_lengths & (1UL << l)) == 0) continue;
+            uint m = l == 0 ? 0 : addr & (uint.MaxValue << (32 - l));
+            if (_short[l]!.TryGetValue(m, out int s)) { nextSlot = s; nextLen = l; break; }
+        }
+        int start = (int)(addr >> (32 - _stride)), count = 1 << (_stride - len);
+        for (int i = start; i < start + count; i++)
+        {
+            if (_frontLength![i] != len + 1) continue;   // a longer prefix is the best here: unchanged
+            _frontLength[i] = (byte)(nextLen + 1);
+            int v = _front![i];
+            if (v < 0) _longer.Write(v & int.MaxValue).Best = nextSlot + 1;
+            else _front.Write(i) = nextSlot + 1;
+        }
+    }
+
+    private void AddLonger(uint block, int len)
+    {
+        int v = _front![(int)block];
+        int index;
+        if (v >= 0)
+        {
+            index = _freeLonger.Count > 0 ? _freeLonger.Pop() : _longerTop++;
+            _longer.EnsureLength(index + 1);
+            if (_longerCounts.Length < (index + 1) * Span) Array.Resize(ref _longerCounts, Math.Max(64, (index + 1) * Span * 2));
+            _longer.Write(index) = new LongerBlock { Lengths = 0, Best = v };
+            _front.Write((int)block) = int.MinValue | index;
+        }
+        else index = v & int.MaxValue;
+        int b = len - _stride - 1;
+        if (_longerCounts[index * Span + b]++ == 0) _longer.Write(index).Lengths |= 1u << b;
+    }
+
+    private void RemoveLonger(uint block, int len)
+    {
+        int index = _front![(int)block] & int.MaxValue;
+        int b = len - _stride - 1;
+        if (--_longerCounts[index * Span + b] != 0) return;
+        uint lengths = _longer[index].Lengths & ~(1u << b);
+        if (lengths != 0)
+        {
+            _longer.Write(index).Lengths = lengths;
+            return;
+        }
+        _front.Write((int)block) = _longer[index].Best;
+        _freeLonger.Push(index);
+    }
+
+    /// <summary>Every held prefix (for a rebuild in another layout).</summary>
+    public void ForEach(List<(uint Addr, byte Len, int Slot)> into)
+    {
+        for (int l = 0; l <= 32; l++)
+        {
+            if (_short[l] is { } d) foreach (var (a, s) in d) into.Add((a, (byte)l, s));
+            _tables[l]?.ForEach((into, (byte)l), static (st, a, s) => st.into.Add((a, st.Item2, s)));
+        }
+    }
+
+    public V4Lpm Publish()
+    {
+        if (_published is not null) return _published;
+        var tables = new ExactTable<uint, V4Ops>?[33];
+        long bytes = 0;
+        for (int l = 0; l <= 32; l++)
+        {
+            if (_tables[l] is not { Count: > 0 } t) continue;
+            tables[l] = t.Publish();
+            bytes += tables[l]!.Bytes;
+        }
+        var front = _front?.Publish() ?? default;
+        var longer = _longer.Publish();
+        bytes += (_front is null ? 0 : (1L << _stride) * 4) + (long)_longerTop * Unsafe.SizeOf<LongerBlock>();
+        return _published = new V4Lpm(Layout, front, longer, _lengths, tables, Count, bytes);
+    }
+}
+
+/// <summary>
+/// IPv6 longest-prefix match for one instance-id, as readers see it at one publish. Three tiers, each a
+/// direct or hashed index that says which longer lengths exist below it, so a lookup probes only lengths
+/// that can match:
+/// <list type="bullet">
+/// <item>/48 blocks: a hash table keyed by the top 48 bits gives, for a block under which prefixes of
+/// /49../128 lie, an 80-bit mask of those lengths; they are probed longest first.</item>
+/// <item>/16 front: a 2^16-entry table (512 KiB, copy-on-write chunks) indexed by the top 16 bits gives the
+/// best /0../16 answer and a 32-bit mask of the lengths /17../48 under that /16; probed next.</item>
+/// <item>Otherwise the /0../16 answer.</item>
+/// </list>
+/// LISP IPv6 EIDs cluster at a few lengths (/48 sites, /56, /64, /128 hosts), so a lookup is typically one
+/// block probe and one or two length probes. This replaced binary search on lengths (Waldvogel et al.),
+/// whose markers and precomputed best matches had to be rebuilt for the whole instance on every change;
+/// here a change touches its own length's table and one mask (issue 10: no full rebuild per change).
 /// </summary>
 internal sealed class V6Lpm
 {
-    private readonly byte[] _lens;                               // sorted ascending distinct lengths
-    private readonly ExactTable<V6Key, V6Ops>[] _levels;         // value: best-match slot, -1 = none
-    public int Count { get; }
-    /// <summary>Keys in all levels: prefixes plus markers.</summary>
-    public int Keys { get; }
-    public long Bytes => _levels.Sum(t => t.Bytes);
-
-    public V6Lpm(List<(V6Key Addr, byte Len, int Slot)> prefixes, bool hardware)
+    internal struct Front
     {
-        Count = prefixes.Count;
-        var present = new bool[129];
-        foreach (var p in prefixes) present[p.Len] = true;
-        _lens = Enumerable.Range(0, 129).Where(l => present[l]).Select(l => (byte)l).ToArray();
-        int n = _lens.Length;
-        // Per level: key -> real prefix slot (or -1 for a marker only).
-        var keys = new Dictionary<V6Key, int>[n];
-        for (int i = 0; i < n; i++) keys[i] = new();
-        foreach (var (addr, len, slot) in prefixes)
-        {
-            int lo = 0, hi = n - 1;
-            while (lo <= hi)
-            {
-                int mid = (lo + hi) >>> 1;
-                if (_lens[mid] < len)
-                {
-                    keys[mid].TryAdd(Mask(addr, _lens[mid]), -1);
-                    lo = mid + 1;
-                }
-                else if (_lens[mid] == len)
-                {
-                    keys[mid][addr] = slot;
-                    break;
-                }
-                else hi = mid - 1;
-            }
-        }
-        // Best match of every key: sorted by (address, length) a covering prefix comes before everything it
-        // covers and the covering prefixes seen so far nest, so a stack of open real prefixes gives it.
-        int total = 0;
-        foreach (var d in keys) total += d.Count;
-        Keys = total;
-        var all = new (UInt128 Addr, byte Len, int Level, int Slot)[total];
-        int k = 0;
-        for (int i = 0; i < n; i++)
-            foreach (var (key, slot) in keys[i]) all[k++] = (new UInt128(key.Hi, key.Lo), _lens[i], i, slot);
-        Array.Sort(all, static (a, b) => a.Addr != b.Addr ? a.Addr.CompareTo(b.Addr) : a.Len.CompareTo(b.Len));
-        var stack = new List<(UInt128 Addr, byte Len, int Slot)>();
-        var levelKeys = new List<V6Key>[n];
-        var levelValues = new List<int>[n];
-        for (int i = 0; i < n; i++) { levelKeys[i] = new(keys[i].Count); levelValues[i] = new(keys[i].Count); }
-        foreach (var (addr, len, level, slot) in all)
-        {
-            while (stack.Count > 0 && (stack[^1].Len == 0 ? UInt128.Zero : addr & (UInt128.MaxValue << (128 - stack[^1].Len))) != stack[^1].Addr)
-                stack.RemoveAt(stack.Count - 1);
-            if (slot >= 0) stack.Add((addr, len, slot));
-            levelKeys[level].Add(new V6Key((ulong)(addr >> 64), (ulong)addr));
-            levelValues[level].Add(stack.Count > 0 ? stack[^1].Slot : -1);
-        }
-        _levels = new ExactTable<V6Key, V6Ops>[n];
-        for (int i = 0; i < n; i++)
-            _levels[i] = new ExactTable<V6Key, V6Ops>(CollectionsMarshal.AsSpan(levelKeys[i]), CollectionsMarshal.AsSpan(levelValues[i]), hardware);
+        public int Best;     // slot + 1 of the best /0../16 prefix (0 = none)
+        public uint Mid;     // bit L-17: a prefix of length L in 17..48 lies under this /16
     }
 
-    internal ExactTable<V6Key, V6Ops>? TableForLength(int len) => Array.IndexOf(_lens, (byte)len) is int i && i >= 0 ? _levels[i] : null;
+    internal struct Tail
+    {
+        public ulong Low;    // bit L-49 for L in 49..112
+        public ulong High;   // bit L-113 for L in 113..128
+    }
 
-    // Inlined: it is called once per binary-search level; the AOT binary kept it as a call before.
+    private readonly Chunks<Front> _front;
+    private readonly ExactTable<ulong, U64Ops> _blocks;   // top 48 bits -> index into _tails
+    private readonly Chunks<Tail> _tails;
+    private readonly ExactTable<V6Key, V6Ops>?[] _tables;  // per length 17..128
+
+    public int Count { get; }
+    public long Bytes { get; }
+    /// <summary>/48 blocks under which /49../128 prefixes lie.</summary>
+    public int Blocks => _blocks.Count;
+
+    internal V6Lpm(Chunks<Front> front, ExactTable<ulong, U64Ops> blocks, Chunks<Tail> tails, ExactTable<V6Key, V6Ops>?[] tables, int count, long bytes)
+    {
+        _front = front;
+        _blocks = blocks;
+        _tails = tails;
+        _tables = tables;
+        Count = count;
+        Bytes = bytes;
+    }
+
+    internal ExactTable<V6Key, V6Ops>? TableForLength(int len) => len < _tables.Length ? _tables[len] : null;
+
+    // Inlined: it is called once per probe; the AOT binary kept it as a call before.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static V6Key Mask(V6Key a, int len) =>
         len >= 128 ? a
@@ -246,19 +339,168 @@ internal sealed class V6Lpm
 
     public int Lookup(V6Key addr)
     {
-        var lens = _lens;
-        var levels = _levels;
-        int lo = 0, hi = lens.Length - 1, best = -1;
-        while (lo <= hi)
+        var tables = _tables;
+        if (_blocks.Count != 0 && _blocks.TryGet(addr.Hi >> 16, out int tail))
         {
-            int mid = (lo + hi) >>> 1;
-            if (levels[mid].TryGet(Mask(addr, lens[mid]), out int v))
+            ref Tail t = ref _tails.At(tail);
+            ulong high = t.High;
+            while (high != 0)
             {
-                best = v;
-                lo = mid + 1;
+                int b = 63 - BitOperations.LeadingZeroCount(high);
+                int len = 113 + b;
+                if (tables[len]!.TryGet(new V6Key(addr.Hi, addr.Lo & (ulong.MaxValue << (128 - len))), out int slot)) return slot;
+                high &= ~(1UL << b);
             }
-            else hi = mid - 1;
+            ulong low = t.Low;
+            while (low != 0)
+            {
+                int b = 63 - BitOperations.LeadingZeroCount(low);
+                if (tables[49 + b]!.TryGet(Mask(addr, 49 + b), out int slot)) return slot;
+                low &= ~(1UL << b);
+            }
         }
-        return best;
+        ref Front f = ref _front.At((int)(addr.Hi >> 48));
+        uint mid = f.Mid;
+        while (mid != 0)
+        {
+            int b = 31 - BitOperations.LeadingZeroCount(mid);
+            int len = 17 + b;
+            if (tables[len]!.TryGet(new V6Key(addr.Hi & (ulong.MaxValue << (64 - len)), 0), out int slot)) return slot;
+            mid &= ~(1u << b);
+        }
+        return f.Best - 1;
+    }
+}
+
+/// <summary>The writer of one IPv6 instance's <see cref="V6Lpm"/>; the same scheme as <see cref="V4Builder"/> with three tiers.</summary>
+internal sealed class V6Builder
+{
+    private readonly bool _hw;
+    private readonly CowArray<V6Lpm.Front> _front;   // 2,048 x 8 bytes = 16 KiB chunks
+    private readonly ChunkRecycler? _recycler;
+    private readonly byte[] _frontLength = new byte[1 << 16];           // length + 1 of each entry's best; writer only
+    private readonly CowExactTable<ulong, U64Ops> _blocks;
+    private readonly CowArray<V6Lpm.Tail> _tails;
+    private readonly Stack<int> _freeTails = new();
+    private int _tailTop;
+    private readonly Dictionary<(ulong Block, byte Len), int> _tailCounts = new();
+    private readonly Dictionary<(int Block, byte Len), int> _midCounts = new();   // per /16, per length 17..48: prefixes held
+    private readonly Dictionary<ulong, int>?[] _short = new Dictionary<ulong, int>?[17];   // lengths 0..16 by top bits
+    private readonly CowExactTable<V6Key, V6Ops>?[] _tables = new CowExactTable<V6Key, V6Ops>?[129];
+    private V6Lpm? _published;
+
+    public int Count { get; private set; }
+
+    public V6Builder(bool hardware, ChunkRecycler? recycler = null)
+    {
+        _hw = hardware;
+        _recycler = recycler;
+        _front = new(11, 1 << 16, recycler);
+        _tails = new(CowArray<V6Lpm.Tail>.ShiftFor(10), 0, recycler);
+        _blocks = new CowExactTable<ulong, U64Ops>(hardware, recycler);
+    }
+
+    public void Insert(V6Key addr, int len, int slot)
+    {
+        _published = null;
+        Count++;
+        if (len > 16)
+        {
+            (_tables[len] ??= new CowExactTable<V6Key, V6Ops>(_hw, _recycler)).Set(addr, slot);
+            if (len <= 48)
+            {
+                int block = (int)(addr.Hi >> 48);
+                if (CollectionsMarshal.GetValueRefOrAddDefault(_midCounts, (block, (byte)len), out _)++ == 0) _front.Write(block).Mid |= 1u << (len - 17);
+                return;
+            }
+            ulong b48 = addr.Hi >> 16;
+            ref int n = ref CollectionsMarshal.GetValueRefOrAddDefault(_tailCounts, (b48, (byte)len), out _);
+            if (n++ != 0) return;
+            if (!_blocks.TryGet(b48, out int tail))
+            {
+                tail = _freeTails.Count > 0 ? _freeTails.Pop() : _tailTop++;
+                _tails.EnsureLength(tail + 1);
+                _tails.Write(tail) = default;
+                _blocks.Set(b48, tail);
+            }
+            ref var t = ref _tails.Write(tail);
+            if (len >= 113) t.High |= 1UL << (len - 113);
+            else t.Low |= 1UL << (len - 49);
+            return;
+        }
+        ulong top = addr.Hi >> 48;
+        (_short[len] ??= new()).Add(top, slot);
+        int start = (int)top, count = 1 << (16 - len);
+        for (int i = start; i < start + count; i++)
+        {
+            if (_frontLength[i] > len) continue;
+            _frontLength[i] = (byte)(len + 1);
+            _front.Write(i).Best = slot + 1;
+        }
+    }
+
+    public void Remove(V6Key addr, int len)
+    {
+        _published = null;
+        Count--;
+        if (len > 16)
+        {
+            _tables[len]!.Remove(addr);
+            if (len <= 48)
+            {
+                int block = (int)(addr.Hi >> 48);
+                if (--CollectionsMarshal.GetValueRefOrNullRef(_midCounts, (block, (byte)len)) == 0)
+                {
+                    _midCounts.Remove((block, (byte)len));
+                    _front.Write(block).Mid &= ~(1u << (len - 17));
+                }
+                return;
+            }
+            ulong b48 = addr.Hi >> 16;
+            var key = (b48, (byte)len);
+            if (--_tailCounts[key] != 0) return;
+            _tailCounts.Remove(key);
+            _blocks.TryGet(b48, out int tail);
+            ref var t = ref _tails.Write(tail);
+            if (len >= 113) t.High &= ~(1UL << (len - 113));
+            else t.Low &= ~(1UL << (len - 49));
+            if ((t.High | t.Low) == 0)
+            {
+                _blocks.Remove(b48);
+                _freeTails.Push(tail);
+            }
+            return;
+        }
+        ulong top = addr.Hi >> 48;
+        _short[len]!.Remove(top);
+        int nextSlot = -1, nextLen = -1;
+        for (int l = len - 1; l >= 0; l--)
+        {
+            ulong m = l == 0 ? 0 : top & (0xFFFFUL << (16 - l)) & 0xFFFF;
+            if (_short[l] is { } d && d.TryGetValue(m, out int s)) { nextSlot = s; nextLen = l; break; }
+        }
+        int start = (int)top, count = 1 << (16 - len);
+        for (int i = start; i < start + count; i++)
+        {
+            if (_frontLength[i] != len + 1) continue;
+            _frontLength[i] = (byte)(nextLen + 1);
+            _front.Write(i).Best = nextSlot + 1;
+        }
+    }
+
+    public V6Lpm Publish()
+    {
+        if (_published is not null) return _published;
+        var tables = new ExactTable<V6Key, V6Ops>?[129];
+        long bytes = (1L << 16) * Unsafe.SizeOf<V6Lpm.Front>() + (long)_tailTop * Unsafe.SizeOf<V6Lpm.Tail>();
+        for (int l = 17; l <= 128; l++)
+        {
+            if (_tables[l] is not { Count: > 0 } t) continue;
+            tables[l] = t.Publish();
+            bytes += tables[l]!.Bytes;
+        }
+        var blocks = _blocks.Publish();
+        bytes += blocks.Bytes;
+        return _published = new V6Lpm(_front.Publish(), blocks, _tails.Publish(), tables, Count, bytes);
     }
 }

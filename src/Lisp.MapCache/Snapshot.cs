@@ -53,53 +53,68 @@ public readonly struct LookupResult
     public override string ToString() => $"{Status} entry={EntryIndex} rloc={RlocIndex} action={Action} /{PrefixLength} ttl={TtlSeconds}";
 }
 
-/// <summary>Per-entry data the lookup reads after the table gave a slot (value type array, no references).</summary>
+/// <summary>Per-entry data the lookup reads after the table gave a slot (value type, no references): 24 bytes.</summary>
 [StructLayout(LayoutKind.Sequential)]
 internal struct Entry
 {
-    public int RingStart;
-    public ushort RingLength;   // 0 = no usable RLOC (at most MaxRingSlots or the locator count)
-    public ushort MapVersion;   // RFC 9302, 12 bits
     public long Expires;
+    public int LocatorSet;   // index of the entry's locator set (its ring); -1 for a negative entry
     public uint Ttl;
+    public ushort MapVersion;   // RFC 9302, 12 bits
     public byte Kind;        // 0 = free slot, 1 = positive, 2 = negative
     public MapReplyAction Action;
     public byte PrefixLength;
 }
 
+/// <summary>Where a locator set's weighted ring lies in the ring array (length 0: no usable RLOC).</summary>
+internal struct RingRef
+{
+    public int Start;
+    public int Length;
+}
+
+[InlineArray(16)]
+internal struct Address16 { private byte _e; }
+
+/// <summary>One RLOC as the data plane reads it: network-order bytes (IPv4 in the first 4), host-order IPv4.</summary>
+internal struct RlocData
+{
+    public Address16 Bytes;
+    public uint V4;
+    public bool IsV4;
+    public bool Reachable;
+}
+
 /// <summary>The RLOC table of a snapshot: index -> address, in the forms the data plane needs.</summary>
 public sealed class RlocTable
 {
-    private readonly IPAddress[] _addresses;
-    private readonly byte[] _bytes;       // 16 bytes per RLOC; IPv4 uses the first 4
-    private readonly bool[] _isV4;
-    private readonly bool[] _reachable;
+    private readonly Chunks<RlocData> _data;
+    private readonly Chunks<IPAddress?> _addresses;
 
-    internal RlocTable(IPAddress[] addresses, bool[] reachable)
+    internal RlocTable(Chunks<RlocData> data, Chunks<IPAddress?> addresses, int count)
     {
+        _data = data;
         _addresses = addresses;
-        _reachable = reachable;
-        _bytes = new byte[addresses.Length * 16];
-        _isV4 = new bool[addresses.Length];
-        for (int i = 0; i < addresses.Length; i++)
-        {
-            addresses[i].TryWriteBytes(_bytes.AsSpan(i * 16, 16), out _);
-            _isV4[i] = addresses[i].AddressFamily == AddressFamily.InterNetwork;
-        }
+        Count = count;
     }
 
-    public int Count => _addresses.Length;
-    public IPAddress Address(int index) => _addresses[index];
+    /// <summary>Indexes in use are below this (freed indexes inside the range have no address).</summary>
+    public int Count { get; }
+    public IPAddress Address(int index) => (uint)index < (uint)Count ? _addresses.At(index) ?? throw new ArgumentOutOfRangeException(nameof(index), "free RLOC index") : throw new ArgumentOutOfRangeException(nameof(index));
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool IsV4(int index) => _isV4[index];
+    public bool IsV4(int index) => _data.At(index).IsV4;
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool IsReachable(int index) => _reachable[index];
+    public bool IsReachable(int index) => _data.At(index).Reachable;
     /// <summary>Network-order address bytes (4 or 16).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ReadOnlySpan<byte> Bytes(int index) => _bytes.AsSpan(index * 16, _isV4[index] ? 4 : 16);
+    public ReadOnlySpan<byte> Bytes(int index)
+    {
+        ref RlocData d = ref _data.At(index);
+        return MemoryMarshal.CreateReadOnlySpan(ref Unsafe.As<Address16, byte>(ref d.Bytes), d.IsV4 ? 4 : 16);
+    }
     /// <summary>An IPv4 RLOC as a host-order integer.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public uint V4(int index) => BinaryPrimitives.ReadUInt32BigEndian(_bytes.AsSpan(index * 16, 4));
+    public uint V4(int index) => _data.At(index).V4;
     // The accessors above run once per encapsulated packet: forced inline (out-of-line calls in the AOT binary before).
 }
 
@@ -110,8 +125,10 @@ public sealed class RlocTable
 /// </summary>
 public sealed class MapCacheSnapshot
 {
-    private readonly Entry[] _entries;
-    private readonly int[] _ring;
+    private readonly Chunks<Entry> _entries;
+    private readonly Chunks<RingRef> _setRings;
+    private readonly Chunks<int> _ring;
+    private readonly long _entryAndRingBytes;
     private readonly uint[] _v4Iids;
     private readonly V4Lpm[] _v4;
     private readonly uint[] _v6Iids;
@@ -125,12 +142,14 @@ public sealed class MapCacheSnapshot
     public bool HardwareHash { get; }
     public int Count { get; }
 
-    internal MapCacheSnapshot(long generation, Entry[] entries, int[] ring, RlocTable rlocs,
-        uint[] v4Iids, V4Lpm[] v4, uint[] v6Iids, V6Lpm[] v6, BytesTable exact, bool hw, int count)
+    internal MapCacheSnapshot(long generation, Chunks<Entry> entries, Chunks<RingRef> setRings, Chunks<int> ring, RlocTable rlocs,
+        uint[] v4Iids, V4Lpm[] v4, uint[] v6Iids, V6Lpm[] v6, BytesTable exact, bool hw, int count, long entryAndRingBytes)
     {
         Generation = generation;
         _entries = entries;
+        _setRings = setRings;
         _ring = ring;
+        _entryAndRingBytes = entryAndRingBytes;
         Rlocs = rlocs;
         _v4Iids = v4Iids;
         _v4 = v4;
@@ -142,7 +161,7 @@ public sealed class MapCacheSnapshot
     }
 
     /// <summary>Approximate bytes held by the lookup structures (tables, entries, ring).</summary>
-    public long LookupBytes => _v4.Sum(t => t.Bytes) + _v6.Sum(t => t.Bytes) + (long)_entries.Length * Unsafe.SizeOf<Entry>() + _ring.Length * 4L;
+    public long LookupBytes => _v4.Sum(t => t.Bytes) + _v6.Sum(t => t.Bytes) + _entryAndRingBytes;
 
     internal bool V4UsesDir24(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 && _v4[i].IsDir24;
     internal V4Layout? V4LayoutOf(uint iid) => IndexOf(_v4Iids, iid) is int i && i >= 0 ? _v4[i].Layout : null;
@@ -241,20 +260,21 @@ public sealed class MapCacheSnapshot
             result = default;
             return false;
         }
-        ref Entry e = ref Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_entries), slot);
+        ref Entry e = ref _entries.At(slot);
         if (e.Kind == 2)
         {
             result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.Negative, e.Action, e.PrefixLength, e.MapVersion);
+            return true;
         }
-        else if (e.RingLength == 0)
+        RingRef ring = _setRings.At(e.LocatorSet);
+        if (ring.Length == 0)
         {
             result = new LookupResult(slot, -1, e.Expires, e.Ttl, LookupStatus.NoUsableRloc, e.Action, e.PrefixLength, e.MapVersion);
         }
         else
         {
             // Multiply-shift maps the 32-bit flow hash onto the weighted ring without a division.
-            int pick = e.RingStart + (int)(((ulong)flowHash * (uint)e.RingLength) >> 32);
-            int rloc = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_ring), pick);
+            int rloc = _ring.At(ring.Start + (int)(((ulong)flowHash * (uint)ring.Length) >> 32));
             result = new LookupResult(slot, rloc, e.Expires, e.Ttl, LookupStatus.Forward, e.Action, e.PrefixLength, e.MapVersion);
         }
         return true;

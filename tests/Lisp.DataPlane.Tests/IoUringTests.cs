@@ -227,7 +227,7 @@ public sealed unsafe class IoUringTests
                 (IoMode.Auto, null, IoSelection.AutoPrefersIoUring, IoSelection.AutoPrefersIoUring ? "io: io_uring" : "io: syscalls (io = \"auto\""),
             })
             {
-                using var engine = DataPlaneEngine.Open(o, "ldpe0", 1, SendMode.Udp, () => cache.Current, new MissQueue(), io: mode, probe: probe);
+                using var engine = DataPlaneEngine.Open(o, "ldpe0", 1, SendMode.Udp, cache.RegisterReader, new MissQueue(), io: mode, probe: probe);
                 Assert.Equal(uring, engine.UsesIoUring);
                 Assert.Contains(engine.Notes, n => n.Contains(text));
             }

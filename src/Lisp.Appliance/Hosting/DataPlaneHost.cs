@@ -23,7 +23,8 @@ public sealed class DataPlaneHost : IDisposable
     private readonly DataPlaneConfig _config;
     private readonly NodeHost _host;
     private readonly Log _log;
-    private readonly MapCacheWriter _writer = new();
+    // Chunk recycling on: every reader of this writer's snapshots is a registered ITR worker (DataPlaneEngine.Open).
+    private readonly MapCacheWriter _writer = new(new MapCacheOptions { RecycleChunks = true });
     private readonly MissQueue _misses;
     private readonly DataPlaneEngine _engine;
     private readonly Timer? _stats;
@@ -46,7 +47,7 @@ public sealed class DataPlaneHost : IDisposable
         _echo = config.EchoNonce
             ? new EchoNonceTable(new EchoNonceOptions { RequestInterval = config.EchoNonceInterval, Timeout = config.EchoNonceTimeout, Retry = config.EchoNonceRetry })
             : null;
-        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, () => _writer.Current, _misses, control, io, gleans: _gleans, echo: _echo);
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, _writer.RegisterReader, _misses, control, io, gleans: _gleans, echo: _echo);
         _misses.OnPosted = DrainMisses;
         if (_gleans is not null) _gleans.OnPosted = DrainGleans;
         if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
