@@ -67,13 +67,13 @@ public sealed class EchoNonceNetnsTests(ITestOutputHelper output)
             using (NsProcess.Start(a, "ping", ["-c", "40", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"]))
             {
                 xa.WaitFor(@"echo-nonce-down rloc 192\.168\.53\.2 marked unreachable: no echo of nonce within 1 s while traffic was sent", Wait);
+                // The map-cache stopped using the RLOC: packets to B are now dropped for want of a usable RLOC, counted.
+                xa.WaitFor(@"data-plane-stats .*no-usable-rloc=[1-9]", Wait);
             }
             var down = Show(a);
             output.WriteLine(down);
             Assert.Matches(@"192\.168\.53\.2\s+down\s", down);
             Assert.Matches(@"Echo-nonce: requests [1-9][\d,]*, echoes received [1-9][\d,]*, echoes sent [1-9][\d,]*, down [1-9]", down);
-            // The map-cache stopped using the RLOC: packets to B are now dropped for want of a usable RLOC, counted.
-            xa.WaitFor(@"data-plane-stats .*no-usable-rloc=[1-9]", Wait);
             xa.Stop();
             output.WriteLine(string.Join("\n", xa.Output.Split('\n').TakeLast(8)));
             Assert.Matches(@"data-plane-stopped.*echo-nonce requests [1-9]\d*, echoes received [1-9]\d*, echoes sent [1-9]\d*, down [1-9]", xa.Output);
