@@ -17,8 +17,9 @@ namespace Lisp.DataPlane;
 /// <see cref="DropReason.ControlUnclaimed"/> when no control plane takes them.
 /// With a hand-off, a plain control message on the data port (not LISP data, first byte a control type) goes
 /// there too (<see cref="DataPlaneCounters.PlainControlPackets"/>; issue 11 item 7).
-/// Gleaning and echo-nonce are not implemented: the ETR neither learns mappings from data packets nor
-/// answers echo-nonce requests (the E bit is ignored, as RFC 9300 allows).
+/// Optional per packet, each only when configured: map-versioning checks on V-bit packets (RFC 9302), gleaning
+/// candidates (RFC 9300 section 9) and echo-nonce bookkeeping (RFC 9300 section 10.1; without it the E bit is
+/// ignored, as RFC 9300 allows). The map-cache snapshot they need is acquired at most once per batch.
 /// </summary>
 public sealed class EtrWorker : IDisposable
 {
