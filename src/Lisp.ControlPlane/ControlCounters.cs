@@ -98,6 +98,12 @@ public enum ControlEvent
     /// Map-Register with the I bit), the trailer matching what this ETR registered.
     /// </summary>
     MapNotifyXtrIdWithoutIBit,
+    /// <summary>A host EID -> RLOC learned from a decapsulated packet (gleaning, RFC 9300 section 9) installed in the map-cache.</summary>
+    MapCacheGleaned,
+    /// <summary>A glean not installed: an entry (from the mapping system or an earlier glean) covers the EID.</summary>
+    GleanCovered,
+    /// <summary>A gleaned entry removed because the mapping system answered for a prefix covering it.</summary>
+    GleanReplaced,
 }
 
 /// <summary>

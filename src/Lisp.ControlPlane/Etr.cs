@@ -5,7 +5,8 @@ using Lisp.Wire;
 namespace Lisp.ControlPlane;
 
 /// <summary>One database mapping of an ETR: an EID-prefix it serves and the RLOCs (priority/weight) to reach it.</summary>
-public sealed record DatabaseMapping(EidPrefix Eid, IReadOnlyList<LocatorRecord> Rlocs);
+/// <summary>A mapping this ETR serves; <paramref name="MapVersion"/> (RFC 9302, 0 = none) goes into every record it sends for it.</summary>
+public sealed record DatabaseMapping(EidPrefix Eid, IReadOnlyList<LocatorRecord> Rlocs, ushort MapVersion = 0);
 
 /// <summary>ETR settings; defaults are lispers.net's (spec/wire.md, spec/decent.md "Timers").</summary>
 public sealed record EtrOptions
@@ -138,7 +139,7 @@ public sealed class Etr
                 actions.Add(new LogAction(LogLevel.Warning, "no-map-server", $"{_mappingSystem.Name} names no map-server for {m.Eid} yet; retrying"));
                 continue;
             }
-            var record = new MappingRecord(m.Eid, m.Rlocs, ttl, MapReplyAction.NoAction, Authoritative: true);
+            var record = new MappingRecord(m.Eid, m.Rlocs, ttl, MapReplyAction.NoAction, Authoritative: true, MapVersion: m.MapVersion);
             foreach (var s in servers.Distinct())
             {
                 if (!groups.TryGetValue(s, out var list))
@@ -192,7 +193,7 @@ public sealed class Etr
             foreach (var s in _mappingSystem.MapServersFor(m.Eid).Distinct())
             {
                 if (!groups.TryGetValue(s, out var list)) groups[s] = list = [];
-                list.Add(new MappingRecord(m.Eid, m.Rlocs, 0, MapReplyAction.NoAction, Authoritative: true));
+                list.Add(new MappingRecord(m.Eid, m.Rlocs, 0, MapReplyAction.NoAction, Authoritative: true, MapVersion: m.MapVersion));
             }
         }
         foreach (var (server, records) in groups)
@@ -321,7 +322,7 @@ public sealed class Etr
             var m = Find(eid);
             if (m is not null && !records.Any(r => r.Eid.SameKey(m.Eid)))
             {
-                records.Add(new MappingRecord(m.Eid, m.Rlocs, ttl, MapReplyAction.NoAction, Authoritative: true));
+                records.Add(new MappingRecord(m.Eid, m.Rlocs, ttl, MapReplyAction.NoAction, Authoritative: true, MapVersion: m.MapVersion));
             }
         }
         if (records.Count == 0)
@@ -363,7 +364,7 @@ public sealed class Etr
     }
 
     /// <summary>
-    /// Replaces the database. For each mapping that appeared, disappeared or changed its RLOCs, sends an SMR
+    /// Replaces the database. For each mapping that appeared, disappeared or changed its RLOCs or Map-Version, sends an SMR
     /// (Map-Request with the S bit) to each ITR that asked about it within the window, and re-registers now.
     /// </summary>
     public IReadOnlyList<ControlAction> UpdateDatabase(IReadOnlyList<DatabaseMapping> database, DateTimeOffset now)
@@ -374,7 +375,7 @@ public sealed class Etr
         foreach (var m in database)
         {
             var o = old.FirstOrDefault(x => x.Eid.SameKey(m.Eid));
-            if (o is null || !o.Rlocs.SequenceEqual(m.Rlocs)) changed.Add(m.Eid);
+            if (o is null || !o.Rlocs.SequenceEqual(m.Rlocs) || o.MapVersion != m.MapVersion) changed.Add(m.Eid);
         }
         foreach (var o in old)
         {

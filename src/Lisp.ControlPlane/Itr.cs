@@ -11,7 +11,8 @@ public sealed record MapCacheEntry(
     DateTimeOffset InstalledAt,
     DateTimeOffset ExpiresAt,
     IPEndPoint? LearnedFrom,
-    bool Authoritative)
+    bool Authoritative,
+    ushort MapVersion = 0)
 {
     public bool IsNegative => Locators.Count == 0;
     public TimeSpan Ttl => ExpiresAt - InstalledAt;
@@ -284,6 +285,7 @@ public sealed partial class Itr
                 continue;
             }
             var key = Tables.EidKey.From(eid);
+            ReleaseGleaned(eid, actions); // ItrGleaning.cs: the mapping system's answer replaces gleaned entries under it
             if (r.TtlRaw == 0)
             {
                 if (Uncache(key))
@@ -298,7 +300,7 @@ public sealed partial class Itr
                 actions.Add(new LogAction(LogLevel.Warning, "map-cache-full", $"{eid} not installed: map-cache holds {_cache.Count} entries"));
                 continue;
             }
-            var entry = Cache(key, new MapCacheEntry(eid, r.Locators, r.Action, now, now + r.Ttl, packet.From, r.Authoritative), now);
+            var entry = Cache(key, new MapCacheEntry(eid, r.Locators, r.Action, now, now + r.Ttl, packet.From, r.Authoritative, r.MapVersion), now);
             _counters.Count(ControlEvent.MapCacheInstalled);
             actions.Add(new MapCacheChanged(eid, entry));
             actions.Add(new LogAction(LogLevel.Info, "map-cache-install", entry.IsNegative

@@ -272,6 +272,8 @@ public sealed class MapServer
         public long QueuedAt;
         public RegistrationFlags Flags;
         public uint RecordTtlRaw;
+        /// <summary>The record's Map-Version (RFC 9302), returned in proxy Map-Replies.</summary>
+        public ushort MapVersion;
         public AuthAlgorithm Algorithm;
         public byte[]? XtrId;
         public ulong SiteId;
@@ -653,6 +655,7 @@ public sealed class MapServer
         r.ExpiresAt = (now + timeout).UtcTicks;
         r.Flags = flags;
         r.RecordTtlRaw = rec.TtlRaw;
+        r.MapVersion = rec.MapVersion;
         r.Algorithm = register.Algorithm;
         r.XtrId = register.XtrId;
         r.SiteId = register.SiteId;
@@ -833,7 +836,7 @@ public sealed class MapServer
                 locators = merged;
             }
             var eidOfRecord = entry.Eid;
-            var record = new MappingRecord(eidOfRecord, locators, newest.RecordTtlRaw, MapReplyAction.NoAction, Authoritative: false);
+            var record = new MappingRecord(eidOfRecord, locators, newest.RecordTtlRaw, MapReplyAction.NoAction, Authoritative: false, MapVersion: newest.MapVersion);
             var reply = new MapReply { Nonce = request.Nonce, Records = [record] };
             if (!TryReplyTarget(request, ecm, packet, out var to))
             {

@@ -76,6 +76,22 @@ public sealed class DataPlaneCounters
     public long HeldThenSent;
     /// <summary>ETR: instance-id 0xffffff datagrams handed to the control plane (not written to a TUN).</summary>
     public long ControlPackets;
+    /// <summary>ETR: plain (not LISP-encapsulated) control messages on the data port handed to the control plane (issue 11 item 7).</summary>
+    public long PlainControlPackets;
+    /// <summary>ITR: packets sent with the V bit (RFC 9302 map-versioning: source and destination versions, no nonce).</summary>
+    public long VersionedSent;
+    /// <summary>ETR: decapsulated packets with the V bit (RFC 9302 map-versioning).</summary>
+    public long VersionedPackets;
+    /// <summary>ETR: V-bit packets whose source version is newer than the map-cache's for the source EID: a Map-Request was asked for.</summary>
+    public long VersionRefreshes;
+    /// <summary>ETR: V-bit packets whose destination version is older than ours (the sending ITR caches a stale mapping of ours).</summary>
+    public long DestVersionStale;
+    /// <summary>ETR: V-bit packets whose destination version is newer than ours (a version we never registered).</summary>
+    public long DestVersionNewer;
+    /// <summary>ETR (gleaning on): source EIDs the map-cache did not cover, posted with their RLOC to the control plane.</summary>
+    public long GleansPosted;
+    /// <summary>ETR (gleaning on): gleaning candidates the glean queue refused (full or over its rate).</summary>
+    public long GleansRefused;
     public long Batches;
 
     // Per-packet on the worker threads: forced inline so a drop is one indexed increment, not a call.
@@ -103,6 +119,14 @@ public sealed class DataPlaneCounters
             s.Fragmented += Volatile.Read(ref c.Fragmented);
             s.HeldThenSent += Volatile.Read(ref c.HeldThenSent);
             s.ControlPackets += Volatile.Read(ref c.ControlPackets);
+            s.PlainControlPackets += Volatile.Read(ref c.PlainControlPackets);
+            s.VersionedPackets += Volatile.Read(ref c.VersionedPackets);
+            s.VersionedSent += Volatile.Read(ref c.VersionedSent);
+            s.VersionRefreshes += Volatile.Read(ref c.VersionRefreshes);
+            s.DestVersionStale += Volatile.Read(ref c.DestVersionStale);
+            s.DestVersionNewer += Volatile.Read(ref c.DestVersionNewer);
+            s.GleansPosted += Volatile.Read(ref c.GleansPosted);
+            s.GleansRefused += Volatile.Read(ref c.GleansRefused);
             s.Batches += Volatile.Read(ref c.Batches);
         }
         return s;
@@ -111,7 +135,9 @@ public sealed class DataPlaneCounters
     public override string ToString()
     {
         var sb = new StringBuilder();
-        sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, drops");
+        sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, plain-control {PlainControlPackets}, drops");
+        if (GleansPosted + GleansRefused > 0) sb.Insert(sb.Length - ", drops".Length, $", gleaned {GleansPosted} (+{GleansRefused} refused)");
+        if (VersionedPackets + VersionedSent > 0) sb.Insert(sb.Length - ", drops".Length, $", versioned sent {VersionedSent} received {VersionedPackets} (refreshes {VersionRefreshes}, dest stale {DestVersionStale}, dest newer {DestVersionNewer})");
         bool any = false;
         for (int i = 0; i < ReasonCount; i++)
         {

@@ -75,31 +75,39 @@ public sealed class DataPlaneEngine : IDisposable
     /// <summary>Builds the engine over given parts (in-memory doubles in tests; real ones from <see cref="Open"/>).</summary>
     public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheSnapshot> snapshot, MissQueue misses,
         IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
-        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null)
-        : this(options, () => MapCacheReader.From(snapshot), misses, itrs, etrs, owned, control, etrTuns)
+        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null, GleanQueue? gleans = null,
+        EchoNonceTable? echo = null)
+        : this(options, () => MapCacheReader.From(snapshot), misses, itrs, etrs, owned, control, etrTuns, gleans, echo)
     {
     }
 
-    /// <param name="newReader">Gives each ITR worker its own map-cache reader (<see cref="MapCacheWriter.RegisterReader"/>).</param>
+    /// <param name="newReader">Gives each ITR and ETR worker its own map-cache reader (<see cref="MapCacheWriter.RegisterReader"/>).</param>
     public DataPlaneEngine(DataPlaneOptions options, Func<MapCacheReader> newReader, MissQueue misses,
         IReadOnlyList<(ITun Tun, IBatchSender? V4, IBatchSender? V6)> itrs, IReadOnlyList<IBatchReceiver> etrs,
-        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null)
+        IReadOnlyList<IDisposable>? owned = null, ControlHandoff? control = null, IReadOnlyList<ITun>? etrTuns = null, GleanQueue? gleans = null,
+        EchoNonceTable? echo = null)
     {
         Options = options;
+        Gleans = gleans;
+        Echo = echo;
         Misses = misses;
         Control = control;
-        foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, newReader(), v4, v6, misses, options));
+        foreach (var (tun, v4, v6) in itrs) _itrs.Add(new ItrWorker(tun, newReader(), v4, v6, misses, options, echo: echo));
         for (int e = 0; e < etrs.Count; e++)
         {
             // Each ETR writes through its own TUN handle when given (an io_uring ring is single-threaded).
             var tunMap = new Dictionary<uint, ITun> { [options.InstanceId] = etrTuns?[e] ?? itrs[0].Tun };
-            _etrs.Add(new EtrWorker(etrs[e], tunMap, options, control: control));
+            _etrs.Add(new EtrWorker(etrs[e], tunMap, options, control: control, reader: newReader(), misses: misses, gleans: gleans, echo: echo));
         }
         if (owned is not null) _owned.AddRange(owned);
     }
 
     public DataPlaneOptions Options { get; }
     public MissQueue Misses { get; }
+    /// <summary>Where the ETRs post gleaning candidates (null: gleaning off).</summary>
+    public GleanQueue? Gleans { get; }
+    /// <summary>Echo-nonce state shared by the workers (null: echo-nonce off).</summary>
+    public EchoNonceTable? Echo { get; }
     /// <summary>Where the ETRs send instance-id 0xffffff packets (null: they drop them as <see cref="DropReason.ControlUnclaimed"/>).</summary>
     public ControlHandoff? Control { get; }
     public IReadOnlyList<ItrWorker> Itrs => _itrs;
@@ -116,7 +124,7 @@ public sealed class DataPlaneEngine : IDisposable
     /// fallback) send sockets per worker and family, and UDP receive sockets on the data port.
     /// </summary>
     public static DataPlaneEngine Open(DataPlaneOptions o, string tunName, int workers, SendMode mode, Func<MapCacheReader> newReader, MissQueue misses,
-        ControlHandoff? control = null, IoMode io = IoMode.Auto, Func<(bool Ok, string Detail)>? probe = null)
+        ControlHandoff? control = null, IoMode io = IoMode.Auto, Func<(bool Ok, string Detail)>? probe = null, GleanQueue? gleans = null, EchoNonceTable? echo = null)
     {
         var owned = new List<IDisposable>();
         var notes = new List<string>();
@@ -167,7 +175,7 @@ public sealed class DataPlaneEngine : IDisposable
                 if (Receives(o, AddressFamily.InterNetwork)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
                 if (Receives(o, AddressFamily.InterNetworkV6)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
             }
-            var engine = new DataPlaneEngine(o, newReader, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null);
+            var engine = new DataPlaneEngine(o, newReader, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null, gleans, echo);
             engine.Notes.AddRange(notes);
             engine.UsesIoUring = etrTun.Count > 0;
             return engine;

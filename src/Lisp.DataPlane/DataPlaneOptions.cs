@@ -35,5 +35,14 @@ public sealed record DataPlaneOptions
     /// <summary>How long a worker waits for input before checking for stop and held packets.</summary>
     public int PollMs { get; init; } = 100;
 
+    /// <summary>
+    /// Map-Version (RFC 9302) of this node's own EID mappings, 1..4095; 0 = map-versioning off. When set the ITR
+    /// sends the V bit with it as the source version and the destination mapping's version (0 when it has none),
+    /// and the ETR compares the destination version of V-bit packets with it (counted, see DataPlaneCounters).
+    /// </summary>
+    public ushort MapVersion { get; init; }
+    /// <summary>ETR: a source EID whose V-bit packets name a newer version than the map-cache's is refreshed at most this often.</summary>
+    public TimeSpan VersionRefreshInterval { get; init; } = TimeSpan.FromSeconds(5);
+
     public uint LocalV4Value => LocalRlocV4 is { } a ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(a.GetAddressBytes()) : 0;
 }

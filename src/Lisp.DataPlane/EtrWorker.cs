@@ -1,4 +1,7 @@
 using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Net;
+using Lisp.MapCache;
 using Lisp.Wire;
 
 namespace Lisp.DataPlane;
@@ -12,8 +15,11 @@ namespace Lisp.DataPlane;
 /// Map-Registers) never reach a TUN: they are copied to the <see cref="ControlHandoff"/> (non-blocking,
 /// bounded; refused ones are counted as <see cref="DropReason.ControlQueueFull"/>), or counted as
 /// <see cref="DropReason.ControlUnclaimed"/> when no control plane takes them.
-/// Gleaning and echo-nonce are not implemented: the ETR neither learns mappings from data packets nor
-/// answers echo-nonce requests (the E bit is ignored, as RFC 9300 allows).
+/// With a hand-off, a plain control message on the data port (not LISP data, first byte a control type) goes
+/// there too (<see cref="DataPlaneCounters.PlainControlPackets"/>; issue 11 item 7).
+/// Optional per packet, each only when configured: map-versioning checks on V-bit packets (RFC 9302), gleaning
+/// candidates (RFC 9300 section 9) and echo-nonce bookkeeping (RFC 9300 section 10.1; without it the E bit is
+/// ignored, as RFC 9300 allows). The map-cache snapshot they need is acquired at most once per batch.
 /// </summary>
 public sealed class EtrWorker : IDisposable
 {
@@ -26,11 +32,33 @@ public sealed class EtrWorker : IDisposable
     // Decapsulated packets per TUN, written with one WriteBatch per TUN at the end of the batch.
     private readonly int[][] _pending;
     private readonly int[] _pendingCount;
+    private readonly DataPlaneOptions _o;
+    private readonly MapCacheReader? _reader;
+    private readonly MissQueue? _misses;
+    private readonly MissSuppressor _refreshSuppressor;
+    private readonly GleanQueue? _gleans;
+    private readonly EchoNonceTable? _echo;
+    private readonly MissSuppressor _gleanSuppressor = new(1024, 1.0);
+    // The map-cache snapshot of the current batch, acquired at most once per batch (null until a packet needs it)
+    // and released at the end of the batch (with chunk recycling it must not outlive the batch).
+    private MapCacheSnapshot? _snap;
+    private long _now;
 
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
-    public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null)
+    /// <param name="snapshot">the ITR's map-cache (map-versioning compares source versions with it) as a plain source (tests); null: no checks</param>
+    /// <param name="reader">the same through this worker's own registered reader (<see cref="MapCacheWriter.RegisterReader"/>); wins over <paramref name="snapshot"/></param>
+    /// <param name="misses">where a map-version refresh asks for a Map-Request (the ITR's miss queue)</param>
+    /// <param name="gleans">gleaning on (needs <paramref name="snapshot"/>): source EIDs the map-cache does not cover, with their RLOC</param>
+    public EtrWorker(IBatchReceiver receiver, IReadOnlyDictionary<uint, ITun> tuns, DataPlaneOptions options, DataPlaneCounters? counters = null, ControlHandoff? control = null,
+        Func<MapCacheSnapshot>? snapshot = null, MissQueue? misses = null, GleanQueue? gleans = null, EchoNonceTable? echo = null, MapCacheReader? reader = null)
     {
+        _reader = reader ?? (snapshot is null ? null : MapCacheReader.From(snapshot));
+        _echo = echo;
+        _gleans = _reader is null ? null : gleans;
+        _o = options;
+        _misses = misses;
+        _refreshSuppressor = new MissSuppressor(1024, options.VersionRefreshInterval.TotalSeconds);
         _control = control;
         _receiver = receiver;
         _iids = tuns.Keys.ToArray();
@@ -55,7 +83,14 @@ public sealed class EtrWorker : IDisposable
         int n = _receiver.Receive(_batch, timeoutMs);
         if (n == 0) return 0;
         Counters.Batches++;
+        _snap = null;
+        _now = Stopwatch.GetTimestamp();
         for (int i = 0; i < n; i++) Decapsulate(i);
+        if (_snap is not null)
+        {
+            _snap = null;
+            _reader!.Release(); // before the TUN writes and the next wait
+        }
         for (int k = 0; k < _tuns.Length; k++)
         {
             int m = _pendingCount[k];
@@ -113,7 +148,7 @@ public sealed class EtrWorker : IDisposable
         }
         if (tun < 0)
         {
-            Counters.Drop(DropReason.UnknownInstance);
+            if (!TryPlainControl(p, i)) Counters.Drop(DropReason.UnknownInstance);
             return;
         }
         var inner = p.Slice(8);
@@ -123,14 +158,106 @@ public sealed class EtrWorker : IDisposable
         else innerLength = -1;
         if (innerLength < 20 || innerLength > inner.Length)
         {
-            Counters.Drop(DropReason.InnerMalformed);
+            if (!TryPlainControl(p, i)) Counters.Drop(DropReason.InnerMalformed);
             return;
+        }
+        if ((p[0] & 0x10) != 0) CheckVersions(p, inner, iid);
+        if (_gleans is not null) MaybeGlean(inner, iid, i);
+        if (_echo is not null && (p[0] & 0x80) != 0 && SourceKey(i) is { } rloc)
+        {
+            // Echo-nonce: a request (E) to echo back, or maybe the echo of ours (E clear).
+            _echo.OnReceive(rloc, (p[0] & 0x20) != 0, (uint)(p[1] << 16 | p[2] << 8 | p[3]), _now);
         }
         // Strip in place (offset moves past the LISP header) and queue for this TUN's batch write.
         _batch.Offset[i] += 8;
         _batch.Length[i] = innerLength;
         _pending[tun][_pendingCount[tun]++] = i;
     }
+
+    /// <summary>
+    /// RFC 9302 map-versioning on a V-bit packet: the destination version is compared with this node's own
+    /// (<see cref="DataPlaneOptions.MapVersion"/>; older = the sender caches a stale mapping of ours, newer = a
+    /// version we never registered: both counted), and a source version newer than the one the ITR's map-cache
+    /// holds for the inner source EID asks for a Map-Request for it (through the miss queue, at most once per
+    /// <see cref="DataPlaneOptions.VersionRefreshInterval"/> per EID), so the changed mapping is fetched. A null
+    /// version (0) on either side is never compared; a source EID not in the map-cache is left alone.
+    /// </summary>
+    private void CheckVersions(ReadOnlySpan<byte> header, ReadOnlySpan<byte> inner, uint iid)
+    {
+        Counters.VersionedPackets++;
+        var (source, destination) = MapVersion.FromDataHeader(header);
+        if (destination != MapVersion.Null && _o.MapVersion != MapVersion.Null && destination != _o.MapVersion)
+        {
+            if (MapVersion.IsNewer(destination, _o.MapVersion)) Counters.DestVersionNewer++;
+            else Counters.DestVersionStale++;
+        }
+        if (source == MapVersion.Null || _reader is null || _misses is null) return;
+        if (!LookupSource(inner, iid, out var r, out ulong key) || !MapVersion.IsNewer(source, r.MapVersion) || !_refreshSuppressor.ShouldPost(key, _now)) return;
+        if (_misses.TryPost(new Miss(iid, SourceAddress(inner)), _now)) Counters.VersionRefreshes++;
+        else Counters.MissesRefused++;
+    }
+
+    /// <summary>
+    /// Gleaning (RFC 9300 section 9): a decapsulated packet whose inner source EID no map-cache entry covers (no
+    /// mapping from the mapping system, no earlier glean) is posted with its outer source (the encapsulating RLOC)
+    /// to the glean queue, at most once a second per EID and within the queue's rate; the control plane decides.
+    /// </summary>
+    private void MaybeGlean(ReadOnlySpan<byte> inner, uint iid, int i)
+    {
+        if (LookupSource(inner, iid, out _, out ulong key) || !_gleanSuppressor.ShouldPost(key, _now)) return;
+        if (_batch.Address(i) is not { } from) return;
+        if (_gleans!.TryPost(new Glean(iid, SourceAddress(inner), from), _now)) Counters.GleansPosted++;
+        else Counters.GleansRefused++;
+    }
+
+    /// <summary>Looks the inner packet's source EID up in this batch's map-cache snapshot; <paramref name="key"/> identifies it for suppression.</summary>
+    private bool LookupSource(ReadOnlySpan<byte> inner, uint iid, out LookupResult r, out ulong key)
+    {
+        _snap ??= _reader!.Acquire();
+        if (inner[0] >> 4 == 4)
+        {
+            uint s = BinaryPrimitives.ReadUInt32BigEndian(inner.Slice(12));
+            key = ((ulong)iid << 32) | s;
+            return _snap.TryLookupV4(iid, s, 0, out r);
+        }
+        var a = inner.Slice(8, 16);
+        key = BinaryPrimitives.ReadUInt64BigEndian(a) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(a.Slice(8)) ^ ((ulong)iid << 40);
+        return _snap.TryLookupV6(iid, V6Key.FromBytes(a), 0, out r);
+    }
+
+    /// <summary>The outer source of datagram <paramref name="i"/> (the sending RLOC) from its sockaddr, without allocating.</summary>
+    private RlocKey? SourceKey(int i)
+    {
+        var a = _batch.AddressBytes(i);
+        return BinaryPrimitives.ReadUInt16LittleEndian(a) switch
+        {
+            Native.AF_INET => RlocKey.FromV4(BinaryPrimitives.ReadUInt32BigEndian(a.Slice(4))),
+            Native.AF_INET6 => RlocKey.FromV6(a.Slice(8, 16)),
+            _ => null,
+        };
+    }
+
+    private static IPAddress SourceAddress(ReadOnlySpan<byte> inner) => new(inner[0] >> 4 == 4 ? inner.Slice(12, 4) : inner.Slice(8, 16));
+
+    /// <summary>
+    /// A datagram that is not LISP data (no TUN for its instance-id, or no IPv4/IPv6 packet after 8 bytes) but
+    /// whose first byte names a LISP control message type (1 Map-Request .. 8 Encapsulated Control Message) may be
+    /// a plain control message a peer sent to the data port (lispers.net answers an encapsulated push
+    /// Map-Register with a plain Map-Notify to 4341, issue 11 item 7). With a control hand-off it goes there whole
+    /// (counted as <see cref="DataPlaneCounters.PlainControlPackets"/>); the control plane decides whether it
+    /// comes from a push member and authenticates it. False (the caller counts its own drop) without a hand-off
+    /// or for any other first byte; a full hand-off is counted as <see cref="DropReason.ControlQueueFull"/>.
+    /// </summary>
+    private bool TryPlainControl(ReadOnlySpan<byte> p, int i)
+    {
+        if (_control is null || !IsControlType(p[0])) return false;
+        if (_control.TryPost(p, _batch.Address(i))) Counters.PlainControlPackets++;
+        else Counters.Drop(DropReason.ControlQueueFull);
+        return true;
+    }
+
+    /// <summary>Whether <paramref name="first"/> (the datagram's first byte) carries a LISP control type, 1..8, in its top 4 bits.</summary>
+    public static bool IsControlType(byte first) => first >> 4 is >= 1 and <= 8;
 
     public void Dispose() => _batch.Dispose();
 }

@@ -48,16 +48,21 @@ public sealed class ItrWorker : IDisposable
     private uint _rng;
     private ushort _ipId;
 
+    private readonly EchoNonceTable? _echo;
+
+    /// <param name="echo">echo-nonce on: the shared per-RLOC state (requests and echoes go into the nonce field)</param>
     public ItrWorker(ITun tun, Func<MapCacheSnapshot> snapshot, IBatchSender? v4, IBatchSender? v6, MissQueue misses,
-        DataPlaneOptions options, DataPlaneCounters? counters = null)
-        : this(tun, MapCacheReader.From(snapshot), v4, v6, misses, options, counters)
+        DataPlaneOptions options, DataPlaneCounters? counters = null, EchoNonceTable? echo = null)
+        : this(tun, MapCacheReader.From(snapshot), v4, v6, misses, options, counters, echo)
     {
     }
 
     /// <param name="snapshot">This worker's own reader (<see cref="MapCacheWriter.RegisterReader"/>).</param>
+    /// <param name="echo">echo-nonce on: the shared per-RLOC state (requests and echoes go into the nonce field)</param>
     public ItrWorker(ITun tun, MapCacheReader snapshot, IBatchSender? v4, IBatchSender? v6, MissQueue misses,
-        DataPlaneOptions options, DataPlaneCounters? counters = null)
+        DataPlaneOptions options, DataPlaneCounters? counters = null, EchoNonceTable? echo = null)
     {
+        _echo = echo;
         _tun = tun;
         _reader = snapshot;
         _v4 = v4;
@@ -173,7 +178,7 @@ public sealed class ItrWorker : IDisposable
         switch (r.Status)
         {
             case LookupStatus.Forward:
-                return Encapsulate(b, i, snap.Rlocs, r.RlocIndex, flow);
+                return Encapsulate(b, i, snap.Rlocs, r.RlocIndex, flow, r.MapVersion, now);
             case LookupStatus.Negative:
                 if (r.Action == MapReplyAction.NativelyForward)
                 {
@@ -189,7 +194,7 @@ public sealed class ItrWorker : IDisposable
         }
     }
 
-    private Outcome Encapsulate(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow)
+    private Outcome Encapsulate(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
     {
         int off = b.Offset[i], len = b.Length[i];
         var slot = b.Slot(i);
@@ -220,6 +225,7 @@ public sealed class ItrWorker : IDisposable
         {
             // UDP fallback: only the LISP header is ours; the kernel adds IP + UDP (and fragments if it must).
             FastEncapsulation.WriteLispHeader(slot.Slice(off - DataHeader.Length, DataHeader.Length), _o.InstanceId, nonce);
+            Stamp(slot.Slice(off - DataHeader.Length, DataHeader.Length), rlocs, rloc, destVersion, now);
             b.Offset[i] = off - DataHeader.Length;
             b.Length[i] = len + DataHeader.Length;
             if (v4) b.SetV4Address(i, rlocs.V4(rloc), _o.DataPort);
@@ -228,6 +234,7 @@ public sealed class ItrWorker : IDisposable
         else if (v4)
         {
             int start = FastEncapsulation.WriteV4(slot, off, len, _localV4, rlocs.V4(rloc), sport, _o.InstanceId, nonce, destinationPort: _o.DataPort);
+            Stamp(slot.Slice(start + 28, DataHeader.Length), rlocs, rloc, destVersion, now);
             b.Offset[i] = start;
             b.Length[i] = len + Encapsulation.Ipv4Overhead;
             b.SetV4Address(i, rlocs.V4(rloc), 0);
@@ -257,6 +264,7 @@ public sealed class ItrWorker : IDisposable
         else
         {
             int start = FastEncapsulation.WriteV6ZeroChecksum(slot, off, len, _localV6, rlocs.Bytes(rloc), sport, _o.InstanceId, nonce, destinationPort: _o.DataPort);
+            Stamp(slot.Slice(start + 48, DataHeader.Length), rlocs, rloc, destVersion, now);
             b.Offset[i] = start;
             b.Length[i] = len + Encapsulation.Ipv6Overhead;
             b.SetV6Address(i, rlocs.Bytes(rloc), 0);
@@ -266,6 +274,31 @@ public sealed class ItrWorker : IDisposable
         Counters.EncapPackets++;
         Counters.EncapBytes += len;
         return Outcome.Queued;
+    }
+
+    /// <summary>
+    /// Rewrites the first word of the LISP header <see cref="FastEncapsulation"/> wrote (N + I, random nonce) when
+    /// this packet carries more. Echo-nonce first (RFC 9300 section 10.1; <see cref="EchoNonceTable.OnSend"/>): N + I
+    /// with a peer's nonce echoed (E clear) or our request (E set). Otherwise, with map-versioning on
+    /// (<see cref="DataPlaneOptions.MapVersion"/>), V + I with our source version and the destination mapping's
+    /// version (RFC 9302; the field then holds the versions, so an echo-nonce packet cannot carry them and a
+    /// versioned packet has no nonce). Outer checksums are unaffected (IPv4 and IPv6 UDP checksums are zero).
+    /// </summary>
+    private void Stamp(Span<byte> lisp, RlocTable rlocs, int rloc, ushort destVersion, long now)
+    {
+        if (_echo is not null)
+        {
+            var key = rlocs.IsV4(rloc) ? RlocKey.FromV4(rlocs.V4(rloc)) : RlocKey.FromV6(rlocs.Bytes(rloc));
+            if (_echo.OnSend(key, now, out uint nonce, out bool request))
+            {
+                BinaryPrimitives.WriteUInt32BigEndian(lisp, (request ? 0xa800_0000u : 0x8800_0000u) | (nonce & 0xffffff));
+                return;
+            }
+        }
+        if (_o.MapVersion == 0) return;
+        uint versions = ((uint)(_o.MapVersion & 0xfff) << 12) | (uint)(destVersion & 0xfff);
+        BinaryPrimitives.WriteUInt32BigEndian(lisp, 0x1800_0000u | versions);
+        Counters.VersionedSent++;
     }
 
     private uint NextNonce()

@@ -10,16 +10,28 @@ public readonly record struct Miss(uint InstanceId, IPAddress Address)
     public override string ToString() => $"[{InstanceId}]{Address}";
 }
 
+/// <summary>A source EID and the RLOC (outer source address and port) that encapsulated it, seen by an ETR: a gleaning candidate (RFC 9300 section 9).</summary>
+public readonly record struct Glean(uint InstanceId, IPAddress Eid, IPEndPoint Rloc)
+{
+    public override string ToString() => $"[{InstanceId}]{Eid} from {Rloc}";
+}
+
+/// <summary>Where misses go: the bounded, rate-limited queue of <see cref="RateLimitedQueue{T}"/> for <see cref="Miss"/>.</summary>
+public sealed class MissQueue(int capacity = 1024, double ratePerSecond = 100, int burst = 20) : RateLimitedQueue<Miss>(capacity, ratePerSecond, burst);
+
+/// <summary>Where ETR workers post gleaning candidates for the control plane (bounded, rate-limited like misses).</summary>
+public sealed class GleanQueue(int capacity = 256, double ratePerSecond = 50, int burst = 20) : RateLimitedQueue<Glean>(capacity, ratePerSecond, burst);
+
 /// <summary>
-/// Where data-plane workers post misses and the control plane picks them up. Posting never blocks and never
+/// Where data-plane workers post misses (or gleans) and the control plane picks them up. Posting never blocks and never
 /// allocates more than the bound: a full queue or a post over the rate is refused (and counted by the
 /// worker). The rate limit is a lock-free GCRA token bucket (<paramref name="ratePerSecond"/> with a burst of
 /// <paramref name="burst"/>), so a scan of the EID space cannot turn into a Map-Request flood.
 /// Workers already suppress repeats per destination (<see cref="MissSuppressor"/>) before they post.
 /// </summary>
-public sealed class MissQueue(int capacity = 1024, double ratePerSecond = 100, int burst = 20)
+public class RateLimitedQueue<T>(int capacity, double ratePerSecond, int burst)
 {
-    private readonly ConcurrentQueue<Miss> _queue = new();
+    private readonly ConcurrentQueue<T> _queue = new();
     private readonly long _interval = Math.Max(1, (long)(Stopwatch.Frequency / Math.Max(0.001, ratePerSecond)));
     private readonly long _tolerance = (long)(Stopwatch.Frequency / Math.Max(0.001, ratePerSecond)) * Math.Max(0, burst - 1);
     private long _theoreticalArrival;
@@ -36,7 +48,7 @@ public sealed class MissQueue(int capacity = 1024, double ratePerSecond = 100, i
     public Action? OnPosted { get; set; }
 
     /// <summary>Thread-safe; false when refused (queue full or over the rate).</summary>
-    public bool TryPost(Miss miss, long now = 0)
+    public bool TryPost(T miss, long now = 0)
     {
         if (now == 0) now = Stopwatch.GetTimestamp();
         // GCRA: allowed when now >= TAT - tolerance; then TAT = max(TAT, now) + interval. Bounded CAS retries.
@@ -70,7 +82,7 @@ public sealed class MissQueue(int capacity = 1024, double ratePerSecond = 100, i
     }
 
     /// <summary>Takes up to <paramref name="max"/> misses (the control plane calls this on its own thread).</summary>
-    public int Drain(List<Miss> into, int max = 256)
+    public int Drain(List<T> into, int max = 256)
     {
         int n = 0;
         while (n < max && _queue.TryDequeue(out var m))

@@ -31,7 +31,7 @@ public class EndToEndTests
 
     private sealed record World(InMemoryNetwork Net, ControlNode Ms, ControlNode Etr, ControlNode Itr);
 
-    private static World Build(bool proxy, AuthAlgorithm alg)
+    private static World Build(bool proxy, AuthAlgorithm alg, ushort mapVersion = 0)
     {
         var system = new StaticMappingSystem([MsEp], [MsEp]);
         var ms = new ControlNode(new ControlNodeOptions
@@ -46,7 +46,7 @@ public class EndToEndTests
             Etr = new EtrOptions
             {
                 Key = Key, Algorithm = alg, ProxyReply = proxy,
-                Database = AllKinds.Select(e => new DatabaseMapping(E(e), [Loc("10.0.0.2", 1, 50), Loc("10.0.0.22", 2, 50)])).ToList(),
+                Database = AllKinds.Select(e => new DatabaseMapping(E(e), [Loc("10.0.0.2", 1, 50), Loc("10.0.0.22", 2, 50)], mapVersion)).ToList(),
             },
         }, system, new Random(2));
         var itr = new ControlNode(new ControlNodeOptions
@@ -99,6 +99,36 @@ public class EndToEndTests
         Assert.Equal(proxy ? 0 : AllKinds.Length, w.Etr.Counters.Events(ControlEvent.MapReplySent));
         Assert.Equal(0, w.Itr.Counters.TotalDrops);
         Assert.Equal(0, w.Net.Undeliverable);
+    }
+
+    /// <summary>
+    /// RFC 9302: the ETR's Map-Version goes into its Map-Register records and its Map-Replies; the map-server keeps
+    /// it for proxy replies; the ITR's map-cache entry (and the change the data plane mirrors) carries it. After the
+    /// ETR's mapping changes version, a new request (what the data plane asks for on a newer source version) gets it.
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void The_map_version_travels_from_the_etr_database_to_the_itr_map_cache(bool proxy)
+    {
+        var w = Build(proxy, AuthAlgorithm.HmacSha256_128, mapVersion: 42);
+        w.Net.Tick(w.Etr, T0);
+        var t = T0.AddSeconds(1);
+        var lookup = E("[0]10.1.77.9/32");
+        w.Net.Run(w.Itr, w.Itr.Request(lookup, t), t);
+        Assert.True(w.Itr.Itr!.TryLookup(lookup, t, out var entry));
+        Assert.Equal(42, entry!.MapVersion);
+        Assert.Equal(42, w.Net.CacheChanges.Single(c => c.Entry is not null).Entry!.MapVersion);
+
+        var etr = w.Etr.Etr!;
+        var changed = etr.Database.Select(d => d with { MapVersion = 43 }).ToList();
+        t = t.AddSeconds(1);
+        w.Net.Run(w.Etr, etr.UpdateDatabase(changed, t), t);
+        t = t.AddSeconds(1);
+        w.Net.Run(w.Itr, w.Itr.Request(lookup, t), t);
+        Assert.True(w.Itr.Itr!.TryLookup(lookup, t, out entry));
+        Assert.Equal(43, entry!.MapVersion);
+        Assert.Equal(0, w.Itr.Counters.TotalDrops);
     }
 
     [Fact]

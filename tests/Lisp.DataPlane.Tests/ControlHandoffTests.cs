@@ -107,6 +107,79 @@ public sealed class ControlHandoffTests : IDisposable
         Assert.Equal(0, etr.Counters.ControlPackets);
     }
 
+    /// <summary>
+    /// A Map-Notify as lispers.net sends it to the data port, hand-assembled: first byte 0x40 = type 4 in the top
+    /// nibble, which a data header would read as "L bit, no I bit" (instance-id 0, no TUN here: iid 7 only).
+    /// </summary>
+    private static readonly byte[] PlainMapNotify =
+    [
+        0x40, 0x00, 0x00, 0x00,                         // type 4 (Map-Notify), flags 0, reserved, record count 0
+        0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, // nonce
+        0x00, 0x00,                                     // key id 0
+        0x00, 0x00,                                     // authentication data length 0
+    ];
+
+    /// <summary>
+    /// A Map-Register, hand-assembled: 0x38 = type 3 with the P bit, which sits where a data header's I bit is, so
+    /// the ETR reads an instance-id from bytes 4..6 (0x000000 = iid 0, no TUN) and after 8 bytes finds no IP packet.
+    /// </summary>
+    private static readonly byte[] PlainMapRegister =
+    [
+        0x38, 0x00, 0x00, 0x00,                         // type 3 (Map-Register), P bit, reserved, record count 0
+        0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, // nonce 1
+        0x00, 0x00, 0x00, 0x00,                         // key id 0, authentication data length 0
+    ];
+
+    [Fact]
+    public void A_plain_control_message_on_the_data_port_goes_to_the_hand_off_counted_and_data_still_reaches_the_tun()
+    {
+        var got = new List<ControlPacket>();
+        var control = new ControlHandoff(got.Add, capacity: 8);
+        var etr = Etr(control);
+        var data = Datagram(Iid); // first byte 0x88: type nibble 8 too, but it is LISP data with an IPv4 packet
+        Arrive(PlainMapNotify);
+        Arrive(data);
+        Arrive(PlainMapRegister);
+        Assert.Equal(3, etr.RunOnce(0));
+
+        Assert.Equal(Convert.ToHexString(data.AsSpan(DataHeader.Length)), Convert.ToHexString(_tun.Written.Single()));
+        Assert.Equal(2, etr.Counters.PlainControlPackets);
+        Assert.Equal(0, etr.Counters.ControlPackets);
+        Assert.Equal(0, etr.Counters.TotalDrops);
+        while (control.RunOnce(0))
+        {
+        }
+        // Handed over whole and in order, with the outer source (the control plane checks it is a push member).
+        Assert.Equal([Convert.ToHexString(PlainMapNotify), Convert.ToHexString(PlainMapRegister)], got.Select(p => Convert.ToHexString(p.Payload)).ToArray());
+        Assert.All(got, p => Assert.Equal(Member, p.From));
+        Assert.Contains("plain-control 2,", etr.Counters.ToString(), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Not_a_control_type_or_no_control_plane_stays_a_counted_drop()
+    {
+        var got = new List<ControlPacket>();
+        var etr = Etr(new ControlHandoff(got.Add, capacity: 8));
+        // 0x00 / 0xa0: no control type (0 is reserved, 9..15 are not control messages here): dropped as before.
+        var notControl = (byte[])PlainMapNotify.Clone();
+        notControl[0] = 0x00;
+        var high = (byte[])PlainMapNotify.Clone();
+        high[0] = 0xa0; // N=1, E=1: type nibble 10
+        Arrive(notControl);
+        Arrive(high);
+        Assert.Equal(2, etr.RunOnce(0));
+        Assert.Equal(2, etr.Counters[DropReason.UnknownInstance]);
+        Assert.Equal(0, etr.Counters.PlainControlPackets);
+
+        var bare = Etr(control: null);
+        _underlay.Bind(Rloc).Enqueue(PlainMapNotify, Member);
+        Assert.Equal(1, bare.RunOnce(0));
+        Assert.Equal(1, bare.Counters[DropReason.UnknownInstance]);
+        Assert.Equal(0, bare.Counters.PlainControlPackets);
+        Assert.Empty(got);
+        Assert.Empty(_tun.Written);
+    }
+
     [Fact]
     public void A_throwing_handler_is_counted_and_the_consumer_keeps_going()
     {

@@ -1,4 +1,5 @@
 using Lisp.TestSupport;
+using Lisp.Wire;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -9,7 +10,8 @@ namespace Lisp.DataPlane.Tests;
 /// by a veth pair, are members of a push group with delivery "replicate-encapsulated" AND run the data plane
 /// on the same port. Each node starts (push binds no data socket of its own), each member's Map-Registers
 /// reach the other through the other's data-plane ETR (instance-id 0xffffff hand-off, counted as "control"),
-/// and ordinary EID traffic still crosses the overlay, resolved through the push group.
+/// and ordinary EID traffic still crosses the overlay, resolved through the push group. A plain (not encapsulated)
+/// Map-Notify from a member to the data port also reaches the push group through the ETR (issue 11 item 7).
 /// <code>
 ///   ns A: v1 192.168.52.1/24  lisp0 10.1.0.1/32 ------ veth ------ ns B: v2 192.168.52.2/24  lisp0 10.2.0.1/32
 /// </code>
@@ -63,9 +65,21 @@ public sealed class PushOverDataPlaneNetnsTests(ITestOutputHelper output)
             output.WriteLine(ping.Out);
             Assert.True(ping.Code == 0, $"ping through the overlay failed:\n{ping.Out}{ping.Err}\nn1:\n{n1.Output}\nn2:\n{n2.Output}");
 
+            // Issue 11 item 7 with the data plane owning 4341: a plain Map-Notify from member n2's address to n1's data
+            // port (as lispers.net answers an encapsulated push Map-Register) reaches the push group through the ETR.
+            var notify = new MapNotify
+            {
+                Nonce = 0x1122334455667788, Algorithm = AuthAlgorithm.HmacSha256_128,
+                Records = [new MappingRecord(EidPrefix.Parse("[0]10.2.0.0/24"), [new LocatorRecord(IpAddress.Parse("192.168.52.2"))], 3)],
+            }.ToSignedBytes("not-the-group-key"u8.ToArray());
+            var notifyFile = Path.Combine(dir.FullName, "notify.bin");
+            File.WriteAllBytes(notifyFile, notify);
+            Must($"ip netns exec {b} bash -c 'cat {notifyFile} > /dev/udp/192.168.52.1/4341'"); // one write, one datagram
+            n1.WaitFor(@"push-plain-control plain MapNotify from push member 192\.168\.52\.2:\d+ on the data port \(data plane\)", Wait);
+
             n1.Stop();
             output.WriteLine(n1.Output);
-            Assert.Matches(@"data-plane-stopped.*decap [1-9]\d* pkts.*, control [1-9]\d*, drops.*control hand-off [1-9]\d* handled", n1.Output);
+            Assert.Matches(@"data-plane-stopped.*decap [1-9]\d* pkts.*, control [1-9]\d*, plain-control [1-9]\d*, drops.*control hand-off [1-9]\d* handled", n1.Output);
             Assert.DoesNotContain("cannot bind", n1.Output, StringComparison.Ordinal);
             Assert.DoesNotContain("push-decap-drop", n1.Output, StringComparison.Ordinal);
         }

@@ -204,6 +204,22 @@ public static class ShowCommand
                     Num(w.IcmpTooBig), Num(w.Fragmented), drops.Count == 0 ? "none" : string.Join(", ", drops));
             }
             sb.Append(t);
+            var events = dp.Total.Events.Where(p => p.Value != 0).Select(p => $"{p.Key}={Num(p.Value)}").ToList();
+            if (events.Count > 0) sb.Append(CultureInfo.InvariantCulture, $"Data-plane events: {string.Join(", ", events)}\n");
+            if (dp.EchoNonce is { } e)
+            {
+                sb.Append(CultureInfo.InvariantCulture, $"\nEcho-nonce: requests {Num(e.Requests)}, echoes received {Num(e.EchoesReceived)}, echoes sent {Num(e.EchoesSent)}, down {Num(e.Down)}, retries {Num(e.Retries)}, abandoned {Num(e.Abandoned)}\n");
+                var r = new TextTable("RLOC", "State", "Last echo", "Requests", "Echoes in", "Echoes out", "Down");
+                foreach (var x in e.Rlocs)
+                {
+                    r.Add(x.Rloc, x.State, x.SecondsSinceEcho is { } s ? $"{s:0.#} s ago" : "never", Num(x.Requests), Num(x.EchoesReceived), Num(x.EchoesSent), Num(x.Down));
+                }
+                if (r.Count > 0) sb.Append(r);
+            }
+            else
+            {
+                sb.Append("Echo-nonce: off (RLOC reachability from RLOC-probing, see show map-cache)\n");
+            }
         }
         else
         {

@@ -90,13 +90,16 @@ public static class ConfigLoader
             var etr = Table(root, "etr");
             if (etr is not null)
             {
-                Allow(etr, "etr.", "register_interval", "record_ttl", "want_map_notify", "proxy_reply");
+                Allow(etr, "etr.", "register_interval", "record_ttl", "want_map_notify", "proxy_reply", "map_version", "glean", "glean_ttl");
                 cfg = cfg with
                 {
                     RegisterInterval = Duration(etr, "etr.register_interval") ?? cfg.RegisterInterval,
                     RecordTtl = Duration(etr, "etr.record_ttl") ?? cfg.RecordTtl,
                     WantMapNotify = Bool(etr, "etr.want_map_notify") ?? cfg.WantMapNotify,
                     ProxyReply = Bool(etr, "etr.proxy_reply") ?? cfg.ProxyReply,
+                    MapVersion = (ushort)(Int(etr, "etr.map_version", 0, MapVersion.Max) ?? 0),
+                    Glean = Bool(etr, "etr.glean") ?? cfg.Glean,
+                    GleanTtl = Duration(etr, "etr.glean_ttl") ?? cfg.GleanTtl,
                 };
             }
             var itr = Table(root, "itr");
@@ -163,6 +166,8 @@ public static class ConfigLoader
         {
             if (c.Roles.Count == 0) throw Bad("node.roles", $"at least one role is needed ({string.Join(", ", NodeConfig.KnownRoles)})");
             if (c.Listen.Count == 0 && c.Rlocs.Count == 0) throw Bad("node.listen", "give the addresses to listen on (or node.rlocs)");
+            if (c.Glean && (c.DataPlane is null || !c.Has("itr"))) throw Bad("etr.glean", "gleaning needs a [data_plane] and the itr role (gleaned mappings go into the ITR's map-cache)");
+            if (c.GleanTtl < TimeSpan.FromSeconds(1) || c.GleanTtl > TimeSpan.FromHours(1)) throw Bad("etr.glean_ttl", $"{c.GleanTtl.TotalSeconds} s is outside 1 s .. 1 h");
             if (c.Has("etr") && c.Database.Count == 0) throw Bad("database", "an ETR needs at least one [[database]] mapping");
             if (c.Has("etr") && c.Rlocs.Count == 0 && c.Database.Any(d => d.Rlocs.Count == 0))
                 throw Bad("node.rlocs", "an ETR needs RLOCs (node.rlocs or rlocs in each [[database]])");
@@ -250,7 +255,7 @@ public static class ConfigLoader
                         }
                     }
                 }
-                list.Add(new DatabaseMapping(eid, rlocs));
+                list.Add(new DatabaseMapping(eid, rlocs, cfg.MapVersion));
             }
             return list;
         }
@@ -259,7 +264,8 @@ public static class ConfigLoader
         {
             const string k = "data_plane.";
             Allow(t, k, "tun", "instance_id", "addresses", "routes", "workers", "data_port", "underlay_mtu", "tun_mtu", "miss_policy",
-                "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval", "io");
+                "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval", "io",
+                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry");
             if (!cfg.Has("itr") && !cfg.Has("etr")) throw Bad("data_plane", "the data plane needs the itr or etr role");
             if (cfg.Rlocs.Count == 0) throw Bad("node.rlocs", "the data plane needs local RLOCs (the outer source addresses)");
             var tun = Str(t, k + "tun") ?? "lisp0";
@@ -286,7 +292,15 @@ public static class ConfigLoader
                 Io = Choice(t, k + "io", ["auto", "io_uring", "syscalls"]) ?? "auto",
                 ConfigureTun = Bool(t, k + "configure_tun") ?? true,
                 StatsInterval = Duration(t, k + "stats_interval") ?? TimeSpan.FromSeconds(10),
+                EchoNonce = Bool(t, k + "echo_nonce") ?? false,
+                EchoNonceInterval = Duration(t, k + "echo_nonce_interval") ?? TimeSpan.FromSeconds(10),
+                EchoNonceTimeout = Duration(t, k + "echo_nonce_timeout") ?? TimeSpan.FromSeconds(3),
+                EchoNonceRetry = Duration(t, k + "echo_nonce_retry") ?? TimeSpan.FromSeconds(30),
             };
+            foreach (var (key, value) in new[] { ("echo_nonce_interval", d.EchoNonceInterval), ("echo_nonce_timeout", d.EchoNonceTimeout), ("echo_nonce_retry", d.EchoNonceRetry) })
+            {
+                if (value < TimeSpan.FromMilliseconds(100) || value > TimeSpan.FromHours(1)) throw Bad(k + key, $"{value.TotalSeconds} s is outside 0.1 s .. 1 h");
+            }
             return d;
         }
 

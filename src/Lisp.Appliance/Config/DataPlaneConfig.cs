@@ -51,4 +51,9 @@ public sealed record DataPlaneConfig
     public bool ConfigureTun { get; init; } = true;
     /// <summary>Log the counters this often when they changed (zero = only at stop).</summary>
     public TimeSpan StatsInterval { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Echo-nonce locator reachability (RFC 9300 section 10.1): request echoes, echo peers' nonces, mark RLOCs down.</summary>
+    public bool EchoNonce { get; init; }
+    public TimeSpan EchoNonceInterval { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan EchoNonceTimeout { get; init; } = TimeSpan.FromSeconds(3);
+    public TimeSpan EchoNonceRetry { get; init; } = TimeSpan.FromSeconds(30);
 }

@@ -43,6 +43,12 @@ public sealed record NodeConfig
     public TimeSpan RecordTtl { get; init; } = TimeSpan.FromMinutes(3);
     public bool WantMapNotify { get; init; } = true;
     public bool ProxyReply { get; init; } = true;
+    /// <summary>[etr] map_version: the Map-Version (RFC 9302, 1..4095; 0 = none) of every [[database]] mapping, registered with them and sent in data packets (V bit).</summary>
+    public ushort MapVersion { get; init; }
+    /// <summary>[etr] glean: learn a sending ITR's EID -> RLOC from decapsulated packets (off by default).</summary>
+    public bool Glean { get; init; }
+    /// <summary>[etr] glean_ttl: how long a gleaned mapping lives (the mapping system's answer replaces it sooner).</summary>
+    public TimeSpan GleanTtl { get; init; } = TimeSpan.FromSeconds(60);
     public TimeSpan MapReplyTtl { get; init; } = TimeSpan.FromMinutes(1440);
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(1);
     public int RequestRetries { get; init; } = 3;

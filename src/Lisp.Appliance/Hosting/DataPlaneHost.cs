@@ -38,12 +38,18 @@ public sealed class DataPlaneHost : IDisposable
         _host = host;
         _log = log;
         _misses = new MissQueue(capacity: 1024, ratePerSecond: config.MissRate, burst: 20);
+        _gleanTtl = node.GleanTtl;
+        _gleans = node.Glean ? new GleanQueue() : null;
         var options = BuildOptions(config, node);
         var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
         var control = host.Push is { ReceivesFromDataPlane: true } push ? new ControlHandoff(push.FromDataPlane, ControlQueueCapacity) : null;
         var io = config.Io switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
-        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, _writer.RegisterReader, _misses, control, io);
+        _echo = config.EchoNonce
+            ? new EchoNonceTable(new EchoNonceOptions { RequestInterval = config.EchoNonceInterval, Timeout = config.EchoNonceTimeout, Retry = config.EchoNonceRetry })
+            : null;
+        _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, _writer.RegisterReader, _misses, control, io, gleans: _gleans, echo: _echo);
         _misses.OnPosted = DrainMisses;
+        if (_gleans is not null) _gleans.OnPosted = DrainGleans;
         if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
     }
 
@@ -64,6 +70,7 @@ public sealed class DataPlaneHost : IDisposable
             HoldTime = config.HoldTime,
             BatchSize = config.BatchSize,
             MaxPacket = Math.Max(config.TunMtu, 1500) + 64,
+            MapVersion = node.MapVersion,
         };
 
     /// <summary>
@@ -91,7 +98,10 @@ public sealed class DataPlaneHost : IDisposable
             var o = dp._engine.Options;
             log.Info("data-plane-started", $"tun {config.Tun} iid {config.InstanceId}, {config.Workers} worker(s), data port {config.DataPort}, " +
                 $"rlocs {o.LocalRlocV4?.ToString() ?? "-"} / {o.LocalRlocV6?.ToString() ?? "-"}, underlay mtu {config.UnderlayMtu}, miss policy {config.MissPolicy}" +
-                (dp._engine.Control is not null ? "; instance-id 0xffffff (push-group Map-Registers) goes to the control plane" : ""));
+                (dp._engine.Control is not null ? "; instance-id 0xffffff (push-group Map-Registers) goes to the control plane" : "") +
+                (config.EchoNonce ? $"; echo-nonce on (request every {config.EchoNonceInterval.TotalSeconds:0.###} s, timeout {config.EchoNonceTimeout.TotalSeconds:0.###} s, retry {config.EchoNonceRetry.TotalSeconds:0.###} s)" : "") +
+                (node.Glean ? $"; gleaning on (TTL {node.GleanTtl.TotalSeconds:0.###} s)" : "") +
+                (node.MapVersion != 0 ? $"; map-version {node.MapVersion}" : ""));
             return dp;
         }
         catch
@@ -127,6 +137,7 @@ public sealed class DataPlaneHost : IDisposable
     /// </summary>
     private void PublishIfChanged()
     {
+        if (_echo is not null) TickEchoNonce();
         if (!_changed) return;
         _changed = false;
         _writer.Publish();
@@ -150,7 +161,7 @@ public sealed class DataPlaneHost : IDisposable
                 .Where(l => l.Locator is IpAddress)
                 .Select(l => new RlocSpec(((IpAddress)l.Locator).Address, l.Priority, l.Weight, l.Reachable))
                 .ToArray();
-            _writer.AddOrReplace(change.Eid, rlocs, (uint)change.Entry.Ttl.TotalSeconds, expires);
+            _writer.AddOrReplace(change.Eid, rlocs, (uint)change.Entry.Ttl.TotalSeconds, expires, change.Entry.MapVersion);
         }
         _changed = true;
     }
@@ -175,9 +186,62 @@ public sealed class DataPlaneHost : IDisposable
         }
     }
 
+    // ---- Gleaning (RFC 9300 section 9; [etr] glean = true): ETR candidates -> the ITR role on the control thread.
+    private readonly GleanQueue? _gleans;
+    private readonly TimeSpan _gleanTtl;
+    private readonly List<Glean> _gleaned = [];
+    private readonly Lock _gleanLock = new();
+
+    /// <summary>Worker thread, after a successful post: hand the queued gleaning candidates to the ITR (non-blocking).</summary>
+    private void DrainGleans()
+    {
+        if (!_gleanLock.TryEnter()) return;
+        try
+        {
+            _gleaned.Clear();
+            _gleans!.Drain(_gleaned, 64);
+            foreach (var g in _gleaned)
+            {
+                var eid = new IpAddress(g.Eid);
+                _host.Glean(EidPrefix.Create(g.InstanceId, eid, eid.HostMaskLength), g.Rloc.Address, _gleanTtl);
+            }
+        }
+        finally
+        {
+            _gleanLock.Exit();
+        }
+    }
+
+    // ---- Echo-nonce (RFC 9300 section 10.1; [data_plane] echo_nonce = true): verdicts -> the writer's RLOC reachability.
+    private readonly EchoNonceTable? _echo;
+    private readonly List<EchoNonceChange> _echoChanges = [];
+    private long _nextEchoTick;
+
+    /// <summary>Control thread (shard 0), at most 10 times a second: echo-nonce timeouts and retries, applied to the map-cache.</summary>
+    private void TickEchoNonce()
+    {
+        long now = Stopwatch.GetTimestamp();
+        if (now < _nextEchoTick) return;
+        _nextEchoTick = now + Stopwatch.Frequency / 10;
+        _echoChanges.Clear();
+        _echo!.Tick(now, _echoChanges);
+        foreach (var c in _echoChanges)
+        {
+            var rloc = c.Rloc.ToAddress();
+            _writer.SetReachability(rloc, c.Reachable);
+            _changed = true;
+            if (c.Reachable) _log.Info("echo-nonce-retry", $"rloc {rloc} marked reachable again: {c.Reason}");
+            else _log.Warn("echo-nonce-down", $"rloc {rloc} marked unreachable: {c.Reason} ({_echo.Downs} so far)");
+        }
+    }
+
+    /// <summary>Echo-nonce state (null when off), for the log and the management API.</summary>
+    public EchoNonceTable? EchoNonce => _echo;
+
     private void LogStats(bool final)
     {
         string s = _engine.Counters.ToString();
+        if (_echo is { } e) s += $"; echo-nonce requests {e.Requests}, echoes received {e.EchoesReceived}, echoes sent {e.EchoesSent}, down {e.Downs}, retries {e.Retries}, abandoned {e.Abandoned}";
         if (!final && s == _lastStats) return;
         _lastStats = s;
         string control = _engine.Control is { } c ? $"; control hand-off {c.Handled} handled, {c.Count} queued, {c.HandlerErrors} handler errors" : "";

@@ -132,6 +132,32 @@ public sealed class DataPlaneCountersView
     public int MapCacheEntries { get; init; }
     public WorkerCountersView Total { get; init; } = new();
     public List<WorkerCountersView> Workers { get; init; } = [];
+    /// <summary>Echo-nonce locator reachability (RFC 9300 section 10.1); null when off.</summary>
+    public EchoNonceView? EchoNonce { get; init; }
+}
+
+public sealed class EchoNonceView
+{
+    public long Requests { get; init; }
+    public long EchoesReceived { get; init; }
+    public long EchoesSent { get; init; }
+    public long Down { get; init; }
+    public long Retries { get; init; }
+    public long Abandoned { get; init; }
+    public long TableFull { get; init; }
+    public List<EchoNonceRlocView> Rlocs { get; init; } = [];
+}
+
+public sealed class EchoNonceRlocView
+{
+    public string Rloc { get; init; } = "";
+    /// <summary>unknown (no echo yet), requesting, up, down.</summary>
+    public string State { get; init; } = "";
+    public double? SecondsSinceEcho { get; init; }
+    public long Requests { get; init; }
+    public long EchoesReceived { get; init; }
+    public long EchoesSent { get; init; }
+    public long Down { get; init; }
 }
 
 public sealed class WorkerCountersView
@@ -148,6 +174,8 @@ public sealed class WorkerCountersView
     public long HeldThenSent { get; init; }
     public long Batches { get; init; }
     public Dictionary<string, long> Drops { get; init; } = [];
+    /// <summary>Feature counters: plain-control, versioned-sent/-received, version-refreshes, dest-version-stale/-newer, gleans-posted/-refused.</summary>
+    public Dictionary<string, long> Events { get; init; } = [];
 }
 
 public sealed class ErrorView

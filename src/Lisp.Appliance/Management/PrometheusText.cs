@@ -64,6 +64,20 @@ public static class PrometheusText
             w.Family("lisp_dataplane_drops_total", "counter", "Data-plane packets dropped, by worker and reason.");
             foreach (var x in dp.Workers)
                 foreach (var (k, v) in x.Drops) w.Sample("lisp_dataplane_drops_total", v, ("worker", x.Worker), ("reason", k));
+            w.Family("lisp_dataplane_events_total", "counter", "Data-plane feature events (plain control, map-versioning, gleaning), by worker and event.");
+            foreach (var x in dp.Workers)
+                foreach (var (k, v) in x.Events) w.Sample("lisp_dataplane_events_total", v, ("worker", x.Worker), ("event", k));
+            if (dp.EchoNonce is { } e)
+            {
+                w.Family("lisp_dataplane_echo_nonce_total", "counter", "Echo-nonce locator reachability (RFC 9300 10.1): requests, echoes, verdicts.");
+                foreach (var (k, v) in new[] { ("requests", e.Requests), ("echoes-received", e.EchoesReceived), ("echoes-sent", e.EchoesSent),
+                    ("down", e.Down), ("retries", e.Retries), ("abandoned", e.Abandoned), ("table-full", e.TableFull) })
+                {
+                    w.Sample("lisp_dataplane_echo_nonce_total", v, ("event", k));
+                }
+                w.Family("lisp_dataplane_echo_nonce_rloc_up", "gauge", "Per remote RLOC: 1 unless echo-nonce marked it down.");
+                foreach (var r in e.Rlocs) w.Sample("lisp_dataplane_echo_nonce_rloc_up", r.State == "down" ? 0 : 1, ("rloc", r.Rloc));
+            }
             w.Family("lisp_dataplane_map_cache_entries", "gauge", "Entries in the data plane's map-cache.");
             w.Sample("lisp_dataplane_map_cache_entries", dp.MapCacheEntries);
         }

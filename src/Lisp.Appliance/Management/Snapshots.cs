@@ -122,6 +122,21 @@ public static class Snapshots
             MapCacheEntries = host.MapCache.Count,
             Total = Worker("total", engine.Counters),
             Workers = workers,
+            EchoNonce = host.EchoNonce is { } e ? EchoNonce(e) : null,
+        };
+    }
+
+    private static EchoNonceView EchoNonce(Lisp.DataPlane.EchoNonceTable e)
+    {
+        return new EchoNonceView
+        {
+            Requests = e.Requests, EchoesReceived = e.EchoesReceived, EchoesSent = e.EchoesSent, Down = e.Downs,
+            Retries = e.Retries, Abandoned = e.Abandoned, TableFull = e.TableFull,
+            Rlocs = e.Snapshot(System.Diagnostics.Stopwatch.GetTimestamp()).Select(r => new EchoNonceRlocView
+            {
+                Rloc = r.Rloc.ToString(), State = r.State, SecondsSinceEcho = r.SecondsSinceEcho is { } s ? Math.Round(s, 3) : null,
+                Requests = r.Requests, EchoesReceived = r.EchoesReceived, EchoesSent = r.EchoesSent, Down = r.Downs,
+            }).ToList(),
         };
     }
 
@@ -142,6 +157,15 @@ public static class Snapshots
             Batches = Volatile.Read(ref c.Batches),
         };
         foreach (var r in Enum.GetValues<Lisp.DataPlane.DropReason>()) view.Drops[Kebab(r.ToString())] = c[r];
+        view.Events["control"] = Volatile.Read(ref c.ControlPackets);
+        view.Events["plain-control"] = Volatile.Read(ref c.PlainControlPackets);
+        view.Events["versioned-sent"] = Volatile.Read(ref c.VersionedSent);
+        view.Events["versioned-received"] = Volatile.Read(ref c.VersionedPackets);
+        view.Events["version-refreshes"] = Volatile.Read(ref c.VersionRefreshes);
+        view.Events["dest-version-stale"] = Volatile.Read(ref c.DestVersionStale);
+        view.Events["dest-version-newer"] = Volatile.Read(ref c.DestVersionNewer);
+        view.Events["gleans-posted"] = Volatile.Read(ref c.GleansPosted);
+        view.Events["gleans-refused"] = Volatile.Read(ref c.GleansRefused);
         return view;
     }
 
