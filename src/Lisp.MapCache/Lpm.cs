@@ -277,27 +277,28 @@ internal sealed class V4Builder
 }
 
 /// <summary>
-/// IPv6 longest-prefix match for one instance-id, as readers see it at one publish. Three tiers, each a
-/// direct or hashed index that says which longer lengths exist below it, so a lookup probes only lengths
-/// that can match:
+/// IPv6 longest-prefix match for one instance-id, as readers see it at one publish. Three tiers, each an
+/// index that says which longer lengths exist below it, so a lookup probes only lengths that can match:
 /// <list type="bullet">
 /// <item>/48 blocks: a hash table keyed by the top 48 bits gives, for a block under which prefixes of
 /// /49../128 lie, an 80-bit mask of those lengths; they are probed longest first.</item>
-/// <item>/16 front: a 2^16-entry table (512 KiB, copy-on-write chunks) indexed by the top 16 bits gives the
-/// best /0../16 answer and a 32-bit mask of the lengths /17../48 under that /16; probed next.</item>
-/// <item>Otherwise the /0../16 answer.</item>
+/// <item>/16 blocks: a hash table keyed by the top 16 bits gives, for a /16 under which prefixes of /17../48
+/// lie, a 32-bit mask of those lengths (probed next) and the best /0../16 prefix covering the /16.</item>
+/// <item>Otherwise the /0../16 prefixes (rare in IPv6: a default route), probed longest first.</item>
 /// </list>
-/// LISP IPv6 EIDs cluster at a few lengths (/48 sites, /56, /64, /128 hosts), so a lookup is typically one
-/// block probe and one or two length probes. This replaced binary search on lengths (Waldvogel et al.),
-/// whose markers and precomputed best matches had to be rebuilt for the whole instance on every change;
-/// here a change touches its own length's table and one mask (issue 10: no full rebuild per change).
+/// LISP IPv6 EIDs cluster at a few lengths (/48 sites, /56, /64, /128 hosts), so a lookup is typically two block
+/// probes and one or two length probes. Memory is proportional to the prefixes and the blocks they populate.
+/// This replaced binary search on lengths (Waldvogel et al.), whose markers and precomputed best matches had to be
+/// rebuilt for the whole instance on every change; here a change touches its own length's table and one or two
+/// block entries (issue 10: no full rebuild per change). Measured in perf/RESULTS.md.
 /// </summary>
 internal sealed class V6Lpm
 {
     internal struct Front
     {
-        public int Best;     // slot + 1 of the best /0../16 prefix (0 = none)
+        public int Best;     // slot + 1 of the best /0../16 prefix covering the /16 (0 = none)
         public uint Mid;     // bit L-17: a prefix of length L in 17..48 lies under this /16
+        public int BestLength;   // writer's bookkeeping: length + 1 of Best (0 = none)
     }
 
     internal struct Tail
@@ -306,41 +307,29 @@ internal sealed class V6Lpm
         public ulong High;   // bit L-113 for L in 113..128
     }
 
-    private readonly Chunks<Front> _front;
-    private readonly ExactTable<ulong, U64Ops>? _blocks;  // top 48 bits -> index into _tails (null: hash layout)
+    private readonly ExactTable<ulong, U64Ops> _fronts;   // top 16 bits -> index into _frontData
+    private readonly Chunks<Front> _frontData;
+    private readonly ExactTable<ulong, U64Ops> _blocks;   // top 48 bits -> index into _tails
     private readonly Chunks<Tail> _tails;
-    private readonly ExactTable<V6Key, V6Ops>?[] _tables;  // per length (17..128 tiered, 0..128 hash layout)
-    private readonly ulong _lengthsLow, _lengthsHigh;      // hash layout: lengths 0..63, 64..127 present
-    private readonly bool _has128;
+    private readonly ExactTable<V6Key, V6Ops>?[] _tables;  // per length 17..128
+    private readonly ExactTable<ulong, U64Ops>?[] _short;  // per length 0..16, keyed by the top 16 bits (masked)
+    private readonly uint _shortLengths;                   // bit L: some /L with L <= 16 is held
 
     public int Count { get; }
     public long Bytes { get; }
-    /// <summary>/48 blocks under which /49../128 prefixes lie (0 in the hash layout).</summary>
-    public int Blocks => _blocks?.Count ?? 0;
-    /// <summary>True for the three-tier layout; false for the hash layout small instances use.</summary>
-    public bool Tiered => _blocks is not null;
+    /// <summary>/48 blocks under which /49../128 prefixes lie.</summary>
+    public int Blocks => _blocks.Count;
 
-    /// <summary>
-    /// Hash layout, for instances below <see cref="MapCacheOptions.V6TierThreshold"/> prefixes: a table per populated
-    /// length probed longest first. The tiers' /16 front table is a fixed 512 KiB, too much for an instance of
-    /// a few prefixes (and there may be many instance-ids); IPv6 EIDs populate few lengths, so few probes.
-    /// </summary>
-    internal V6Lpm(ExactTable<V6Key, V6Ops>?[] tables, ulong low, ulong high, bool has128, int count, long bytes)
+    internal V6Lpm(ExactTable<ulong, U64Ops> fronts, Chunks<Front> frontData, ExactTable<ulong, U64Ops> blocks, Chunks<Tail> tails,
+        ExactTable<V6Key, V6Ops>?[] tables, ExactTable<ulong, U64Ops>?[] shortTables, uint shortLengths, int count, long bytes)
     {
-        _tables = tables;
-        _lengthsLow = low;
-        _lengthsHigh = high;
-        _has128 = has128;
-        Count = count;
-        Bytes = bytes;
-    }
-
-    internal V6Lpm(Chunks<Front> front, ExactTable<ulong, U64Ops> blocks, Chunks<Tail> tails, ExactTable<V6Key, V6Ops>?[] tables, int count, long bytes)
-    {
-        _front = front;
+        _fronts = fronts;
+        _frontData = frontData;
         _blocks = blocks;
         _tails = tails;
         _tables = tables;
+        _short = shortTables;
+        _shortLengths = shortLengths;
         Count = count;
         Bytes = bytes;
     }
@@ -359,7 +348,6 @@ internal sealed class V6Lpm
     public int Lookup(V6Key addr)
     {
         var tables = _tables;
-        if (_blocks is null) return LookupHash(addr);
         if (_blocks.Count != 0 && _blocks.TryGet(addr.Hi >> 16, out int tail))
         {
             ref Tail t = ref _tails.At(tail);
@@ -379,111 +367,57 @@ internal sealed class V6Lpm
                 low &= ~(1UL << b);
             }
         }
-        ref Front f = ref _front.At((int)(addr.Hi >> 48));
-        uint mid = f.Mid;
-        while (mid != 0)
+        ulong top = addr.Hi >> 48;
+        if (_fronts.Count != 0 && _fronts.TryGet(top, out int front))
         {
-            int b = 31 - BitOperations.LeadingZeroCount(mid);
-            int len = 17 + b;
-            if (tables[len]!.TryGet(new V6Key(addr.Hi & (ulong.MaxValue << (64 - len)), 0), out int slot)) return slot;
-            mid &= ~(1u << b);
+            ref Front f = ref _frontData.At(front);
+            uint mid = f.Mid;
+            while (mid != 0)
+            {
+                int b = 31 - BitOperations.LeadingZeroCount(mid);
+                int len = 17 + b;
+                if (tables[len]!.TryGet(new V6Key(addr.Hi & (ulong.MaxValue << (64 - len)), 0), out int slot)) return slot;
+                mid &= ~(1u << b);
+            }
+            return f.Best - 1;
         }
-        return f.Best - 1;
+        return ShortLookup(top);
     }
 
-    private int LookupHash(V6Key addr)
+    private int ShortLookup(ulong top)
     {
-        var tables = _tables;
-        if (_has128 && tables[128]!.TryGet(addr, out int hit)) return hit;
-        ulong bits = _lengthsHigh;
+        uint bits = _shortLengths;
         while (bits != 0)
         {
-            int b = 63 - BitOperations.LeadingZeroCount(bits);
-            if (tables[64 + b]!.TryGet(Mask(addr, 64 + b), out int slot)) return slot;
-            bits &= ~(1UL << b);
-        }
-        bits = _lengthsLow;
-        while (bits != 0)
-        {
-            int b = 63 - BitOperations.LeadingZeroCount(bits);
-            if (tables[b]!.TryGet(Mask(addr, b), out int slot)) return slot;
-            bits &= ~(1UL << b);
+            int len = 31 - BitOperations.LeadingZeroCount(bits);
+            if (_short[len]!.TryGet(top & V6Builder.TopMask(len), out int slot)) return slot;
+            bits &= ~(1u << len);
         }
         return -1;
     }
 }
 
 /// <summary>
-/// The writer of a small IPv6 instance's <see cref="V6Lpm"/> in the hash layout (a table per length); the
-/// map-cache moves an instance to <see cref="V6Builder"/> (tiers) when it reaches <see cref="MapCacheOptions.V6TierThreshold"/>.
+/// The writer of one IPv6 instance's <see cref="V6Lpm"/>: the same scheme as <see cref="V4Builder"/>, with the
+/// /16 front table hashed (only /16s holding /17../48 prefixes have an entry) and a mask per /48 block.
+/// Single writer; not thread-safe.
 /// </summary>
-internal sealed class V6HashBuilder
-{
-    private readonly bool _hw;
-    private readonly ChunkRecycler? _recycler;
-    private readonly CowExactTable<V6Key, V6Ops>?[] _tables = new CowExactTable<V6Key, V6Ops>?[129];
-    private V6Lpm? _published;
-
-    public int Count { get; private set; }
-
-    public V6HashBuilder(bool hardware, ChunkRecycler? recycler)
-    {
-        _hw = hardware;
-        _recycler = recycler;
-    }
-
-    public void Insert(V6Key addr, int len, int slot)
-    {
-        _published = null;
-        Count++;
-        (_tables[len] ??= new CowExactTable<V6Key, V6Ops>(_hw, _recycler)).Set(addr, slot);
-    }
-
-    public void Remove(V6Key addr, int len)
-    {
-        _published = null;
-        Count--;
-        _tables[len]!.Remove(addr);
-    }
-
-    public void ForEach(List<(V6Key Addr, byte Len, int Slot)> into)
-    {
-        for (int l = 0; l <= 128; l++)
-            _tables[l]?.ForEach((into, (byte)l), static (st, a, s) => st.into.Add((a, st.Item2, s)));
-    }
-
-    public V6Lpm Publish()
-    {
-        if (_published is not null) return _published;
-        var tables = new ExactTable<V6Key, V6Ops>?[129];
-        ulong low = 0, high = 0;
-        long bytes = 0;
-        for (int l = 0; l <= 128; l++)
-        {
-            if (_tables[l] is not { Count: > 0 } t) continue;
-            tables[l] = t.Publish();
-            bytes += tables[l]!.Bytes;
-            if (l < 64) low |= 1UL << l;
-            else if (l < 128) high |= 1UL << (l - 64);
-        }
-        return _published = new V6Lpm(tables, low, high, tables[128] is not null, Count, bytes);
-    }
-}
-
-/// <summary>The writer of one IPv6 instance's <see cref="V6Lpm"/>; the same scheme as <see cref="V4Builder"/> with three tiers.</summary>
 internal sealed class V6Builder
 {
     private readonly bool _hw;
-    private readonly CowArray<V6Lpm.Front> _front;   // 2,048 x 8 bytes = 16 KiB chunks
     private readonly ChunkRecycler? _recycler;
-    private readonly byte[] _frontLength = new byte[1 << 16];           // length + 1 of each entry's best; writer only
+    private readonly CowExactTable<ulong, U64Ops> _fronts;
+    private readonly CowArray<V6Lpm.Front> _frontData;
+    private readonly Stack<int> _freeFronts = new();
+    private int _frontTop;
+    private readonly Dictionary<(int Block, byte Len), int> _midCounts = new();   // per /16, per length 17..48: prefixes held
     private readonly CowExactTable<ulong, U64Ops> _blocks;
     private readonly CowArray<V6Lpm.Tail> _tails;
     private readonly Stack<int> _freeTails = new();
     private int _tailTop;
     private readonly Dictionary<(ulong Block, byte Len), int> _tailCounts = new();
-    private readonly Dictionary<(int Block, byte Len), int> _midCounts = new();   // per /16, per length 17..48: prefixes held
-    private readonly Dictionary<ulong, int>?[] _short = new Dictionary<ulong, int>?[17];   // lengths 0..16 by top bits
+    private readonly CowExactTable<ulong, U64Ops>?[] _short = new CowExactTable<ulong, U64Ops>?[17];
+    private uint _shortLengths;
     private readonly CowExactTable<V6Key, V6Ops>?[] _tables = new CowExactTable<V6Key, V6Ops>?[129];
     private V6Lpm? _published;
 
@@ -493,10 +427,14 @@ internal sealed class V6Builder
     {
         _hw = hardware;
         _recycler = recycler;
-        _front = new(11, 1 << 16, recycler);
-        _tails = new(CowArray<V6Lpm.Tail>.ShiftFor(10), 0, recycler);
+        _fronts = new CowExactTable<ulong, U64Ops>(hardware, recycler);
+        _frontData = new(CowArray<V6Lpm.Front>.ShiftFor(10), 0, recycler);
         _blocks = new CowExactTable<ulong, U64Ops>(hardware, recycler);
+        _tails = new(CowArray<V6Lpm.Tail>.ShiftFor(10), 0, recycler);
     }
+
+    /// <summary>The top <paramref name="len"/> of 16 bits (len 0..16).</summary>
+    public static ulong TopMask(int len) => len == 0 ? 0 : (0xFFFFUL << (16 - len)) & 0xFFFF;
 
     public void Insert(V6Key addr, int len, int slot)
     {
@@ -508,7 +446,8 @@ internal sealed class V6Builder
             if (len <= 48)
             {
                 int block = (int)(addr.Hi >> 48);
-                if (CollectionsMarshal.GetValueRefOrAddDefault(_midCounts, (block, (byte)len), out _)++ == 0) _front.Write(block).Mid |= 1u << (len - 17);
+                if (CollectionsMarshal.GetValueRefOrAddDefault(_midCounts, (block, (byte)len), out _)++ == 0)
+                    _frontData.Write(FrontOf(block)).Mid |= 1u << (len - 17);
                 return;
             }
             ulong b48 = addr.Hi >> 16;
@@ -527,14 +466,15 @@ internal sealed class V6Builder
             return;
         }
         ulong top = addr.Hi >> 48;
-        (_short[len] ??= new()).Add(top, slot);
-        int start = (int)top, count = 1 << (16 - len);
-        for (int i = start; i < start + count; i++)
+        (_short[len] ??= new CowExactTable<ulong, U64Ops>(_hw, _recycler)).Set(top, slot);
+        _shortLengths |= 1u << len;
+        ForFrontsUnder(top, len, (slot, len), static (b, ref f, st) =>
         {
-            if (_frontLength[i] > len) continue;
-            _frontLength[i] = (byte)(len + 1);
-            _front.Write(i).Best = slot + 1;
-        }
+            if (f.BestLength > st.len) return false;   // a longer short prefix is the best here already
+            f.Best = st.slot + 1;
+            f.BestLength = st.len + 1;
+            return true;
+        });
     }
 
     public void Remove(V6Key addr, int len)
@@ -547,10 +487,16 @@ internal sealed class V6Builder
             if (len <= 48)
             {
                 int block = (int)(addr.Hi >> 48);
-                if (--CollectionsMarshal.GetValueRefOrNullRef(_midCounts, (block, (byte)len)) == 0)
+                if (--CollectionsMarshal.GetValueRefOrNullRef(_midCounts, (block, (byte)len)) != 0) return;
+                _midCounts.Remove((block, (byte)len));
+                _fronts.TryGet((ulong)block, out int index);
+                ref var f = ref _frontData.Write(index);
+                f.Mid &= ~(1u << (len - 17));
+                if (f.Mid == 0)
                 {
-                    _midCounts.Remove((block, (byte)len));
-                    _front.Write(block).Mid &= ~(1u << (len - 17));
+                    // Nothing of /17../48 under this /16 any more: lookups take the short prefixes directly.
+                    _fronts.Remove((ulong)block);
+                    _freeFronts.Push(index);
                 }
                 return;
             }
@@ -570,26 +516,74 @@ internal sealed class V6Builder
             return;
         }
         ulong top = addr.Hi >> 48;
-        _short[len]!.Remove(top);
-        int nextSlot = -1, nextLen = -1;
-        for (int l = len - 1; l >= 0; l--)
+        var d = _short[len]!;
+        d.Remove(top);
+        if (d.Count == 0) _shortLengths &= ~(1u << len);
+        // Every /16 under this prefix shares its first len bits, so the next best is the same for all of them.
+        var (nextSlot, nextLen) = ShortBest(top, len - 1);
+        ForFrontsUnder(top, len, (len, nextSlot, nextLen), static (b, ref f, st) =>
         {
-            ulong m = l == 0 ? 0 : top & (0xFFFFUL << (16 - l)) & 0xFFFF;
-            if (_short[l] is { } d && d.TryGetValue(m, out int s)) { nextSlot = s; nextLen = l; break; }
+            if (f.BestLength != st.len + 1) return false;   // a longer short prefix is the best here: unchanged
+            f.Best = st.nextSlot + 1;
+            f.BestLength = st.nextLen + 1;
+            return true;
+        });
+    }
+
+    /// <summary>The longest held prefix of length &lt;= <paramref name="maxLen"/> covering /16 <paramref name="top"/>.</summary>
+    private (int Slot, int Len) ShortBest(ulong top, int maxLen)
+    {
+        for (int l = maxLen; l >= 0; l--)
+        {
+            if ((_shortLengths & (1u << l)) == 0) continue;
+            if (_short[l]!.TryGet(top & TopMask(l), out int s)) return (s, l);
         }
+        return (-1, -1);
+    }
+
+    private int FrontOf(int block)
+    {
+        if (_fronts.TryGet((ulong)block, out int index)) return index;
+        index = _freeFronts.Count > 0 ? _freeFronts.Pop() : _frontTop++;
+        _frontData.EnsureLength(index + 1);
+        var (best, bestLen) = ShortBest((ulong)block, 16);
+        _frontData.Write(index) = new V6Lpm.Front { Best = best + 1, BestLength = bestLen + 1 };
+        _fronts.Set((ulong)block, index);
+        return index;
+    }
+
+    private delegate bool FrontUpdate<TState>(int block, ref V6Lpm.Front front, TState state);
+
+    /// <summary>
+    /// Applies <paramref name="update"/> to each /16 entry under prefix <paramref name="top"/>/<paramref name="len"/>
+    /// (len &lt;= 16): by walking the range when it is smaller than the number of entries, else by walking the entries.
+    /// Reads first and copies a chunk only where something changes.
+    /// </summary>
+    private void ForFrontsUnder<TState>(ulong top, int len, TState state, FrontUpdate<TState> update)
+    {
         int start = (int)top, count = 1 << (16 - len);
-        for (int i = start; i < start + count; i++)
+        if (count <= _fronts.Count)
         {
-            if (_frontLength[i] != len + 1) continue;
-            _frontLength[i] = (byte)(nextLen + 1);
-            _front.Write(i).Best = nextSlot + 1;
+            for (int b = start; b < start + count; b++)
+                if (_fronts.TryGet((ulong)b, out int index)) Apply(b, index);
+            return;
+        }
+        var hits = new List<(int Block, int Index)>();
+        _fronts.ForEach(hits, static (h, b, i) => h.Add(((int)b, i)));
+        foreach (var (b, index) in hits)
+            if (b >= start && b < start + count) Apply(b, index);
+
+        void Apply(int b, int index)
+        {
+            var copy = _frontData[index];
+            if (update(b, ref copy, state)) _frontData.Write(index) = copy;
         }
     }
 
     public void ForEach(List<(V6Key Addr, byte Len, int Slot)> into)
     {
         for (int l = 0; l <= 16; l++)
-            if (_short[l] is { } d) foreach (var (top, s) in d) into.Add((new V6Key(top << 48, 0), (byte)l, s));
+            _short[l]?.ForEach((into, (byte)l), static (st, top, s) => st.into.Add((new V6Key(top << 48, 0), st.Item2, s)));
         for (int l = 17; l <= 128; l++)
             _tables[l]?.ForEach((into, (byte)l), static (st, a, s) => st.into.Add((a, st.Item2, s)));
     }
@@ -598,15 +592,19 @@ internal sealed class V6Builder
     {
         if (_published is not null) return _published;
         var tables = new ExactTable<V6Key, V6Ops>?[129];
-        long bytes = (1L << 16) * Unsafe.SizeOf<V6Lpm.Front>() + (long)_tailTop * Unsafe.SizeOf<V6Lpm.Tail>();
+        long bytes = (long)_frontTop * Unsafe.SizeOf<V6Lpm.Front>() + (long)_tailTop * Unsafe.SizeOf<V6Lpm.Tail>();
         for (int l = 17; l <= 128; l++)
         {
             if (_tables[l] is not { Count: > 0 } t) continue;
             tables[l] = t.Publish();
             bytes += tables[l]!.Bytes;
         }
+        var shortTables = new ExactTable<ulong, U64Ops>?[17];
+        for (int l = 0; l <= 16; l++)
+            if (_short[l] is { Count: > 0 } t) bytes += (shortTables[l] = t.Publish()).Bytes;
+        var fronts = _fronts.Publish();
         var blocks = _blocks.Publish();
-        bytes += blocks.Bytes;
-        return _published = new V6Lpm(_front.Publish(), blocks, _tails.Publish(), tables, Count, bytes);
+        bytes += fronts.Bytes + blocks.Bytes;
+        return _published = new V6Lpm(fronts, _frontData.Publish(), blocks, _tails.Publish(), tables, shortTables, _shortLengths, Count, bytes);
     }
 }

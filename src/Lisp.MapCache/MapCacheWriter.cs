@@ -20,8 +20,6 @@ public sealed record MapCacheOptions
     /// </summary>
     internal int Dir16Threshold { get; init; } = DefaultDir16Threshold;
     internal const int DefaultDir16Threshold = 64;
-    /// <summary>Internal (tests force it): an IPv6 instance with at least this many prefixes uses the tiers (<see cref="V6Lpm"/>), else the hash layout.</summary>
-    internal int V6TierThreshold { get; init; } = 4096;
     /// <summary>null: the CRC32 instruction when <see cref="Crc32C.HardwareAvailable"/>; false forces the software hash.</summary>
     public bool? UseHardwareHash { get; init; }
     /// <summary>Upper bound on weighted-ring slots per entry (weights are scaled down above it).</summary>
@@ -133,10 +131,7 @@ public sealed class MapCacheWriter
 
     // Lookup structures.
     private readonly Dictionary<uint, V4Builder> _v4 = new();
-    // IPv6 instances: the hash layout while small, the tiers from V6Builder.TierThreshold prefixes.
-    private readonly Dictionary<uint, V6HashBuilder> _v6Small = new();
     private readonly Dictionary<uint, V6Builder> _v6 = new();
-    private readonly List<(V6Key Addr, byte Len, int Slot)> _relayout6 = new();
     private readonly CowBytesTable _exact;
 
     private MapCacheSnapshot _current;
@@ -322,11 +317,6 @@ public sealed class MapCacheWriter
             b.Remove((uint)key.Hi, key.Len, slot);
             if (b.Count == 0) _v4.Remove(key.Iid);
         }
-        else if (_v6Small.TryGetValue(key.Iid, out var small))
-        {
-            small.Remove(new V6Key(key.Hi, key.Lo), key.Len);
-            if (small.Count == 0) _v6Small.Remove(key.Iid);
-        }
         else
         {
             var b = _v6[key.Iid];
@@ -372,22 +362,8 @@ public sealed class MapCacheWriter
 
     private void InsertV6(uint iid, V6Key addr, byte len, int slot)
     {
-        if (_v6.TryGetValue(iid, out var tiered))
-        {
-            tiered.Insert(addr, len, slot);
-            return;
-        }
-        if (!_v6Small.TryGetValue(iid, out var small)) _v6Small[iid] = small = new V6HashBuilder(_hw, _recycler);
-        small.Insert(addr, len, slot);
-        if (small.Count < _options.V6TierThreshold) return;
-        // Up to the tiers (rebuilds this instance once).
-        _relayout6.Clear();
-        small.ForEach(_relayout6);
-        var b = new V6Builder(_hw, _recycler);
-        foreach (var (a, l, s) in _relayout6) b.Insert(a, l, s);
-        _v6Small.Remove(iid);
-        _v6[iid] = b;
-        _relayout6.Clear();
+        if (!_v6.TryGetValue(iid, out var b)) _v6[iid] = b = new V6Builder(_hw, _recycler);
+        b.Insert(addr, len, slot);
     }
 
     private V4Builder V4Of(uint iid)
@@ -619,30 +595,12 @@ public sealed class MapCacheWriter
             if (LayoutFor(b.Count, b.Layout) != b.Layout) (shrink ??= new()).Add(iid);
         if (shrink is not null) foreach (uint iid in shrink) Relayout(iid, _v4[iid]);
 
-        // Tiered IPv6 instances that shrank below half the threshold go back to the hash layout.
-        List<uint>? down6 = null;
-        foreach (var (iid, b) in _v6)
-            if (b.Count < _options.V6TierThreshold / 2) (down6 ??= new()).Add(iid);
-        if (down6 is not null)
-        {
-            foreach (uint iid in down6)
-            {
-                _relayout6.Clear();
-                _v6[iid].ForEach(_relayout6);
-                var small = new V6HashBuilder(_hw, _recycler);
-                foreach (var (a, l, s) in _relayout6) small.Insert(a, l, s);
-                _v6.Remove(iid);
-                _v6Small[iid] = small;
-            }
-            _relayout6.Clear();
-        }
-
         var v4Iids = _v4.Keys.Order().ToArray();
-        var v6Iids = _v6.Keys.Concat(_v6Small.Keys).Order().ToArray();
+        var v6Iids = _v6.Keys.Order().ToArray();
         var v4 = new V4Lpm[v4Iids.Length];
         for (int i = 0; i < v4.Length; i++) v4[i] = _v4[v4Iids[i]].Publish();
         var v6 = new V6Lpm[v6Iids.Length];
-        for (int i = 0; i < v6.Length; i++) v6[i] = _v6.TryGetValue(v6Iids[i], out var t) ? t.Publish() : _v6Small[v6Iids[i]].Publish();
+        for (int i = 0; i < v6.Length; i++) v6[i] = _v6[v6Iids[i]].Publish();
         var rlocs = new RlocTable(_rlocData.Publish(), _rlocAddresses.Publish(), _rlocTop);
         return new MapCacheSnapshot(++_generation, _entries.Publish(), _ring.Publish(), rlocs,
             v4Iids, v4, v6Iids, v6, _exact.Publish(), _hw, Count, (long)_slotTop * Unsafe.SizeOf<Entry>() + _ringTop * 4L);

@@ -292,8 +292,8 @@ public class MapCacheTests
         Skip.IfNot(Crc32C.HardwareAvailable, "no CRC32 instruction on this CPU");
         var rng = new Random(5);
         var prefixes = Oracle.RandomV4Prefixes(rng, 5000);
-        var hw = new MapCacheWriter(new MapCacheOptions { UseHardwareHash = true, V6TierThreshold = 1 });
-        var sw = new MapCacheWriter(new MapCacheOptions { UseHardwareHash = false, V6TierThreshold = 1 });
+        var hw = new MapCacheWriter(new MapCacheOptions { UseHardwareHash = true });
+        var sw = new MapCacheWriter(new MapCacheOptions { UseHardwareHash = false });
         var v6 = new List<(V6Key, int)>();
         for (int i = 0; i < 1000; i++) v6.Add((Oracle.MaskV6(new V6Key((ulong)rng.NextInt64(), (ulong)rng.NextInt64()), i % 129), i % 129));
         foreach (var w in new[] { hw, sw })

@@ -113,20 +113,16 @@ public class RandomizedOracleTests
     /// Destinations: inside a random prefix, at its first and last address, just outside it, and random.
     /// </summary>
     [Theory]
-    [InlineData("all", 3000, 41, false)]
-    [InlineData("few", 3000, 42, false)]
-    [InlineData("nested", 3000, 43, false)]
-    [InlineData("all", 1, 44, false)]
-    [InlineData("all", 5, 45, false)]
-    [InlineData("all", 3000, 46, true)]
-    [InlineData("few", 3000, 47, true)]
-    [InlineData("nested", 3000, 48, true)]
-    [InlineData("all", 1, 49, true)]
-    [InlineData("all", 5, 50, true)]
-    public void Ipv6AgainstLinearScan(string mix, int count, int seed, bool tiered)
+    [InlineData("all", 3000, 41)]
+    [InlineData("few", 3000, 42)]
+    [InlineData("nested", 3000, 43)]
+    [InlineData("all", 1, 44)]
+    [InlineData("all", 5, 45)]
+    [InlineData("short", 3000, 46)]
+    public void Ipv6AgainstLinearScan(string mix, int count, int seed)
     {
         var rng = new Random(seed);
-        var w = new MapCacheWriter(new MapCacheOptions { V6TierThreshold = tiered ? 1 : int.MaxValue });
+        var w = new MapCacheWriter();
         var prefixes = new List<(V6Key, int, int)>();
         var seen = new HashSet<(V6Key, int)>();
         var roots = Enumerable.Range(0, 4).Select(_ => (ulong)rng.NextInt64() & 0xffff_0000_0000_0000UL).ToArray();
@@ -142,14 +138,15 @@ public class RandomizedOracleTests
             }
             else
             {
-                int len = mix == "few" ? few[rng.Next(3)] : rng.Next(0, 129);
+                // "short": a third of the prefixes /0../16 (default routes and covering aggregates), the rest /17../48,
+                // so the /16 entries' best short answers are updated and refilled as prefixes come and go.
+                int len = mix == "few" ? few[rng.Next(3)] : mix == "short" ? (rng.Next(3) == 0 ? rng.Next(0, 17) : rng.Next(17, 49)) : rng.Next(0, 129);
                 batch.Add((Oracle.MaskV6(Rand(), len), len));
             }
             foreach (var (a, len) in batch)
                 if (prefixes.Count < count && seen.Add((a, len))) prefixes.Add((a, len, w.AddOrReplaceV6(5, a, len, One, 60, 0)));
         }
         var s = w.Publish();
-        Assert.Equal(tiered, s.V6Table(5)!.Tiered);
         var all1 = new V6Key(ulong.MaxValue, ulong.MaxValue);
         void Check(V6Key d)
         {
