@@ -33,6 +33,10 @@ public sealed class ManagementTests(ManagementNode node) : IClassFixture<Managem
         Assert.Equal([node.ControlEndpoint], s.GetProperty("control-endpoints").EnumerateArray().Select(e => e.GetString()!).ToArray());
         Assert.Equal(node.Management, s.GetProperty("management").GetString());
         Assert.Equal(JsonValueKind.Null, s.GetProperty("data-plane").ValueKind);
+        var r = s.GetProperty("reachability"); // [itr] default: probing every 10 s, 15 s timeout; no data plane, no echo-nonce
+        Assert.Equal(10, r.GetProperty("rloc-probe-interval-seconds").GetDouble());
+        Assert.Equal(15, r.GetProperty("rloc-probe-timeout-seconds").GetDouble());
+        Assert.Equal(JsonValueKind.Null, r.GetProperty("echo-nonce-interval-seconds").ValueKind);
     }
 
     [Fact]
@@ -127,6 +131,36 @@ public sealed class ManagementTests(ManagementNode node) : IClassFixture<Managem
         Assert.Equal(JsonValueKind.Null, c.GetProperty("data-plane").ValueKind); // no [data_plane] in this config
     }
 
+    [Fact]
+    public void CountersShowRlocProbingOfTheCachedRloc()
+    {
+        // The ITR probes the RLOC of the entry it installed (its own, 127.0.50.1) from its next tick on.
+        JsonElement p = default;
+        var deadline = DateTime.UtcNow + ManagementNode.Wait;
+        do
+        {
+            p = GetJson("/api/counters").GetProperty("rloc-probing");
+            if (p.GetProperty("sent").GetInt64() >= 1) break;
+            Thread.Sleep(200);
+        }
+        while (DateTime.UtcNow < deadline);
+        Assert.Equal("mgmt-demo", p.GetProperty("node").GetString());
+        Assert.True(p.GetProperty("enabled").GetBoolean());
+        Assert.Equal(10, p.GetProperty("interval-seconds").GetDouble());
+        Assert.True(p.GetProperty("sent").GetInt64() >= 1, p.ToString());
+        Assert.Equal(0, p.GetProperty("replies-unexpected").GetInt64());
+        Assert.Equal(0, p.GetProperty("rloc-down").GetInt64());
+        var rloc = Assert.Single(p.GetProperty("rlocs").EnumerateArray());
+        Assert.Equal(node.Topology.Address(1), rloc.GetProperty("rloc").GetString());
+        Assert.Contains(rloc.GetProperty("state").GetString(), new[] { "unknown", "up" });
+        Assert.True(rloc.GetProperty("entries").GetInt32() >= 1);
+        Assert.Equal(1, p.GetProperty("states").EnumerateObject().Sum(x => x.Value.GetInt32()));
+
+        var (_, _, metrics) = node.Get("/metrics");
+        Assert.Matches(@"(?m)^lisp_control_rloc_probe_total\{node=""mgmt-demo"",event=""sent""\} [1-9]\d*$", metrics);
+        Assert.Matches($@"(?m)^lisp_control_rloc_probe_rloc_up\{{node=""mgmt-demo"",rloc=""{Regex.Escape(node.Topology.Address(1))}""\}} 1$", metrics);
+    }
+
     private static readonly Regex Sample = new(
         @"^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?<labels>[a-zA-Z_][a-zA-Z0-9_]*=""(?:[^""\\\n]|\\[\\""n])*""(,[a-zA-Z_][a-zA-Z0-9_]*=""(?:[^""\\\n]|\\[\\""n])*"")*)\})? (?<value>-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?)$");
 
@@ -162,6 +196,10 @@ public sealed class ManagementTests(ManagementNode node) : IClassFixture<Managem
         Assert.Contains(samples, s => s.Name == "lisp_control_drops_total" && s.Labels == "node=\"mgmt-demo\",reason=\"auth-failure\"");
         Assert.Contains(samples, s => s.Name == "lisp_map_server_registrations" && s.Value == 2);
         Assert.Contains(samples, s => s.Name == "lisp_map_cache_entries" && s.Value >= 1);
+        foreach (var ev in new[] { "sent", "replies-accepted", "replies-unexpected", "rloc-up", "rloc-down" })
+            Assert.Contains(samples, s => s.Name == "lisp_control_rloc_probe_total" && s.Labels == $"node=\"mgmt-demo\",event=\"{ev}\"");
+        Assert.Equal(1, samples.Where(s => s.Name == "lisp_control_rloc_probe_rlocs").Sum(s => s.Value));
+        Assert.DoesNotContain(samples, s => s.Name.StartsWith("lisp_dataplane_", StringComparison.Ordinal)); // no data plane
         Assert.Equal(samples.Count, samples.Select(s => s.Name + "{" + s.Labels + "}").Distinct().Count()); // no duplicate series
     }
 
@@ -189,6 +227,7 @@ public sealed class ManagementTests(ManagementNode node) : IClassFixture<Managem
         Assert.Matches(@"(?m)^Mapping system\s+static$", status);
         Assert.Matches($@"(?m)^Control\s+{cep}$", status);
         Assert.Matches(@"(?m)^Uptime\s+\d+[smhd]", status);
+        Assert.Matches(@"(?m)^Reachability\s+rloc-probing every 10 s \(timeout 15 s\); echo-nonce off$", status);
 
         var site = Show("site-table");
         Assert.Contains($"Map-server mgmt-demo ({node.ControlEndpoint}): 2 of 3 EID-prefixes registered", site, StringComparison.Ordinal);
@@ -207,6 +246,9 @@ public sealed class ManagementTests(ManagementNode node) : IClassFixture<Managem
         Assert.Contains("Control node mgmt-demo: 2 registration(s)", c, StringComparison.Ordinal);
         Assert.Matches(@"(?m)^\s+event\s+registration-accepted\s+[1-9]\d*$", c);
         Assert.Contains("Data plane: not running", c, StringComparison.Ordinal);
+        Assert.Matches(@"(?m)^Reachability:\n  RLOC-probing: every 10 s, timeout 15 s \(node mgmt-demo\): probes sent \d+, replies accepted \d+, unexpected 0, rloc-up [01], rloc-down 0; RLOCs 1 \(1 (up|unknown)\)$", c);
+        Assert.Matches(@"(?m)^  Echo-nonce: off \(no data plane\)$", c);
+        Assert.Matches($@"(?m)^  {a}\s+(up|unknown)\s+rloc-probing\s+", c);
 
         // --json is the API's document as it is.
         var json = Json(Show("site-table", "--json"));

@@ -26,7 +26,8 @@ public static class ShowCommand
           map-cache      the ITR's map-cache: EID-prefix, RLOCs with priority/weight/state, action, TTL left
           registrations  the ETR's registrations: EID-prefix, map-server, last Map-Register sent, last Map-Notify
           counters       control-plane events and drops by reason, data-plane counters per worker (non-zero ones;
-                         --json has every counter)
+                         --json has every counter), and locator reachability: RLOC-probing and echo-nonce
+                         counters side by side, one line per RLOC and mechanism (state, RTT or last echo)
 
         The same data: GET http://ADDRESS:PORT/api/{status,site-table,map-cache,registrations,counters},
         Prometheus metrics at /metrics, a web page at /.
@@ -130,6 +131,10 @@ public static class ShowCommand
         Line("Management", s.Management);
         if (s.Nodes.Count > 1) Line("Nodes", string.Join("; ", s.Nodes));
         Line("Data plane", s.DataPlane is { } d ? $"tun {d.Tun}, instance-id {d.InstanceId}, {d.Workers} worker(s), data port {d.DataPort}" : "none");
+        var r = s.Reachability;
+        Line("Reachability", string.Join("; ",
+            r.RlocProbeIntervalSeconds is { } pi ? $"rloc-probing every {Seconds(pi)} (timeout {Seconds(r.RlocProbeTimeoutSeconds ?? 0)})" : "rloc-probing off",
+            r.EchoNonceIntervalSeconds is { } ei ? $"echo-nonce every {Seconds(ei)} (timeout {Seconds(r.EchoNonceTimeoutSeconds ?? 0)})" : "echo-nonce off"));
         return sb.ToString();
     }
 
@@ -177,7 +182,7 @@ public static class ShowCommand
         return t.ToString();
     }
 
-    public static string FormatCounters(CountersView v)
+    public static string FormatCounters(CountersView v, DateTimeOffset? now = null)
     {
         var sb = new StringBuilder();
         foreach (var n in v.Control)
@@ -206,27 +211,66 @@ public static class ShowCommand
             sb.Append(t);
             var events = dp.Total.Events.Where(p => p.Value != 0).Select(p => $"{p.Key}={Num(p.Value)}").ToList();
             if (events.Count > 0) sb.Append(CultureInfo.InvariantCulture, $"Data-plane events: {string.Join(", ", events)}\n");
-            if (dp.EchoNonce is { } e)
-            {
-                sb.Append(CultureInfo.InvariantCulture, $"\nEcho-nonce: requests {Num(e.Requests)}, echoes received {Num(e.EchoesReceived)}, echoes sent {Num(e.EchoesSent)}, down {Num(e.Down)}, retries {Num(e.Retries)}, abandoned {Num(e.Abandoned)}\n");
-                var r = new TextTable("RLOC", "State", "Last echo", "Requests", "Echoes in", "Echoes out", "Down");
-                foreach (var x in e.Rlocs)
-                {
-                    r.Add(x.Rloc, x.State, x.SecondsSinceEcho is { } s ? $"{s:0.#} s ago" : "never", Num(x.Requests), Num(x.EchoesReceived), Num(x.EchoesSent), Num(x.Down));
-                }
-                if (r.Count > 0) sb.Append(r);
-            }
-            else
-            {
-                sb.Append("Echo-nonce: off (RLOC reachability from RLOC-probing, see show map-cache)\n");
-            }
         }
         else
         {
             sb.Append("Data plane: not running\n");
         }
+        sb.Append('\n').Append(FormatReachability(v.RlocProbing, v.DataPlane, now ?? DateTimeOffset.UtcNow));
         return sb.ToString();
     }
+
+    /// <summary>
+    /// Both locator-reachability mechanisms side by side: RLOC-probing (control plane, [itr] rloc_probe_interval)
+    /// and echo-nonce (data plane, [data_plane] echo_nonce), their counters, then one line per RLOC and mechanism.
+    /// </summary>
+    public static string FormatReachability(RlocProbingView? probing, DataPlaneCountersView? dataPlane, DateTimeOffset now)
+    {
+        var sb = new StringBuilder("Reachability:\n");
+        var rows = new TextTable("RLOC", "State", "Mechanism", "RTT / last echo", "Detail");
+        if (probing is null) sb.Append("  RLOC-probing: no itr role\n");
+        else if (!probing.Enabled) sb.Append(CultureInfo.InvariantCulture, $"  RLOC-probing: off ([itr] rloc_probe_interval = 0; node {probing.Node})\n");
+        else
+        {
+            sb.Append(CultureInfo.InvariantCulture, $"  RLOC-probing: every {Seconds(probing.IntervalSeconds)}, timeout {Seconds(probing.TimeoutSeconds)} (node {probing.Node}): ");
+            sb.Append(CultureInfo.InvariantCulture, $"probes sent {Num(probing.Sent)}, replies accepted {Num(probing.RepliesAccepted)}, unexpected {Num(probing.RepliesUnexpected)}, ");
+            sb.Append(CultureInfo.InvariantCulture, $"rloc-up {Num(probing.RlocUp)}, rloc-down {Num(probing.RlocDown)}; RLOCs {States(probing.States)}\n");
+            foreach (var r in probing.Rlocs)
+            {
+                string reply = r.LastReply is { } lr ? $"last reply {Ago(now - lr)}" : "no reply yet";
+                string next = r.NextProbe > now ? $"next probe in {Duration((long)Math.Ceiling((r.NextProbe - now).TotalSeconds))}" : "probe due";
+                rows.Add(r.Rloc, r.State, "rloc-probing", r.RttMs is { } ms ? $"rtt {ms.ToString("0.###", CultureInfo.InvariantCulture)} ms" : "--",
+                    $"{reply}, {next}, {r.Entries} entr{(r.Entries == 1 ? "y" : "ies")}");
+            }
+            if (probing.Rlocs.Count < probing.States.Values.Sum())
+                sb.Append(CultureInfo.InvariantCulture, $"  (the first {probing.Rlocs.Count} of {probing.States.Values.Sum()} probed RLOCs are listed)\n");
+        }
+        if (dataPlane is null) sb.Append("  Echo-nonce: off (no data plane)\n");
+        else if (dataPlane.EchoNonce is not { } e) sb.Append("  Echo-nonce: off ([data_plane] echo_nonce = false)\n");
+        else
+        {
+            var states = new Dictionary<string, int>();
+            foreach (var r in e.Rlocs) states[r.State] = states.GetValueOrDefault(r.State) + 1;
+            sb.Append(CultureInfo.InvariantCulture, $"  Echo-nonce: requests {Num(e.Requests)}, echoes received {Num(e.EchoesReceived)}, echoes sent {Num(e.EchoesSent)}, down {Num(e.Down)}, ");
+            sb.Append(CultureInfo.InvariantCulture, $"retries {Num(e.Retries)}, abandoned {Num(e.Abandoned)}, table full {Num(e.TableFull)}; RLOCs {States(states)}\n");
+            foreach (var x in e.Rlocs)
+            {
+                rows.Add(x.Rloc, x.State, "echo-nonce", x.SecondsSinceEcho is { } s ? $"echo {s.ToString("0.#", CultureInfo.InvariantCulture)} s ago" : "no echo yet",
+                    $"requests {Num(x.Requests)}, echoes in {Num(x.EchoesReceived)}, echoes out {Num(x.EchoesSent)}, down {Num(x.Down)}");
+            }
+        }
+        if (rows.Count > 0) sb.Append(rows);
+        return sb.ToString();
+    }
+
+    private static string States(IReadOnlyDictionary<string, int> states)
+    {
+        int all = states.Values.Sum();
+        if (all == 0) return "none";
+        return $"{all} ({string.Join(", ", states.Where(p => p.Value != 0).Select(p => $"{p.Value} {p.Key}"))})";
+    }
+
+    private static string Seconds(double s) => s.ToString("0.###", CultureInfo.InvariantCulture) + " s";
 
     private static string Rloc(RlocView r) => $"{r.Address} p{r.Priority} w{r.Weight} {(r.Reachable ? "up" : "down")}";
 

@@ -21,6 +21,18 @@ public sealed class StatusView
     /// <summary>The control-plane nodes this process runs (one, or one per map-server address in pull mode).</summary>
     public List<string> Nodes { get; init; } = [];
     public DataPlaneStatusView? DataPlane { get; init; }
+    /// <summary>The locator-reachability mechanisms configured (RLOC-probing, echo-nonce); from the config only.</summary>
+    public ReachabilityStatusView Reachability { get; init; } = new();
+}
+
+public sealed class ReachabilityStatusView
+{
+    /// <summary>RLOC-probe period ([itr] rloc_probe_interval); null without the itr role or with probing off.</summary>
+    public double? RlocProbeIntervalSeconds { get; init; }
+    public double? RlocProbeTimeoutSeconds { get; init; }
+    /// <summary>Echo-nonce request period ([data_plane] echo_nonce_interval); null without a data plane or with echo-nonce off.</summary>
+    public double? EchoNonceIntervalSeconds { get; init; }
+    public double? EchoNonceTimeoutSeconds { get; init; }
 }
 
 public sealed class DataPlaneStatusView
@@ -114,6 +126,44 @@ public sealed class CountersView
     public long QueueDrops { get; init; }
     public long SendErrors { get; init; }
     public DataPlaneCountersView? DataPlane { get; init; }
+    /// <summary>RLOC-probing (RFC 9301 section 7.1) of the ITR node; null without the itr role. Echo-nonce is under data-plane.</summary>
+    public RlocProbingView? RlocProbing { get; init; }
+}
+
+/// <summary>RLOC-probing counters and the probed RLOCs (the counters count since start; the states are now).</summary>
+public sealed class RlocProbingView
+{
+    public string Node { get; init; } = "";
+    /// <summary>False with [itr] rloc_probe_interval = 0: then every counter stays 0 and no RLOC is listed.</summary>
+    public bool Enabled { get; init; }
+    public double IntervalSeconds { get; init; }
+    public double TimeoutSeconds { get; init; }
+    /// <summary>Probe Map-Requests sent.</summary>
+    public long Sent { get; init; }
+    /// <summary>Probe Map-Replies that matched an outstanding probe (nonce and source).</summary>
+    public long RepliesAccepted { get; init; }
+    /// <summary>Probe Map-Replies dropped: unknown nonce, or a known nonce from another source.</summary>
+    public long RepliesUnexpected { get; init; }
+    /// <summary>Transitions of an RLOC to up / to down (the rloc-up / rloc-down log lines).</summary>
+    public long RlocUp { get; init; }
+    public long RlocDown { get; init; }
+    /// <summary>RLOCs probed now, by state (unknown, up, down); exact even when <see cref="Rlocs"/> is cut.</summary>
+    public Dictionary<string, int> States { get; init; } = [];
+    /// <summary>The probed RLOCs by address text, at most <see cref="Snapshots.MaxProbedRlocs"/> (see <see cref="States"/> for all).</summary>
+    public List<RlocProbeView> Rlocs { get; init; } = [];
+}
+
+public sealed class RlocProbeView
+{
+    public string Rloc { get; init; } = "";
+    /// <summary>unknown (not answered yet), up, down.</summary>
+    public string State { get; init; } = "";
+    /// <summary>Round-trip time of the last answered probe, milliseconds; null before the first reply.</summary>
+    public double? RttMs { get; init; }
+    public DateTimeOffset? LastReply { get; init; }
+    public DateTimeOffset NextProbe { get; init; }
+    /// <summary>Map-cache entries holding this RLOC.</summary>
+    public int Entries { get; init; }
 }
 
 public sealed class NodeCountersView

@@ -192,6 +192,22 @@ public sealed class ManagementServer : IDisposable
             DataPlane = c.DataPlane is { } dp && _dataPlane is not null
                 ? new DataPlaneStatusView { Tun = dp.Tun, InstanceId = dp.InstanceId, Workers = dp.Workers, DataPort = dp.DataPort }
                 : null,
+            Reachability = Reachability(c),
+        };
+    }
+
+    /// <summary>The configured reachability mechanisms (immutable options: no role state read).</summary>
+    private ReachabilityStatusView Reachability(NodeConfig c)
+    {
+        var itr = _host.Nodes.All.Select(n => n.Node.Options.Itr).FirstOrDefault(o => o is not null);
+        bool probing = itr is not null && itr.ProbeInterval > TimeSpan.Zero;
+        bool echo = _dataPlane is not null && c.DataPlane is { EchoNonce: true };
+        return new ReachabilityStatusView
+        {
+            RlocProbeIntervalSeconds = probing ? itr!.ProbeInterval.TotalSeconds : null,
+            RlocProbeTimeoutSeconds = probing ? itr!.EffectiveProbeTimeout.TotalSeconds : null,
+            EchoNonceIntervalSeconds = echo ? c.DataPlane!.EchoNonceInterval.TotalSeconds : null,
+            EchoNonceTimeoutSeconds = echo ? c.DataPlane!.EchoNonceTimeout.TotalSeconds : null,
         };
     }
 
@@ -205,6 +221,7 @@ public sealed class ManagementServer : IDisposable
             QueueDrops = queueDrops,
             SendErrors = sendErrors,
             DataPlane = Snapshots.DataPlane(dataPlane), // on the control thread too: its map-cache writer is owned there
+            RlocProbing = Snapshots.RlocProbing(nodes),
         }, QueryTimeout);
     }
 

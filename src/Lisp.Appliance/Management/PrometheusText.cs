@@ -11,6 +11,13 @@ public static class PrometheusText
 {
     public const string ContentType = "text/plain; version=0.0.4; charset=utf-8";
 
+    /// <summary>
+    /// Per-RLOC series (…_rloc_up, …_rtt_seconds) at most per mechanism, down RLOCs first, then by address: a
+    /// map-cache of thousands of RLOCs must not turn one scrape into thousands of series. The per-state counts
+    /// (…_rlocs{state}) are exact.
+    /// </summary>
+    public const int MaxRlocSeries = 256;
+
     public static string Format(StatusView status, CountersView counters)
     {
         var w = new Writer();
@@ -36,6 +43,25 @@ public static class PrometheusText
         w.Sample("lisp_control_queue_drops_total", counters.QueueDrops, ("node", status.Name));
         w.Family("lisp_control_send_errors_total", "counter", "Control datagrams the kernel refused to send.");
         w.Sample("lisp_control_send_errors_total", counters.SendErrors, ("node", status.Name));
+
+        if (counters.RlocProbing is { } p)
+        {
+            var node = ("node", p.Node);
+            w.Family("lisp_control_rloc_probe_total", "counter", "RLOC-probing (RFC 9301 7.1): probes sent, replies accepted or unexpected, RLOC up/down transitions.");
+            foreach (var (k, v) in new[] { ("sent", p.Sent), ("replies-accepted", p.RepliesAccepted), ("replies-unexpected", p.RepliesUnexpected),
+                ("rloc-up", p.RlocUp), ("rloc-down", p.RlocDown) })
+            {
+                w.Sample("lisp_control_rloc_probe_total", v, node, ("event", k));
+            }
+            w.Family("lisp_control_rloc_probe_rlocs", "gauge", "RLOCs the ITR probes, by state (unknown, up, down).");
+            foreach (var (k, v) in p.States) w.Sample("lisp_control_rloc_probe_rlocs", v, node, ("state", k));
+            var shown = Bounded(p.Rlocs, r => r.State == "down");
+            w.Family("lisp_control_rloc_probe_rloc_up", "gauge", $"Per probed RLOC: 1 unless RLOC-probing marked it down (at most {MaxRlocSeries} RLOCs, down ones first).");
+            foreach (var r in shown) w.Sample("lisp_control_rloc_probe_rloc_up", r.State == "down" ? 0 : 1, node, ("rloc", r.Rloc));
+            w.Family("lisp_control_rloc_probe_rtt_seconds", "gauge", "Per probed RLOC: round-trip time of the last answered probe (RLOCs never answered have no sample).");
+            foreach (var r in shown)
+                if (r.RttMs is { } ms) w.Sample("lisp_control_rloc_probe_rtt_seconds", ms / 1000.0, node, ("rloc", r.Rloc));
+        }
 
         if (counters.DataPlane is { } dp)
         {
@@ -75,14 +101,21 @@ public static class PrometheusText
                 {
                     w.Sample("lisp_dataplane_echo_nonce_total", v, ("event", k));
                 }
-                w.Family("lisp_dataplane_echo_nonce_rloc_up", "gauge", "Per remote RLOC: 1 unless echo-nonce marked it down.");
-                foreach (var r in e.Rlocs) w.Sample("lisp_dataplane_echo_nonce_rloc_up", r.State == "down" ? 0 : 1, ("rloc", r.Rloc));
+                w.Family("lisp_dataplane_echo_nonce_rlocs", "gauge", "Remote RLOCs echo-nonce tracks, by state (unknown, requesting, up, down).");
+                foreach (var state in new[] { "unknown", "requesting", "up", "down" })
+                    w.Sample("lisp_dataplane_echo_nonce_rlocs", e.Rlocs.Count(r => r.State == state), ("state", state));
+                w.Family("lisp_dataplane_echo_nonce_rloc_up", "gauge", $"Per remote RLOC: 1 unless echo-nonce marked it down (at most {MaxRlocSeries} RLOCs, down ones first).");
+                foreach (var r in Bounded(e.Rlocs, r => r.State == "down")) w.Sample("lisp_dataplane_echo_nonce_rloc_up", r.State == "down" ? 0 : 1, ("rloc", r.Rloc));
             }
             w.Family("lisp_dataplane_map_cache_entries", "gauge", "Entries in the data plane's map-cache.");
             w.Sample("lisp_dataplane_map_cache_entries", dp.MapCacheEntries);
         }
         return w.ToString();
     }
+
+    /// <summary>At most <see cref="MaxRlocSeries"/> of <paramref name="rlocs"/>: the down ones first, each group in its given order.</summary>
+    private static List<T> Bounded<T>(List<T> rlocs, Func<T, bool> down) =>
+        rlocs.Count <= MaxRlocSeries ? rlocs : rlocs.Where(down).Concat(rlocs.Where(r => !down(r))).Take(MaxRlocSeries).ToList();
 
     /// <summary>A label value with \, " and newline escaped as the format requires.</summary>
     public static string Escape(string value) =>
@@ -98,7 +131,14 @@ public static class PrometheusText
             _sb.Append("# TYPE ").Append(name).Append(' ').Append(type).Append('\n');
         }
 
-        public void Sample(string name, long value, params (string Name, string Value)[] labels)
+        public void Sample(string name, long value, params (string Name, string Value)[] labels) =>
+            Sample(name, value.ToString(CultureInfo.InvariantCulture), labels);
+
+        /// <summary>A fractional sample in plain decimal notation (no exponent).</summary>
+        public void Sample(string name, double value, params (string Name, string Value)[] labels) =>
+            Sample(name, value.ToString("0.#########", CultureInfo.InvariantCulture), labels);
+
+        private void Sample(string name, string value, (string Name, string Value)[] labels)
         {
             _sb.Append(name);
             if (labels.Length > 0)
@@ -111,7 +151,7 @@ public static class PrometheusText
                 }
                 _sb.Append('}');
             }
-            _sb.Append(' ').Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
+            _sb.Append(' ').Append(value).Append('\n');
         }
 
         public override string ToString() => _sb.ToString();

@@ -109,6 +109,41 @@ public static class Snapshots
         return list;
     }
 
+    /// <summary>Probed RLOCs listed at most in <see cref="RlocProbingView.Rlocs"/> (the echo-nonce table holds 4,096 at most too).</summary>
+    public const int MaxProbedRlocs = 4096;
+
+    /// <summary>RLOC-probing of the ITR node (null without one); reads role state: control thread only.</summary>
+    public static RlocProbingView? RlocProbing(ControlNodeSet nodes)
+    {
+        if (nodes.ItrNode is not { Itr: { } itr } node) return null;
+        var c = itr.ProbeCounters;
+        var probes = itr.RlocProbes;
+        var states = new Dictionary<string, int> { ["unknown"] = 0, ["up"] = 0, ["down"] = 0 };
+        foreach (var p in probes) states[Kebab(p.State.ToString())]++;
+        return new RlocProbingView
+        {
+            Node = node.Options.Name,
+            Enabled = itr.Options.ProbeInterval > TimeSpan.Zero,
+            IntervalSeconds = Math.Max(0, itr.Options.ProbeInterval.TotalSeconds),
+            TimeoutSeconds = itr.Options.ProbeInterval > TimeSpan.Zero ? itr.Options.EffectiveProbeTimeout.TotalSeconds : 0,
+            Sent = c.Sent,
+            RepliesAccepted = c.RepliesAccepted,
+            RepliesUnexpected = c.RepliesUnexpected,
+            RlocUp = c.RlocUp,
+            RlocDown = c.RlocDown,
+            States = states,
+            Rlocs = probes.Take(MaxProbedRlocs).Select(p => new RlocProbeView
+            {
+                Rloc = p.Rloc.ToString(),
+                State = Kebab(p.State.ToString()),
+                RttMs = p.LastRtt is { } rtt ? Math.Round(rtt.TotalMilliseconds, 3) : null,
+                LastReply = p.LastReply,
+                NextProbe = p.NextProbe,
+                Entries = p.Entries,
+            }).ToList(),
+        };
+    }
+
     /// <summary>Data-plane counters per worker (any thread: workers publish plain 64-bit counters).</summary>
     public static DataPlaneCountersView? DataPlane(DataPlaneHost? host)
     {
