@@ -431,6 +431,7 @@ public sealed partial class Itr
         var actions = _cache.Values.Select(e => (ControlAction)new MapCacheChanged(e.Eid, null)).ToList();
         _cache.Clear();
         ClearProbes();
+        ClearGleaned();
         return actions;
     }
 }

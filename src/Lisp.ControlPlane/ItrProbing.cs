@@ -156,6 +156,7 @@ public sealed partial class Itr
     {
         if (!_cache.Remove(key, out var old)) return false;
         Unindex(key, old, null);
+        ForgetGleaned(key); // ItrGleaning.cs: a gleaned entry that goes stops counting as gleaned
         return true;
     }
 
