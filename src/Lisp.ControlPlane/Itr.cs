@@ -100,17 +100,27 @@ public sealed partial class Itr
     private readonly Dictionary<Tables.EidKey, Waiting> _waiting = new();
     private DateTimeOffset _windowStart = DateTimeOffset.MinValue;
     private int _windowCount;
+    // Timers (issue 10): min-heaps of deadlines with lazy invalidation (Tables.TimerHeap), so NextDeadline is O(1)
+    // amortized and a Tick costs O(due timers) however many requests are in flight or waiting.
+    private readonly Tables.TimerHeap<Pending> _outstandingTimers;
+    private readonly Tables.TimerHeap<Waiting> _waitingTimers;
+    private readonly List<Pending> _dueOutstanding = [];
+    private readonly List<Waiting> _dueWaiting = [];
+    // Creation order of waiting and outstanding requests: due ones are served in it (as the old walks over the
+    // dictionaries did, in their insertion order), whatever order the heap pops them in.
+    private long _timerSeq;
 
-    /// <summary>A request the mapping system could not place yet (no map-resolver known for the EID).</summary>
-    private sealed record Waiting(EidPrefix Eid, bool SmrInvoked, DateTimeOffset Since, DateTimeOffset NextAt);
+    /// <summary>A request the mapping system could not place yet (no map-resolver known for the EID); immutable, replaced on each change.</summary>
+    private sealed record Waiting(EidPrefix Eid, Tables.EidKey Key, bool SmrInvoked, DateTimeOffset Since, DateTimeOffset NextAt, long Seq);
 
-    private sealed class Pending(EidPrefix eid, Tables.EidKey key, ulong nonce, IReadOnlyList<IPEndPoint> resolvers, bool smrInvoked)
+    private sealed class Pending(EidPrefix eid, Tables.EidKey key, ulong nonce, IReadOnlyList<IPEndPoint> resolvers, bool smrInvoked, long seq)
     {
         public EidPrefix Eid { get; } = eid;
         public Tables.EidKey Key { get; } = key;
         public ulong Nonce { get; } = nonce;
         public IReadOnlyList<IPEndPoint> Resolvers { get; } = resolvers;
         public bool SmrInvoked { get; } = smrInvoked;
+        public long Seq { get; } = seq;
         public int Transmissions { get; set; }
         public IPEndPoint LastResolver { get; set; } = resolvers[0];
         public DateTimeOffset Deadline { get; set; }
@@ -126,6 +136,10 @@ public sealed partial class Itr
         _mappingSystem = mappingSystem;
         _random = random ?? SecureRandom.Instance;
         _counters = counters ?? new ControlCounters();
+        // A heap item is live while it is still the request's current deadline (see Tables.TimerHeap).
+        _outstandingTimers = new((p, at) => _outstanding.TryGetValue(p.Nonce, out var held) && ReferenceEquals(held, p) && p.Deadline == at);
+        _waitingTimers = new((w, _) => _waiting.TryGetValue(w.Key, out var held) && ReferenceEquals(held, w));
+        _probeTimers = new(IsLiveProbeTimer);
     }
 
     public ItrOptions Options => _options;
@@ -143,10 +157,10 @@ public sealed partial class Itr
     {
         get
         {
-            DateTimeOffset? d = null;
-            foreach (var p in _outstanding.Values) d = d is null || p.Deadline < d ? p.Deadline : d;
+            // The head of each heap (stale heads dropped on the way): O(1) amortized.
+            DateTimeOffset? d = _outstandingTimers.Next;
             if (_cache.NextExpiry is { } ce && (d is null || ce < d)) d = ce;
-            foreach (var w in _waiting.Values) d = d is null || w.NextAt < d ? w.NextAt : d;
+            if (_waitingTimers.Next is { } wd && (d is null || wd < d)) d = wd;
             if (NextProbeDeadline is { } pd && (d is null || pd < d)) d = pd;
             return d;
         }
@@ -201,13 +215,13 @@ public sealed partial class Itr
             // Not known yet (a DNS answer still to come): try again shortly rather than lose the request.
             if (_waiting.TryGetValue(key, out var w))
             {
-                _waiting[key] = w with { NextAt = now + _options.NoResolverRetry };
+                SetWaiting(w with { NextAt = now + _options.NoResolverRetry });
                 return [];
             }
             _counters.Drop(DropReason.NoResolver); // counted once per request that could not be placed at once
             if (_waiting.Count < _options.MaxOutstanding && _options.NoResolverGiveUp > TimeSpan.Zero)
             {
-                _waiting[key] = new Waiting(c, smrInvoked, now, now + _options.NoResolverRetry);
+                SetWaiting(new Waiting(c, key, smrInvoked, now, now + _options.NoResolverRetry, ++_timerSeq));
                 return [new LogAction(LogLevel.Warning, "map-request-waiting",
                     $"Map-Request for {c}: {_mappingSystem.Name} names no map-resolver yet; retrying every {_options.NoResolverRetry.TotalSeconds:0.###}s for up to {_options.NoResolverGiveUp.TotalSeconds:0}s")];
             }
@@ -225,7 +239,7 @@ public sealed partial class Itr
         }
         ulong nonce;
         do nonce = Util.Nonce(_random); while (_outstanding.ContainsKey(nonce));
-        var p = new Pending(c, key, nonce, resolvers.ToList(), smrInvoked);
+        var p = new Pending(c, key, nonce, resolvers.ToList(), smrInvoked, ++_timerSeq);
         _outstanding[nonce] = p;
         _outstandingByEid[key] = nonce;
         return Send(p, now);
@@ -247,6 +261,12 @@ public sealed partial class Itr
         double factor = Math.Pow(2, p.Transmissions);
         p.Transmissions++;
         p.Deadline = now + _options.InitialRetransmit * factor;
+        _outstandingTimers.Push(p, p.Deadline);
+        if (_outstandingTimers.NeedsRebuild(_outstanding.Count))
+        {
+            _outstandingTimers.Clear();
+            foreach (var o in _outstanding.Values) _outstandingTimers.Push(o, o.Deadline);
+        }
         if (p.Transmissions == 1) _counters.Count(ControlEvent.MapRequestSent);
         else _counters.Count(ControlEvent.MapRequestRetransmitted);
         return
@@ -255,6 +275,18 @@ public sealed partial class Itr
             new LogAction(p.Transmissions == 1 ? LogLevel.Debug : LogLevel.Info, p.Transmissions == 1 ? "map-request-sent" : "map-request-retransmit",
                 $"Map-Request for {p.Eid} to map-resolver {resolver}, nonce {Util.Hex(p.Nonce)}, send {p.Transmissions}{(p.SmrInvoked ? " (SMR-invoked)" : "")}"),
         ];
+    }
+
+    /// <summary>Stores a waiting request (new or changed) and schedules its next try.</summary>
+    private void SetWaiting(Waiting w)
+    {
+        _waiting[w.Key] = w;
+        _waitingTimers.Push(w, w.NextAt);
+        if (_waitingTimers.NeedsRebuild(_waiting.Count))
+        {
+            _waitingTimers.Clear();
+            foreach (var held in _waiting.Values) _waitingTimers.Push(held, held.NextAt);
+        }
     }
 
     /// <summary>Installs the records of a Map-Reply whose nonce matches a request in flight.</summary>
@@ -344,8 +376,13 @@ public sealed partial class Itr
     public IReadOnlyList<ControlAction> Tick(DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
-        foreach (var (key, w) in _waiting.Where(kv => kv.Value.NextAt <= now).ToList())
+        // Only the due timers are touched (popped from the heaps), served in creation order.
+        _dueWaiting.Clear();
+        _waitingTimers.PopDue(now, _dueWaiting);
+        if (_dueWaiting.Count > 1) _dueWaiting.Sort(static (a, b) => a.Seq.CompareTo(b.Seq));
+        foreach (var w in _dueWaiting)
         {
+            var key = w.Key;
             if (now - w.Since >= _options.NoResolverGiveUp)
             {
                 _waiting.Remove(key);
@@ -353,11 +390,17 @@ public sealed partial class Itr
                     $"Map-Request for {w.Eid}: {_mappingSystem.Name} named no map-resolver within {_options.NoResolverGiveUp.TotalSeconds:0}s"));
                 continue;
             }
-            _waiting[key] = w with { NextAt = now + _options.NoResolverRetry };
+            SetWaiting(w with { NextAt = now + _options.NoResolverRetry });
             actions.AddRange(Request(w.Eid, now, w.SmrInvoked));
         }
-        foreach (var p in _outstanding.Values.Where(p => p.Deadline <= now).ToList())
+        _dueWaiting.Clear();
+        _dueOutstanding.Clear();
+        _outstandingTimers.PopDue(now, _dueOutstanding);
+        if (_dueOutstanding.Count > 1) _dueOutstanding.Sort(static (a, b) => a.Seq.CompareTo(b.Seq));
+        for (int i = 0; i < _dueOutstanding.Count; i++)
         {
+            var p = _dueOutstanding[i];
+            if (i > 0 && ReferenceEquals(p, _dueOutstanding[i - 1])) continue; // two live items for one deadline (zero retransmit time)
             if (p.Transmissions >= _options.MaxTransmissions)
             {
                 _outstanding.Remove(p.Nonce);
@@ -369,6 +412,7 @@ public sealed partial class Itr
             }
             actions.AddRange(Send(p, now));
         }
+        _dueOutstanding.Clear();
         foreach (var key in _cache.Due(now))
         {
             var e = _cache[key];
@@ -387,6 +431,7 @@ public sealed partial class Itr
         var actions = _cache.Values.Select(e => (ControlAction)new MapCacheChanged(e.Eid, null)).ToList();
         _cache.Clear();
         ClearProbes();
+        ClearGleaned();
         return actions;
     }
 }

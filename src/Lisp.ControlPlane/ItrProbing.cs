@@ -60,8 +60,15 @@ public sealed partial class Itr
     private readonly Dictionary<IPAddress, RlocProbe> _probes = new();
     private readonly Dictionary<ulong, ProbeSent> _probeNonces = new();
     private readonly RlocProbeCounters _probeCounters = new();
+    // Two timers per probed RLOC (issue 10): its next probe, and while probes go unanswered (and it is not down
+    // yet) the moment it is marked down. Lazily invalidated like the other ITR timers (Tables.TimerHeap).
+    private readonly Tables.TimerHeap<ProbeTimer> _probeTimers;
+    private readonly List<ProbeTimer> _dueProbeTimers = [];
 
     private sealed record ProbeSent(IPAddress Rloc, DateTimeOffset SentAt);
+
+    /// <summary>A probe timer: <see cref="RlocProbe.NextProbeAt"/>, or (<paramref name="Down"/>) the down-marking deadline.</summary>
+    private readonly record struct ProbeTimer(RlocProbe Probe, bool Down);
 
     private sealed class RlocProbe(IPAddress address, DateTimeOffset nextProbeAt)
     {
@@ -89,21 +96,29 @@ public sealed partial class Itr
     public RlocReachability ReachabilityOf(IPAddress rloc) =>
         _probes.TryGetValue(Normalize(rloc), out var p) ? p.State : RlocReachability.Unknown;
 
-    private DateTimeOffset? NextProbeDeadline
+    /// <summary>The earliest probe or down-marking deadline: the head of the probe timer heap (O(1) amortized).</summary>
+    private DateTimeOffset? NextProbeDeadline => _probeTimers.Next;
+
+    /// <summary>When a silent RLOC is marked down; null while it is answered (or already down).</summary>
+    private DateTimeOffset? DownDeadline(RlocProbe p) =>
+        p.SilentSince is { } s && p.State != RlocReachability.Down ? s + _options.EffectiveProbeTimeout : null;
+
+    /// <summary>A probe timer is live while its RLOC is still probed (the same object) and the deadline is still its current one.</summary>
+    private bool IsLiveProbeTimer(ProbeTimer t, DateTimeOffset at) =>
+        _probes.TryGetValue(t.Probe.Address, out var held) && ReferenceEquals(held, t.Probe)
+        && (t.Down ? DownDeadline(t.Probe) == at : t.Probe.NextProbeAt == at);
+
+    /// <summary>Schedules the probe's current deadlines (call after setting NextProbeAt and/or SilentSince).</summary>
+    private void ScheduleProbe(RlocProbe p, bool next, bool down)
     {
-        get
+        if (next) _probeTimers.Push(new ProbeTimer(p, false), p.NextProbeAt);
+        if (down && DownDeadline(p) is { } d) _probeTimers.Push(new ProbeTimer(p, true), d);
+        if (!_probeTimers.NeedsRebuild(2 * _probes.Count)) return;
+        _probeTimers.Clear();
+        foreach (var held in _probes.Values)
         {
-            DateTimeOffset? d = null;
-            foreach (var p in _probes.Values)
-            {
-                if (d is null || p.NextProbeAt < d) d = p.NextProbeAt;
-                if (p.SilentSince is { } s && p.State != RlocReachability.Down)
-                {
-                    var down = s + _options.EffectiveProbeTimeout;
-                    if (down < d) d = down;
-                }
-            }
-            return d;
+            _probeTimers.Push(new ProbeTimer(held, false), held.NextProbeAt);
+            if (DownDeadline(held) is { } hd) _probeTimers.Push(new ProbeTimer(held, true), hd);
         }
     }
 
@@ -122,7 +137,11 @@ public sealed partial class Itr
             foreach (var l in entry.Locators)
             {
                 if (ProbeAddress(l) is not { } a) continue;
-                if (!_probes.TryGetValue(a, out var p)) _probes[a] = p = new RlocProbe(a, now); // first probe at the next Tick
+                if (!_probes.TryGetValue(a, out var p))
+                {
+                    _probes[a] = p = new RlocProbe(a, now); // first probe at the next Tick
+                    ScheduleProbe(p, next: true, down: false);
+                }
                 p.EntryKeys.Add(key);
                 kept.Add(a);
             }
@@ -137,6 +156,7 @@ public sealed partial class Itr
     {
         if (!_cache.Remove(key, out var old)) return false;
         Unindex(key, old, null);
+        ForgetGleaned(key); // ItrGleaning.cs: a gleaned entry that goes stops counting as gleaned
         return true;
     }
 
@@ -156,6 +176,7 @@ public sealed partial class Itr
     {
         _probes.Clear();
         _probeNonces.Clear();
+        _probeTimers.Clear();
     }
 
     /// <summary>The address to probe for a locator: an IP locator of a family we have an RLOC of.</summary>
@@ -168,12 +189,20 @@ public sealed partial class Itr
 
     private static IPAddress Normalize(IPAddress a) => a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a;
 
-    /// <summary>Marks silent RLOCs down, then sends the probes that are due (after expiry, so expired entries are not probed).</summary>
+    /// <summary>
+    /// Marks silent RLOCs down, then sends the probes that are due (after expiry, so expired entries are not probed).
+    /// Only the RLOCs with a due timer are looked at, in address-text order (sorting just those).
+    /// </summary>
     private void TickProbes(DateTimeOffset now, List<ControlAction> actions)
     {
         if (!ProbingEnabled || _probes.Count == 0) return;
+        _dueProbeTimers.Clear();
+        _probeTimers.PopDue(now, _dueProbeTimers);
+        if (_dueProbeTimers.Count == 0) return;
+        var due = _dueProbeTimers.Select(t => t.Probe).Distinct().OrderBy(p => p.Address.ToString(), StringComparer.Ordinal).ToList();
+        _dueProbeTimers.Clear();
         var timeout = _options.EffectiveProbeTimeout;
-        foreach (var p in _probes.Values.OrderBy(p => p.Address.ToString(), StringComparer.Ordinal).ToList())
+        foreach (var p in due)
         {
             if (p.SilentSince is { } s && p.State != RlocReachability.Down && now - s >= timeout)
             {
@@ -207,9 +236,11 @@ public sealed partial class Itr
         do nonce = Util.Nonce(_random); while (_probeNonces.ContainsKey(nonce) || _outstanding.ContainsKey(nonce));
         _probeNonces[nonce] = new ProbeSent(p.Address, now);
         p.Nonces.Add(nonce);
+        bool newlySilent = p.SilentSince is null;
         p.SilentSince ??= now;
         double factor = 1 + _options.ProbeJitter * (2 * _random.NextDouble() - 1);
         p.NextProbeAt = now + _options.ProbeInterval * factor;
+        ScheduleProbe(p, next: true, down: newlySilent);
         var request = new MapRequest
         {
             Probe = true, Nonce = nonce, SourceEid = _options.SourceEid ?? NoAddress.Instance,
