@@ -1,10 +1,12 @@
 using System.Globalization;
 using System.Net;
+using System.Text.RegularExpressions;
 using Lisp.ControlPlane;
 using Lisp.Decent.Push;
 using Lisp.Wire;
 using Tomlyn;
 using Tomlyn.Model;
+using Tomlyn.Parsing;
 using Tomlyn.Serialization;
 
 namespace Lisp.Appliance.Config;
@@ -23,7 +25,7 @@ public sealed class ConfigException(string message) : Exception(message);
 /// (e.g. <c>site[2].eid_prefixes[0]</c>) and what is wrong with it; unknown keys are errors too, so a typo
 /// never silently falls back to a default.
 /// </summary>
-public static class ConfigLoader
+public static partial class ConfigLoader
 {
     public static NodeConfig LoadFile(string path)
     {
@@ -41,6 +43,10 @@ public static class ConfigLoader
 
     public static NodeConfig Parse(string text, string sourceName = "config")
     {
+        // The syntax tree first: its diagnostics name duplicate keys and tables, which the model below silently
+        // merges (last one wins), and they carry the line, which TomlSyntax.KeyAt turns into the key's name.
+        var doc = SyntaxParser.Parse(text, sourceName);
+        if (doc.HasErrors) throw TomlSyntax.Error(doc, sourceName);
         TomlTable root;
         try
         {
@@ -48,9 +54,10 @@ public static class ConfigLoader
         }
         catch (TomlException e)
         {
-            throw new ConfigException($"{sourceName}: not valid TOML: {e.Message}");
+            throw TomlSyntax.ConversionError(doc, e, sourceName);
         }
         var r = new Reader(sourceName);
+        r.NoControlCharacters(root, "");
         return r.Read(root);
     }
 
@@ -93,13 +100,13 @@ public static class ConfigLoader
                 Allow(etr, "etr.", "register_interval", "record_ttl", "want_map_notify", "proxy_reply", "map_version", "glean", "glean_ttl");
                 cfg = cfg with
                 {
-                    RegisterInterval = Duration(etr, "etr.register_interval") ?? cfg.RegisterInterval,
-                    RecordTtl = Duration(etr, "etr.record_ttl") ?? cfg.RecordTtl,
+                    RegisterInterval = Duration(etr, "etr.register_interval", Limits.RegisterInterval) ?? cfg.RegisterInterval,
+                    RecordTtl = Duration(etr, "etr.record_ttl", Limits.Ttl) ?? cfg.RecordTtl,
                     WantMapNotify = Bool(etr, "etr.want_map_notify") ?? cfg.WantMapNotify,
                     ProxyReply = Bool(etr, "etr.proxy_reply") ?? cfg.ProxyReply,
                     MapVersion = (ushort)(Int(etr, "etr.map_version", 0, MapVersion.Max) ?? 0),
                     Glean = Bool(etr, "etr.glean") ?? cfg.Glean,
-                    GleanTtl = Duration(etr, "etr.glean_ttl") ?? cfg.GleanTtl,
+                    GleanTtl = Duration(etr, "etr.glean_ttl", Limits.GleanTtl) ?? cfg.GleanTtl,
                 };
             }
             var itr = Table(root, "itr");
@@ -108,12 +115,10 @@ public static class ConfigLoader
                 Allow(itr, "itr.", "request_timeout", "request_retries", "rloc_probe_interval", "rloc_probe_timeout");
                 cfg = cfg with
                 {
-                    RequestTimeout = Duration(itr, "itr.request_timeout") ?? cfg.RequestTimeout,
+                    RequestTimeout = Duration(itr, "itr.request_timeout", Limits.RequestTimeout) ?? cfg.RequestTimeout,
                     RequestRetries = Int(itr, "itr.request_retries", 0, 10) ?? cfg.RequestRetries,
-                    RlocProbeInterval = Duration(itr, "itr.rloc_probe_interval") ?? cfg.RlocProbeInterval,
-                    RlocProbeTimeout = Duration(itr, "itr.rloc_probe_timeout") is { } pt
-                        ? pt > TimeSpan.Zero ? pt : throw Bad("itr.rloc_probe_timeout", "must be positive")
-                        : cfg.RlocProbeTimeout,
+                    RlocProbeInterval = Duration(itr, "itr.rloc_probe_interval", Limits.RlocProbeInterval) ?? cfg.RlocProbeInterval,
+                    RlocProbeTimeout = Duration(itr, "itr.rloc_probe_timeout", Limits.RlocProbeTimeout) ?? cfg.RlocProbeTimeout,
                 };
             }
             var ms = Table(root, "map_server");
@@ -122,9 +127,9 @@ public static class ConfigLoader
                 Allow(ms, "map_server.", "registration_timeout", "map_reply_ttl", "max_registrations");
                 cfg = cfg with
                 {
-                    RegistrationTimeout = Duration(ms, "map_server.registration_timeout") ?? cfg.RegistrationTimeout,
+                    RegistrationTimeout = Duration(ms, "map_server.registration_timeout", Limits.RegistrationTimeout) ?? cfg.RegistrationTimeout,
                     MaxRegistrations = Int(ms, "map_server.max_registrations", 1, 1 << 30) ?? cfg.MaxRegistrations,
-                    MapReplyTtl = Duration(ms, "map_server.map_reply_ttl") ?? cfg.MapReplyTtl,
+                    MapReplyTtl = Duration(ms, "map_server.map_reply_ttl", Limits.Ttl) ?? cfg.MapReplyTtl,
                 };
             }
             else
@@ -154,8 +159,7 @@ public static class ConfigLoader
                 var l = Str(mgmt, "management.listen");
                 if (l is not null)
                 {
-                    if (!IPEndPoint.TryParse(l, out var ep) || ep.Port == 0) throw Bad("management.listen", $"'{l}' is not ADDRESS:PORT");
-                    cfg = cfg with { Management = ep };
+                    cfg = cfg with { Management = ManagementEndpoint(l) };
                 }
             }
             Validate(cfg);
@@ -167,7 +171,6 @@ public static class ConfigLoader
             if (c.Roles.Count == 0) throw Bad("node.roles", $"at least one role is needed ({string.Join(", ", NodeConfig.KnownRoles)})");
             if (c.Listen.Count == 0 && c.Rlocs.Count == 0) throw Bad("node.listen", "give the addresses to listen on (or node.rlocs)");
             if (c.Glean && (c.DataPlane is null || !c.Has("itr"))) throw Bad("etr.glean", "gleaning needs a [data_plane] and the itr role (gleaned mappings go into the ITR's map-cache)");
-            if (c.GleanTtl < TimeSpan.FromSeconds(1) || c.GleanTtl > TimeSpan.FromHours(1)) throw Bad("etr.glean_ttl", $"{c.GleanTtl.TotalSeconds} s is outside 1 s .. 1 h");
             if (c.Has("etr") && c.Database.Count == 0) throw Bad("database", "an ETR needs at least one [[database]] mapping");
             if (c.Has("etr") && c.Rlocs.Count == 0 && c.Database.Any(d => d.Rlocs.Count == 0))
                 throw Bad("node.rlocs", "an ETR needs RLOCs (node.rlocs or rlocs in each [[database]])");
@@ -284,23 +287,19 @@ public static class ConfigLoader
                 UnderlayMtu = Int(t, k + "underlay_mtu", 576, 65535) ?? 1500,
                 TunMtu = Int(t, k + "tun_mtu", 576, 65535) ?? 1500,
                 MissPolicy = Choice(t, k + "miss_policy", ["drop", "queue"]) ?? "drop",
-                HoldTime = Duration(t, k + "hold_time") ?? TimeSpan.FromSeconds(3),
+                HoldTime = Duration(t, k + "hold_time", Limits.HoldTime) ?? TimeSpan.FromSeconds(3),
                 HoldPackets = Int(t, k + "hold_packets", 1, 4096) ?? 64,
                 MissRate = Int(t, k + "miss_rate", 1, 100000) ?? 100,
                 SendMode = Choice(t, k + "send_mode", ["auto", "raw", "udp"]) ?? "auto",
                 BatchSize = Int(t, k + "batch_size", 1, 1024) ?? 64,
                 Io = Choice(t, k + "io", ["auto", "io_uring", "syscalls"]) ?? "auto",
                 ConfigureTun = Bool(t, k + "configure_tun") ?? true,
-                StatsInterval = Duration(t, k + "stats_interval") ?? TimeSpan.FromSeconds(10),
+                StatsInterval = Duration(t, k + "stats_interval", Limits.StatsInterval) ?? TimeSpan.FromSeconds(10),
                 EchoNonce = Bool(t, k + "echo_nonce") ?? false,
-                EchoNonceInterval = Duration(t, k + "echo_nonce_interval") ?? TimeSpan.FromSeconds(10),
-                EchoNonceTimeout = Duration(t, k + "echo_nonce_timeout") ?? TimeSpan.FromSeconds(3),
-                EchoNonceRetry = Duration(t, k + "echo_nonce_retry") ?? TimeSpan.FromSeconds(30),
+                EchoNonceInterval = Duration(t, k + "echo_nonce_interval", Limits.EchoNonce) ?? TimeSpan.FromSeconds(10),
+                EchoNonceTimeout = Duration(t, k + "echo_nonce_timeout", Limits.EchoNonce) ?? TimeSpan.FromSeconds(3),
+                EchoNonceRetry = Duration(t, k + "echo_nonce_retry", Limits.EchoNonce) ?? TimeSpan.FromSeconds(30),
             };
-            foreach (var (key, value) in new[] { ("echo_nonce_interval", d.EchoNonceInterval), ("echo_nonce_timeout", d.EchoNonceTimeout), ("echo_nonce_retry", d.EchoNonceRetry) })
-            {
-                if (value < TimeSpan.FromMilliseconds(100) || value > TimeSpan.FromHours(1)) throw Bad(k + key, $"{value.TotalSeconds} s is outside 0.1 s .. 1 h");
-            }
             return d;
         }
 
@@ -318,8 +317,8 @@ public static class ConfigLoader
                 Int(t, "decent.pull.lookup_length", 0, 128) ?? 0,
                 Choice(t, "decent.pull.sg_hash", ["group", "draft", "source"]) ?? "group",
                 Int(t, "decent.pull.map_server_port", 1, 65535) ?? cfg.ControlPort,
-                Duration(t, "decent.pull.min_dns_ttl") ?? TimeSpan.FromSeconds(30),
-                Duration(t, "decent.pull.dns_grace") ?? TimeSpan.FromMinutes(5));
+                Duration(t, "decent.pull.min_dns_ttl", Limits.MinDnsTtl) ?? TimeSpan.FromSeconds(30),
+                Duration(t, "decent.pull.dns_grace", Limits.DnsGrace) ?? TimeSpan.FromMinutes(5));
         }
 
         private DecentPushConfig Push(TomlTable t, NodeConfig cfg)
@@ -332,13 +331,13 @@ public static class ConfigLoader
                 Choice(t, "decent.push.delivery", ["replicate", "multicast", "replicate-encapsulated"]) ?? "replicate",
                 Endpoints(t, "decent.push.members", cfg.ControlPort),
                 Str(t, "decent.push.key"),
-                Duration(t, "decent.push.register_interval") ?? cfg.RegisterInterval,
+                Duration(t, "decent.push.register_interval", Limits.RegisterInterval) ?? cfg.RegisterInterval,
                 Str(t, "decent.push.seed_group"),
                 Str(t, "decent.push.interface"),
                 Int(t, "decent.push.multicast_ttl", 0, 255) ?? 1,
                 Int(t, "decent.push.data_port", 1, 65535) ?? DataHeader.Port);
             // Re-resolving the seed group: every register interval unless set; "0" turns it off.
-            return Duration(t, "decent.push.membership_refresh") is { } refresh ? push with { MembershipRefresh = refresh } : push;
+            return Duration(t, "decent.push.membership_refresh", Limits.MembershipRefresh) is { } refresh ? push with { MembershipRefresh = refresh } : push;
         }
 
         // ---- typed accessors: each names its key in the error ----
@@ -429,12 +428,70 @@ public static class ConfigLoader
         private EidPrefix Eid(string s, string path) =>
             EidPrefix.TryParse(s, out var p, out var err) ? p! : throw Bad(path, err ?? "not an EID");
 
-        private TimeSpan? Duration(TomlTable t, string path)
+        private TimeSpan? Duration(TomlTable t, string path, DurationLimit limit)
         {
             if (!t.TryGetValue(Leaf(path), out var v)) return null;
-            if (v is long secs) return secs >= 0 ? TimeSpan.FromSeconds(secs) : throw Bad(path, "must not be negative");
-            if (v is string s && TryDuration(s, out var d)) return d;
-            throw Bad(path, $"must be a duration like \"60s\", \"3m\", \"500ms\", \"1h\" or a number of seconds, not {Describe(v)}");
+            double seconds;
+            if (v is long l) seconds = l;
+            else if (v is not string s || !TryDurationSeconds(s, out seconds))
+                throw Bad(path, $"must be a duration like \"60s\", \"3m\", \"500ms\", \"1h\" or a whole number of seconds, not {Describe(v)}");
+            if (seconds == 0 && limit.ZeroMeans is not null) return TimeSpan.Zero;
+            if (seconds < limit.Min.TotalSeconds || seconds > limit.Max.TotalSeconds)
+            {
+                string range = $"{Human(limit.Min)} .. {Human(limit.Max)}";
+                string allowed = limit.ZeroMeans is { } z ? $"0 ({z}) or {range}" : range;
+                throw Bad(path, $"{Describe(v)} is outside {allowed}{(seconds == 0 && limit.WhyNotZero is { } why ? $"; 0 would {why}" : "")}");
+            }
+            if (limit.WholeSeconds && seconds != Math.Floor(seconds)) throw Bad(path, $"{Describe(v)} is not a whole number of seconds (TTLs are sent in minutes or seconds)");
+            return TimeSpan.FromSeconds(seconds);
+        }
+
+        /// <summary>Refuses a control character (below U+0020, or U+007F) in any key or string value, naming where it is.</summary>
+        public void NoControlCharacters(object? value, string path)
+        {
+            switch (value)
+            {
+                case string s:
+                    int i = s.AsSpan().IndexOfAnyInRange('\0', '\u001f') is var lo and >= 0 ? lo : s.IndexOf('\u007f', StringComparison.Ordinal);
+                    if (i >= 0) throw Bad(path, $"contains the control character U+{(int)s[i]:X4} at position {i + 1}; control characters are not allowed in strings");
+                    break;
+                case TomlTable table:
+                    foreach (var (k, v) in table)
+                    {
+                        string p = path.Length == 0 ? k : $"{path}.{k}";
+                        NoControlCharacters(k, p);
+                        NoControlCharacters(v, p);
+                    }
+                    break;
+                case TomlTableArray tables:
+                    int ti = 0;
+                    foreach (var x in tables) NoControlCharacters(x, $"{path}[{ti++}]");
+                    break;
+                case TomlArray array:
+                    int ai = 0;
+                    foreach (var x in array) NoControlCharacters(x, $"{path}[{ai++}]");
+                    break;
+            }
+        }
+
+        /// <summary>
+        /// [management] listen: one IPv4 address and a port. The management API is served by the managed HttpListener,
+        /// which binds a prefix's literal address and answers only requests addressed to it; it cannot bind IPv6
+        /// literals or 0.0.0.0, so those are refused here rather than at start.
+        /// </summary>
+        private IPEndPoint ManagementEndpoint(string l)
+        {
+            const string key = "management.listen";
+            if (!IPEndPoint.TryParse(l, out var ep) || ep.Port == 0 || (ep.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && l.Count(c => c == '.') != 3))
+                throw Bad(key, $"'{l}' is not ADDRESS:PORT (e.g. \"127.0.0.1:8080\")");
+            if (ep.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6)
+                throw Bad(key, $"'{l}' is an IPv6 address; the management API listens on one IPv4 address of this host (e.g. \"127.0.0.1:{ep.Port}\")");
+            if (ep.Address.Equals(IPAddress.Any))
+                throw Bad(key, $"'{l}' is the wildcard address; the management API listens on one IPv4 address of this host and answers only requests addressed to it (e.g. \"127.0.0.1:{ep.Port}\" or the node's RLOC)");
+            var b = ep.Address.GetAddressBytes();
+            if (b[0] >= 224 || ep.Address.Equals(IPAddress.Broadcast))
+                throw Bad(key, $"'{l}' is a multicast or broadcast address; give one IPv4 address of this host (e.g. \"127.0.0.1:{ep.Port}\")");
+            return ep;
         }
 
         private static string Leaf(string path) => path[(path.LastIndexOf('.') + 1)..];
@@ -444,6 +501,7 @@ public static class ConfigLoader
             null => "nothing",
             string s => $"the string \"{s}\"",
             long l => $"the number {l}",
+            double d => $"the number {d.ToString(CultureInfo.InvariantCulture)}",
             bool b => b ? "true" : "false",
             TomlTable => "a table",
             TomlArray => "a list",
@@ -471,19 +529,80 @@ public static class ConfigLoader
         return false;
     }
 
+    /// <summary>
+    /// A duration: a decimal number (digits, optionally a point and more digits; no sign, exponent, NaN or infinity)
+    /// followed by ms, s, m or h. False for anything else, and for a value too large for a <see cref="TimeSpan"/>.
+    /// </summary>
     public static bool TryDuration(string s, out TimeSpan d)
     {
         d = default;
-        s = s.Trim();
-        (string unit, double scale)[] units = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)];
-        foreach (var (unit, scale) in units)
-        {
-            if (s.EndsWith(unit, StringComparison.Ordinal) && double.TryParse(s[..^unit.Length], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var n))
-            {
-                d = TimeSpan.FromSeconds(n * scale);
-                return true;
-            }
-        }
-        return false;
+        if (!TryDurationSeconds(s, out double seconds) || seconds >= MaxDurationSeconds) return false;
+        d = TimeSpan.FromSeconds(seconds);
+        return true;
     }
+
+    /// <summary>Well below TimeSpan.MaxValue (about 29,000 years), so TimeSpan.FromSeconds never overflows.</summary>
+    private const double MaxDurationSeconds = 1e11;
+
+    /// <summary>The seconds of a duration string (see <see cref="TryDuration"/>); may be huge, never NaN or infinite.</summary>
+    internal static bool TryDurationSeconds(string s, out double seconds)
+    {
+        seconds = 0;
+        var m = DurationRegex().Match(s.Trim());
+        if (!m.Success) return false;
+        if (!double.TryParse(m.Groups["n"].Value, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out double n) || !double.IsFinite(n)) return false;
+        seconds = n * m.Groups["u"].Value switch { "ms" => 0.001, "s" => 1, "m" => 60, _ => 3600 };
+        return double.IsFinite(seconds);
+    }
+
+    [GeneratedRegex(@"^(?<n>[0-9]+(\.[0-9]+)?)(?<u>ms|s|m|h)$", RegexOptions.CultureInvariant)]
+    private static partial Regex DurationRegex();
+
+    /// <summary>A duration in the largest unit that shows it whole: "100 ms", "1 s", "10 min", "24 h", "365 d".</summary>
+    internal static string Human(TimeSpan t) =>
+        t.TotalDays >= 2 && t.TotalDays == Math.Floor(t.TotalDays) ? $"{t.TotalDays:0} d"
+        : t.TotalHours >= 1 && t.TotalHours == Math.Floor(t.TotalHours) ? $"{t.TotalHours:0} h"
+        : t.TotalMinutes >= 1 && t.TotalMinutes == Math.Floor(t.TotalMinutes) ? $"{t.TotalMinutes:0} min"
+        : t.TotalSeconds >= 1 ? $"{t.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s"
+        : $"{t.TotalMilliseconds.ToString("0.###", CultureInfo.InvariantCulture)} ms";
+}
+
+/// <summary>
+/// The accepted range of a duration key. <see cref="ZeroMeans"/>: 0 is accepted and means this (e.g. "off");
+/// otherwise 0 is below <see cref="Min"/> and <see cref="WhyNotZero"/> says what it would do.
+/// </summary>
+public sealed record DurationLimit(TimeSpan Min, TimeSpan Max, string? ZeroMeans = null, string? WhyNotZero = null, bool WholeSeconds = false);
+
+/// <summary>Every duration key's range (README "Configuration", "Durations and their limits").</summary>
+public static class Limits
+{
+    private static TimeSpan S(double s) => TimeSpan.FromSeconds(s);
+    private static readonly TimeSpan Day = TimeSpan.FromDays(1);
+
+    /// <summary>[etr] register_interval, [decent.push] register_interval: Map-Register period.</summary>
+    public static readonly DurationLimit RegisterInterval = new(S(1), Day, WhyNotZero: "send Map-Registers in a busy loop");
+    /// <summary>[etr] record_ttl, [map_server] map_reply_ttl: TTL of registered / replied mappings.</summary>
+    public static readonly DurationLimit Ttl = new(S(1), TimeSpan.FromDays(365), WhyNotZero: "make every record a withdrawal (TTL 0)", WholeSeconds: true);
+    /// <summary>[etr] glean_ttl.</summary>
+    public static readonly DurationLimit GleanTtl = new(S(1), TimeSpan.FromHours(1), WhyNotZero: "expire gleaned mappings at once");
+    /// <summary>[itr] request_timeout: first Map-Request retransmit (doubles per try).</summary>
+    public static readonly DurationLimit RequestTimeout = new(S(0.1), S(60), WhyNotZero: "retransmit Map-Requests in a busy loop");
+    /// <summary>[itr] rloc_probe_interval (0: no probing).</summary>
+    public static readonly DurationLimit RlocProbeInterval = new(S(1), Day, ZeroMeans: "no RLOC-probing");
+    /// <summary>[itr] rloc_probe_timeout.</summary>
+    public static readonly DurationLimit RlocProbeTimeout = new(S(0.1), Day, WhyNotZero: "mark every RLOC down at once");
+    /// <summary>[map_server] registration_timeout: soft state of a registration not refreshed.</summary>
+    public static readonly DurationLimit RegistrationTimeout = new(S(1), TimeSpan.FromDays(7), WhyNotZero: "drop every registration as it arrives");
+    /// <summary>[data_plane] hold_time: how long a queued miss waits for its mapping.</summary>
+    public static readonly DurationLimit HoldTime = new(S(0.01), S(60), WhyNotZero: "drop every queued packet at once");
+    /// <summary>[data_plane] stats_interval (0: counters only at stop).</summary>
+    public static readonly DurationLimit StatsInterval = new(S(1), Day, ZeroMeans: "log the counters only at stop");
+    /// <summary>[data_plane] echo_nonce_interval, echo_nonce_timeout, echo_nonce_retry.</summary>
+    public static readonly DurationLimit EchoNonce = new(S(0.1), TimeSpan.FromHours(1), WhyNotZero: "make echo-nonce a busy loop");
+    /// <summary>[decent.pull] min_dns_ttl: floor of a DNS answer's TTL; at most the 10 min ceiling of the DNS cache.</summary>
+    public static readonly DurationLimit MinDnsTtl = new(S(1), TimeSpan.FromMinutes(10), WhyNotZero: "re-resolve TTL-0 answers in a busy loop");
+    /// <summary>[decent.pull] dns_grace: serve the last answer this long after its TTL while DNS fails (0: not at all).</summary>
+    public static readonly DurationLimit DnsGrace = new(S(1), Day, ZeroMeans: "no grace");
+    /// <summary>[decent.push] membership_refresh (0: never re-resolve the seed group).</summary>
+    public static readonly DurationLimit MembershipRefresh = new(S(1), Day, ZeroMeans: "never re-resolve the seed group");
 }
