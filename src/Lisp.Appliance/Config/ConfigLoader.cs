@@ -155,15 +155,51 @@ public static partial class ConfigLoader
             var mgmt = Table(root, "management");
             if (mgmt is not null)
             {
-                Allow(mgmt, "management.", "listen");
+                Allow(mgmt, "management.", "listen", "max_connections", "header_timeout", "idle_timeout", "max_body", "token_file");
                 var l = Str(mgmt, "management.listen");
                 if (l is not null)
                 {
-                    cfg = cfg with { Management = ManagementEndpoint(l) };
+                    var ep = ManagementEndpoint(l);
+                    cfg = cfg with { Management = ep, ManagementOptions = ManagementSection(mgmt, ep) };
                 }
             }
             Validate(cfg);
             return cfg;
+        }
+
+        // [management] limits and token (issue 12): a non-loopback listen address needs a token_file.
+        private ManagementConfig ManagementSection(TomlTable t, IPEndPoint listen)
+        {
+            var m = new ManagementConfig
+            {
+                Listen = listen,
+                MaxConnections = Int(t, "management.max_connections", 1, 4096) ?? ManagementConfig.DefaultMaxConnections,
+                HeaderTimeout = Duration(t, "management.header_timeout", Limits.ManagementHeaderTimeout) ?? TimeSpan.FromSeconds(5),
+                IdleTimeout = Duration(t, "management.idle_timeout", Limits.ManagementIdleTimeout) ?? TimeSpan.FromSeconds(15),
+                MaxBody = Int(t, "management.max_body", 0, 16 << 20) ?? ManagementConfig.DefaultMaxBody,
+                TokenFile = Str(t, "management.token_file"),
+            };
+            if (m.HeaderTimeout < TimeSpan.FromMilliseconds(100) || m.HeaderTimeout > TimeSpan.FromMinutes(5)) throw Bad("management.header_timeout", $"{m.HeaderTimeout.TotalSeconds} s is outside 100 ms .. 5 min");
+            if (m.IdleTimeout < TimeSpan.FromMilliseconds(100) || m.IdleTimeout > TimeSpan.FromHours(1)) throw Bad("management.idle_timeout", $"{m.IdleTimeout.TotalSeconds} s is outside 100 ms .. 1 h");
+            if (m.TokenFile is { } f)
+            {
+                string token;
+                try
+                {
+                    token = File.ReadAllText(f).Trim();
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    throw Bad("management.token_file", $"cannot read {f}: {e.Message}");
+                }
+                if (token.Length < 16 || token.Any(c => c <= ' ' || c > '~')) throw Bad("management.token_file", $"{f} must hold one token of at least 16 printable characters (no spaces)");
+                m = m with { Token = token };
+            }
+            else if (!IPAddress.IsLoopback(listen.Address))
+            {
+                throw Bad("management.token_file", $"listen {listen} is not a loopback address: give a token_file (requests then need 'Authorization: Bearer TOKEN')");
+            }
+            return m;
         }
 
         private void Validate(NodeConfig c)
@@ -605,4 +641,8 @@ public static class Limits
     public static readonly DurationLimit DnsGrace = new(S(1), Day, ZeroMeans: "no grace");
     /// <summary>[decent.push] membership_refresh (0: never re-resolve the seed group).</summary>
     public static readonly DurationLimit MembershipRefresh = new(S(1), Day, ZeroMeans: "never re-resolve the seed group");
+    /// <summary>[management] header_timeout: a request's head and body must arrive within it.</summary>
+    public static readonly DurationLimit ManagementHeaderTimeout = new(S(0.1), S(300), WhyNotZero: "close every connection before its request arrives");
+    /// <summary>[management] idle_timeout: an idle or kept-alive connection is closed after it.</summary>
+    public static readonly DurationLimit ManagementIdleTimeout = new(S(0.1), TimeSpan.FromHours(1), WhyNotZero: "close every connection at once");
 }

@@ -64,6 +64,8 @@ public sealed record NodeConfig
     /// <summary>[data_plane]: TUN + UDP 4341 forwarding; null = control plane only.</summary>
     public DataPlaneConfig? DataPlane { get; init; }
     public IPEndPoint? Management { get; init; }
+    /// <summary>[management] limits and token (set with <see cref="Management"/>).</summary>
+    public ManagementConfig? ManagementOptions { get; init; }
 
     public bool Has(string role) => Roles.Contains(role);
 

@@ -54,6 +54,14 @@ public sealed class RlocView
 /// <summary>GET /api/site-table: one table per map-server node.</summary>
 public sealed class SiteTableView
 {
+    /// <summary>Rows in the whole table (every page).</summary>
+    public int Total { get; init; }
+    /// <summary>Rows asked for (?limit=, default 1000, at most 10000).</summary>
+    public int Limit { get; init; }
+    /// <summary>Cursor of the next page (GET ...?after=NEXT), null on the last page.</summary>
+    public string? Next { get; init; }
+    /// <summary>When the snapshot the page comes from was taken (pages are cut from a published copy, at most a few seconds old).</summary>
+    public DateTimeOffset? SnapshotAt { get; init; }
     public List<MapServerTableView> MapServers { get; init; } = [];
 }
 
@@ -61,6 +69,8 @@ public sealed class MapServerTableView
 {
     public string Node { get; init; } = "";
     public List<string> Endpoints { get; init; } = [];
+    /// <summary>This map-server's rows in the whole table (<see cref="Rows"/> holds those on this page).</summary>
+    public int Total { get; init; }
     public List<SiteRowView> Rows { get; init; } = [];
 }
 
@@ -84,6 +94,14 @@ public sealed class SiteRowView
 /// <summary>GET /api/map-cache: the ITR's map-cache (empty without the itr role).</summary>
 public sealed class MapCacheView
 {
+    /// <summary>Rows in the whole table (every page).</summary>
+    public int Total { get; init; }
+    /// <summary>Rows asked for (?limit=, default 1000, at most 10000).</summary>
+    public int Limit { get; init; }
+    /// <summary>Cursor of the next page (GET ...?after=NEXT), null on the last page.</summary>
+    public string? Next { get; init; }
+    /// <summary>When the snapshot the page comes from was taken (pages are cut from a published copy, at most a few seconds old).</summary>
+    public DateTimeOffset? SnapshotAt { get; init; }
     public bool Itr { get; init; }
     public int Outstanding { get; init; }
     public List<MapCacheEntryView> Entries { get; init; } = [];
@@ -106,6 +124,14 @@ public sealed class MapCacheEntryView
 /// <summary>GET /api/registrations: what the ETR registers where.</summary>
 public sealed class RegistrationsView
 {
+    /// <summary>Rows in the whole table (every page).</summary>
+    public int Total { get; init; }
+    /// <summary>Rows asked for (?limit=, default 1000, at most 10000).</summary>
+    public int Limit { get; init; }
+    /// <summary>Cursor of the next page (GET ...?after=NEXT), null on the last page.</summary>
+    public string? Next { get; init; }
+    /// <summary>When the snapshot the page comes from was taken (pages are cut from a published copy, at most a few seconds old).</summary>
+    public DateTimeOffset? SnapshotAt { get; init; }
     public bool Etr { get; init; }
     public List<RegistrationView> Registrations { get; init; } = [];
 }
@@ -128,6 +154,24 @@ public sealed class CountersView
     public DataPlaneCountersView? DataPlane { get; init; }
     /// <summary>RLOC-probing (RFC 9301 section 7.1) of the ITR node; null without the itr role. Echo-nonce is under data-plane.</summary>
     public RlocProbingView? RlocProbing { get; init; }
+    /// <summary>The management HTTP server itself: connections and refusals (issue 12).</summary>
+    public ManagementServerView? Management { get; set; }
+}
+
+/// <summary>The management server's connections, limits and the refusals and timeouts it counted since start.</summary>
+public sealed class ManagementServerView
+{
+    public int ActiveConnections { get; init; }
+    public int MaxConnections { get; init; }
+    public double HeaderTimeoutSeconds { get; init; }
+    public double IdleTimeoutSeconds { get; init; }
+    public int MaxBody { get; init; }
+    public bool TokenRequired { get; init; }
+    /// <summary>connections-accepted, connections-refused (over max_connections), header-timeouts, idle-closed, header-too-large, body-too-large, bad-requests, unauthorized, busy, requests.</summary>
+    public Dictionary<string, long> Events { get; init; } = [];
+    /// <summary>Snapshots of the big tables taken on the control thread, and the longest such read (ms).</summary>
+    public long Snapshots { get; init; }
+    public double LongestSnapshotReadMs { get; init; }
 }
 
 /// <summary>RLOC-probing counters and the probed RLOCs (the counters count since start; the states are now).</summary>

@@ -9,34 +9,40 @@ namespace Lisp.Appliance.Management;
 
 /// <summary>
 /// The operations surface on [management] listen: a read-only HTTP API (JSON), Prometheus metrics and a
-/// self-contained web page. Built on <see cref="HttpListener"/> (managed on Linux, trim/AOT clean, about half
-/// Kestrel's size in the binary). Role state is only read on the control thread (<see cref="NodeHost.QueryAsync"/>,
-/// bounded wait); at most <see cref="MaxConcurrent"/> requests are served at once, the rest get 503.
-/// The listener is bound to the configured address and only answers requests whose Host header names it
-/// (HttpListener matches the prefix), which also keeps DNS-rebinding pages away from the API.
+/// self-contained web page. Built on <see cref="HttpServer"/> (the project's own small HTTP/1.1 server on a socket:
+/// connection limit, header/idle timeouts, body limit, every refusal counted; issue 12). Role state is only read on
+/// the control thread (<see cref="NodeHost.QueryAsync"/>, bounded wait); the big tables are paged from published
+/// snapshots (<see cref="TablePages"/>), so polling them costs the control thread a bounded share of its time.
+/// At most <see cref="MaxConcurrent"/> requests are served at once, the rest get 503. With a token
+/// ([management] token_file) every request but the static page needs `Authorization: Bearer TOKEN`.
+/// Only requests whose Host header names the listen address are served (DNS-rebinding pages stay away).
 /// </summary>
 public sealed class ManagementServer : IDisposable
 {
     public const int MaxConcurrent = 8;
     public static readonly TimeSpan QueryTimeout = TimeSpan.FromSeconds(2);
 
-    private readonly HttpListener _listener = new();
+    private readonly HttpServer _server;
     private readonly NodeHost _host;
     private readonly DataPlaneHost? _dataPlane;
     private readonly Log _log;
+    private readonly ManagementConfig _options;
+    private readonly TablePages _pages;
+    private readonly byte[]? _tokenHash;
     private readonly SemaphoreSlim _slots = new(MaxConcurrent, MaxConcurrent);
     private readonly DateTimeOffset _startedAt = DateTimeOffset.UtcNow;
     private readonly string _version = typeof(ManagementServer).Assembly.GetName().Version?.ToString() ?? "";
-    private Task? _loop;
 
-    private ManagementServer(IPEndPoint endpoint, NodeHost host, DataPlaneHost? dataPlane, Log log)
+    private ManagementServer(ManagementConfig options, NodeHost host, DataPlaneHost? dataPlane, Log log)
     {
-        Endpoint = endpoint;
+        _options = options;
         _host = host;
         _dataPlane = dataPlane;
         _log = log;
-        _listener.Prefixes.Add($"http://{endpoint}/");
-        _listener.IgnoreWriteExceptions = true;
+        _pages = new TablePages(host);
+        _tokenHash = options.Token is { } t ? Lisp.Wire.Crypto.Sha256.HashData(Encoding.UTF8.GetBytes(t)) : null;
+        _server = new HttpServer(options.Listen, options.MaxConnections, options.HeaderTimeout, options.IdleTimeout, options.MaxBody, Serve);
+        Endpoint = _server.Endpoint;
     }
 
     public IPEndPoint Endpoint { get; }
@@ -44,132 +50,102 @@ public sealed class ManagementServer : IDisposable
     /// <summary>Binds and starts serving; throws <see cref="HttpListenerException"/> (address in use, not local ...).</summary>
     public static ManagementServer Start(IPEndPoint endpoint, NodeHost host, DataPlaneHost? dataPlane, Log log)
     {
-        var s = new ManagementServer(endpoint, host, dataPlane, log);
+        var options = host.Config.ManagementOptions is { } o && o.Listen.Equals(endpoint) ? o : new ManagementConfig { Listen = endpoint };
+        ManagementServer s;
         try
         {
-            s._listener.Start();
+            s = new ManagementServer(options, host, dataPlane, log);
         }
-        catch
+        catch (System.Net.Sockets.SocketException e)
         {
-            s._listener.Close();
-            throw;
+            throw new HttpListenerException((int)e.SocketErrorCode, e.Message);
         }
-        s._loop = Task.Run(s.AcceptLoop);
+        s._server.Start();
         log.Info("management-started", $"management API and web page on http://{endpoint}/");
         return s;
     }
 
-    private async Task AcceptLoop()
+    private async Task<HttpAnswer> Serve(HttpRequest request)
     {
-        while (_listener.IsListening)
-        {
-            HttpListenerContext ctx;
-            try
-            {
-                ctx = await _listener.GetContextAsync().ConfigureAwait(false);
-            }
-            catch (Exception e) when (e is HttpListenerException or ObjectDisposedException or InvalidOperationException)
-            {
-                if (!_listener.IsListening) return;
-                _log.Warn("management", $"accept failed: {e.Message}");
-                continue;
-            }
-            _ = Task.Run(() => Serve(ctx));
-        }
-    }
-
-    private async Task Serve(HttpListenerContext ctx)
-    {
-        var response = ctx.Response;
         try
         {
             if (!_slots.Wait(0))
             {
-                await Error(response, 503, "too many management requests at once").ConfigureAwait(false);
-                return;
+                Interlocked.Increment(ref _server.Counters.Busy);
+                return HttpServer.Simple(503, "too many management requests at once");
             }
             try
             {
-                await Route(ctx.Request, response).ConfigureAwait(false);
+                return await Route(request).ConfigureAwait(false);
             }
             finally
             {
                 _slots.Release();
             }
         }
-        catch (ObjectDisposedException)
-        {
-            // HttpListener answered the request itself (e.g. 411 for a body without a length) and closed it
-        }
         catch (Exception e)
         {
-            _log.Warn("management", $"{ctx.Request.HttpMethod} {ctx.Request.Url?.AbsolutePath}: {e.GetType().Name}: {e.Message}");
-            try
-            {
-                await Error(response, 500, "internal error").ConfigureAwait(false);
-            }
-            catch (Exception)
-            {
-                // the client is gone
-            }
-        }
-        finally
-        {
-            try
-            {
-                response.Close();
-            }
-            catch (Exception)
-            {
-                // already closed or the client is gone
-            }
+            _log.Warn("management", $"{request.Method} {request.Path}: {e.GetType().Name}: {e.Message}");
+            return HttpServer.Simple(500, "internal error");
         }
     }
 
-    private async Task Route(HttpListenerRequest request, HttpListenerResponse response)
+    /// <summary>Constant time in the token's contents: both sides are hashed first, then compared byte by byte without an early exit.</summary>
+    private bool Authorized(HttpRequest request)
     {
-        string path = request.Url?.AbsolutePath ?? "/";
-        if (request.HttpMethod != "GET")
+        if (_tokenHash is null) return true;
+        var h = request.Headers.GetValueOrDefault("Authorization") ?? "";
+        if (!h.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase)) return false;
+        var given = Lisp.Wire.Crypto.Sha256.HashData(Encoding.UTF8.GetBytes(h[7..].Trim()));
+        int diff = 0;
+        for (int i = 0; i < given.Length; i++) diff |= given[i] ^ _tokenHash[i];
+        return diff == 0;
+    }
+
+    private async Task<HttpAnswer> Route(HttpRequest request)
+    {
+        string path = request.Path;
+        if (request.Method != "GET")
         {
-            response.AddHeader("Allow", "GET");
-            await Error(response, 405, $"{request.HttpMethod} is not allowed; the management API is read-only").ConfigureAwait(false);
-            return;
+            var e = HttpServer.Simple(405, $"{request.Method} is not allowed; the management API is read-only");
+            return e with { Headers = [("Allow", "GET")] };
+        }
+        if (path is "/" or "/index.html")
+        {
+            // The page holds no data (it asks for a token when the API needs one).
+            return new HttpAnswer(200, "text/html; charset=utf-8", Encoding.UTF8.GetBytes(WebPage.Html), [("Content-Security-Policy", WebPage.ContentSecurityPolicy)]);
+        }
+        if (!Authorized(request))
+        {
+            Interlocked.Increment(ref _server.Counters.Unauthorized);
+            return HttpServer.Simple(401, "this management API needs 'Authorization: Bearer TOKEN' ([management] token_file)") with { Headers = [("WWW-Authenticate", "Bearer")] };
         }
         try
         {
             switch (path)
             {
-                case "/" or "/index.html":
-                    response.AddHeader("Content-Security-Policy", WebPage.ContentSecurityPolicy);
-                    await Write(response, 200, "text/html; charset=utf-8", WebPage.Html).ConfigureAwait(false);
-                    return;
                 case "/api/status":
-                    await Json(response, Status(), ManagementJsonContext.Default.StatusView).ConfigureAwait(false);
-                    return;
-                case "/api/site-table":
-                    await Json(response, await _host.QueryAsync(Snapshots.SiteTable, QueryTimeout).ConfigureAwait(false), ManagementJsonContext.Default.SiteTableView).ConfigureAwait(false);
-                    return;
-                case "/api/map-cache":
-                    await Json(response, await _host.QueryAsync(Snapshots.MapCache, QueryTimeout).ConfigureAwait(false), ManagementJsonContext.Default.MapCacheView).ConfigureAwait(false);
-                    return;
-                case "/api/registrations":
-                    await Json(response, await _host.QueryAsync(Snapshots.Registrations, QueryTimeout).ConfigureAwait(false), ManagementJsonContext.Default.RegistrationsView).ConfigureAwait(false);
-                    return;
+                    return Json(Status(), ManagementJsonContext.Default.StatusView);
+                case "/api/site-table" or "/api/map-cache" or "/api/registrations":
+                    if (TablePages.Arguments(request.Query, out var error) is not var (limit, after)) return HttpServer.Simple(400, error!);
+                    return path switch
+                    {
+                        "/api/site-table" => Json(await _pages.SiteTable(limit, after, QueryTimeout).ConfigureAwait(false), ManagementJsonContext.Default.SiteTableView),
+                        "/api/map-cache" => Json(await _pages.MapCache(limit, after, QueryTimeout).ConfigureAwait(false), ManagementJsonContext.Default.MapCacheView),
+                        _ => Json(await _pages.Registrations(limit, after, QueryTimeout).ConfigureAwait(false), ManagementJsonContext.Default.RegistrationsView),
+                    };
                 case "/api/counters":
-                    await Json(response, await Counters().ConfigureAwait(false), ManagementJsonContext.Default.CountersView).ConfigureAwait(false);
-                    return;
+                    return Json(await Counters().ConfigureAwait(false), ManagementJsonContext.Default.CountersView);
                 case "/metrics":
-                    await Write(response, 200, PrometheusText.ContentType, PrometheusText.Format(Status(), await Counters().ConfigureAwait(false))).ConfigureAwait(false);
-                    return;
+                    return new HttpAnswer(200, PrometheusText.ContentType, Encoding.UTF8.GetBytes(PrometheusText.Format(Status(), await Counters().ConfigureAwait(false))));
                 default:
-                    await Error(response, 404, $"no such page: {path} (try /, /api/status, /api/site-table, /api/map-cache, /api/registrations, /api/counters, /metrics)").ConfigureAwait(false);
-                    return;
+                    return HttpServer.Simple(404, $"no such page: {path} (try /, /api/status, /api/site-table, /api/map-cache, /api/registrations, /api/counters, /metrics)");
             }
         }
         catch (Exception e) when (e is TimeoutException or InvalidOperationException)
         {
-            // The control thread is busy (or stopping): say so rather than wait on.
-            await Error(response, 503, $"the control thread did not answer: {e.Message}").ConfigureAwait(false);
+            // The control thread is busy (or stopping), or a snapshot is still being taken: say so rather than wait on.
+            return HttpServer.Simple(503, $"the control thread did not answer: {e.Message}");
         }
     }
 
@@ -222,42 +198,29 @@ public sealed class ManagementServer : IDisposable
             SendErrors = sendErrors,
             DataPlane = Snapshots.DataPlane(dataPlane), // on the control thread too: its map-cache writer is owned there
             RlocProbing = Snapshots.RlocProbing(nodes),
-        }, QueryTimeout);
+        }, QueryTimeout).ContinueWith(t =>
+        {
+            var v = t.GetAwaiter().GetResult();
+            v.Management = ServerView();
+            return v;
+        }, TaskScheduler.Default);
     }
 
-    private static Task Json<T>(HttpListenerResponse response, T value, JsonTypeInfo<T> type) =>
-        Write(response, 200, "application/json; charset=utf-8", JsonSerializer.Serialize(value, type));
-
-    private static Task Error(HttpListenerResponse response, int status, string message) =>
-        Write(response, status, "application/json; charset=utf-8", JsonSerializer.Serialize(new ErrorView { Error = message }, ManagementJsonContext.Default.ErrorView));
-
-    private static async Task Write(HttpListenerResponse response, int status, string contentType, string body)
+    private ManagementServerView ServerView() => new()
     {
-        var bytes = Encoding.UTF8.GetBytes(body);
-        response.StatusCode = status;
-        response.ContentType = contentType;
-        response.AddHeader("Cache-Control", "no-store");
-        response.AddHeader("X-Content-Type-Options", "nosniff");
-        response.ContentLength64 = bytes.Length;
-        await response.OutputStream.WriteAsync(bytes).ConfigureAwait(false);
-    }
+        ActiveConnections = Volatile.Read(ref _server.Counters.Active),
+        MaxConnections = _options.MaxConnections,
+        HeaderTimeoutSeconds = _options.HeaderTimeout.TotalSeconds,
+        IdleTimeoutSeconds = _options.IdleTimeout.TotalSeconds,
+        MaxBody = _options.MaxBody,
+        TokenRequired = _tokenHash is not null,
+        Events = _server.Counters.Events(),
+        Snapshots = _pages.SnapshotCount,
+        LongestSnapshotReadMs = Math.Round(_pages.LongestReadMs, 3),
+    };
 
-    public void Dispose()
-    {
-        try
-        {
-            _listener.Stop();
-            _listener.Close();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-        try
-        {
-            _loop?.Wait(TimeSpan.FromSeconds(2));
-        }
-        catch (AggregateException)
-        {
-        }
-    }
+    private static HttpAnswer Json<T>(T value, JsonTypeInfo<T> type) =>
+        new(200, "application/json; charset=utf-8", JsonSerializer.SerializeToUtf8Bytes(value, type));
+
+    public void Dispose() => _server.Dispose();
 }

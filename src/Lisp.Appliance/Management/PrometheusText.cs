@@ -43,6 +43,19 @@ public static class PrometheusText
         w.Sample("lisp_control_queue_drops_total", counters.QueueDrops, ("node", status.Name));
         w.Family("lisp_control_send_errors_total", "counter", "Control datagrams the kernel refused to send.");
         w.Sample("lisp_control_send_errors_total", counters.SendErrors, ("node", status.Name));
+        if (counters.Management is { } m)
+        {
+            w.Family("lisp_management_connections", "gauge", "Open connections to the management API.");
+            w.Sample("lisp_management_connections", m.ActiveConnections, ("node", status.Name));
+            w.Family("lisp_management_max_connections", "gauge", "[management] max_connections.");
+            w.Sample("lisp_management_max_connections", m.MaxConnections, ("node", status.Name));
+            w.Family("lisp_management_events_total", "counter", "Management server: connections accepted and refused (over max_connections), header timeouts, idle keep-alive closes, oversized heads and bodies, bad and unauthorized requests, busy (503), requests.");
+            foreach (var (k, v) in m.Events) w.Sample("lisp_management_events_total", v, ("node", status.Name), ("event", k));
+            w.Family("lisp_management_snapshots_total", "counter", "Table snapshots the management API took on the control thread.");
+            w.Sample("lisp_management_snapshots_total", m.Snapshots, ("node", status.Name));
+            w.Family("lisp_management_snapshot_read_max_seconds", "gauge", "Longest control-thread read of a table snapshot.");
+            w.Sample("lisp_management_snapshot_read_max_seconds", m.LongestSnapshotReadMs / 1000.0, ("node", status.Name));
+        }
 
         if (counters.RlocProbing is { } p)
         {

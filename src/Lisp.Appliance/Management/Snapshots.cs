@@ -8,85 +8,25 @@ namespace Lisp.Appliance.Management;
 
 /// <summary>
 /// Builds the management views from role state. The Control* methods read role state and must run on the
-/// control thread (through <see cref="NodeHost.QueryAsync"/>); what they return is a detached copy.
+/// control thread (through <see cref="NodeHost.QueryAsync"/>); what they return is a detached copy. The big
+/// tables are paged from published snapshots (<see cref="TablePages"/>).
 /// </summary>
 public static class Snapshots
 {
-    public static SiteTableView SiteTable(ControlNodeSet nodes, DateTimeOffset now)
+    /// <summary>A map-cache entry's view (any thread: the entry is an immutable record).</summary>
+    public static MapCacheEntryView Entry(MapCacheEntry e, DateTimeOffset now) => new()
     {
-        var view = new SiteTableView();
-        foreach (var (node, _) in nodes.All)
-        {
-            if (node.MapServer is not { } ms) continue;
-            var live = ms.Registrations(now);
-            var rows = new List<SiteRowView>();
-            foreach (var r in ms.SiteTable(now))
-            {
-                DateTimeOffset? expires = null;
-                foreach (var reg in live)
-                {
-                    if (reg.Site == r.Site && reg.Eid.SameKey(r.Eid) && (expires is null || reg.ExpiresAt > expires)) expires = reg.ExpiresAt;
-                }
-                rows.Add(new SiteRowView
-                {
-                    Site = r.Site,
-                    Eid = r.Eid.ToString(),
-                    Configured = r.Configured,
-                    Registered = r.Registered,
-                    LastRegisterer = r.LastRegisterer?.ToString(),
-                    FirstRegistered = r.FirstRegistered,
-                    LastRegistered = r.LastRegistered,
-                    Expires = expires,
-                    Flags = r.Flags,
-                    Registrants = r.Registrants,
-                    Rlocs = Rlocs(r.Rlocs),
-                });
-            }
-            view.MapServers.Add(new MapServerTableView
-            {
-                Node = node.Options.Name,
-                Endpoints = node.Options.LocalEndpoints.Select(e => e.ToString()).ToList(),
-                Rows = rows,
-            });
-        }
-        return view;
-    }
-
-    public static MapCacheView MapCache(ControlNodeSet nodes, DateTimeOffset now)
-    {
-        if (nodes.ItrNode?.Itr is not { } itr) return new MapCacheView();
-        var entries = itr.Entries(now)
-            .OrderBy(e => e.Eid.ToString(), StringComparer.Ordinal)
-            .Select(e => new MapCacheEntryView
-            {
-                Eid = e.Eid.ToString(),
-                Negative = e.IsNegative,
-                Action = Kebab(e.Action.ToString()),
-                Rlocs = Rlocs(e.Locators),
-                TtlSeconds = (long)e.Ttl.TotalSeconds,
-                TtlLeftSeconds = Math.Max(0, (long)Math.Ceiling((e.ExpiresAt - now).TotalSeconds)),
-                InstalledAt = e.InstalledAt,
-                ExpiresAt = e.ExpiresAt,
-                LearnedFrom = e.LearnedFrom?.ToString(),
-                Authoritative = e.Authoritative,
-            })
-            .ToList();
-        return new MapCacheView { Itr = true, Outstanding = itr.Outstanding.Count, Entries = entries };
-    }
-
-    public static RegistrationsView Registrations(ControlNodeSet nodes, DateTimeOffset now)
-    {
-        var etr = nodes.All.Select(n => n.Node.Etr).FirstOrDefault(e => e is not null);
-        if (etr is null) return new RegistrationsView();
-        return new RegistrationsView
-        {
-            Etr = true,
-            Registrations = etr.RegistrationStates
-                .OrderBy(s => s.Eid.ToString(), StringComparer.Ordinal).ThenBy(s => s.MapServer.ToString(), StringComparer.Ordinal)
-                .Select(s => new RegistrationView { Eid = s.Eid.ToString(), MapServer = s.MapServer.ToString(), LastSent = s.LastSent, LastNotified = s.LastNotified })
-                .ToList(),
-        };
-    }
+        Eid = e.Eid.ToString(),
+        Negative = e.IsNegative,
+        Action = Kebab(e.Action.ToString()),
+        Rlocs = Rlocs(e.Locators),
+        TtlSeconds = (long)e.Ttl.TotalSeconds,
+        TtlLeftSeconds = Math.Max(0, (long)Math.Ceiling((e.ExpiresAt - now).TotalSeconds)),
+        InstalledAt = e.InstalledAt,
+        ExpiresAt = e.ExpiresAt,
+        LearnedFrom = e.LearnedFrom?.ToString(),
+        Authoritative = e.Authoritative,
+    };
 
     /// <summary>Control-plane counters and gauges of every node (the counters themselves are thread-safe; the gauges are not).</summary>
     public static List<NodeCountersView> ControlCounters(ControlNodeSet nodes, DateTimeOffset now)
@@ -204,7 +144,7 @@ public static class Snapshots
         return view;
     }
 
-    private static List<RlocView> Rlocs(IReadOnlyList<LocatorRecord> rlocs) =>
+    public static List<RlocView> Rlocs(IReadOnlyList<LocatorRecord> rlocs) =>
         rlocs.Select(l => new RlocView { Address = l.Locator.ToText(), Priority = l.Priority, Weight = l.Weight, Reachable = l.Reachable }).ToList();
 
     /// <summary>"AuthFailure" -> "auth-failure".</summary>

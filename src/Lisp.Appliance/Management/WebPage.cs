@@ -4,7 +4,8 @@ namespace Lisp.Appliance.Management;
 
 /// <summary>
 /// GET /: one self-contained page (inline style and script, nothing fetched from elsewhere) that reads the
-/// JSON APIs and shows status, site table, map-cache, registrations and counters, refreshing every 3 s. Data
+/// JSON APIs and shows status, the first page of site table, map-cache and registrations with their totals, and
+/// counters, refreshing every 3 s (asking for a token, kept in sessionStorage, when the API answers 401). Data
 /// is put into the page with textContent only, never as HTML.
 /// </summary>
 public static class WebPage
@@ -29,14 +30,18 @@ public static class WebPage
           return t;
         }
         function put(id, ...nodes) { $(id).replaceChildren(...nodes); }
+        const PAGE = 200;
         async function get(path) {
-          const r = await fetch(path, { cache: 'no-store' });
+          const token = sessionStorage.getItem('token');
+          const r = await fetch(path, { cache: 'no-store', headers: token ? { Authorization: `Bearer ${token}` } : {} });
+          if (r.status === 401) { $('auth').hidden = false; throw new Error('the API needs a token'); }
           if (!r.ok) throw new Error(`${path}: HTTP ${r.status}`);
           return r.json();
         }
+        const shown = (n, total) => n < total ? ` (first ${n} of ${total}; the JSON API pages with ?limit= and ?after=next)` : '';
         async function refresh() {
           try {
-            const [s, st, mc, rg, c] = await Promise.all(['/api/status', '/api/site-table', '/api/map-cache', '/api/registrations', '/api/counters'].map(get));
+            const [s, st, mc, rg, c] = await Promise.all(['/api/status', `/api/site-table?limit=${PAGE}`, `/api/map-cache?limit=${PAGE}`, `/api/registrations?limit=${PAGE}`, '/api/counters'].map(get));
             document.title = `lisp-decent ${s.name}`;
             $('title').textContent = `lisp-decent ${s.name}`;
             put('status', table('status-table', ['Node', 'Roles', 'Mapping system', 'Up', 'Control', 'Management', 'Version'],
@@ -44,11 +49,12 @@ public static class WebPage
             const ms = st['map-servers'];
             put('site-table', ...(ms.length === 0 ? [document.createTextNode('no map-server role')] : ms.map(m => {
               const d = document.createElement('div');
-              const h = document.createElement('h3'); h.textContent = `${m.node} (${m.endpoints.join(', ')})`;
+              const h = document.createElement('h3'); h.textContent = `${m.node} (${m.endpoints.join(', ')}): ${m.total} rows${shown(m.rows.length, m.total)}`;
               d.append(h, table('site-rows', ['Site', 'EID-prefix', 'Registered', 'Last registerer', 'First registered', 'Last registered', 'Flags', 'RLOCs', 'Expires'],
                 m.rows.map(r => [r.site, r.eid, r.registered ? 'yes' : 'no', r['last-registerer'] ?? '--', when(r['first-registered']), when(r['last-registered']), r.flags, rlocs(r.rlocs), when(r.expires)])));
               return d;
             })));
+            $('map-cache-total').textContent = mc.itr ? `${mc.total} entries${shown(mc.entries.length, mc.total)}` : '';
             put('map-cache', mc.itr ? table('map-cache-rows', ['EID-prefix', 'RLOCs', 'Action', 'TTL', 'TTL left', 'Learned from'],
               mc.entries.map(e => [e.eid, e.negative ? '(negative)' : rlocs(e.rlocs), e.action, `${e['ttl-seconds']} s`, `${e['ttl-left-seconds']} s`, e['learned-from'] ?? '--']))
               : document.createTextNode('no itr role'));
@@ -74,6 +80,7 @@ public static class WebPage
             $('error').textContent = `cannot read the management API: ${e.message}`;
           }
         }
+        $('token-form').addEventListener('submit', ev => { ev.preventDefault(); sessionStorage.setItem('token', $('token').value.trim()); $('auth').hidden = true; refresh(); });
         refresh();
         setInterval(refresh, 3000);
 
@@ -93,9 +100,10 @@ public static class WebPage
         <body>
         <h1 id="title">lisp-decent</h1>
         <div id="error"></div><div id="updated"></div>
+        <div id="auth" hidden><form id="token-form">Token: <input id="token" type="password" autocomplete="off"> <button>use</button></form></div>
         <h2>Status</h2><div id="status">loading...</div>
         <h2>Site table</h2><div id="site-table">loading...</div>
-        <h2>Map-cache</h2><div id="map-cache">loading...</div>
+        <h2>Map-cache</h2><div id="map-cache-total"></div><div id="map-cache">loading...</div>
         <h2>Registrations (ETR)</h2><div id="registrations">loading...</div>
         <h2>Counters</h2><div id="counters">loading...</div>
         <p>JSON: <a href="/api/status">status</a> <a href="/api/site-table">site-table</a> <a href="/api/map-cache">map-cache</a>
