@@ -160,7 +160,7 @@ public static class DecodeCommand
                 stderr.WriteLine($"decode: cannot read {path}: {why}");
                 return 2;
             case BoundedInput.Outcome.TooLarge:
-                stderr.WriteLine($"decode: {path}: input larger than the {BoundedInput.LimitText} limit; decode reads at most that much " +
+                stderr.WriteLine($"decode: {(path == "-" ? "standard input" : path)}: input larger than the {BoundedInput.LimitText} limit; decode reads at most that much " +
                                  "from each --file (cut a capture into parts with editcap -c or tcpdump -C)");
                 return 1;
         }
@@ -173,7 +173,7 @@ public static class DecodeCommand
         bool manyInterfaces = cap.Interfaces.Count > 1;
         foreach (var g in cap.Datagrams)
         {
-            var label = $"{name} frame {g.FrameNumber}{(manyInterfaces ? $" interface {g.Interface}" : "")} at {g.Time} {g.Source}:{g.SourcePort} -> {g.Destination}:{g.DestinationPort}";
+            var label = $"{name} frame {g.FrameNumber}{(manyInterfaces ? $" interface {g.Interface}" : "")} at {g.Time} {Endpoint(g.Source, g.SourcePort)} -> {Endpoint(g.Destination, g.DestinationPort)}";
             bool control = g.SourcePort == DataHeader.ControlPort || g.DestinationPort == DataHeader.ControlPort;
             inputs.Add(new Input(label, g.Payload, null, !control && DataPacketDescriber.LooksLikeData(g.Payload)));
         }
@@ -197,6 +197,9 @@ public static class DecodeCommand
         }
         return null;
     }
+
+    private static string Endpoint(System.Net.IPAddress a, ushort port) =>
+        a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? $"[{a}]:{port}" : $"{a}:{port}";
 
     private static void LoadText(string name, byte[] data, List<Input> inputs)
     {
