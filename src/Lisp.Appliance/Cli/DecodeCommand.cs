@@ -192,7 +192,7 @@ public static class DecodeCommand
         }
         else if (cap.Datagrams.Count == 0 && cap.UnsupportedLinkTypeFrames.Count == 0)
         {
-            inputs.Add(new Input(name, null, $"no UDP 4341/4342 datagram in the capture's {cap.Frames} frame(s) " +
+            inputs.Add(new Input(name, null, $"no UDP 4341/4342 datagram in {cap.Frames} frame(s) of the capture " +
                 $"({cap.OtherUdp} other UDP, {cap.NotUdp} not UDP, {cap.NotIp} not IP, {cap.Fragments} fragments, {cap.Malformed} malformed)", false));
         }
         return null;
