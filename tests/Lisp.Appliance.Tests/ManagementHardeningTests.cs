@@ -89,6 +89,12 @@ public sealed class ManagementHardeningTests
         Assert.Equal(251, seen.Distinct().Count());
         Assert.Equal(seen.OrderBy(s => s, StringComparer.Ordinal), seen);
 
+        // `show site-table` follows the cursors: with 100-row pages it still prints all 251 rows, each once.
+        var (rc, shown, err) = ApplianceProcess.Run(TimeSpan.FromSeconds(60), ["show", "site-table", "--management", management, "--page-rows", "100"]);
+        Assert.True(rc == 0, $"show exited {rc}: {err}");
+        Assert.Contains("250 of 251 EID-prefixes registered", shown);
+        foreach (var eid in seen) Assert.Equal(1, shown.Split('\n').Count(line => line.Contains(" " + eid + " ", StringComparison.Ordinal)));
+
         Assert.Equal(400, Http.Send(management, "GET", "/api/site-table?limit=0").Status);
         Assert.Equal(400, Http.Send(management, "GET", "/api/site-table?limit=10001").Status);
         Assert.Equal(400, Http.Send(management, "GET", "/api/site-table?after=%%%").Status);

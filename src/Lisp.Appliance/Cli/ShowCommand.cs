@@ -34,7 +34,13 @@ public static class ShowCommand
 
         Options:
           --management ADDRESS:PORT   the node's management API (default 127.0.0.1:8080)
-          --json                      print the API's JSON as it is
+          --token-file FILE           the bearer token, when the node's [management] token_file is set
+          --page-rows N               rows per page asked of the node (1..10000, default 10000)
+          --json                      print the API's JSON as it is (site-table, map-cache, registrations: the
+                                      first page; follow its `next` with ?after=)
+
+        site-table, map-cache and registrations are fetched page by page and printed whole (each page is one
+        short visit to the node's control plane).
           -h, --help                  show this help
 
         Exit status: 0 printed, 1 the node did not answer (or answered with an error), 2 usage error.
@@ -44,7 +50,7 @@ public static class ShowCommand
 
     public static int Run(IReadOnlyList<string> args, TextWriter stdout, TextWriter stderr)
     {
-        var cl = CommandLine.Parse(args, ["management"], ["json"]);
+        var cl = CommandLine.Parse(args, ["management", "token-file", "page-rows"], ["json"]);
         if (cl.Has("help"))
         {
             stdout.WriteLine(Help);
@@ -64,11 +70,32 @@ public static class ShowCommand
             return 2;
         }
 
+        string? token = null;
+        if (cl.Value("token-file") is { } tokenFile)
+        {
+            try
+            {
+                token = File.ReadAllText(tokenFile).Trim();
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                stderr.WriteLine($"show: --token-file {tokenFile}: {e.Message}");
+                return 2;
+            }
+        }
+        int pageRows = MaxPageRows;
+        if (cl.Value("page-rows") is { } pr && (!int.TryParse(pr, NumberStyles.None, CultureInfo.InvariantCulture, out pageRows) || pageRows is < 1 or > MaxPageRows))
+        {
+            stderr.WriteLine($"show: --page-rows '{pr}' is not a number from 1 to {MaxPageRows}");
+            return 2;
+        }
+        bool paged = what is "site-table" or "map-cache" or "registrations";
+        string path = "/api/" + what + (paged ? "?limit=" + pageRows.ToString(CultureInfo.InvariantCulture) : "");
         int status;
         string body;
         try
         {
-            (status, body) = ManagementClient.Get(management, "/api/" + what, Timeout);
+            (status, body) = ManagementClient.Get(management, path, Timeout, token);
         }
         catch (IOException e)
         {
@@ -90,9 +117,12 @@ public static class ShowCommand
             stdout.Write(what switch
             {
                 "status" => FormatStatus(Parse(body, ManagementJsonContext.Default.StatusView)),
-                "site-table" => FormatSiteTable(Parse(body, ManagementJsonContext.Default.SiteTableView)),
-                "map-cache" => FormatMapCache(Parse(body, ManagementJsonContext.Default.MapCacheView), DateTimeOffset.UtcNow),
-                "registrations" => FormatRegistrations(Parse(body, ManagementJsonContext.Default.RegistrationsView), DateTimeOffset.UtcNow),
+                "site-table" => FormatSiteTable(AllPages(Parse(body, ManagementJsonContext.Default.SiteTableView), v => v.Next, AppendSiteRows,
+                    management, path, token, ManagementJsonContext.Default.SiteTableView)),
+                "map-cache" => FormatMapCache(AllPages(Parse(body, ManagementJsonContext.Default.MapCacheView), v => v.Next,
+                    (v, more) => v.Entries.AddRange(more.Entries), management, path, token, ManagementJsonContext.Default.MapCacheView), DateTimeOffset.UtcNow),
+                "registrations" => FormatRegistrations(AllPages(Parse(body, ManagementJsonContext.Default.RegistrationsView), v => v.Next,
+                    (v, more) => v.Registrations.AddRange(more.Registrations), management, path, token, ManagementJsonContext.Default.RegistrationsView), DateTimeOffset.UtcNow),
                 _ => FormatCounters(Parse(body, ManagementJsonContext.Default.CountersView)),
             });
         }
@@ -101,7 +131,43 @@ public static class ShowCommand
             stderr.WriteLine($"show: {management} answered something that is not the {what} API: {e.Message}");
             return 1;
         }
+        catch (IOException e)
+        {
+            stderr.WriteLine($"show: {e.Message}");
+            return 1;
+        }
         return 0;
+    }
+
+    /// <summary>Rows per page asked for by default (the API's maximum).</summary>
+    private const int MaxPageRows = 10_000;
+
+    // A site-table page holds each map-server's rows of that page: append them to the same map-server's.
+    private static void AppendSiteRows(SiteTableView v, SiteTableView more)
+    {
+        foreach (var m in more.MapServers)
+        {
+            var into = v.MapServers.FirstOrDefault(x => x.Node == m.Node);
+            if (into is null) v.MapServers.Add(m);
+            else into.Rows.AddRange(m.Rows);
+        }
+    }
+    /// <summary>At most this many pages are followed (10M rows), so a table that keeps changing cannot keep `show` going.</summary>
+    private const int MaxPages = 1000;
+
+    /// <summary>Follows the `next` cursors of a paged view, appending each page's rows to the first.</summary>
+    private static T AllPages<T>(T first, Func<T, string?> next, Action<T, T> append, IPEndPoint management, string path, string? token, JsonTypeInfo<T> type)
+    {
+        var cursor = next(first);
+        for (int page = 1; cursor is not null && page < MaxPages; page++)
+        {
+            var (status, body) = ManagementClient.Get(management, path + "&after=" + Uri.EscapeDataString(cursor), Timeout, token);
+            if (status != 200) throw new IOException($"{management} answered HTTP {status} for a later page: {ErrorText(body)}");
+            var more = Parse(body, type);
+            append(first, more);
+            cursor = next(more);
+        }
+        return first;
     }
 
     private static T Parse<T>(string body, JsonTypeInfo<T> type) => JsonSerializer.Deserialize(body, type) ?? throw new JsonException("null document");
@@ -146,6 +212,8 @@ public static class ShowCommand
         {
             if (sb.Length > 0) sb.Append('\n');
             sb.Append(CultureInfo.InvariantCulture, $"Map-server {m.Node} ({string.Join(", ", m.Endpoints)}): {m.Rows.Count(r => r.Registered)} of {m.Rows.Count} EID-prefixes registered\n");
+            if (m.Total > m.Rows.Count)
+                sb.Append(CultureInfo.InvariantCulture, $"(the first {m.Rows.Count} of {m.Total} rows; the rest: GET /api/site-table?after=NEXT, NEXT from the JSON)\n");
             var t = new TextTable("Site", "EID-prefix", "Registered", "Last registerer", "First registered", "Last registered", "Flags", "RLOCs", "Expires");
             foreach (var r in m.Rows)
             {

@@ -14,12 +14,12 @@ public static class ManagementClient
     public const int MaxResponseBytes = 16 << 20;
 
     /// <summary>GETs <paramref name="path"/>; throws <see cref="IOException"/> (refused, timed out, bad response).</summary>
-    public static (int Status, string Body) Get(IPEndPoint server, string path, TimeSpan timeout)
+    public static (int Status, string Body) Get(IPEndPoint server, string path, TimeSpan timeout, string? token = null)
     {
         using var cts = new CancellationTokenSource(timeout);
         try
         {
-            return GetAsync(server, path, cts.Token).GetAwaiter().GetResult();
+            return GetAsync(server, path, token, cts.Token).GetAwaiter().GetResult();
         }
         catch (OperationCanceledException)
         {
@@ -31,12 +31,13 @@ public static class ManagementClient
         }
     }
 
-    private static async Task<(int, string)> GetAsync(IPEndPoint server, string path, CancellationToken token)
+    private static async Task<(int, string)> GetAsync(IPEndPoint server, string path, string? bearer, CancellationToken token)
     {
         using var socket = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(server, token).ConfigureAwait(false);
         using var stream = new NetworkStream(socket, ownsSocket: false);
-        var request = $"GET {path} HTTP/1.1\r\nHost: {server}\r\nAccept: application/json, text/plain\r\nUser-Agent: lisp-decent-show\r\nConnection: close\r\n\r\n";
+        string auth = bearer is null ? "" : $"Authorization: Bearer {bearer}\r\n";
+        var request = $"GET {path} HTTP/1.1\r\nHost: {server}\r\nAccept: application/json, text/plain\r\nUser-Agent: lisp-decent-show\r\n{auth}Connection: close\r\n\r\n";
         await stream.WriteAsync(Encoding.ASCII.GetBytes(request), token).ConfigureAwait(false);
 
         var buffer = new MemoryStream();
