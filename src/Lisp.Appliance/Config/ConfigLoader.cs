@@ -105,7 +105,8 @@ public static class ConfigLoader
             var itr = Table(root, "itr");
             if (itr is not null)
             {
-                Allow(itr, "itr.", "request_timeout", "request_retries", "rloc_probe_interval", "rloc_probe_timeout");
+                Allow(itr, "itr.", "request_timeout", "request_retries", "rloc_probe_interval", "rloc_probe_timeout",
+                    "rloc_probe_budget", "rloc_probe_max_locators", "max_ttl");
                 cfg = cfg with
                 {
                     RequestTimeout = Duration(itr, "itr.request_timeout") ?? cfg.RequestTimeout,
@@ -114,6 +115,11 @@ public static class ConfigLoader
                     RlocProbeTimeout = Duration(itr, "itr.rloc_probe_timeout") is { } pt
                         ? pt > TimeSpan.Zero ? pt : throw Bad("itr.rloc_probe_timeout", "must be positive")
                         : cfg.RlocProbeTimeout,
+                    RlocProbeBudget = Int(itr, "itr.rloc_probe_budget", 0, 1_000_000) ?? cfg.RlocProbeBudget,
+                    RlocProbeMaxLocators = Int(itr, "itr.rloc_probe_max_locators", 1, 255) ?? cfg.RlocProbeMaxLocators,
+                    ItrMaxTtl = Duration(itr, "itr.max_ttl") is { } mt
+                        ? mt > TimeSpan.Zero ? mt : throw Bad("itr.max_ttl", "must be positive")
+                        : cfg.ItrMaxTtl,
                 };
             }
             var ms = Table(root, "map_server");
