@@ -62,7 +62,7 @@ public static class ConfigLoader
         {
             Allow(root, "", "node", "mapping", "etr", "itr", "map_server", "site", "database", "decent", "management", "data_plane");
             var node = Table(root, "node") ?? new TomlTable();
-            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level", "control_threads");
+            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level", "control_threads", "log_rate");
             var cfg = new NodeConfig
             {
                 Name = Str(node, "node.name") ?? "lisp-decent",
@@ -72,6 +72,7 @@ public static class ConfigLoader
                 ControlPort = Int(node, "node.control_port", 1, 65535) ?? DataHeader.ControlPort,
                 LogLevel = Choice(node, "node.log_level", ["debug", "info", "warning", "error"]) ?? "info",
                 ControlThreads = Int(node, "node.control_threads", 1, 64),
+                LogRate = Int(node, "node.log_rate", 0, 1_000_000) ?? Hosting.Log.DefaultLinesPerKindPerSecond,
             };
 
             var mapping = Table(root, "mapping");

@@ -25,6 +25,8 @@ public sealed record NodeConfig
     public IReadOnlyList<IPAddress> Listen { get; init; } = [];
     public int ControlPort { get; init; } = DataHeader.ControlPort;
     public string LogLevel { get; init; } = "info";
+    /// <summary>[node] log_rate: log lines per event name per second before the rest are suppressed and summarized (0 = unlimited).</summary>
+    public int LogRate { get; init; } = Hosting.Log.DefaultLinesPerKindPerSecond;
     /// <summary>
     /// [node] control_threads: control shards, each a thread owning a slice of the map-server's table (null: one per
     /// core, at most 16). One when the node has no map-server role, or in a push group (its I/O reads the whole table).
