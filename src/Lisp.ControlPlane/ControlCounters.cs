@@ -104,6 +104,12 @@ public enum ControlEvent
     GleanCovered,
     /// <summary>A gleaned entry removed because the mapping system answered for a prefix covering it.</summary>
     GleanReplaced,
+    /// <summary>A due RLOC-probe deferred to a later slot: the probe budget (ItrOptions.ProbeBudgetPerSecond) was spent.</summary>
+    RlocProbeDeferred,
+    /// <summary>A locator of an installed entry not probed: beyond the per-record cap (ItrOptions.MaxProbedLocatorsPerRecord).</summary>
+    RlocProbeLocatorNotProbed,
+    /// <summary>A Map-Reply record installed with the TTL ceiling (ItrOptions.MaxTtl) instead of its larger TTL.</summary>
+    TtlCapped,
 }
 
 /// <summary>
@@ -141,6 +147,7 @@ public sealed class ControlCounters
     }
 
     public void Count(ControlEvent e) => Interlocked.Increment(ref _events[(int)e]);
+    public void Count(ControlEvent e, long n) => Interlocked.Add(ref _events[(int)e], n);
 
     /// <summary>Every non-zero counter as ("drop.auth-failure", 3), ("malformed.truncated", 1), ("event.map-reply-sent", 9).</summary>
     public IReadOnlyList<KeyValuePair<string, long>> Snapshot()

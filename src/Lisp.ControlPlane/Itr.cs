@@ -70,6 +70,22 @@ public sealed record ItrOptions
     public TimeSpan? ProbeTimeout { get; init; }
     /// <summary>Each probe period is the interval times a uniform factor in [1 - j, 1 + j] (0 to 0.5).</summary>
     public double ProbeJitter { get; init; } = 0.1;
+    /// <summary>
+    /// RLOC-probe budget (issue 12 finding 3): at most this many probes in any one-second window, sent paced
+    /// (1/budget apart after a burst of at most a tenth of it); a due probe over the budget is deferred to the next
+    /// free slot (counted, never dropped). Zero (or negative) = no budget.
+    /// </summary>
+    public int ProbeBudgetPerSecond { get; init; } = 100;
+    /// <summary>
+    /// At most this many locators of one map-cache entry are probed: the first ones by priority (lowest first), then
+    /// weight (highest first); the others are not probed (counted) and keep the R bit of the Map-Reply.
+    /// </summary>
+    public int MaxProbedLocatorsPerRecord { get; init; } = 8;
+    /// <summary>
+    /// Map-cache TTL ceiling (issue 12 finding 6): a Map-Reply record's TTL above it is installed with this TTL
+    /// (counted as <see cref="ControlEvent.TtlCapped"/>). TTL 0 keeps its meaning (remove).
+    /// </summary>
+    public TimeSpan MaxTtl { get; init; } = TimeSpan.FromDays(1);
 
     /// <summary>The probe timeout in effect (<see cref="ProbeTimeout"/> or 1.5 x the interval).</summary>
     public TimeSpan EffectiveProbeTimeout => ProbeTimeout ?? ProbeInterval * 1.5;
@@ -132,6 +148,9 @@ public sealed partial class Itr
         if (options.MaxTransmissions < 1) throw new ArgumentException("MaxTransmissions must be at least 1");
         if (options.ProbeInterval > TimeSpan.Zero && options.EffectiveProbeTimeout <= TimeSpan.Zero) throw new ArgumentException("ProbeTimeout must be positive");
         if (options.ProbeJitter is < 0 or > 0.5 || double.IsNaN(options.ProbeJitter)) throw new ArgumentException("ProbeJitter must be between 0 and 0.5");
+        if (options.MaxProbedLocatorsPerRecord < 1) throw new ArgumentException("MaxProbedLocatorsPerRecord must be at least 1");
+        if (options.ProbeBudgetPerSecond > 1_000_000) throw new ArgumentException("ProbeBudgetPerSecond must be at most 1000000");
+        if (options.MaxTtl <= TimeSpan.Zero) throw new ArgumentException("MaxTtl must be positive");
         _options = options;
         _mappingSystem = mappingSystem;
         _random = random ?? SecureRandom.Instance;
@@ -140,6 +159,7 @@ public sealed partial class Itr
         _outstandingTimers = new((p, at) => _outstanding.TryGetValue(p.Nonce, out var held) && ReferenceEquals(held, p) && p.Deadline == at);
         _waitingTimers = new((w, _) => _waiting.TryGetValue(w.Key, out var held) && ReferenceEquals(held, w));
         _probeTimers = new(IsLiveProbeTimer);
+        _probeLog = new DateTimeOffset[Math.Max(0, options.ProbeBudgetPerSecond)];
     }
 
     public ItrOptions Options => _options;
@@ -318,7 +338,7 @@ public sealed partial class Itr
             }
             var key = Tables.EidKey.From(eid);
             ReleaseGleaned(eid, actions); // ItrGleaning.cs: the mapping system's answer replaces gleaned entries under it
-            if (r.TtlRaw == 0)
+            if (r.Ttl <= TimeSpan.Zero) // TTL 0 (in minutes, or lispers.net's seconds form): remove
             {
                 if (Uncache(key))
                 {
@@ -332,12 +352,21 @@ public sealed partial class Itr
                 actions.Add(new LogAction(LogLevel.Warning, "map-cache-full", $"{eid} not installed: map-cache holds {_cache.Count} entries"));
                 continue;
             }
-            var entry = Cache(key, new MapCacheEntry(eid, r.Locators, r.Action, now, now + r.Ttl, packet.From, r.Authoritative, r.MapVersion), now);
+            // TTL ceiling (issue 12 finding 6): 0xffffffff minutes would pin a mapping for 8,000 years.
+            var ttl = r.Ttl;
+            string capped = "";
+            if (ttl > _options.MaxTtl)
+            {
+                _counters.Count(ControlEvent.TtlCapped);
+                capped = $" (capped from {r.Ttl.TotalMinutes:0.##} min)";
+                ttl = _options.MaxTtl;
+            }
+            var entry = Cache(key, new MapCacheEntry(eid, r.Locators, r.Action, now, now + ttl, packet.From, r.Authoritative, r.MapVersion), now);
             _counters.Count(ControlEvent.MapCacheInstalled);
             actions.Add(new MapCacheChanged(eid, entry));
             actions.Add(new LogAction(LogLevel.Info, "map-cache-install", entry.IsNegative
-                ? $"{eid} negative ({r.Action}), TTL {r.Ttl.TotalMinutes:0.##} min, from {packet.From}"
-                : $"{eid} -> {string.Join(", ", r.Locators.Select(l => $"{l.Locator.ToText()} p{l.Priority} w{l.Weight}"))}, TTL {r.Ttl.TotalMinutes:0.##} min, from {packet.From}"));
+                ? $"{eid} negative ({r.Action}), TTL {ttl.TotalMinutes:0.##} min{capped}, from {packet.From}"
+                : $"{eid} -> {string.Join(", ", r.Locators.Select(l => $"{l.Locator.ToText()} p{l.Priority} w{l.Weight}"))}, TTL {ttl.TotalMinutes:0.##} min{capped}, from {packet.From}"));
         }
         return actions;
     }

@@ -20,7 +20,7 @@ public sealed record RlocProbeStatus(IPAddress Rloc, RlocReachability State, Tim
 /// <summary>RLOC-probe counts of one ITR (written by the control thread, readable from any).</summary>
 public sealed class RlocProbeCounters
 {
-    private long _sent, _accepted, _unexpected, _up, _down;
+    private long _sent, _accepted, _unexpected, _up, _down, _deferred, _notProbed;
 
     /// <summary>Probe Map-Requests sent.</summary>
     public long Sent => Volatile.Read(ref _sent);
@@ -33,6 +33,13 @@ public sealed class RlocProbeCounters
     /// <summary>Transitions to <see cref="RlocReachability.Down"/>.</summary>
     public long RlocDown => Volatile.Read(ref _down);
 
+    /// <summary>Due probes deferred to a later slot because the probe budget was spent (issue 12 finding 3); once per deferral.</summary>
+    public long Deferred => Volatile.Read(ref _deferred);
+    /// <summary>Locators of installed entries left unprobed by the per-record cap (<see cref="ItrOptions.MaxProbedLocatorsPerRecord"/>), per install.</summary>
+    public long LocatorsNotProbed => Volatile.Read(ref _notProbed);
+
+    internal void CountDeferred() => Interlocked.Increment(ref _deferred);
+    internal void CountNotProbed(int n) => Interlocked.Add(ref _notProbed, n);
     internal void CountSent() => Interlocked.Increment(ref _sent);
     internal void CountAccepted() => Interlocked.Increment(ref _accepted);
     internal void CountUnexpected() => Interlocked.Increment(ref _unexpected);
@@ -81,6 +88,54 @@ public sealed partial class Itr
         public DateTimeOffset? SilentSince { get; set; }
         public DateTimeOffset? LastReplyAt { get; set; }
         public TimeSpan? Rtt { get; set; }
+        /// <summary>NextProbeAt is a slot this probe was deferred to by the budget (it goes first then).</summary>
+        public bool Deferred { get; set; }
+    }
+
+    // The probe budget (ItrOptions.ProbeBudgetPerSecond): the send times of the last `budget` probes (a ring: a probe
+    // goes out only when the oldest of them is at least a second old, so no one-second window holds more than the
+    // budget), a GCRA pacer (one probe per 1/budget, bursts of at most a tenth of the budget), and the last slot a
+    // deferred probe was given (deferred probes are served in order, ahead of probes that come due later).
+    private readonly DateTimeOffset[] _probeLog;
+    private int _probeLogHead, _probeLogCount;
+    private DateTimeOffset _probeTat = DateTimeOffset.MinValue;
+    private DateTimeOffset _probeDeferSlot = DateTimeOffset.MinValue;
+
+    private bool ProbeBudgeted => _probeLog.Length > 0;
+    private TimeSpan ProbeSpacing => TimeSpan.FromTicks(Math.Max(1, TimeSpan.TicksPerSecond / _probeLog.Length));
+    private TimeSpan ProbeBurstTolerance => ProbeSpacing * (Math.Max(1, _probeLog.Length / 10) - 1);
+
+    /// <summary>The earliest moment the budget lets a probe go (now or later).</summary>
+    private DateTimeOffset EarliestProbeSlot(DateTimeOffset now)
+    {
+        var at = now;
+        if (_probeLogCount == _probeLog.Length && _probeLog[_probeLogHead] + TimeSpan.FromSeconds(1) > at) at = _probeLog[_probeLogHead] + TimeSpan.FromSeconds(1);
+        if (_probeTat != DateTimeOffset.MinValue && _probeTat - ProbeBurstTolerance > at) at = _probeTat - ProbeBurstTolerance;
+        return at;
+    }
+
+    private void SpendProbeBudget(DateTimeOffset now)
+    {
+        if (_probeLogCount < _probeLog.Length) _probeLog[(_probeLogHead + _probeLogCount++) % _probeLog.Length] = now;
+        else
+        {
+            _probeLog[_probeLogHead] = now;
+            _probeLogHead = (_probeLogHead + 1) % _probeLog.Length;
+        }
+        _probeTat = (_probeTat > now ? _probeTat : now) + ProbeSpacing;
+    }
+
+    /// <summary>Moves a due probe the budget holds back to the next free slot (after the slots of earlier deferred probes).</summary>
+    private void DeferProbe(RlocProbe p, DateTimeOffset now)
+    {
+        var slot = EarliestProbeSlot(now);
+        if (_probeDeferSlot != DateTimeOffset.MinValue && _probeDeferSlot + ProbeSpacing > slot) slot = _probeDeferSlot + ProbeSpacing;
+        _probeDeferSlot = slot;
+        p.NextProbeAt = slot;
+        p.Deferred = true;
+        _probeCounters.CountDeferred();
+        _counters.Count(ControlEvent.RlocProbeDeferred);
+        ScheduleProbe(p, next: true, down: false);
     }
 
     private bool ProbingEnabled => _options.ProbeInterval > TimeSpan.Zero;
@@ -131,12 +186,12 @@ public sealed partial class Itr
         HashSet<IPAddress> kept = [];
         if (ProbingEnabled && !entry.IsNegative)
         {
-            var locators = entry.Locators.Select(l => ProbeAddress(l) is { } a && _probes.TryGetValue(a, out var p) && p.State != RlocReachability.Unknown
+            var probed = ProbedAddresses(entry);
+            var locators = entry.Locators.Select(l => ProbeAddress(l) is { } a && probed.Contains(a) && _probes.TryGetValue(a, out var p) && p.State != RlocReachability.Unknown
                 ? l with { Reachable = p.State == RlocReachability.Up } : l).ToList();
             if (!locators.SequenceEqual(entry.Locators)) entry = entry with { Locators = locators };
-            foreach (var l in entry.Locators)
+            foreach (var a in probed)
             {
-                if (ProbeAddress(l) is not { } a) continue;
                 if (!_probes.TryGetValue(a, out var p))
                 {
                     _probes[a] = p = new RlocProbe(a, now); // first probe at the next Tick
@@ -149,6 +204,29 @@ public sealed partial class Itr
         if (_cache.TryGetValue(key, out var old)) Unindex(key, old, kept);
         _cache[key] = entry;
         return entry;
+    }
+
+    /// <summary>
+    /// The addresses of <paramref name="entry"/> that are probed: its probe-able locators by priority (lowest first),
+    /// then weight (highest first), at most <see cref="ItrOptions.MaxProbedLocatorsPerRecord"/> of them; the
+    /// others are counted (<see cref="RlocProbeCounters.LocatorsNotProbed"/>).
+    /// </summary>
+    private HashSet<IPAddress> ProbedAddresses(MapCacheEntry entry)
+    {
+        HashSet<IPAddress> result = [];
+        int skipped = 0;
+        foreach (var l in entry.Locators.OrderBy(l => l.Priority).ThenByDescending(l => l.Weight))
+        {
+            if (ProbeAddress(l) is not { } a || result.Contains(a)) continue;
+            if (result.Count >= _options.MaxProbedLocatorsPerRecord) skipped++;
+            else result.Add(a);
+        }
+        if (skipped > 0)
+        {
+            _probeCounters.CountNotProbed(skipped);
+            _counters.Count(ControlEvent.RlocProbeLocatorNotProbed, skipped);
+        }
+        return result;
     }
 
     /// <summary>Removes the entry under <paramref name="key"/>; its RLOCs that no other entry holds stop being probed.</summary>
@@ -174,6 +252,7 @@ public sealed partial class Itr
 
     private void ClearProbes()
     {
+        _probeDeferSlot = DateTimeOffset.MinValue;
         _probes.Clear();
         _probeNonces.Clear();
         _probeTimers.Clear();
@@ -211,7 +290,16 @@ public sealed partial class Itr
                 actions.Add(new LogAction(LogLevel.Warning, "rloc-down",
                     $"RLOC {p.Address} unreachable: no RLOC-probe reply for {Seconds(now - s)} s (last RTT {Ms(p.Rtt)}); {changed} map-cache entr{(changed == 1 ? "y" : "ies")} updated"));
             }
-            if (p.NextProbeAt <= now) SendProbe(p, now, actions);
+            if (p.NextProbeAt > now) continue;
+            if (!ProbeBudgeted) SendProbe(p, now, actions);
+            // A deferred probe goes at its slot; one that just came due waits behind the deferred ones.
+            else if ((p.Deferred || _probeDeferSlot <= now) && EarliestProbeSlot(now) <= now)
+            {
+                p.Deferred = false;
+                SpendProbeBudget(now);
+                SendProbe(p, now, actions);
+            }
+            else DeferProbe(p, now);
         }
     }
 

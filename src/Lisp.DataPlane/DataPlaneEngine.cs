@@ -114,6 +114,8 @@ public sealed class DataPlaneEngine : IDisposable
     public IReadOnlyList<EtrWorker> Etrs => _etrs;
     /// <summary>Lines describing how the engine was built (send mode, fallbacks, io_uring probe) for the log.</summary>
     public List<string> Notes { get; } = [];
+    /// <summary>The TUN queues <see cref="Open"/> opened (empty for an engine built on other TUNs): their loss/reattach state and counters.</summary>
+    public IReadOnlyList<LinuxTun> Tuns { get; private set; } = [];
     /// <summary>True when <see cref="Open"/> set the workers up on io_uring (false: syscalls, configured or fallen back).</summary>
     public bool UsesIoUring { get; private set; }
 
@@ -177,6 +179,7 @@ public sealed class DataPlaneEngine : IDisposable
             }
             var engine = new DataPlaneEngine(o, newReader, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null, gleans, echo);
             engine.Notes.AddRange(notes);
+            engine.Tuns = tuns;
             engine.UsesIoUring = etrTun.Count > 0;
             return engine;
         }

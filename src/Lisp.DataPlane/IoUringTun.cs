@@ -20,7 +20,8 @@ public sealed unsafe class IoUringTun : ITun
     private const ulong PollTag = ulong.MaxValue;
     private const int MinReads = 4;
     private readonly LinuxTun _tun;
-    private readonly int _fd;
+    /// <summary>The TUN's current descriptor (it changes when the queue is attached again after a loss).</summary>
+    private int TunFd => _tun.Fd;
     private readonly IoUring _ring;
     private readonly IoUring.Cqe[] _cqes;
     private readonly int[] _results;
@@ -30,7 +31,6 @@ public sealed unsafe class IoUringTun : ITun
     private IoUringTun(LinuxTun tun, IoUring ring)
     {
         _tun = tun;
-        _fd = tun.Fd;
         _ring = ring;
         _cqes = new IoUring.Cqe[ring.CqEntries];
         _results = new int[ring.SqEntries];
@@ -56,7 +56,7 @@ public sealed unsafe class IoUringTun : ITun
         try
         {
             byte dummy;
-            ring.Prep(IoUring.OpRead, t._fd, &dummy, 0, 0, IoUring.RWF_NOWAIT);
+            ring.Prep(IoUring.OpRead, t.TunFd, &dummy, 0, 0, IoUring.RWF_NOWAIT);
             int r = t.SubmitAndReap(1);
             if (r < 0) throw new IoUringException("io_uring_enter", -r);
             int res = t._results[0];
@@ -102,10 +102,13 @@ public sealed unsafe class IoUringTun : ITun
     public int ReadBatch(PacketBatch batch, int timeoutMs)
     {
         batch.Count = 0;
+        // A lost TUN (issue 12 finding 9): back off and reattach in the LinuxTun, never spin on failing reads.
+        if (_tun.Lost && !_tun.TryRecover(timeoutMs)) return 0;
         int n = ReadNow(batch);
+        if (_tun.Lost) return 0;
         if (n > 0 || timeoutMs <= 0) return n;
         // The queue was empty: wait (bounded) for it to become readable, then read again.
-        if (!_pollArmed) _pollArmed = _ring.Prep(IoUring.OpPollAdd, _fd, null, 0, PollTag, (uint)Native.POLLIN);
+        if (!_pollArmed) _pollArmed = _ring.Prep(IoUring.OpPollAdd, TunFd, null, 0, PollTag, (uint)Native.POLLIN);
         _ring.SubmitAndWait(1, timeoutMs);
         Enters++;
         int reaped = _ring.Reap(_cqes);
@@ -121,7 +124,7 @@ public sealed unsafe class IoUringTun : ITun
         int want = Math.Min(_reads, Math.Min(batch.Capacity, (int)_ring.SqSpace));
         if (want <= 0) return 0;
         uint len = (uint)batch.MaxPacket;
-        for (int i = 0; i < want; i++) _ring.Prep(IoUring.OpRead, _fd, batch.SlotPointer(i) + PacketBatch.Headroom, len, (ulong)i, IoUring.RWF_NOWAIT);
+        for (int i = 0; i < want; i++) _ring.Prep(IoUring.OpRead, TunFd, batch.SlotPointer(i) + PacketBatch.Headroom, len, (ulong)i, IoUring.RWF_NOWAIT);
         if (SubmitAndReap(want) < 0) return 0;
         int w = 0;
         for (int i = 0; i < want; i++)
@@ -130,6 +133,7 @@ public sealed unsafe class IoUringTun : ITun
             if (res <= 0)
             {
                 if (res == -Native.EAGAIN) EmptyReads++;
+                else if (res < 0 && res != -Native.EINTR) _tun.Fail($"io_uring READ: {Native.Describe(-res)}");
                 continue;
             }
             // A packet that arrived after an earlier read found the queue empty leaves a gap: close it (rare).
@@ -155,7 +159,7 @@ public sealed unsafe class IoUringTun : ITun
             for (int k = 0; k < chunk; k++)
             {
                 int i = indices[done + k];
-                _ring.Prep(IoUring.OpWrite, _fd, batch.SlotPointer(i) + batch.Offset[i], (uint)batch.Length[i], (ulong)k, IoUring.RWF_NOWAIT);
+                _ring.Prep(IoUring.OpWrite, TunFd, batch.SlotPointer(i) + batch.Offset[i], (uint)batch.Length[i], (ulong)k, IoUring.RWF_NOWAIT);
             }
             int r = SubmitAndReap(chunk);
             for (int k = 0; k < chunk; k++)

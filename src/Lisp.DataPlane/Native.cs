@@ -41,6 +41,7 @@ internal static unsafe partial class Native
     public const int UDP_NO_CHECK6_RX = 102;
     public const int MSG_DONTWAIT = 0x40;
     public const short POLLIN = 1;
+    public const short POLLERR = 8, POLLHUP = 0x10, POLLNVAL = 0x20;
     public const int EINTR = 4;
     public const int EAGAIN = 11;
     public const int EBUSY = 16;
@@ -100,6 +101,10 @@ internal static unsafe partial class Native
         public fixed byte Name[IFNAMSIZ];
         public short Flags;
     }
+
+    /// <summary>The interface index of <paramref name="name"/> in the calling thread's network namespace; 0 when there is none.</summary>
+    [LibraryImport(Libc, EntryPoint = "if_nametoindex", StringMarshalling = StringMarshalling.Utf8)]
+    public static partial uint IfNameToIndex(string name);
 
     [LibraryImport(Libc, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int Open(string path, int flags);

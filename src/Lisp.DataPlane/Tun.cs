@@ -44,18 +44,117 @@ public interface ITun : IDisposable
 /// The descriptor is non-blocking; a batch is one poll() and then reads until EAGAIN or the batch is full
 /// (a TUN read returns one packet, so this is what "batch" can mean without virtio-net offload headers).
 /// </summary>
+/// <para>
+/// Losing the device (issue 12 finding 9: `ip link del` under a running node makes poll() report POLLERR and read()
+/// fail with EBADFD at once, forever) is noticed once: <see cref="Notify"/> gets "tun-lost", <see cref="Losses"/>
+/// counts it, and from then on <see cref="ReadBatch"/> waits (exponential back-off, 10 ms doubling to 1 s, each wait
+/// within the caller's timeout) and tries to attach the queue again by name: only to a device that exists again (it does
+/// not create one the operator deleted: that device would have none of its addresses and routes); then "tun-reopened".
+/// The old descriptor is kept open until Dispose (another thread may still be writing to it), then closed.
+/// </para>
+/// </summary>
 public sealed unsafe class LinuxTun : ITun
 {
     private int _fd;
+    private readonly bool _multiQueue;
+    private readonly List<int> _retired = [];
+    private volatile bool _lost;
+    private long _retryAt;
+    private int _backoffMs;
+    private long _losses, _reopens, _reopenFailures;
 
-    private LinuxTun(int fd, string name)
+    private LinuxTun(int fd, string name, bool multiQueue)
     {
         _fd = fd;
         Name = name;
+        _multiQueue = multiQueue;
     }
 
     public string Name { get; }
-    public int Fd => _fd;
+    public int Fd => Volatile.Read(ref _fd);
+
+    /// <summary>Back-off bounds of the reattach attempts after the device was lost.</summary>
+    public const int MinBackoffMs = 10, MaxBackoffMs = 1000;
+
+    /// <summary>Told of a loss ("tun-lost", warning) and of a reattach ("tun-reopened"); (event, message, isWarning). Set before the workers start.</summary>
+    public Action<string, string, bool>? Notify { get; set; }
+    /// <summary>Whether the queue is lost (waiting to reattach).</summary>
+    public bool Lost => _lost;
+    /// <summary>Times the queue was lost (poll error/hang-up, or a read error other than EAGAIN/EINTR).</summary>
+    public long Losses => Interlocked.Read(ref _losses);
+    /// <summary>Times the queue was attached again after a loss.</summary>
+    public long Reopens => Interlocked.Read(ref _reopens);
+    /// <summary>Reattach attempts that failed (device still absent, or TUNSETIFF refused).</summary>
+    public long ReopenFailures => Interlocked.Read(ref _reopenFailures);
+
+    /// <summary>Marks the queue lost (once per loss: logs and counts only the first report).</summary>
+    public void Fail(string why)
+    {
+        if (_lost) return;
+        _backoffMs = MinBackoffMs;
+        _retryAt = System.Diagnostics.Stopwatch.GetTimestamp() + MsToTicks(_backoffMs);
+        _lost = true;
+        Interlocked.Increment(ref _losses);
+        Notify?.Invoke("tun-lost", $"TUN {Name}: {why}; reading stopped, reattaching by name when the device exists again (back-off {MinBackoffMs} ms to {MaxBackoffMs / 1000} s)", true);
+    }
+
+    private static long MsToTicks(int ms) => ms * System.Diagnostics.Stopwatch.Frequency / 1000;
+
+    /// <summary>
+    /// While lost: waits for the next attempt (at most <paramref name="timeoutMs"/>, never spinning) and, when it is due,
+    /// tries to attach the queue again. True when the queue is usable (not lost, or just reattached).
+    /// </summary>
+    public bool TryRecover(int timeoutMs)
+    {
+        if (!_lost) return true;
+        long now = System.Diagnostics.Stopwatch.GetTimestamp();
+        if (now < _retryAt)
+        {
+            long waitMs = (_retryAt - now) * 1000 / System.Diagnostics.Stopwatch.Frequency + 1;
+            Thread.Sleep((int)Math.Min(Math.Max(0, timeoutMs), waitMs));
+            if (System.Diagnostics.Stopwatch.GetTimestamp() < _retryAt) return false;
+        }
+        string? error = null;
+        int fd = -1;
+        if (Native.IfNameToIndex(Name) == 0) error = "no such device"; // this thread's network namespace (not /sys's)
+        else if (!TryAttach(Name, _multiQueue, out fd, out int e)) error = Native.Describe(e);
+        if (error is not null)
+        {
+            Interlocked.Increment(ref _reopenFailures);
+            _backoffMs = Math.Min(_backoffMs * 2, MaxBackoffMs);
+            _retryAt = System.Diagnostics.Stopwatch.GetTimestamp() + MsToTicks(_backoffMs);
+            return false;
+        }
+        lock (_retired) _retired.Add(Interlocked.Exchange(ref _fd, fd));
+        _lost = false;
+        Interlocked.Increment(ref _reopens);
+        Notify?.Invoke("tun-reopened", $"TUN {Name}: attached again after {ReopenFailures} failed attempt(s) in all; reading resumed", false);
+        return true;
+    }
+
+    /// <summary>open /dev/net/tun + TUNSETIFF; false with the errno.</summary>
+    private static bool TryAttach(string name, bool multiQueue, out int fd, out int errno)
+    {
+        fd = Native.Open("/dev/net/tun", Native.O_RDWR | Native.O_NONBLOCK | Native.O_CLOEXEC);
+        if (fd < 0)
+        {
+            errno = Native.Errno;
+            return false;
+        }
+        Native.IfReqFlags req = default;
+        var bytes = Encoding.ASCII.GetBytes(name);
+        for (int i = 0; i < bytes.Length; i++) req.Name[i] = bytes[i];
+        req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (multiQueue ? Native.IFF_MULTI_QUEUE : 0));
+        if (Native.Ioctl(fd, Native.TUNSETIFF, &req) == 0)
+        {
+            errno = 0;
+            return true;
+        }
+        errno = Native.Errno;
+        Native.Close(fd);
+        fd = -1;
+        return false;
+    }
 
     /// <summary>How long <see cref="Open"/> keeps retrying a device the kernel reports busy.</summary>
     public static readonly TimeSpan BusyRetryLimit = TimeSpan.FromSeconds(5);
@@ -91,7 +190,7 @@ public sealed unsafe class LinuxTun : ITun
                     req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (queues > 1 ? Native.IFF_MULTI_QUEUE : 0));
                     if (Native.Ioctl(fd, Native.TUNSETIFF, &req) == 0)
                     {
-                        list.Add(new LinuxTun(fd, name));
+                        list.Add(new LinuxTun(fd, name, queues > 1));
                         if (busyTries > 0)
                         {
                             notes?.Add($"TUN {name} queue {q} was busy for {waited.ElapsedMilliseconds} ms (a previous holder still releasing it) before it opened");
@@ -122,15 +221,34 @@ public sealed unsafe class LinuxTun : ITun
     public int ReadBatch(PacketBatch batch, int timeoutMs)
     {
         batch.Count = 0;
-        var pfd = new Native.PollFd { Fd = _fd, Events = Native.POLLIN };
+        if (_lost && !TryRecover(timeoutMs)) return 0;
+        int fd = Fd;
+        var pfd = new Native.PollFd { Fd = fd, Events = Native.POLLIN };
         int r = Native.Poll(&pfd, 1, timeoutMs);
-        if (r <= 0) return 0;
+        if (r < 0)
+        {
+            int e = Native.Errno;
+            if (e != Native.EINTR) Fail($"poll: {Native.Describe(e)}");
+            return 0;
+        }
+        if (r == 0) return 0;
+        if ((pfd.Revents & (Native.POLLERR | Native.POLLHUP | Native.POLLNVAL)) != 0 && (pfd.Revents & Native.POLLIN) == 0)
+        {
+            Fail($"poll reports {PollFlags(pfd.Revents)}");
+            return 0;
+        }
         int n = 0;
         while (n < batch.Capacity)
         {
             byte* p = batch.SlotPointer(n) + PacketBatch.Headroom;
-            nint got = Native.Read(_fd, p, (nuint)batch.MaxPacket);
-            if (got <= 0) break; // EAGAIN: drained (errors surface as an empty poll next time)
+            nint got = Native.Read(fd, p, (nuint)batch.MaxPacket);
+            if (got < 0)
+            {
+                int e = Native.Errno;
+                if (e != Native.EAGAIN && e != Native.EINTR) Fail($"read: {Native.Describe(e)}");
+                break;
+            }
+            if (got == 0) break;
             batch.Offset[n] = PacketBatch.Headroom;
             batch.Length[n] = (int)got;
             n++;
@@ -139,11 +257,15 @@ public sealed unsafe class LinuxTun : ITun
         return n;
     }
 
+    private static string PollFlags(short revents) => string.Join("|",
+        new[] { ((short)Native.POLLERR, "POLLERR"), ((short)Native.POLLHUP, "POLLHUP"), ((short)Native.POLLNVAL, "POLLNVAL") }
+            .Where(f => (revents & f.Item1) != 0).Select(f => f.Item2));
+
     public bool Write(ReadOnlySpan<byte> packet)
     {
         fixed (byte* p = packet)
         {
-            return Native.Write(_fd, p, (nuint)packet.Length) == packet.Length;
+            return Native.Write(Fd, p, (nuint)packet.Length) == packet.Length;
         }
     }
 
@@ -151,6 +273,11 @@ public sealed unsafe class LinuxTun : ITun
     {
         int fd = Interlocked.Exchange(ref _fd, -1);
         if (fd >= 0) Native.Close(fd);
+        lock (_retired)
+        {
+            foreach (int old in _retired) Native.Close(old);
+            _retired.Clear();
+        }
     }
 }
 

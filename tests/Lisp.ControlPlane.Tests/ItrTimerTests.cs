@@ -20,6 +20,7 @@ public class ItrTimerTests
     {
         Rlocs = [Own], GlobalRequestsPerSecond = 1_000_000, MaxOutstanding = 100_000,
         ProbeInterval = probing ? TimeSpan.FromSeconds(10) : TimeSpan.Zero, ProbeJitter = 0,
+        ProbeBudgetPerSecond = 0, // timer order and timing here; the budget has ProbeBudgetTests
     };
 
     private static IReadOnlyList<ControlAction> Reply(Itr itr, ulong nonce, DateTimeOffset now, params MappingRecord[] records)

@@ -95,7 +95,7 @@ public static class RunCommand
         }
 
         if (level is not null) config = config with { LogLevel = level };   // the roles skip building lines below it too
-        using var log = new Log(Log.ParseLevel(config.LogLevel), stdout);
+        using var log = new Log(Log.ParseLevel(config.LogLevel), stdout, config.LogRate);
         IMappingSystem mapping;
         try
         {

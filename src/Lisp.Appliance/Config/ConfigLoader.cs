@@ -69,7 +69,7 @@ public static partial class ConfigLoader
         {
             Allow(root, "", "node", "mapping", "etr", "itr", "map_server", "site", "database", "decent", "management", "data_plane");
             var node = Table(root, "node") ?? new TomlTable();
-            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level", "control_threads");
+            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level", "control_threads", "log_rate");
             var cfg = new NodeConfig
             {
                 Name = Str(node, "node.name") ?? "lisp-decent",
@@ -79,6 +79,7 @@ public static partial class ConfigLoader
                 ControlPort = Int(node, "node.control_port", 1, 65535) ?? DataHeader.ControlPort,
                 LogLevel = Choice(node, "node.log_level", ["debug", "info", "warning", "error"]) ?? "info",
                 ControlThreads = Int(node, "node.control_threads", 1, 64),
+                LogRate = Int(node, "node.log_rate", 0, 1_000_000) ?? Hosting.Log.DefaultLinesPerKindPerSecond,
             };
 
             var mapping = Table(root, "mapping");
@@ -112,13 +113,17 @@ public static partial class ConfigLoader
             var itr = Table(root, "itr");
             if (itr is not null)
             {
-                Allow(itr, "itr.", "request_timeout", "request_retries", "rloc_probe_interval", "rloc_probe_timeout");
+                Allow(itr, "itr.", "request_timeout", "request_retries", "rloc_probe_interval", "rloc_probe_timeout",
+                    "rloc_probe_budget", "rloc_probe_max_locators", "max_ttl");
                 cfg = cfg with
                 {
                     RequestTimeout = Duration(itr, "itr.request_timeout", Limits.RequestTimeout) ?? cfg.RequestTimeout,
                     RequestRetries = Int(itr, "itr.request_retries", 0, 10) ?? cfg.RequestRetries,
                     RlocProbeInterval = Duration(itr, "itr.rloc_probe_interval", Limits.RlocProbeInterval) ?? cfg.RlocProbeInterval,
                     RlocProbeTimeout = Duration(itr, "itr.rloc_probe_timeout", Limits.RlocProbeTimeout) ?? cfg.RlocProbeTimeout,
+                    RlocProbeBudget = Int(itr, "itr.rloc_probe_budget", 0, 1_000_000) ?? cfg.RlocProbeBudget,
+                    RlocProbeMaxLocators = Int(itr, "itr.rloc_probe_max_locators", 1, 255) ?? cfg.RlocProbeMaxLocators,
+                    ItrMaxTtl = Duration(itr, "itr.max_ttl", Limits.ItrMaxTtl) ?? cfg.ItrMaxTtl,
                 };
             }
             var ms = Table(root, "map_server");
@@ -641,6 +646,8 @@ public static class Limits
     public static readonly DurationLimit DnsGrace = new(S(1), Day, ZeroMeans: "no grace");
     /// <summary>[decent.push] membership_refresh (0: never re-resolve the seed group).</summary>
     public static readonly DurationLimit MembershipRefresh = new(S(1), Day, ZeroMeans: "never re-resolve the seed group");
+    /// <summary>[itr] max_ttl: ceiling on a map-cache entry's TTL (a longer record TTL is installed capped).</summary>
+    public static readonly DurationLimit ItrMaxTtl = new(S(1), TimeSpan.FromDays(365), WhyNotZero: "expire every map-cache entry at once");
     /// <summary>[management] header_timeout: a request's head and body must arrive within it.</summary>
     public static readonly DurationLimit ManagementHeaderTimeout = new(S(0.1), S(300), WhyNotZero: "close every connection before its request arrives");
     /// <summary>[management] idle_timeout: an idle or kept-alive connection is closed after it.</summary>

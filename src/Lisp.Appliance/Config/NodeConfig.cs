@@ -25,6 +25,8 @@ public sealed record NodeConfig
     public IReadOnlyList<IPAddress> Listen { get; init; } = [];
     public int ControlPort { get; init; } = DataHeader.ControlPort;
     public string LogLevel { get; init; } = "info";
+    /// <summary>[node] log_rate: log lines per event name per second before the rest are suppressed and summarized (0 = unlimited).</summary>
+    public int LogRate { get; init; } = Hosting.Log.DefaultLinesPerKindPerSecond;
     /// <summary>
     /// [node] control_threads: control shards, each a thread owning a slice of the map-server's table (null: one per
     /// core, at most 16). One when the node has no map-server role, or in a push group (its I/O reads the whole table).
@@ -56,6 +58,12 @@ public sealed record NodeConfig
     public TimeSpan RlocProbeInterval { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>[itr] rloc_probe_timeout: silence that marks an RLOC down (null = 1.5 x the interval).</summary>
     public TimeSpan? RlocProbeTimeout { get; init; }
+    /// <summary>[itr] rloc_probe_budget: at most this many RLOC-probes in any second (0 = no budget).</summary>
+    public int RlocProbeBudget { get; init; } = 100;
+    /// <summary>[itr] rloc_probe_max_locators: locators probed per map-cache entry (by priority, then weight).</summary>
+    public int RlocProbeMaxLocators { get; init; } = 8;
+    /// <summary>[itr] max_ttl: ceiling on the TTL of installed Map-Reply records.</summary>
+    public TimeSpan ItrMaxTtl { get; init; } = TimeSpan.FromDays(1);
 
     public IReadOnlyList<SiteConfig> Sites { get; init; } = [];
     public IReadOnlyList<DatabaseMapping> Database { get; init; } = [];

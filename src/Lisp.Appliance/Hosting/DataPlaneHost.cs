@@ -49,6 +49,16 @@ public sealed class DataPlaneHost : IDisposable
             : null;
         _engine = DataPlaneEngine.Open(options, config.Tun, config.Workers, mode, _writer.RegisterReader, _misses, control, io, gleans: _gleans, echo: _echo);
         _misses.OnPosted = DrainMisses;
+        // TUN loss (issue 12 finding 9): each queue logs its loss once and its reattach; the worker backs off meanwhile.
+        for (int q = 0; q < _engine.Tuns.Count; q++)
+        {
+            int queue = q;
+            _engine.Tuns[q].Notify = (evt, message, warning) =>
+            {
+                if (warning) log.Warn(evt, $"queue {queue}: {message}");
+                else log.Info(evt, $"queue {queue}: {message}");
+            };
+        }
         if (_gleans is not null) _gleans.OnPosted = DrainGleans;
         if (config.StatsInterval > TimeSpan.Zero) _stats = new Timer(_ => LogStats(false), null, config.StatsInterval, config.StatsInterval);
     }
@@ -242,6 +252,8 @@ public sealed class DataPlaneHost : IDisposable
     {
         string s = _engine.Counters.ToString();
         if (_echo is { } e) s += $"; echo-nonce requests {e.Requests}, echoes received {e.EchoesReceived}, echoes sent {e.EchoesSent}, down {e.Downs}, retries {e.Retries}, abandoned {e.Abandoned}";
+        long losses = _engine.Tuns.Sum(t => t.Losses);
+        if (losses > 0) s += $"; tun lost {losses}, reattached {_engine.Tuns.Sum(t => t.Reopens)}{(_engine.Tuns.Any(t => t.Lost) ? " (lost now)" : "")}";
         if (!final && s == _lastStats) return;
         _lastStats = s;
         string control = _engine.Control is { } c ? $"; control hand-off {c.Handled} handled, {c.Count} queued, {c.HandlerErrors} handler errors" : "";

@@ -184,6 +184,9 @@ public sealed partial class NodeHost : IDisposable
                     MaxTransmissions = c.RequestRetries,
                     ProbeInterval = c.RlocProbeInterval,
                     ProbeTimeout = c.RlocProbeTimeout,
+                    ProbeBudgetPerSecond = c.RlocProbeBudget,
+                    MaxProbedLocatorsPerRecord = c.RlocProbeMaxLocators,
+                    MaxTtl = c.ItrMaxTtl,
                 }
                 : null,
         };
