@@ -212,7 +212,14 @@ public sealed class MapServer
         private readonly EidPrefix? _eid;
         // One registrant inline (the usual case); more in an array (merged registrations, several ETRs).
         private Registrant? _one;
-        private Registrant[]? _many;
+        private Many? _many;
+
+        /// <summary>Several registrants, and their identity index once there are more than IndexFrom (kept out of the one-registrant case's memory).</summary>
+        private sealed class Many(Registrant[] items)
+        {
+            public readonly Registrant[] Items = items;
+            public Dictionary<RegistrantId, Registrant>? Index;
+        }
 
         public RegisteredEid(EidPrefix eid, EidKey key)
         {
@@ -228,19 +235,21 @@ public sealed class MapServer
 
         public EidPrefix Eid => _eid ?? Key.ToPrefix();
 
-        public int Count => _many?.Length ?? (_one is null ? 0 : 1);
+        public int Count => _many?.Items.Length ?? (_one is null ? 0 : 1);
 
-        public Registrant this[int i] => _many is not null ? _many[i] : _one!;
+        public Registrant this[int i] => _many is not null ? _many.Items[i] : _one!;
 
-        public Registrant[] All() => _many is not null ? [.. _many] : _one is null ? [] : [_one];
+        public Registrant[] All() => _many is not null ? [.. _many.Items] : _one is null ? [] : [_one];
 
         // Identity index (issue 12, item 7): built when the entry has more than IndexFrom registrants, dropped on any
         // change of who is registered or of a registrant's address/RLOCs, rebuilt at the next lookup; so a refresh
         // finds its registrant in O(1) however many registrants the EID has.
-        private Dictionary<RegistrantId, Registrant>? _index;
         private const int IndexFrom = 4;
 
-        public void Invalidate() => _index = null;
+        public void Invalidate()
+        {
+            if (_many is not null) _many.Index = null;
+        }
 
         /// <summary>Held in the map-server's graves (only tombstones), not in the table.</summary>
         public bool InGraves;
@@ -264,8 +273,8 @@ public sealed class MapServer
         {
             if (Count > IndexFrom)
             {
-                _index ??= BuildIndex();
-                return _index.TryGetValue(xtrId is not null ? RegistrantId.OfXtr(xtrId) : new RegistrantId(default, from, site), out var found) ? found : null;
+                var index = _many!.Index ??= BuildIndex();
+                return index.TryGetValue(xtrId is not null ? RegistrantId.OfXtr(xtrId) : new RegistrantId(default, from, site), out var found) ? found : null;
             }
             Registrant? buried = null;
             for (int i = 0; i < Count; i++)
@@ -338,31 +347,29 @@ public sealed class MapServer
 
         public void Add(Registrant r)
         {
-            _index = null;
-            if (_many is not null) _many = [.. _many, r];
+            if (_many is not null) _many = new Many([.. _many.Items, r]);
             else if (_one is null) _one = r;
             else
             {
-                _many = [_one, r];
+                _many = new Many([_one, r]);
                 _one = null;
             }
         }
 
         public void Remove(Registrant r)
         {
-            _index = null;
             if (_many is null)
             {
                 if (ReferenceEquals(_one, r)) _one = null;
                 return;
             }
-            var left = Array.FindAll(_many, x => !ReferenceEquals(x, r));
+            var left = Array.FindAll(_many.Items, x => !ReferenceEquals(x, r));
             if (left.Length == 1)
             {
                 _one = left[0];
                 _many = null;
             }
-            else _many = left;
+            else _many = new Many(left);
         }
 
         public bool HasLive(long now)
