@@ -56,6 +56,16 @@ public enum DropReason
     /// </summary>
     SiteRegistrationLimit,
     /// <summary>
+    /// A record of an authenticated Map-Register refused because its EID already has
+    /// <see cref="MapServerOptions.MaxRegistrantsPerEid"/> registrants (issue 12, item 7): not registered, not in the Map-Notify.
+    /// </summary>
+    RegistrantsPerEid,
+    /// <summary>
+    /// A record of an authenticated Map-Register refused as a replay (issue 12, item 5): its registrant (or the
+    /// tombstone it left when withdrawn or expired) already accepted a Map-Register with this nonce.
+    /// </summary>
+    ReplayedNonce,
+    /// <summary>
     /// A Map-Notify whose xTR-ID/site-ID trailer (I bit clear, lispers.net layout) is not the xTR-ID/site-ID this
     /// ETR registered with (or the ETR registered none).
     /// </summary>
@@ -67,7 +77,7 @@ public enum ControlEvent
 {
     Received,
     RegistrationAccepted,
-    /// <summary>A record of an authenticated Map-Register not taken (table or site limit); the drop reason says which.</summary>
+    /// <summary>A record of an authenticated Map-Register not taken (table, site or per-EID limit, or a replay); the drop reason says which.</summary>
     RegistrationRefused,
     RegistrationExpired,
     MapNotifySent,

@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Text;
 using Lisp.ControlPlane.Tables;
 using Lisp.Wire;
@@ -62,6 +64,13 @@ public sealed record MapServerOptions
     /// </summary>
     public int MaxRegistrations { get; init; } = DefaultMaxRegistrations;
     public const int DefaultMaxRegistrations = 2_000_000;
+    /// <summary>
+    /// Most registrants (ETRs: xTR-IDs, or addresses without one) one EID-prefix may have (issue 12, item 7); a further
+    /// one is refused (counted as <see cref="DropReason.RegistrantsPerEid"/>). Several ETRs of a site register the same
+    /// prefix (RFC 9301 merge semantics), rarely more than a handful.
+    /// </summary>
+    public int MaxRegistrantsPerEid { get; init; } = DefaultMaxRegistrantsPerEid;
+    public const int DefaultMaxRegistrantsPerEid = 16;
     /// <summary>This map-server's place among the control shards of one node (null: not sharded).</summary>
     public ShardContext? Shard { get; init; }
     /// <summary>Lines below this level are never built (the host's log level): a Debug line per Map-Request costs more than the reply.</summary>
@@ -170,11 +179,15 @@ public sealed class MapServer
     private readonly MapServerOptions _options;
     private readonly ControlCounters _counters;
     private readonly EidTable<RegisteredEid> _table = new();
+    // Entries holding only tombstones (withdrawn or expired registrants inside their replay horizon): see Settle.
+    private readonly Dictionary<EidKey, RegisteredEid> _graves = new();
     // Registration expiry: every live registrant once (at the expiry it had when queued); see Tick.
     private readonly PriorityQueue<Registrant, long> _expiry = new();
     private readonly Interner<IReadOnlyList<LocatorRecord>> _locatorSets = new(LocatorListComparer.Instance);
     private readonly Interner<IPEndPoint> _registerers = new(EqualityComparer<IPEndPoint>.Default);
     private readonly RegistrationLimits _limits;
+    // A site without its own max_registrations may hold its share of the table (issue 12, item 7): one site cannot fill it.
+    private readonly int _defaultSiteLimit;
     private readonly ShardContext? _shard;
     private IReadOnlyList<MapServer> _siblings = [];
     private int _ownCount;
@@ -199,7 +212,14 @@ public sealed class MapServer
         private readonly EidPrefix? _eid;
         // One registrant inline (the usual case); more in an array (merged registrations, several ETRs).
         private Registrant? _one;
-        private Registrant[]? _many;
+        private Many? _many;
+
+        /// <summary>Several registrants, and their identity index once there are more than IndexFrom (kept out of the one-registrant case's memory).</summary>
+        private sealed class Many(Registrant[] items)
+        {
+            public readonly Registrant[] Items = items;
+            public Dictionary<RegistrantId, Registrant>? Index;
+        }
 
         public RegisteredEid(EidPrefix eid, EidKey key)
         {
@@ -215,19 +235,123 @@ public sealed class MapServer
 
         public EidPrefix Eid => _eid ?? Key.ToPrefix();
 
-        public int Count => _many?.Length ?? (_one is null ? 0 : 1);
+        public int Count => _many?.Items.Length ?? (_one is null ? 0 : 1);
 
-        public Registrant this[int i] => _many is not null ? _many[i] : _one!;
+        public Registrant this[int i] => _many is not null ? _many.Items[i] : _one!;
 
-        public Registrant[] All() => _many is not null ? [.. _many] : _one is null ? [] : [_one];
+        public Registrant[] All() => _many is not null ? [.. _many.Items] : _one is null ? [] : [_one];
+
+        // Identity index (issue 12, item 7): built when the entry has more than IndexFrom registrants, dropped on any
+        // change of who is registered or of a registrant's address/RLOCs, rebuilt at the next lookup; so a refresh
+        // finds its registrant in O(1) however many registrants the EID has.
+        private const int IndexFrom = 4;
+
+        public void Invalidate()
+        {
+            if (_many is not null) _many.Index = null;
+        }
+
+        /// <summary>Held in the map-server's graves (only tombstones), not in the table.</summary>
+        public bool InGraves;
+
+        public bool AnyRegistered()
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                if (!this[i].Tombstone) return true;
+            }
+            return false;
+        }
+
+        /// <summary>
+        /// The registrant this Map-Register speaks for (RFC 9301 section 8.2): the one with its xTR-ID when the I bit
+        /// is set; otherwise one of the same site, without an xTR-ID, registered from the same source address or
+        /// listing that address among its RLOCs (a multihomed ETR may register from either RLOC). Never the UDP
+        /// source port: an ETR that re-registers from a new port is still the same ETR. Tombstones count (replay).
+        /// </summary>
+        public Registrant? Find(SiteConfig site, byte[]? xtrId, IPAddress from)
+        {
+            if (Count > IndexFrom)
+            {
+                var index = _many!.Index ??= BuildIndex();
+                return index.TryGetValue(xtrId is not null ? RegistrantId.OfXtr(xtrId) : new RegistrantId(default, from, site), out var found) ? found : null;
+            }
+            Registrant? buried = null;
+            for (int i = 0; i < Count; i++)
+            {
+                var r = this[i];
+                if (!Matches(r, site, xtrId, from)) continue;
+                if (!r.Tombstone) return r;
+                buried ??= r;
+            }
+            return buried;   // a live registrant wins over a tombstone
+        }
+
+        private static bool Matches(Registrant r, SiteConfig site, byte[]? xtrId, IPAddress from)
+        {
+            if (xtrId is not null) return r.XtrId is not null && r.XtrId.AsSpan().SequenceEqual(xtrId);
+            if (r.XtrId is not null || !ReferenceEquals(r.Site, site)) return false;
+            if (r.Registerer.Address.Equals(from)) return true;
+            foreach (var l in r.Rlocs)
+            {
+                if (l.Locator is IpAddress ip && ip.Address.Equals(from)) return true;
+            }
+            return false;
+        }
+
+        private Dictionary<RegistrantId, Registrant> BuildIndex()
+        {
+            var d = new Dictionary<RegistrantId, Registrant>(Count * 2, RegistrantId.Comparer.Instance);
+            // In order, first match wins (as the scan): live registrants before tombstones, and within each, a
+            // registrant's own address before the RLOCs of later ones.
+            for (int k = 0; k < 2 * Count; k++)
+            {
+                var r = this[k % Count];
+                if (r.Tombstone != (k >= Count)) continue;
+                if (r.XtrId is not null)
+                {
+                    d.TryAdd(RegistrantId.OfXtr(r.XtrId), r);
+                    continue;
+                }
+                d.TryAdd(new RegistrantId(default, r.Registerer.Address, r.Site), r);
+                foreach (var l in r.Rlocs)
+                {
+                    if (l.Locator is IpAddress ip) d.TryAdd(new RegistrantId(default, ip.Address, r.Site), r);
+                }
+            }
+            return d;
+        }
+
+        /// <summary>True when a registrant (or tombstone) of <paramref name="site"/> here accepted <paramref name="nonce"/>: a replay from a new address.</summary>
+        public bool SeenBySite(SiteConfig site, ulong nonce)
+        {
+            for (int i = 0; i < Count; i++)
+            {
+                var r = this[i];
+                if (ReferenceEquals(r.Site, site) && r.Seen(nonce)) return true;
+            }
+            return false;
+        }
+
+        /// <summary>A tombstone to give up when the EID is at its registrant limit (oldest horizon first), or null.</summary>
+        public Registrant? OldestTombstone()
+        {
+            Registrant? t = null;
+            for (int i = 0; i < Count; i++)
+            {
+                var r = this[i];
+                if (r.Tombstone && (t is null || r.QueuedAt < t.QueuedAt)) t = r;
+            }
+            return t;
+        }
 
         public void Add(Registrant r)
         {
-            if (_many is not null) _many = [.. _many, r];
+            if (_many is not null) _many = new Many([.. _many.Items, r]);
             else if (_one is null) _one = r;
             else
             {
-                _many = [_one, r];
+                _many = new Many([_one, r]);
                 _one = null;
             }
         }
@@ -239,13 +363,13 @@ public sealed class MapServer
                 if (ReferenceEquals(_one, r)) _one = null;
                 return;
             }
-            var left = Array.FindAll(_many, x => !ReferenceEquals(x, r));
+            var left = Array.FindAll(_many.Items, x => !ReferenceEquals(x, r));
             if (left.Length == 1)
             {
                 _one = left[0];
                 _many = null;
             }
-            else _many = left;
+            else _many = new Many(left);
         }
 
         public bool HasLive(long now)
@@ -258,12 +382,62 @@ public sealed class MapServer
         }
     }
 
+    /// <summary>Who a registrant is, as the identity index keys it: an xTR-ID, or (site, address) without one.</summary>
+    private readonly record struct RegistrantId(UInt128 XtrId, IPAddress? Address, SiteConfig? Site)
+    {
+        public static RegistrantId OfXtr(byte[] xtrId) =>
+            new(xtrId.Length >= 16 ? BinaryPrimitives.ReadUInt128BigEndian(xtrId) : new UInt128(0, (ulong)xtrId.Length), null, null);
+
+        /// <summary>Sites by reference (a site record's own equality would hash its key and prefixes each lookup).</summary>
+        public sealed class Comparer : IEqualityComparer<RegistrantId>
+        {
+            public static readonly Comparer Instance = new();
+            public bool Equals(RegistrantId a, RegistrantId b) =>
+                a.XtrId == b.XtrId && ReferenceEquals(a.Site, b.Site) && Equals(a.Address, b.Address);
+            public int GetHashCode(RegistrantId k) =>
+                HashCode.Combine(k.XtrId, k.Address, k.Site is null ? 0 : RuntimeHelpers.GetHashCode(k.Site));
+        }
+    }
+
+    /// <summary>Map-Register nonces a registrant remembers (issue 12, item 5): its last accepted Map-Registers.</summary>
+    internal const int NonceWindow = 4;
+
+    [InlineArray(NonceWindow)]
+    private struct NonceRing
+    {
+        private ulong _first;
+    }
+
     /// <summary>A registration as the table holds it (mutable: a refresh updates it in place). Times are UTC ticks of the caller's clock.</summary>
     private sealed class Registrant(RegisteredEid entry, SiteConfig site, IPEndPoint registerer, long first)
     {
         public readonly RegisteredEid Entry = entry;
         public readonly SiteConfig Site = site;
         public readonly long FirstRegistered = first;
+        // The nonces of the last NonceWindow Map-Registers accepted for it (0 is never stored: RFC 9301 lets an ETR
+        // that wants no Map-Notify send nonce 0, which cannot tell a replay from a refresh).
+        private NonceRing _nonces;
+        private byte _nonceNext;
+        /// <summary>
+        /// Withdrawn (TTL 0) or expired: no longer registered, holds no table slot, kept until <see cref="QueuedAt"/>
+        /// (one registration lifetime later) so a replay of what it accepted is still refused.
+        /// </summary>
+        public bool Tombstone;
+
+        public bool Seen(ulong nonce) => nonce != 0 && ((ReadOnlySpan<ulong>)_nonces).Contains(nonce);
+
+        public void InheritNonces(Registrant from)
+        {
+            _nonces = from._nonces;
+            _nonceNext = from._nonceNext;
+        }
+
+        public void Accept(ulong nonce)
+        {
+            if (nonce == 0) return;
+            _nonces[_nonceNext] = nonce;
+            _nonceNext = (byte)((_nonceNext + 1) % NonceWindow);
+        }
         public IPEndPoint Registerer = registerer;
         public IReadOnlyList<LocatorRecord> Rlocs = [];
         public long LastRegistered = first;
@@ -294,6 +468,7 @@ public sealed class MapServer
         _debug = options.LogLevel <= LogLevel.Debug;
         _shard = options.Shard is { Plan.Count: > 1 } sc ? sc : null;
         _limits = options.Shard?.Limits ?? new RegistrationLimits();
+        _defaultSiteLimit = options.Sites.Count > 1 ? (int)Math.Min(int.MaxValue, ((long)options.MaxRegistrations + options.Sites.Count - 1) / options.Sites.Count) : 0;
         foreach (var s in options.Sites)
         {
             if (s.Key.Length == 0) throw new ArgumentException($"site '{s.Name}' has an empty key");
@@ -417,10 +592,16 @@ public sealed class MapServer
                 }));
             }
         }
+        bool several = (owners is null ? register.Records.Count : register.Records.Count - (remote?.Values.Sum(l => l.Count) ?? 0)) > 1;
+        for (int i = 0; several && i < register.Records.Count; i++)
+        {
+            if (owners is not null && owners[i] != me) continue;
+            CheckReplay(site, register, i, packet.From, completion, actions);
+        }
         for (int i = 0; i < register.Records.Count; i++)
         {
             if (owners is not null && owners[i] != me) continue;
-            ApplyOwned(site, register, i, packet.From, packet.Local, now, completion, actions);
+            ApplyOwned(site, register, i, packet.From, packet.Local, now, completion, actions, checkReplay: !several);
         }
         if (before is not null)
         {
@@ -435,12 +616,39 @@ public sealed class MapServer
         return actions;
     }
 
-    /// <summary>Applies record <paramref name="index"/>, which this shard owns; a refusal is noted in the completion; a short prefix shard 0 took is copied to the other shards.</summary>
-    private void ApplyOwned(SiteConfig site, MapRegister register, int index, IPEndPoint from, IPEndPoint local, DateTimeOffset now, RegisterCompletion completion, List<ControlAction> actions)
+    /// <summary>
+    /// A Map-Register with several records this shard owns is checked for replay before any is applied (a record
+    /// naming an EID twice must not find the nonce its first copy just stored); refusals go to the completion.
+    /// </summary>
+    private void CheckReplay(SiteConfig site, MapRegister register, int index, IPEndPoint from, RegisterCompletion completion, List<ControlAction> actions)
     {
         var rec = register.Records[index];
+        if (IsReplay(site, register, Locate(EidKey.From(rec.Eid)), from, out var r))
+        {
+            completion.Refused[index] = true;
+            RefuseReplay(site, rec.Eid.Canonical(), register.Nonce, from, r, actions);
+        }
+    }
+
+    /// <summary>True when the registrant the record speaks for (or, for a new one, its site's others here) accepted this nonce.</summary>
+    private static bool IsReplay(SiteConfig site, MapRegister register, RegisteredEid? entry, IPEndPoint from, out Registrant? r)
+    {
+        r = entry?.Find(site, register.XtrId, from.Address);
+        ulong nonce = register.Nonce;
+        return nonce != 0 && (r is not null ? r.Seen(nonce) : entry is not null && entry.SeenBySite(site, nonce));
+    }
+
+    private bool RefuseReplay(SiteConfig site, EidPrefix eid, ulong nonce, IPEndPoint from, Registrant? r, List<ControlAction> actions) =>
+        Refuse(DropReason.ReplayedNonce, site, eid, from,
+            $"nonce {Util.Hex(nonce)} already accepted{(r is { Tombstone: true } ? " before the registration was withdrawn or expired" : "")} (replayed Map-Register)", actions);
+
+    /// <summary>Applies record <paramref name="index"/>, which this shard owns; a refusal is noted in the completion; a short prefix shard 0 took is copied to the other shards.</summary>
+    private void ApplyOwned(SiteConfig site, MapRegister register, int index, IPEndPoint from, IPEndPoint local, DateTimeOffset now, RegisterCompletion completion, List<ControlAction> actions, bool checkReplay)
+    {
+        if (completion.Refused[index]) return;   // refused as a replay before anything was applied
+        var rec = register.Records[index];
         var key = EidKey.From(rec.Eid);
-        if (!ApplyRecord(site, rec, key, register, from, now, ApplyMode.Local, actions))
+        if (!ApplyRecord(site, rec, key, register, from, now, checkReplay ? ApplyMode.Local : ApplyMode.Checked, actions))
         {
             completion.Refused[index] = true;
             return;
@@ -508,51 +716,100 @@ public sealed class MapServer
 
     private enum ApplyMode
     {
-        /// <summary>Verified here; a new registration needs a table slot.</summary>
+        /// <summary>Verified here; a new registration needs a table slot; checked for replay here.</summary>
         Local,
+        /// <summary>As <see cref="Local"/>, already checked for replay (a Map-Register with several records).</summary>
+        Checked,
         /// <summary>A copy of a short prefix shard 0 owns: not counted, not logged.</summary>
         Replica,
     }
 
-    /// <summary>Registers, refreshes or withdraws one record; false when it was refused (counted and logged).</summary>
+    /// <summary>
+    /// Registers, refreshes or withdraws one record; false when it was refused (counted and logged).
+    /// <para>
+    /// Replay protection (issue 12, item 5): a registrant remembers the nonces of its last <see cref="NonceWindow"/>
+    /// accepted Map-Registers, and when withdrawn (TTL 0) or expired it stays as a tombstone (no slot, not shown,
+    /// not answered for) for one registration lifetime. A record whose registrant (or tombstone) has seen the
+    /// nonce is refused: the same message is never taken twice, a withdrawal or an expiry cannot be undone, an
+    /// older Map-Register cannot roll a newer one back. A new registrant is checked against its site's others for
+    /// the EID too (a replay sent from another address). The shard owning the record decides; replicas follow.
+    /// </para>
+    /// </summary>
     private bool ApplyRecord(SiteConfig site, MappingRecord rec, in EidKey key, MapRegister register, IPEndPoint from, DateTimeOffset now, ApplyMode mode, List<ControlAction> actions)
     {
         var eid = rec.Eid.Canonical();
-        var entry = _table.Get(key);
-        var r = entry is null ? null : FindRegistrant(entry, site, register.XtrId, from);
+        var entry = Locate(key);
+        bool replica = mode == ApplyMode.Replica;
+        ulong nonce = register.Nonce;
+        Registrant? r;
+        if (mode == ApplyMode.Local)
+        {
+            if (IsReplay(site, register, entry, from, out r)) return RefuseReplay(site, eid, nonce, from, r, actions);
+        }
+        else r = entry?.Find(site, register.XtrId, from.Address);
         if (rec.TtlRaw == 0)
         {
-            if (r is not null)
+            if (r is null) return true;
+            if (replica)
             {
                 RemoveRegistrant(r);
-                if (mode != ApplyMode.Replica) actions.Add(new LogAction(LogLevel.Info, "registration-withdrawn", $"site '{site.Name}' {eid} withdrawn by {from} (TTL 0)"));
+                return true;
+            }
+            r.Accept(nonce);
+            if (!r.Tombstone)
+            {
+                Bury(r, now.UtcTicks);
+                Settle(r.Entry);
+                actions.Add(new LogAction(LogLevel.Info, "registration-withdrawn", $"site '{site.Name}' {eid} withdrawn by {from} (TTL 0)"));
             }
             return true;
         }
         var timeout = register.UseTtlForTimeout ? rec.Ttl : _options.RegistrationTimeout;
         var flags = FlagsOf(register);
-        if (r is null)
+        if (r is null || r.Tombstone)
         {
-            if (mode == ApplyMode.Local && !Reserve(site, eid, from, actions)) return false;
+            if (!replica)
+            {
+                if (r is null && entry is not null && entry.Count >= Math.Max(1, _options.MaxRegistrantsPerEid))
+                {
+                    // At the limit: a tombstone gives way (its replay window ends early), a live registrant never does.
+                    if (entry.OldestTombstone() is { } old) RemoveRegistrant(old);
+                    else return Refuse(DropReason.RegistrantsPerEid, site, eid, from,
+                        $"EID has {entry.Count} registrants, the limit (map_server.max_registrants_per_eid {_options.MaxRegistrantsPerEid})", actions);
+                    entry = Locate(key);   // removing the last one removed the entry
+                }
+                if (!Reserve(site, eid, from, actions)) return false;
+            }
+            var tomb = r;
             if (entry is null)
             {
                 entry = new RegisteredEid(eid, key);
                 _table.Set(key, entry);
             }
-            r = new Registrant(entry, site, _registerers.Acquire(from), now.UtcTicks) { Replica = mode == ApplyMode.Replica };
+            r = new Registrant(entry, site, _registerers.Acquire(from), now.UtcTicks) { Replica = replica };
             entry.Add(r);
             if (!r.Replica) _ownCount++;
+            if (tomb is not null)
+            {
+                // A tombstone registering again (a new nonce): a new registration, as if the tombstone were gone,
+                // that keeps the tombstone's replay memory.
+                r.InheritNonces(tomb);
+                RemoveRegistrant(tomb);
+            }
+            Settle(entry);
+            r.Accept(nonce);
             Update(r, rec, register, from, flags, now, timeout);
-            if (mode != ApplyMode.Replica)
+            if (!replica)
             {
                 actions.Add(new LogAction(LogLevel.Info, "registration-accepted",
                     $"site '{site.Name}' {eid} registered by {from} with RLOCs {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))}, flags {Registration.FormatFlags(flags)}, expires in {timeout.TotalSeconds:0}s"));
             }
             return true;
         }
+        r.Accept(nonce);
         bool changed = !SameLocators(r.Rlocs, rec.Locators);
         Update(r, rec, register, from, flags, now, timeout);
-        if (changed && mode != ApplyMode.Replica)
+        if (changed && !replica)
         {
             actions.Add(new LogAction(LogLevel.Info, "registration-changed",
                 $"site '{site.Name}' {eid} RLOCs now {string.Join(", ", rec.Locators.Select(l => l.Locator.ToText()))} from {from}"));
@@ -560,17 +817,28 @@ public sealed class MapServer
         return true;
     }
 
+    /// <summary>The most registrations <paramref name="site"/> may hold: its own max_registrations, else its share of the table.</summary>
+    internal int SiteLimit(SiteConfig site) => site.MaxRegistrations > 0 ? site.MaxRegistrations : _defaultSiteLimit;
+
     /// <summary>Takes a table slot for a new registration; when a limit is reached, counts and logs the refusal.</summary>
     private bool Reserve(SiteConfig site, EidPrefix eid, IPEndPoint from, List<ControlAction> actions)
     {
-        if (_limits.TryReserve(site.Name, _options.MaxRegistrations, site.MaxRegistrations, out bool siteFull)) return true;
+        int siteLimit = SiteLimit(site);
+        if (_limits.TryReserve(site.Name, _options.MaxRegistrations, siteLimit, out bool siteFull)) return true;
         // Refused, so neither counted as accepted nor confirmed by Map-Notify: the ETR must not believe it is registered.
-        var (reason, text) = siteFull
-            ? (DropReason.SiteRegistrationLimit, $"site holds its limit of {site.MaxRegistrations} registrations (max_registrations)")
-            : (DropReason.RegistrationTableFull, $"registration table full ({_options.MaxRegistrations}, map_server.max_registrations)");
+        return siteFull
+            ? Refuse(DropReason.SiteRegistrationLimit, site, eid, from, site.MaxRegistrations > 0
+                ? $"site holds its limit of {siteLimit} registrations (max_registrations)"
+                : $"site holds its share of the table, {siteLimit} registrations (map_server.max_registrations / {_options.Sites.Count} sites; set the site's max_registrations to change it)", actions)
+            : Refuse(DropReason.RegistrationTableFull, site, eid, from, $"registration table full ({_options.MaxRegistrations}, map_server.max_registrations)", actions);
+    }
+
+    /// <summary>A record refused after authentication: counted (reason and registration-refused), logged, not confirmed by Map-Notify.</summary>
+    private bool Refuse(DropReason reason, SiteConfig site, EidPrefix eid, IPEndPoint from, string text, List<ControlAction> actions)
+    {
         _counters.Drop(reason);
         _counters.Count(ControlEvent.RegistrationRefused);
-        actions.Add(new LogAction(LogLevel.Warning, "registration-refused", $"site '{site.Name}' {eid} from {from}: {text}"));
+        actions.Add(new LogAction(LogLevel.Warning, "registration-refused", $"site '{site.Name}' {eid} from {from}: {ControlCounters.Kebab(reason.ToString())}: {text}"));
         return false;
     }
 
@@ -591,6 +859,11 @@ public sealed class MapServer
     public IReadOnlyList<ControlAction> ApplyHandoff(MapServerHandoff work, DateTimeOffset now)
     {
         var actions = new List<ControlAction>();
+        bool several = !work.Replica && work.RecordIndexes.Count > 1;
+        foreach (int i in work.RecordIndexes)
+        {
+            if (several) CheckReplay(work.Site, work.Register, i, work.From, work.Completion!, actions);
+        }
         foreach (int i in work.RecordIndexes)
         {
             if (work.Replica)
@@ -598,7 +871,7 @@ public sealed class MapServer
                 var rec = work.Register.Records[i];
                 ApplyRecord(work.Site, rec, EidKey.From(rec.Eid), work.Register, work.From, now, ApplyMode.Replica, actions);
             }
-            else ApplyOwned(work.Site, work.Register, i, work.From, work.Local, now, work.Completion!, actions);
+            else ApplyOwned(work.Site, work.Register, i, work.From, work.Local, now, work.Completion!, actions, checkReplay: !several);
         }
         if (work.Completion is { } c && c.Arrive()) FinishRegister(work.Site, work.Register, work.From, work.Local, c, now, actions);
         return actions;
@@ -613,41 +886,17 @@ public sealed class MapServer
         return false;
     }
 
-    /// <summary>
-    /// The registrant this Map-Register speaks for (RFC 9301 section 8.2): the one with its xTR-ID when the I bit
-    /// is set; otherwise one of the same site, without an xTR-ID, registered from the same source address or
-    /// listing that address among its RLOCs (a multihomed ETR may register from either RLOC). Never the UDP
-    /// source port: an ETR that re-registers from a new port is still the same ETR.
-    /// </summary>
-    private static Registrant? FindRegistrant(RegisteredEid entry, SiteConfig site, byte[]? xtrId, IPEndPoint from)
-    {
-        for (int i = 0; i < entry.Count; i++)
-        {
-            var r = entry[i];
-            if (xtrId is not null)
-            {
-                if (r.XtrId is not null && r.XtrId.AsSpan().SequenceEqual(xtrId)) return r;
-                continue;
-            }
-            if (r.XtrId is not null || !ReferenceEquals(r.Site, site)) continue;
-            if (r.Registerer.Address.Equals(from.Address)) return r;
-            foreach (var l in r.Rlocs)
-            {
-                if (l.Locator is IpAddress ip && ip.Address.Equals(from.Address)) return r;
-            }
-        }
-        return null;
-    }
-
     private void Update(Registrant r, MappingRecord rec, MapRegister register, IPEndPoint from, RegistrationFlags flags, DateTimeOffset now, TimeSpan timeout)
     {
         if (!r.Registerer.Equals(from))
         {
+            if (!r.Registerer.Address.Equals(from.Address)) r.Entry.Invalidate();
             _registerers.Release(r.Registerer);
             r.Registerer = _registerers.Acquire(from);
         }
         if (!SameLocators(r.Rlocs, rec.Locators))
         {
+            r.Entry.Invalidate();
             if (r.Rlocs.Count > 0) _locatorSets.Release(r.Rlocs);
             r.Rlocs = _locatorSets.Acquire(rec.Locators);
         }
@@ -674,10 +923,58 @@ public sealed class MapServer
         r.Removed = true;
         var entry = r.Entry;
         entry.Remove(r);
-        if (entry.Count == 0) _table.Remove(entry.Key);
+        Settle(entry);
         _registerers.Release(r.Registerer);
         if (r.Rlocs.Count > 0) _locatorSets.Release(r.Rlocs);
-        if (r.Replica) return;
+        if (r.Replica || r.Tombstone) return;
+        _ownCount--;
+        _limits.Release(r.Site.Name);
+    }
+
+    /// <summary>
+    /// Where an EID's entry lives: in the table while it has a registration (live, expired-not-yet-ticked, or a replica),
+    /// among the graves while it holds only tombstones (so they narrow no negative reply and no lookup walks them),
+    /// nowhere once empty. Called after every change of who an entry holds.
+    /// </summary>
+    private void Settle(RegisteredEid entry)
+    {
+        bool graveNow = entry.Count > 0 && !entry.AnyRegistered();
+        if (entry.Count == 0)
+        {
+            if (entry.InGraves) _graves.Remove(entry.Key);
+            else _table.Remove(entry.Key);
+            entry.InGraves = false;
+            return;
+        }
+        if (graveNow == entry.InGraves) return;
+        var key = entry.Key;
+        if (graveNow)
+        {
+            _table.Remove(key);
+            _graves[key] = entry;
+        }
+        else
+        {
+            _graves.Remove(key);
+            _table.Set(key, entry);
+        }
+        entry.InGraves = graveNow;
+    }
+
+    private RegisteredEid? Locate(in EidKey key) => _table.Get(key) ?? (_graves.Count > 0 && _graves.TryGetValue(key, out var g) ? g : null);
+
+    /// <summary>
+    /// Withdrawn or expired: gives the slot back and keeps the registrant as a tombstone (its nonces, address and
+    /// RLOCs for identity) until one registration lifetime after it ended; <see cref="Tick"/> removes it then.
+    /// </summary>
+    private void Bury(Registrant r, long nowTicks)
+    {
+        long ended = Math.Min(r.ExpiresAt, nowTicks);
+        long lifetime = Math.Max(r.ExpiresAt - r.LastRegistered, TimeSpan.TicksPerSecond);
+        r.Tombstone = true;
+        r.ExpiresAt = ended;
+        r.QueuedAt = ended + lifetime;
+        _expiry.Enqueue(r, r.QueuedAt);
         _ownCount--;
         _limits.Release(r.Site.Name);
     }
@@ -686,7 +983,7 @@ public sealed class MapServer
 
     private List<LispAddress> MergedLocators(EidPrefix eid) =>
         _table.Get(EidKey.From(eid.Canonical())) is { } entry
-            ? entry.All().SelectMany(r => r.Rlocs).Select(l => l.Locator).Distinct().OrderBy(a => a.ToText(), StringComparer.Ordinal).ToList()
+            ? entry.All().Where(r => !r.Tombstone).SelectMany(r => r.Rlocs).Select(l => l.Locator).Distinct().OrderBy(a => a.ToText(), StringComparer.Ordinal).ToList()
             : [];
 
     /// <summary>SMRs to the ITRs we proxy-replied to about <paramref name="eid"/> (or something it covers, or that covers it).</summary>
@@ -1001,15 +1298,25 @@ public sealed class MapServer
         while (_expiry.TryPeek(out var r, out var at) && at <= nowTicks)
         {
             _expiry.Dequeue();
-            if (r.Removed || at != r.QueuedAt) continue;         // withdrawn, or a stale entry after a shortened expiry
+            if (r.Removed || at != r.QueuedAt) continue;         // removed, or a stale entry after a shortened expiry
+            if (r.Tombstone)
+            {
+                RemoveRegistrant(r);                              // its replay horizon is over
+                continue;
+            }
             if (r.ExpiresAt > nowTicks)
             {
                 r.QueuedAt = r.ExpiresAt;                         // refreshed since it was queued
                 _expiry.Enqueue(r, r.ExpiresAt);
                 continue;
             }
-            RemoveRegistrant(r);
-            if (r.Replica) continue;
+            if (r.Replica)
+            {
+                RemoveRegistrant(r);
+                continue;
+            }
+            Bury(r, nowTicks);
+            Settle(r.Entry);
             _counters.Count(ControlEvent.RegistrationExpired);
             actions.Add(new LogAction(LogLevel.Warning, "registration-timeout",
                 $"site '{r.Site.Name}' {r.Entry.Eid} from {r.Registerer} expired (last registered {Time(r.LastRegistered):O})"));
@@ -1020,7 +1327,7 @@ public sealed class MapServer
     /// <summary>Every live registration (one per EID and registerer), ordered by EID text. Management reads only: O(n log n).</summary>
     public IReadOnlyList<Registration> Registrations(DateTimeOffset now) =>
         new[] { this }.Concat(_siblings).SelectMany(m => m._table.Values()).SelectMany(e => e.All())
-            .Where(r => !r.Replica && r.ExpiresAt > now.UtcTicks).Select(r => r.View())
+            .Where(r => !r.Replica && !r.Tombstone && r.ExpiresAt > now.UtcTicks).Select(r => r.View())
             .OrderBy(r => r.Eid.ToString(), StringComparer.Ordinal).ThenBy(r => r.Registerer.ToString(), StringComparer.Ordinal).ToList();
 
     /// <summary>

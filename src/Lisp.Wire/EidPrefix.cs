@@ -86,6 +86,45 @@ public sealed record EidPrefix(LispAddress Address, byte MaskLength)
         return SameKey(other);
     }
 
+    /// <summary>
+    /// The longest mask-len <paramref name="address"/> can carry (issue 12, item 6): IPv4 32, IPv6 128, MAC 48,
+    /// E.164 64 (its 8-byte field), through an Instance-ID wrapper; an (S,G) record's mask-len is its group's (or
+    /// destination's). -1 when the kind has no bit width to hold a mask against (names, geo, AFI 0, other LCAFs).
+    /// </summary>
+    public static int MaxMaskLength(LispAddress address) => address switch
+    {
+        IpAddress ip => ip.HostMaskLength,
+        MacAddress or E164Address => address.HostMaskLength,
+        InstanceIdAddress i => MaxMaskLength(i.Address),
+        MulticastInfoAddress m => MaxMaskLength(m.Group),
+        SourceDestAddress sd => MaxMaskLength(sd.Dest),
+        _ => -1,
+    };
+
+    /// <summary>
+    /// Fails <paramref name="r"/> (BadValue) when <paramref name="maskLength"/> is longer than <paramref name="address"/>
+    /// allows (<see cref="MaxMaskLength"/>); the decoders of EID records and Map-Request records call it, so such a
+    /// message is malformed and never reaches a table.
+    /// </summary>
+    internal static bool CheckMask(ref SpanReader r, LispAddress address, int maskLength, string field)
+    {
+        int max = MaxMaskLength(address);
+        if (max < 0 || maskLength <= max) return true;
+        r.Fail(WireError.BadValue, $"{field} {maskLength} is longer than the {KindText(address)} address ({max} bits)");
+        return false;
+    }
+
+    private static string KindText(LispAddress a) => a switch
+    {
+        IpAddress ip => ip.IsV4 ? "IPv4" : "IPv6",
+        MacAddress => "MAC",
+        E164Address => "E.164",
+        InstanceIdAddress i => KindText(i.Address),
+        MulticastInfoAddress m => "(S,G) group " + KindText(m.Group),
+        SourceDestAddress sd => "source-dest destination " + KindText(sd.Dest),
+        _ => a.GetType().Name,
+    };
+
     /// <summary>For an (S,G) EID, its source and group as prefixes (same instance-id); null otherwise.</summary>
     public (EidPrefix Source, EidPrefix Group)? SourceGroup() => Inner switch
     {

@@ -113,6 +113,11 @@ public sealed record InstanceIdAddress(uint InstanceId, LispAddress Address, byt
     internal static InstanceIdAddress? ReadBody(ref SpanReader r, byte rsvd2, int depth)
     {
         uint iid = r.U32("Instance ID");
+        if (rsvd2 > 32)
+        {
+            r.Fail(WireError.BadValue, $"Instance-ID mask-len {rsvd2} is longer than the 32-bit Instance ID");
+            return null;
+        }
         var inner = Read(ref r, depth + 1);
         return inner is null ? null : new InstanceIdAddress(iid, inner, rsvd2);
     }
@@ -292,7 +297,7 @@ public sealed record MulticastInfoAddress(uint InstanceId, byte SourceMaskLength
         var s = Read(ref r, depth + 1);
         if (s is null) return null;
         var g = Read(ref r, depth + 1);
-        if (g is null) return null;
+        if (g is null || !EidPrefix.CheckMask(ref r, s, sml, "source mask-len") || !EidPrefix.CheckMask(ref r, g, gml, "group mask-len")) return null;
         return new MulticastInfoAddress(iid, sml, gml, s, g, rsvd2);
     }
 
@@ -350,7 +355,7 @@ public sealed record SourceDestAddress(byte SourceMaskLength, byte DestMaskLengt
         var s = Read(ref r, depth + 1);
         if (s is null) return null;
         var d = Read(ref r, depth + 1);
-        if (d is null) return null;
+        if (d is null || !EidPrefix.CheckMask(ref r, s, sml, "source mask-len") || !EidPrefix.CheckMask(ref r, d, dml, "dest mask-len")) return null;
         return new SourceDestAddress(sml, dml, s, d);
     }
 }

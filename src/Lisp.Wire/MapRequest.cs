@@ -84,7 +84,7 @@ public sealed record MapRequest : ControlMessage
             r.U8("EID record reserved");
             byte ml = r.U8("EID mask-len");
             var eid = LispAddress.Read(ref r);
-            if (eid is null) return null;
+            if (eid is null || !EidPrefix.CheckMask(ref r, eid, ml, "EID mask-len")) return null;
             records.Add(new EidPrefix(eid, ml));
         }
         MappingRecord? mapReply = null;

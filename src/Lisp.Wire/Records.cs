@@ -102,7 +102,7 @@ public sealed record MappingRecord(EidPrefix Eid, IReadOnlyList<LocatorRecord> L
         ushort version = r.U16("map-version");
         if (!r.Ok) return null;
         var eid = LispAddress.Read(ref r);
-        if (eid is null) return null;
+        if (eid is null || !EidPrefix.CheckMask(ref r, eid, ml, "EID mask-len")) return null;
         var locs = new List<LocatorRecord>(count);
         for (int i = 0; i < count; i++)
         {

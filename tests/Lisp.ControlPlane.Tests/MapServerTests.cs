@@ -180,6 +180,9 @@ public class MapServerTests
         Assert.Contains(Logs(actions), l => l.Event == "registration-timeout");
         Assert.Empty(ms.Registrations(T0.AddSeconds(180)));
         Assert.Equal(1, ms.Counters.Events(ControlEvent.RegistrationExpired));
+        // Its tombstone (replay protection) stays one lifetime more, then nothing is left to do.
+        Assert.Equal(T0.AddSeconds(360), ms.NextDeadline);
+        Assert.Empty(ms.Tick(T0.AddSeconds(360)));
         Assert.Null(ms.NextDeadline);
     }
 

@@ -26,14 +26,14 @@ public static class Generators
     {
         if (depth == 0) return Plain;
         var inner = Address(depth - 1);
-        var iid = Gen.Select(Gen.UInt, inner, Gen.Byte, (i, a, ml) => (LispAddress)new InstanceIdAddress(i, a, ml));
+        var iid = Gen.Select(Gen.UInt, inner, Gen.Byte, (i, a, ml) => (LispAddress)new InstanceIdAddress(i, a, (byte)(ml % 33)));
         var afiList = inner.List[0, 3].Select(l => (LispAddress)new AfiListAddress(l));
         var geo = Gen.Select(Gen.Bool, Gen.UShort[0, 0x7fff], Gen.Byte, Gen.Byte, Gen.Bool, Gen.UShort[0, 0x7fff], Gen.Byte, Gen.Byte)
             .Select(Gen.Int, Gen.UShort, inner, (t, alt, radius, a) =>
                 (LispAddress)new GeoCoordinates(t.Item1, t.Item2, t.Item3, t.Item4, t.Item5, t.Item6, t.Item7, t.Rest.Item1, alt, radius, a));
         var mcast = Gen.Select(Gen.UInt, Gen.Byte, Gen.Byte, inner, inner, Gen.Byte,
-            (i, sml, gml, s, g, f) => (LispAddress)new MulticastInfoAddress(i, sml, gml, s, g, f));
-        var sd = Gen.Select(Gen.Byte, Gen.Byte, inner, inner, (sml, dml, s, d) => (LispAddress)new SourceDestAddress(sml, dml, s, d));
+            (i, sml, gml, s, g, f) => (LispAddress)new MulticastInfoAddress(i, Fit(s, sml), Fit(g, gml), s, g, f));
+        var sd = Gen.Select(Gen.Byte, Gen.Byte, inner, inner, (sml, dml, s, d) => (LispAddress)new SourceDestAddress(Fit(s, sml), Fit(d, dml), s, d));
         var rle = Gen.Select(Gen.Byte, inner, (l, a) => new RleEntry(l, a)).List[0, 3].Select(l => (LispAddress)new ReplicationListAddress(l));
         var unknown = Gen.Select(Gen.Byte.Where(t => !HandledLcafTypes.Contains(t)), Gen.Byte, Gen.Byte, Gen.Byte, Gen.Byte.Array[0, 20],
             (t, r1, f, r2, body) => (LispAddress)new UnknownLcafAddress(t, r1, f, r2, body));
@@ -41,7 +41,10 @@ public static class Generators
     }
 
     public static readonly Gen<LispAddress> AnyAddress = Address(3);
-    public static readonly Gen<EidPrefix> Eid = Gen.Select(Address(2), Gen.Byte, (a, ml) => new EidPrefix(a, ml));
+    public static readonly Gen<EidPrefix> Eid = Gen.Select(Address(2), Gen.Byte, (a, ml) => new EidPrefix(a, Fit(a, ml)));
+
+    /// <summary>A mask-len the address can carry (the decoder refuses longer ones: issue 12, item 6).</summary>
+    private static byte Fit(LispAddress a, byte ml) => EidPrefix.MaxMaskLength(a) is var max and >= 0 ? (byte)(ml % (max + 1)) : ml;
 
     public static readonly Gen<LocatorRecord> Locator = Gen.Select(Gen.Frequency((5, Ip), (1, Address(1))), Gen.Byte, Gen.Byte, Gen.Byte, Gen.Byte,
         Gen.Bool, Gen.Bool, Gen.Bool).Select(Gen.UShort[0, 0x1fff],

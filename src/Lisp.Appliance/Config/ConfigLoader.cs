@@ -129,11 +129,12 @@ public static partial class ConfigLoader
             var ms = Table(root, "map_server");
             if (ms is not null)
             {
-                Allow(ms, "map_server.", "registration_timeout", "map_reply_ttl", "max_registrations");
+                Allow(ms, "map_server.", "registration_timeout", "map_reply_ttl", "max_registrations", "max_registrants_per_eid");
                 cfg = cfg with
                 {
                     RegistrationTimeout = Duration(ms, "map_server.registration_timeout", Limits.RegistrationTimeout) ?? cfg.RegistrationTimeout,
                     MaxRegistrations = Int(ms, "map_server.max_registrations", 1, 1 << 30) ?? cfg.MaxRegistrations,
+                    MaxRegistrantsPerEid = Int(ms, "map_server.max_registrants_per_eid", 1, 1 << 16) ?? cfg.MaxRegistrantsPerEid,
                     MapReplyTtl = Duration(ms, "map_server.map_reply_ttl", Limits.Ttl) ?? cfg.MapReplyTtl,
                 };
             }

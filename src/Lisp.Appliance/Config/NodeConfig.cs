@@ -42,6 +42,8 @@ public sealed record NodeConfig
     public TimeSpan RegistrationTimeout { get; init; } = TimeSpan.FromSeconds(180);
     /// <summary>[map_server] max_registrations: the map-server's table limit (refusals are counted, never confirmed).</summary>
     public int MaxRegistrations { get; init; } = Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrations;
+    /// <summary>[map_server] max_registrants_per_eid: most registrants (ETRs) one EID-prefix may have.</summary>
+    public int MaxRegistrantsPerEid { get; init; } = Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrantsPerEid;
     public TimeSpan RecordTtl { get; init; } = TimeSpan.FromMinutes(3);
     public bool WantMapNotify { get; init; } = true;
     public bool ProxyReply { get; init; } = true;

@@ -156,6 +156,7 @@ public sealed partial class NodeHost : IDisposable
                     Sites = c.Sites,
                     RegistrationTimeout = c.RegistrationTimeout,
                     MaxRegistrations = c.MaxRegistrations,
+                    MaxRegistrantsPerEid = c.MaxRegistrantsPerEid,
                     LogLevel = Log.ParseLevel(c.LogLevel),
                     // A pull-mode set must not vouch for EIDs another set may hold (spec/decent.md).
                     NegativePrefix = c.DecentPull is not null ? NegativePrefixPolicy.RequestedPrefix : NegativePrefixPolicy.LeastSpecificUncovered,

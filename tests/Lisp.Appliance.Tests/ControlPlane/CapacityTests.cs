@@ -37,6 +37,9 @@ public sealed class CapacityTests
         Assert.Equal(3, c.ControlThreads);
         Assert.Equal(1234, c.MaxRegistrations);
         Assert.Equal(99, Assert.Single(c.Sites).MaxRegistrations);
+        Assert.Equal(Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrantsPerEid, c.MaxRegistrantsPerEid);
+        Assert.Equal(7, ConfigLoader.Parse(baseToml.Replace("max_registrations = 1234", "max_registrations = 1234\nmax_registrants_per_eid = 7")).MaxRegistrantsPerEid);
+        Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(baseToml.Replace("max_registrations = 1234", "max_registrations = 1234\nmax_registrants_per_eid = 0")));
         Assert.Equal(Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrations, ConfigLoader.Parse(baseToml.Replace("max_registrations = 1234", "")).MaxRegistrations);
         Assert.True(Lisp.ControlPlane.MapServerOptions.DefaultMaxRegistrations >= 1_000_000);
         Assert.ThrowsAny<Exception>(() => ConfigLoader.Parse(baseToml.Replace("max_registrations = 1234", "max_registrations = 0")));
@@ -69,6 +72,61 @@ public sealed class CapacityTests
         Assert.Equal(50, control.GetProperty("events").GetProperty("registration-accepted").GetInt64());
         process.WaitForLine(@"registration-refused site 'cap' \[0\]10\.6[45]\.\d+\.\d+/32 from .*registration table full \(50, map_server.max_registrations\)", Wait);
         process.WaitForLine("2 control thread", Wait);
+    }
+
+    [Fact]
+    public void A_captured_map_register_replayed_at_the_running_node_gets_no_second_map_notify_and_is_counted()
+    {
+        // Issue 12, item 5: the same bytes again (a replay) are refused: no Map-Notify, counted replayed-nonce in
+        // /api/counters and /metrics; a Map-Register with a fresh nonce is still confirmed.
+        using var topology = new Topology("127.0.66");
+        string node = topology.Address(1);
+        string management = $"{node}:{ManagementNode.FreeTcpPort(node)}";
+        var process = topology.StartNode("replay", NodeToml.MapServer("replay-66", node, [new("replay", "replay-key", "[0]10.66.0.0/16")],
+            controlThreads: 2, management: management));
+        process.WaitForLine("management-started", Wait);
+        var key = System.Text.Encoding.UTF8.GetBytes("replay-key");
+        byte[] Signed(ulong nonce) => new Lisp.Wire.MapRegister
+        {
+            Nonce = nonce, Algorithm = Lisp.Wire.AuthAlgorithm.HmacSha256_128, WantMapNotify = true, ProxyReply = true,
+            Records = [new Lisp.Wire.MappingRecord(Lisp.Wire.EidPrefix.Parse("[0]10.66.1.0/24"), [new Lisp.Wire.LocatorRecord(Lisp.Wire.IpAddress.Parse(topology.Address(2)))], 3)],
+        }.ToSignedBytes(key);
+        using var etr = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Dgram, System.Net.Sockets.ProtocolType.Udp);
+        etr.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(topology.Address(2)), 0));
+        var buffer = new byte[65535];
+        ulong? Notified(int timeoutMs)
+        {
+            etr.ReceiveTimeout = timeoutMs;
+            try
+            {
+                int n = etr.Receive(buffer);
+                Assert.True(Lisp.Wire.ControlMessage.TryDecode(buffer.AsSpan(0, n), out var m).IsOk);
+                return Assert.IsType<Lisp.Wire.MapNotify>(m).Nonce;
+            }
+            catch (System.Net.Sockets.SocketException)
+            {
+                return null;
+            }
+        }
+
+        var captured = Signed(0x5eed_0000_0000_0001);
+        etr.SendTo(captured, topology.IpEndpoint(1));
+        Assert.Equal(0x5eed_0000_0000_0001UL, Notified(5000));
+        etr.SendTo(captured, topology.IpEndpoint(1));                    // the replay
+        Assert.Null(Notified(1500));
+        etr.SendTo(Signed(0x5eed_0000_0000_0002), topology.IpEndpoint(1)); // a real refresh
+        Assert.Equal(0x5eed_0000_0000_0002UL, Notified(5000));
+
+        var (status, _, body) = Http.Send(management, "GET", "/api/counters");
+        Assert.Equal(200, status);
+        var control = JsonDocument.Parse(body).RootElement.GetProperty("control")[0];
+        Assert.Equal(1, control.GetProperty("drops").GetProperty("replayed-nonce").GetInt64());
+        Assert.Equal(1, control.GetProperty("events").GetProperty("registration-refused").GetInt64());
+        Assert.Equal(2, control.GetProperty("events").GetProperty("registration-accepted").GetInt64());
+        var (mstatus, _, metrics) = Http.Send(management, "GET", "/metrics");
+        Assert.Equal(200, mstatus);
+        Assert.Matches(@"lisp_control_drops_total\{[^}]*reason=""replayed-nonce""[^}]*\} 1", metrics);
+        process.WaitForLine(@"registration-refused site 'replay' \[0\]10\.66\.1\.0/24 from .*replayed-nonce", Wait);
     }
 
     [Fact]

@@ -18,10 +18,12 @@ public class ShardedMapServerLimitsTests
     private static readonly IPAddress[] Sources = new[] { "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5" }.Select(IPAddress.Parse).ToArray();
     private static readonly byte[][] XtrIds = [.. Enumerable.Range(1, 3).Select(i => Enumerable.Repeat((byte)(0x10 * i), 16).ToArray())];
 
-    private static SiteConfig[] Sites() =>
+    // Each site may fill the whole table (an explicit max_registrations = the table's): these tests are about the
+    // map-server's limit, not a site's default share of it (issue 12, item 7).
+    private static SiteConfig[] Sites(int limit) =>
     [
-        new SiteConfig("a", "key-a", [H.E("[0]10.0.0.0/8"), H.E("[0]2001:db8::/32")]) { AcceptMoreSpecifics = true },
-        new SiteConfig("c", "key-c", [H.E("[0]192.168.0.0/16")]) { AcceptAnyEid = true },
+        new SiteConfig("a", "key-a", [H.E("[0]10.0.0.0/8"), H.E("[0]2001:db8::/32")]) { AcceptMoreSpecifics = true, MaxRegistrations = limit },
+        new SiteConfig("c", "key-c", [H.E("[0]192.168.0.0/16")]) { AcceptAnyEid = true, MaxRegistrations = limit },
     ];
 
     private sealed record Step(MapRegister Register, SiteConfig Site, IPEndPoint From);
@@ -55,7 +57,7 @@ public class ShardedMapServerLimitsTests
     {
         var gen = new OracleGen(new Random(seed));
         var rng = gen.Rng;
-        var sites = Sites();
+        var sites = Sites(limit);
         var sharded = new ShardedMapServers(3, new MapServerOptions
         {
             Sites = sites, RegistrationTimeout = Timeout, MaxRegistrations = limit, LogLevel = LogLevel.Info,
@@ -140,7 +142,7 @@ public class ShardedMapServerLimitsTests
 
     private static (ShardedMapServers Sharded, MapServer Oracle) Pair(int shards, int limit)
     {
-        var options = new MapServerOptions { Sites = Sites(), RegistrationTimeout = Timeout, MaxRegistrations = limit, LogLevel = LogLevel.Info };
+        var options = new MapServerOptions { Sites = Sites(limit), RegistrationTimeout = Timeout, MaxRegistrations = limit, LogLevel = LogLevel.Info };
         return (new ShardedMapServers(shards, options), new MapServer(options));
     }
 

@@ -98,7 +98,7 @@ public class MapServerOracleTests
         {
             Sites = sites, RegistrationTimeout = Timeout, MaxRegistrations = maxRegistrations, LogLevel = LogLevel.Info, NegativePrefix = policy,
         });
-        var model = new RegistrationModel(Timeout, maxRegistrations);
+        var model = new RegistrationModel(Timeout, maxRegistrations) { DefaultSiteLimit = RegistrationModel.ShareOf(maxRegistrations, sites.Length) };
         var pool = Pool(gen);
         var local = IPEndPoint.Parse("10.0.0.1:4342");
         var now = H.T0;

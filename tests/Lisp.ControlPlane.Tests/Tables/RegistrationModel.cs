@@ -23,6 +23,11 @@ internal sealed class RegistrationModel(TimeSpan registrationTimeout, int maxReg
         public DateTimeOffset Expires;
     }
 
+    /// <summary>A site's limit when it sets none: its share of the table when there are several sites (MapServer's rule).</summary>
+    public int DefaultSiteLimit { get; init; }
+
+    public static int ShareOf(int maxRegistrations, int sites) => sites > 1 ? (int)(((long)maxRegistrations + sites - 1) / sites) : 0;
+
     /// <summary>By EID text: the canonical EID and its registrations, in the order they were first made.</summary>
     public readonly Dictionary<string, (EidPrefix Eid, List<Reg> Regs)> Entries = new(StringComparer.Ordinal);
 
@@ -62,7 +67,8 @@ internal sealed class RegistrationModel(TimeSpan registrationTimeout, int maxReg
             {
                 // Refused past the map-server's or the site's limit (counted by the site that made each registration).
                 int siteCount = Entries.Values.Sum(x => x.Regs.Count(y => y.Site == site.Name));
-                if (Total >= maxRegistrations || (site.MaxRegistrations > 0 && siteCount >= site.MaxRegistrations)) continue;
+                int siteLimit = site.MaxRegistrations > 0 ? site.MaxRegistrations : DefaultSiteLimit;
+                if (Total >= maxRegistrations || (siteLimit > 0 && siteCount >= siteLimit)) continue;
                 if (regs is null) Entries[text] = (eid, regs = []);
                 r = new Reg { Site = site.Name, Xtr = reg.XtrId, Registerer = from, Rlocs = [], First = now };
                 regs.Add(r);
