@@ -173,6 +173,9 @@ public sealed partial class Itr
     public IReadOnlyList<MapCacheEntry> Entries(DateTimeOffset now) =>
         _cache.Values.Where(e => e.ExpiresAt > now).OrderBy(e => e.Eid.ToString(), StringComparer.Ordinal).ToList();
 
+    /// <summary>Every live entry, unsorted (a management read: the caller sorts on its own thread, not the control thread).</summary>
+    public IReadOnlyList<MapCacheEntry> EntriesUnordered(DateTimeOffset now) => _cache.Values.Where(e => e.ExpiresAt > now).ToList();
+
     public DateTimeOffset? NextDeadline
     {
         get

@@ -1326,9 +1326,23 @@ public sealed class MapServer
 
     /// <summary>Every live registration (one per EID and registerer), ordered by EID text. Management reads only: O(n log n).</summary>
     public IReadOnlyList<Registration> Registrations(DateTimeOffset now) =>
-        new[] { this }.Concat(_siblings).SelectMany(m => m._table.Values()).SelectMany(e => e.All())
-            .Where(r => !r.Replica && !r.Tombstone && r.ExpiresAt > now.UtcTicks).Select(r => r.View())
-            .OrderBy(r => r.Eid.ToString(), StringComparer.Ordinal).ThenBy(r => r.Registerer.ToString(), StringComparer.Ordinal).ToList();
+        RegistrationsUnordered(now).OrderBy(r => r.Eid.ToString(), StringComparer.Ordinal).ThenBy(r => r.Registerer.ToString(), StringComparer.Ordinal).ToList();
+
+    /// <summary>
+    /// The live registrations in table order, unsorted: what a management read takes on the control thread (one
+    /// immutable view per registration, no text), leaving the sort by text to the caller's own thread. The sort
+    /// was most of the 816 ms a 100k-registration read held the control thread for (issue 12, finding 1).
+    /// </summary>
+    public List<Registration> RegistrationsUnordered(DateTimeOffset now)
+    {
+        var list = new List<Registration>();
+        long t = now.UtcTicks;
+        foreach (var m in new[] { this }.Concat(_siblings))
+            foreach (var e in m._table.Values())
+                foreach (var r in e.All())
+                    if (!r.Replica && !r.Tombstone && r.ExpiresAt > t) list.Add(r.View());
+        return list;
+    }
 
     /// <summary>
     /// lispers.net's site table: per site, each configured prefix (registered or not) and each registered

@@ -44,11 +44,11 @@ public sealed class TablePages
 
     private static object ReadSiteTable(ControlNodeSet nodes, DateTimeOffset now) => new SiteRead(nodes.All
         .Where(n => n.Node.MapServer is not null)
-        .Select(n => (n.Node.Options.Name, n.Node.Options.LocalEndpoints.Select(e => e.ToString()).ToList(), n.Node.MapServer!.Options.Sites, n.Node.MapServer.Registrations(now)))
+        .Select(n => (n.Node.Options.Name, n.Node.Options.LocalEndpoints.Select(e => e.ToString()).ToList(), n.Node.MapServer!.Options.Sites, (IReadOnlyList<Registration>)n.Node.MapServer.RegistrationsUnordered(now)))
         .ToList());
 
     private static object ReadMapCache(ControlNodeSet nodes, DateTimeOffset now) =>
-        nodes.ItrNode?.Itr is { } itr ? (itr.Outstanding.Count, itr.Entries(now)) : (-1, (IReadOnlyList<MapCacheEntry>)[]);
+        nodes.ItrNode?.Itr is { } itr ? (itr.Outstanding.Count, itr.EntriesUnordered(now)) : (-1, (IReadOnlyList<MapCacheEntry>)[]);
 
     private static object ReadRegistrations(ControlNodeSet nodes, DateTimeOffset now) =>
         nodes.All.Select(n => n.Node.Etr).FirstOrDefault(e => e is not null) is { } etr ? etr.RegistrationStates : (IReadOnlyList<EtrRegistrationState>?)null!;
@@ -85,7 +85,7 @@ public sealed class TablePages
             {
                 var site = sites[s];
                 var byEid = (bySite.GetValueOrDefault(site.Name) ?? []).GroupBy(x => x.Eid.ToString(), StringComparer.Ordinal)
-                    .ToDictionary(g => g.Key, g => (g.First().Eid, Regs: g.ToList()), StringComparer.Ordinal);
+                    .ToDictionary(g => g.Key, g => (g.First().Eid, Regs: g.OrderBy(x => x.Registerer.ToString(), StringComparer.Ordinal).ToList()), StringComparer.Ordinal);
                 var siteRows = new SortedDictionary<string, SiteRowView>(StringComparer.Ordinal);
                 foreach (var p in site.EidPrefixes)
                 {
