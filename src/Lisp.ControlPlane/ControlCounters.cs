@@ -22,7 +22,10 @@ public enum DropReason
     NoRecords,
     /// <summary>A message type this node has no role for (e.g. a Map-Reply at a node without an ITR).</summary>
     UnexpectedType,
-    /// <summary>A Map-Request suppressed by the ITR's per-EID or global rate limit.</summary>
+    /// <summary>
+    /// A Map-Request suppressed by the ITR's per-EID or global rate limit, or a received Map-Request over its
+    /// source's or reply address's token bucket (<see cref="RequestAdmission"/>).
+    /// </summary>
     RateLimited,
     /// <summary>A Map-Reply, Map-Notify or Map-Notify-Ack whose nonce matches nothing outstanding.</summary>
     StaleNonce,
@@ -70,6 +73,16 @@ public enum DropReason
     /// ETR registered with (or the ETR registered none).
     /// </summary>
     XtrIdMismatch,
+    /// <summary>
+    /// A Map-Request dropped because no ITR-RLOC is a usable reply address (multicast, broadcast, unspecified, or
+    /// loopback from elsewhere); the event.itr-rloc-refused-* counters say which (<see cref="RequestAdmission"/>).
+    /// </summary>
+    ItrRlocRefused,
+    /// <summary>
+    /// A Map-Reply not sent: larger than RequestAdmissionOptions.AmplificationFactor x its request, to an address
+    /// that is not the request's outer source (<see cref="RequestAdmission"/>).
+    /// </summary>
+    AmplificationBound,
 }
 
 /// <summary>Things that happened (not drops), counted for `show` and metrics.</summary>
@@ -120,6 +133,14 @@ public enum ControlEvent
     RlocProbeLocatorNotProbed,
     /// <summary>A Map-Reply record installed with the TTL ceiling (ItrOptions.MaxTtl) instead of its larger TTL.</summary>
     TtlCapped,
+    /// <summary>An ITR-RLOC of a received Map-Request skipped as a reply address: multicast (<see cref="RequestAdmission"/>).</summary>
+    ItrRlocRefusedMulticast,
+    /// <summary>An ITR-RLOC skipped: the limited broadcast 255.255.255.255.</summary>
+    ItrRlocRefusedBroadcast,
+    /// <summary>An ITR-RLOC skipped: unspecified (0.0.0.0/8, ::).</summary>
+    ItrRlocRefusedUnspecified,
+    /// <summary>An ITR-RLOC skipped: loopback, in a request from a non-loopback source.</summary>
+    ItrRlocRefusedLoopback,
 }
 
 /// <summary>

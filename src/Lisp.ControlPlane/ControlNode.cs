@@ -19,6 +19,8 @@ public sealed record ControlNodeOptions
     /// <summary>Debug and Warning lines of one event beyond this many per <see cref="LogWindow"/> are suppressed (and counted).</summary>
     public int LogBurst { get; init; } = 20;
     public TimeSpan LogWindow { get; init; } = TimeSpan.FromSeconds(10);
+    /// <summary>Admission of every Map-Request this node answers or forwards (issue 12, finding 4); null: none.</summary>
+    public RequestAdmissionOptions? Admission { get; init; } = new();
 }
 
 /// <summary>
@@ -56,7 +58,11 @@ public sealed class ControlNode
         if (options.MapResolver is { } mr) MapResolver = new MapResolver(mr, mappingSystem, MapServer, options.LocalEndpoints, Counters);
         if (options.Etr is { } etr) Etr = new Etr(etr, mappingSystem, random, Counters);
         if (options.Itr is { } itr) Itr = new Itr(itr, mappingSystem, random, Counters);
+        if (options.Admission is { } adm) Admission = new RequestAdmission(adm, Counters);
     }
+
+    /// <summary>The Map-Request admission step (null when <see cref="ControlNodeOptions.Admission"/> is null).</summary>
+    public RequestAdmission? Admission { get; }
 
     public ControlNodeOptions Options => _options;
     public IMappingSystem MappingSystem { get; }
@@ -171,11 +177,20 @@ public sealed class ControlNode
             case MapRequest { Smr: true } smr when Itr is { } itr:
                 return itr.HandleSmr(smr, packet, now);
             case MapRequest { Smr: false } req when Etr is { } etr:
-                return etr.HandleMapRequest(req, null, packet, now);
+                return Admit(req, null, packet, now, (r, _) => etr.HandleMapRequest(r, null, packet, now));
             case EncapsulatedControlMessage { Message: MapRequest req } ecm:
-                return RouteEcm(ecm, req, packet, now);
+                return Admit(req, ecm, packet, now, (r, e) => RouteEcm(e!, r, packet, now));
         }
         return Unexpected(message, packet);
+    }
+
+    /// <summary>Every Map-Request answer passes here: <see cref="RequestAdmission"/> before and after the role.</summary>
+    private IReadOnlyList<ControlAction> Admit(MapRequest req, EncapsulatedControlMessage? ecm, ReceivedPacket packet, DateTimeOffset now,
+        Func<MapRequest, EncapsulatedControlMessage?, IReadOnlyList<ControlAction>> answer)
+    {
+        if (Admission is not { } adm) return answer(req, ecm);
+        if (!adm.TryAdmit(req, ecm, packet, now, out var admitted, out var admittedEcm, out var refusal)) return refusal;
+        return adm.Bound(answer(admitted, admittedEcm), admitted, packet);
     }
 
     private IReadOnlyList<ControlAction> RouteEcm(EncapsulatedControlMessage ecm, MapRequest req, ReceivedPacket packet, DateTimeOffset now)

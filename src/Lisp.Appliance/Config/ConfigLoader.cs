@@ -69,7 +69,8 @@ public static partial class ConfigLoader
         {
             Allow(root, "", "node", "mapping", "etr", "itr", "map_server", "site", "database", "decent", "management", "data_plane");
             var node = Table(root, "node") ?? new TomlTable();
-            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level", "control_threads", "log_rate");
+            Allow(node, "node.", "name", "roles", "rlocs", "listen", "control_port", "log_level", "control_threads", "log_rate",
+                "request_rate_per_source", "request_burst_per_source", "reply_amplification_limit");
             var cfg = new NodeConfig
             {
                 Name = Str(node, "node.name") ?? "lisp-decent",
@@ -80,6 +81,9 @@ public static partial class ConfigLoader
                 LogLevel = Choice(node, "node.log_level", ["debug", "info", "warning", "error"]) ?? "info",
                 ControlThreads = Int(node, "node.control_threads", 1, 64),
                 LogRate = Int(node, "node.log_rate", 0, 1_000_000) ?? Hosting.Log.DefaultLinesPerKindPerSecond,
+                RequestRatePerSource = Int(node, "node.request_rate_per_source", 0, 10_000_000) ?? Lisp.ControlPlane.RequestAdmissionOptions.DefaultRatePerSource,
+                RequestBurstPerSource = Int(node, "node.request_burst_per_source", 1, 10_000_000) ?? Lisp.ControlPlane.RequestAdmissionOptions.DefaultBurstPerSource,
+                ReplyAmplificationLimit = Int(node, "node.reply_amplification_limit", 0, 1000) ?? Lisp.ControlPlane.RequestAdmissionOptions.DefaultAmplificationFactor,
             };
 
             var mapping = Table(root, "mapping");

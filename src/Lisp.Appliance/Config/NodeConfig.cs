@@ -27,6 +27,12 @@ public sealed record NodeConfig
     public string LogLevel { get; init; } = "info";
     /// <summary>[node] log_rate: log lines per event name per second before the rest are suppressed and summarized (0 = unlimited).</summary>
     public int LogRate { get; init; } = Hosting.Log.DefaultLinesPerKindPerSecond;
+    /// <summary>[node] request_rate_per_source: Map-Requests per second answered per source address and per reply ITR-RLOC (0 = no limit).</summary>
+    public int RequestRatePerSource { get; init; } = Lisp.ControlPlane.RequestAdmissionOptions.DefaultRatePerSource;
+    /// <summary>[node] request_burst_per_source: depth of those token buckets.</summary>
+    public int RequestBurstPerSource { get; init; } = Lisp.ControlPlane.RequestAdmissionOptions.DefaultBurstPerSource;
+    /// <summary>[node] reply_amplification_limit: a Map-Reply to an ITR-RLOC other than the request's source is at most this many times the request (0 = no bound).</summary>
+    public int ReplyAmplificationLimit { get; init; } = Lisp.ControlPlane.RequestAdmissionOptions.DefaultAmplificationFactor;
     /// <summary>
     /// [node] control_threads: control shards, each a thread owning a slice of the map-server's table (null: one per
     /// core, at most 16). One when the node has no map-server role, or in a push group (its I/O reads the whole table).

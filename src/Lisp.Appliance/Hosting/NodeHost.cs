@@ -150,6 +150,12 @@ public sealed partial class NodeHost : IDisposable
         {
             Name = c.Name,
             LocalEndpoints = local,
+            Admission = new RequestAdmissionOptions
+            {
+                RatePerSource = c.RequestRatePerSource,
+                BurstPerSource = c.RequestBurstPerSource,
+                AmplificationFactor = c.ReplyAmplificationLimit,
+            },
             MapServer = c.Has("map-server")
                 ? new MapServerOptions
                 {
