@@ -93,6 +93,10 @@ public sealed class DataPlaneHost : IDisposable
 
     public DataPlaneEngine Engine => _engine;
     public MapCacheWriter MapCache => _writer;
+    /// <summary>The [data_plane] section this host runs (read-only).</summary>
+    public DataPlaneConfig Config => _config;
+    /// <summary>The bounded, rate-limited miss queue to the control plane (its counters are thread-safe).</summary>
+    public MissQueue Misses => _misses;
 
     /// <summary>Opens and starts the data plane; throws IOException (with the system's reason) when the TUN or sockets cannot be opened.</summary>
     public static DataPlaneHost Start(DataPlaneConfig config, NodeConfig node, NodeHost host, Log log)

@@ -156,6 +156,27 @@ public sealed class CountersView
     public RlocProbingView? RlocProbing { get; init; }
     /// <summary>The management HTTP server itself: connections and refusals (issue 12).</summary>
     public ManagementServerView? Management { get; set; }
+    /// <summary>The log's own limits: lines suppressed by [node] log_rate, lines dropped with the writer's queue full.</summary>
+    public LogCountersView? Log { get; set; }
+}
+
+/// <summary>The log's rate limit and what it held back since start (README "Limits and protections").</summary>
+public sealed class LogCountersView
+{
+    /// <summary>[node] log_rate: lines per second per event name (0 = unlimited).</summary>
+    public int LinesPerKindPerSecond { get; init; }
+    /// <summary>Lines over the rate (counted in the log-suppressed summaries).</summary>
+    public long Suppressed { get; init; }
+    /// <summary>Lines dropped because the writer's queue held its maximum (100,000 pending lines).</summary>
+    public long Dropped { get; init; }
+}
+
+/// <summary>A map-server site's registrations and its limit (its own max_registrations, else its share of the table).</summary>
+public sealed class SiteLimitView
+{
+    public string Site { get; init; } = "";
+    public long Registrations { get; init; }
+    public int MaxRegistrations { get; init; }
 }
 
 /// <summary>The management server's connections, limits and the refusals and timeouts it counted since start.</summary>
@@ -191,6 +212,12 @@ public sealed class RlocProbingView
     /// <summary>Transitions of an RLOC to up / to down (the rloc-up / rloc-down log lines).</summary>
     public long RlocUp { get; init; }
     public long RlocDown { get; init; }
+    /// <summary>Due probes deferred by the probe budget ([itr] rloc_probe_budget), and locators left unprobed by rloc_probe_max_locators.</summary>
+    public long Deferred { get; init; }
+    public long LocatorsNotProbed { get; init; }
+    /// <summary>[itr] rloc_probe_budget (probes per second, 0 = none) and rloc_probe_max_locators.</summary>
+    public int BudgetPerSecond { get; init; }
+    public int MaxLocators { get; init; }
     /// <summary>RLOCs probed now, by state (unknown, up, down); exact even when <see cref="Rlocs"/> is cut.</summary>
     public Dictionary<string, int> States { get; init; } = [];
     /// <summary>The probed RLOCs by address text, at most <see cref="Snapshots.MaxProbedRlocs"/> (see <see cref="States"/> for all).</summary>
@@ -216,6 +243,14 @@ public sealed class NodeCountersView
     /// <summary>Live registrations (map-server), map-cache entries (ITR): gauges.</summary>
     public int Registrations { get; init; }
     public int MapCacheEntries { get; init; }
+    /// <summary>Limits in force (README "Limits and protections"); null where the node lacks the role.</summary>
+    public int? MaxRegistrations { get; init; }
+    public int? MaxRegistrantsPerEid { get; init; }
+    public List<SiteLimitView> Sites { get; init; } = [];
+    public int? MaxMapCacheEntries { get; init; }
+    /// <summary>Map-Requests in flight (ITR) and the most allowed.</summary>
+    public int? PendingRequests { get; init; }
+    public int? MaxPendingRequests { get; init; }
     public Dictionary<string, long> Drops { get; init; } = [];
     public Dictionary<string, long> Malformed { get; init; } = [];
     public Dictionary<string, long> Events { get; init; } = [];
@@ -228,6 +263,30 @@ public sealed class DataPlaneCountersView
     public List<WorkerCountersView> Workers { get; init; } = [];
     /// <summary>Echo-nonce locator reachability (RFC 9300 section 10.1); null when off.</summary>
     public EchoNonceView? EchoNonce { get; init; }
+    /// <summary>[data_plane] hold_packets: packets each ITR worker may hold for a miss (miss_policy = "queue").</summary>
+    public int HoldPackets { get; init; }
+    /// <summary>The miss queue to the control plane: depth now, capacity, posts and refusals (full, over miss_rate).</summary>
+    public QueueView MissQueue { get; init; } = new();
+    /// <summary>TUN queues: losses (device gone), reattaches, failed reattach attempts.</summary>
+    public List<TunView> Tuns { get; init; } = [];
+}
+
+public sealed class QueueView
+{
+    public int Depth { get; init; }
+    public int Capacity { get; init; }
+    public long Posted { get; init; }
+    public long RefusedFull { get; init; }
+    public long RefusedRate { get; init; }
+}
+
+public sealed class TunView
+{
+    public string Name { get; init; } = "";
+    public int Queue { get; init; }
+    public long Losses { get; init; }
+    public long Reopens { get; init; }
+    public long ReopenFailures { get; init; }
 }
 
 public sealed class EchoNonceView
@@ -266,6 +325,8 @@ public sealed class WorkerCountersView
     public long IcmpTooBig { get; init; }
     public long Fragmented { get; init; }
     public long HeldThenSent { get; init; }
+    /// <summary>Packets this ITR worker holds now waiting for a Map-Reply (gauge; 0 for ETR workers).</summary>
+    public int HeldPackets { get; init; }
     public long Batches { get; init; }
     public Dictionary<string, long> Drops { get; init; } = [];
     /// <summary>Feature counters: plain-control, versioned-sent/-received, version-refreshes, dest-version-stale/-newer, gleans-posted/-refused.</summary>

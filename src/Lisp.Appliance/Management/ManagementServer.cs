@@ -202,6 +202,7 @@ public sealed class ManagementServer : IDisposable
         {
             var v = t.GetAwaiter().GetResult();
             v.Management = ServerView();
+            v.Log = new LogCountersView { LinesPerKindPerSecond = _log.LinesPerKindPerSecond, Suppressed = _log.Suppressed, Dropped = _log.Dropped };
             return v;
         }, TaskScheduler.Default);
     }

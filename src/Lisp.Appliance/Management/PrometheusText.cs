@@ -39,6 +39,28 @@ public static class PrometheusText
         foreach (var n in counters.Control) w.Sample("lisp_map_server_registrations", n.Registrations, ("node", n.Node));
         w.Family("lisp_map_cache_entries", "gauge", "Entries in the ITR's map-cache.");
         foreach (var n in counters.Control) w.Sample("lisp_map_cache_entries", n.MapCacheEntries, ("node", n.Node));
+        // Limits in force beside what they bound (README "Limits and protections"): only for nodes with the role.
+        w.Family("lisp_map_server_max_registrations", "gauge", "[map_server] max_registrations: the registration table's cap.");
+        foreach (var n in counters.Control)
+            if (n.MaxRegistrations is { } v) w.Sample("lisp_map_server_max_registrations", v, ("node", n.Node));
+        w.Family("lisp_map_server_max_registrants_per_eid", "gauge", "[map_server] max_registrants_per_eid.");
+        foreach (var n in counters.Control)
+            if (n.MaxRegistrantsPerEid is { } v) w.Sample("lisp_map_server_max_registrants_per_eid", v, ("node", n.Node));
+        w.Family("lisp_map_server_site_registrations", "gauge", "Live registrations of a site.");
+        foreach (var n in counters.Control)
+            foreach (var site in n.Sites) w.Sample("lisp_map_server_site_registrations", site.Registrations, ("node", n.Node), ("site", site.Site));
+        w.Family("lisp_map_server_site_max_registrations", "gauge", "A site's registration limit: its max_registrations, else its share of the table.");
+        foreach (var n in counters.Control)
+            foreach (var site in n.Sites) w.Sample("lisp_map_server_site_max_registrations", site.MaxRegistrations, ("node", n.Node), ("site", site.Site));
+        w.Family("lisp_map_cache_max_entries", "gauge", "Most entries the ITR's map-cache holds; a Map-Reply or glean past it is not installed.");
+        foreach (var n in counters.Control)
+            if (n.MaxMapCacheEntries is { } v) w.Sample("lisp_map_cache_max_entries", v, ("node", n.Node));
+        w.Family("lisp_control_pending_requests", "gauge", "Map-Requests the ITR has in flight.");
+        foreach (var n in counters.Control)
+            if (n.PendingRequests is { } v) w.Sample("lisp_control_pending_requests", v, ("node", n.Node));
+        w.Family("lisp_control_max_pending_requests", "gauge", "Most Map-Requests in flight; a further one is dropped (reason no-resolver).");
+        foreach (var n in counters.Control)
+            if (n.MaxPendingRequests is { } v) w.Sample("lisp_control_max_pending_requests", v, ("node", n.Node));
         w.Family("lisp_control_queue_drops_total", "counter", "Control datagrams dropped because the control queue was full.");
         w.Sample("lisp_control_queue_drops_total", counters.QueueDrops, ("node", status.Name));
         w.Family("lisp_control_send_errors_total", "counter", "Control datagrams the kernel refused to send.");
@@ -57,15 +79,29 @@ public static class PrometheusText
             w.Sample("lisp_management_snapshot_read_max_seconds", m.LongestSnapshotReadMs / 1000.0, ("node", status.Name));
         }
 
+        if (counters.Log is { } log)
+        {
+            w.Family("lisp_log_lines_suppressed_total", "counter", "Log lines over [node] log_rate (per event name per second), summarized as log-suppressed lines.");
+            w.Sample("lisp_log_lines_suppressed_total", log.Suppressed, ("node", status.Name));
+            w.Family("lisp_log_lines_dropped_total", "counter", "Log lines dropped because the log writer's queue was full.");
+            w.Sample("lisp_log_lines_dropped_total", log.Dropped, ("node", status.Name));
+            w.Family("lisp_log_rate", "gauge", "[node] log_rate: lines per second per event name (0 = unlimited).");
+            w.Sample("lisp_log_rate", log.LinesPerKindPerSecond, ("node", status.Name));
+        }
+
         if (counters.RlocProbing is { } p)
         {
             var node = ("node", p.Node);
-            w.Family("lisp_control_rloc_probe_total", "counter", "RLOC-probing (RFC 9301 7.1): probes sent, replies accepted or unexpected, RLOC up/down transitions.");
+            w.Family("lisp_control_rloc_probe_total", "counter", "RLOC-probing (RFC 9301 7.1): probes sent, replies accepted or unexpected, RLOC up/down transitions, probes deferred by the budget, locators past rloc_probe_max_locators.");
             foreach (var (k, v) in new[] { ("sent", p.Sent), ("replies-accepted", p.RepliesAccepted), ("replies-unexpected", p.RepliesUnexpected),
-                ("rloc-up", p.RlocUp), ("rloc-down", p.RlocDown) })
+                ("rloc-up", p.RlocUp), ("rloc-down", p.RlocDown), ("deferred", p.Deferred), ("locators-not-probed", p.LocatorsNotProbed) })
             {
                 w.Sample("lisp_control_rloc_probe_total", v, node, ("event", k));
             }
+            w.Family("lisp_control_rloc_probe_budget", "gauge", "[itr] rloc_probe_budget: most probes per second (0 = no budget).");
+            w.Sample("lisp_control_rloc_probe_budget", p.BudgetPerSecond, node);
+            w.Family("lisp_control_rloc_probe_max_locators", "gauge", "[itr] rloc_probe_max_locators: locators probed per map-cache entry.");
+            w.Sample("lisp_control_rloc_probe_max_locators", p.MaxLocators, node);
             w.Family("lisp_control_rloc_probe_rlocs", "gauge", "RLOCs the ITR probes, by state (unknown, up, down).");
             foreach (var (k, v) in p.States) w.Sample("lisp_control_rloc_probe_rlocs", v, node, ("state", k));
             var shown = Bounded(p.Rlocs, r => r.State == "down");
@@ -119,6 +155,27 @@ public static class PrometheusText
                     w.Sample("lisp_dataplane_echo_nonce_rlocs", e.Rlocs.Count(r => r.State == state), ("state", state));
                 w.Family("lisp_dataplane_echo_nonce_rloc_up", "gauge", $"Per remote RLOC: 1 unless echo-nonce marked it down (at most {MaxRlocSeries} RLOCs, down ones first).");
                 foreach (var r in Bounded(e.Rlocs, r => r.State == "down")) w.Sample("lisp_dataplane_echo_nonce_rloc_up", r.State == "down" ? 0 : 1, ("rloc", r.Rloc));
+            }
+            w.Family("lisp_dataplane_held_packets", "gauge", "Packets an ITR worker holds waiting for a Map-Reply (miss_policy = \"queue\").");
+            foreach (var x in dp.Workers)
+                if (x.Worker.StartsWith("itr-", StringComparison.Ordinal)) w.Sample("lisp_dataplane_held_packets", x.HeldPackets, ("worker", x.Worker));
+            w.Family("lisp_dataplane_hold_packets", "gauge", "[data_plane] hold_packets: most packets each ITR worker holds; a miss past it is dropped (miss-hold-expired).");
+            w.Sample("lisp_dataplane_hold_packets", dp.HoldPackets);
+            w.Family("lisp_dataplane_miss_queue_depth", "gauge", "Misses waiting in the queue to the control plane.");
+            w.Sample("lisp_dataplane_miss_queue_depth", dp.MissQueue.Depth);
+            w.Family("lisp_dataplane_miss_queue_capacity", "gauge", "Capacity of the miss queue.");
+            w.Sample("lisp_dataplane_miss_queue_capacity", dp.MissQueue.Capacity);
+            w.Family("lisp_dataplane_miss_queue_total", "counter", "Miss queue: posted, refused-full (at capacity), refused-rate (over [data_plane] miss_rate).");
+            w.Sample("lisp_dataplane_miss_queue_total", dp.MissQueue.Posted, ("event", "posted"));
+            w.Sample("lisp_dataplane_miss_queue_total", dp.MissQueue.RefusedFull, ("event", "refused-full"));
+            w.Sample("lisp_dataplane_miss_queue_total", dp.MissQueue.RefusedRate, ("event", "refused-rate"));
+            w.Family("lisp_dataplane_tun_total", "counter", "TUN queue losses (device gone), reattaches, failed reattach attempts.");
+            foreach (var t in dp.Tuns)
+            {
+                var q = t.Queue.ToString(CultureInfo.InvariantCulture);
+                w.Sample("lisp_dataplane_tun_total", t.Losses, ("tun", t.Name), ("queue", q), ("event", "lost"));
+                w.Sample("lisp_dataplane_tun_total", t.Reopens, ("tun", t.Name), ("queue", q), ("event", "reopened"));
+                w.Sample("lisp_dataplane_tun_total", t.ReopenFailures, ("tun", t.Name), ("queue", q), ("event", "reopen-failed"));
             }
             w.Family("lisp_dataplane_map_cache_entries", "gauge", "Entries in the data plane's map-cache.");
             w.Sample("lisp_dataplane_map_cache_entries", dp.MapCacheEntries);

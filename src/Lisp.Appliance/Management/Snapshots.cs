@@ -35,11 +35,19 @@ public static class Snapshots
         foreach (var (node, _) in nodes.All)
         {
             var c = node.Counters;
+            var ms = node.MapServer;
+            var itr = node.Itr;
             var view = new NodeCountersView
             {
                 Node = node.Options.Name,
-                Registrations = node.MapServer?.RegistrationCount ?? 0,
-                MapCacheEntries = node.Itr?.CacheCount ?? 0,
+                Registrations = ms?.RegistrationCount ?? 0,
+                MapCacheEntries = itr?.CacheCount ?? 0,
+                MaxRegistrations = ms?.Options.MaxRegistrations,
+                MaxRegistrantsPerEid = ms?.Options.MaxRegistrantsPerEid,
+                Sites = ms is null ? [] : SiteLimits(ms.Options),
+                MaxMapCacheEntries = itr?.Options.MaxCacheEntries,
+                PendingRequests = itr?.Outstanding.Count,
+                MaxPendingRequests = itr?.Options.MaxOutstanding,
             };
             foreach (var r in Enum.GetValues<Lisp.ControlPlane.DropReason>()) view.Drops[Kebab(r.ToString())] = c.Drops(r);
             foreach (var e in Enum.GetValues<WireError>()) view.Malformed[Kebab(e.ToString())] = c.Malformed(e);
@@ -47,6 +55,22 @@ public static class Snapshots
             list.Add(view);
         }
         return list;
+    }
+
+    /// <summary>
+    /// Each site's live registrations (the shared per-node reservation counts, every shard) and its limit: its own
+    /// max_registrations, else its share of the table (max_registrations / sites, rounded up; a lone site: the table).
+    /// </summary>
+    private static List<SiteLimitView> SiteLimits(MapServerOptions o)
+    {
+        int sites = o.Sites.Count;
+        int share = sites > 1 ? (int)Math.Min(int.MaxValue, ((long)o.MaxRegistrations + sites - 1) / sites) : o.MaxRegistrations;
+        return o.Sites.Select(s => new SiteLimitView
+        {
+            Site = s.Name,
+            Registrations = o.Shard?.Limits.Site(s.Name) ?? 0,
+            MaxRegistrations = s.MaxRegistrations > 0 ? s.MaxRegistrations : share,
+        }).ToList();
     }
 
     /// <summary>Probed RLOCs listed at most in <see cref="RlocProbingView.Rlocs"/> (the echo-nonce table holds 4,096 at most too).</summary>
@@ -71,6 +95,10 @@ public static class Snapshots
             RepliesUnexpected = c.RepliesUnexpected,
             RlocUp = c.RlocUp,
             RlocDown = c.RlocDown,
+            Deferred = c.Deferred,
+            LocatorsNotProbed = c.LocatorsNotProbed,
+            BudgetPerSecond = Math.Max(0, itr.Options.ProbeBudgetPerSecond),
+            MaxLocators = itr.Options.MaxProbedLocatorsPerRecord,
             States = states,
             Rlocs = probes.Take(MaxProbedRlocs).Select(p => new RlocProbeView
             {
@@ -90,7 +118,7 @@ public static class Snapshots
         if (host is null) return null;
         var workers = new List<WorkerCountersView>();
         var engine = host.Engine;
-        for (int i = 0; i < engine.Itrs.Count; i++) workers.Add(Worker($"itr-{i}", engine.Itrs[i].Counters));
+        for (int i = 0; i < engine.Itrs.Count; i++) workers.Add(Worker($"itr-{i}", engine.Itrs[i].Counters, engine.Itrs[i].HeldPackets));
         for (int i = 0; i < engine.Etrs.Count; i++) workers.Add(Worker($"etr-{i}", engine.Etrs[i].Counters));
         return new DataPlaneCountersView
         {
@@ -98,6 +126,16 @@ public static class Snapshots
             Total = Worker("total", engine.Counters),
             Workers = workers,
             EchoNonce = host.EchoNonce is { } e ? EchoNonce(e) : null,
+            HoldPackets = host.Config.HoldPackets,
+            MissQueue = new QueueView
+            {
+                Depth = host.Misses.Count, Capacity = host.Misses.Capacity, Posted = host.Misses.Posted,
+                RefusedFull = host.Misses.RefusedFull, RefusedRate = host.Misses.RefusedRate,
+            },
+            Tuns = engine.Tuns.Select((t, q) => new TunView
+            {
+                Name = t.Name, Queue = q, Losses = t.Losses, Reopens = t.Reopens, ReopenFailures = t.ReopenFailures,
+            }).ToList(),
         };
     }
 
@@ -115,7 +153,7 @@ public static class Snapshots
         };
     }
 
-    private static WorkerCountersView Worker(string name, DataPlaneCounters c)
+    private static WorkerCountersView Worker(string name, DataPlaneCounters c, int held = 0)
     {
         var view = new WorkerCountersView
         {
@@ -129,6 +167,7 @@ public static class Snapshots
             IcmpTooBig = Volatile.Read(ref c.IcmpTooBig),
             Fragmented = Volatile.Read(ref c.Fragmented),
             HeldThenSent = Volatile.Read(ref c.HeldThenSent),
+            HeldPackets = held,
             Batches = Volatile.Read(ref c.Batches),
         };
         foreach (var r in Enum.GetValues<Lisp.DataPlane.DropReason>()) view.Drops[Kebab(r.ToString())] = c[r];
