@@ -37,8 +37,12 @@ public enum DropReason
     SmrNotCached,
     /// <summary>No address to answer to (no usable ITR-RLOC).</summary>
     NoReplyPath,
-    /// <summary>A request the ITR could not place: too many outstanding, or no map-resolver known.</summary>
+    /// <summary>A request the ITR could not place: no map-resolver known (or known too late).</summary>
     NoResolver,
+    /// <summary>A request the ITR did not send: its in-flight limit (ItrOptions.MaxOutstanding) was reached.</summary>
+    RequestsInFlight,
+    /// <summary>A Map-Reply record or a glean not installed: the ITR's map-cache is at ItrOptions.MaxCacheEntries.</summary>
+    MapCacheFull,
     /// <summary>A Map-Reply record that does not overlap the EID that was asked for.</summary>
     UnrequestedRecord,
     /// <summary>Something threw while handling a message (a bug; logged at Error).</summary>

@@ -229,7 +229,7 @@ public sealed partial class Itr
         }
         if (_outstanding.Count >= _options.MaxOutstanding)
         {
-            _counters.Drop(DropReason.NoResolver);
+            _counters.Drop(DropReason.RequestsInFlight);
             return [new LogAction(LogLevel.Warning, "map-request-dropped", $"Map-Request for {c}: {_outstanding.Count} requests already in flight")];
         }
         var resolvers = _mappingSystem.MapResolversFor(c);
@@ -352,6 +352,7 @@ public sealed partial class Itr
             }
             if (!_cache.ContainsKey(key) && _cache.Count >= _options.MaxCacheEntries)
             {
+                _counters.Drop(DropReason.MapCacheFull);
                 actions.Add(new LogAction(LogLevel.Warning, "map-cache-full", $"{eid} not installed: map-cache holds {_cache.Count} entries"));
                 continue;
             }

@@ -49,6 +49,7 @@ public sealed partial class Itr
         var key = Tables.EidKey.From(c);
         if (_cache.Count >= _options.MaxCacheEntries)
         {
+            _counters.Drop(DropReason.MapCacheFull);
             return [new LogAction(LogLevel.Warning, "map-cache-full", $"{c} not gleaned: map-cache holds {_cache.Count} entries")];
         }
         var locator = new LocatorRecord(new IpAddress(rloc), 1, 100);

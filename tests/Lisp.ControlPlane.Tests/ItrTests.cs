@@ -159,6 +159,30 @@ public class ItrTests
     }
 
     [Fact]
+    public void Requests_past_the_in_flight_limit_are_counted_apart_from_no_resolver()
+    {
+        var itr = Make(new ItrOptions { Rlocs = [Ip("192.0.2.10")], ProbeInterval = TimeSpan.Zero, MaxOutstanding = 2 });
+        Assert.Single(Sends(itr.Request(E("[0]10.0.0.1/32"), T0)));
+        Assert.Single(Sends(itr.Request(E("[0]10.0.0.2/32"), T0.AddMilliseconds(1))));
+        Assert.Empty(Sends(itr.Request(E("[0]10.0.0.3/32"), T0.AddMilliseconds(2))));
+        Assert.Equal(1, itr.Counters.Drops(DropReason.RequestsInFlight));
+        Assert.Equal(0, itr.Counters.Drops(DropReason.NoResolver));
+    }
+
+    [Fact]
+    public void A_reply_refused_by_a_full_map_cache_is_counted()
+    {
+        var itr = Make(new ItrOptions { Rlocs = [Ip("192.0.2.10")], ProbeInterval = TimeSpan.Zero, MaxCacheEntries = 1 });
+        var (r1, _, _) = Sent(itr.Request(E("[0]10.1.0.1/32"), T0));
+        Assert.Single(Reply(itr, r1.Nonce, T0.AddSeconds(0.1), Rec("[0]10.1.0.0/16", "192.0.2.1") with { TtlRaw = 10 }).OfType<MapCacheChanged>());
+        var (r2, _, _) = Sent(itr.Request(E("[0]10.2.0.1/32"), T0.AddSeconds(0.2)));
+        var second = Reply(itr, r2.Nonce, T0.AddSeconds(0.3), Rec("[0]10.2.0.0/16", "192.0.2.2") with { TtlRaw = 10 });
+        Assert.Empty(second.OfType<MapCacheChanged>());
+        Assert.Equal(1, itr.Counters.Drops(DropReason.MapCacheFull));
+        Assert.Equal(1, itr.CacheCount);
+    }
+
+    [Fact]
     public void No_resolver_is_counted()
     {
         var itr = new Itr(new ItrOptions { Rlocs = [Ip("192.0.2.10")] }, new StaticMappingSystem([], []));
