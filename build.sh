@@ -124,7 +124,7 @@ fuzz() {
   local bin="$ROOT/artifacts/fuzz/bin" out="$ROOT/artifacts/fuzz/$target"
   # Rebuilt and re-instrumented only when a source changed since the last instrumentation (sharpfuzz edits the
   # dlls in place, so an instrumented dll is never instrumented twice).
-  if [ ! -e "$bin/.instrumented" ] || [ -n "$(find src fuzz -newer "$bin/.instrumented" \( -name '*.cs' -o -name '*.csproj' \) -print -quit)" ]; then
+  if [ ! -e "$bin/.instrumented" ] || [ -n "$(find src fuzz -newer "$bin/.instrumented" \( -name '*.cs' -o -name '*.csproj' \) -not -path '*/obj/*' -not -path '*/bin/*' -print -quit)" ]; then
     rm -rf "$bin"
     dotnet build fuzz/Lisp.Fuzz/Lisp.Fuzz.csproj -c Release -nologo -v quiet -o "$bin" || return 1
     # The assemblies under test; the harness, the targets and the runtime stay uninstrumented.
