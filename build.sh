@@ -6,6 +6,10 @@
 #   ./build.sh publish    native-AOT publish for linux-x64 into artifacts/publish/lisp-decent
 #   ./build.sh run [ARGS] publish (if needed) and run the appliance; no ARGS = `run` on the embedded default config
 #   ./build.sh deps       install the Debian packages the tests use (tshark, dnsmasq, tcpdump, iproute2, ping, nc, chromium)
+#   ./build.sh fuzz TARGET MINUTES
+#                         coverage-guided fuzzing (afl++ + SharpFuzz, FUZZING.md): installs afl++ and the sharpfuzz tool
+#                         if missing, builds and instruments the harness, runs afl-fuzz for MINUTES on TARGET
+#                         (control, ecm, lcaf, decap, config), prints afl's stats and where the findings are
 set -euo pipefail
 cd "$(dirname "$0")"
 ROOT=$(pwd)
@@ -100,6 +104,62 @@ run_tests() {
   return $rc
 }
 
+# Coverage-guided fuzzing (FUZZING.md). The harness (fuzz/Lisp.Fuzz) is a JIT build of its own, never published:
+# built into artifacts/fuzz/bin, its assemblies under test instrumented in place by `sharpfuzz`, then run by afl-fuzz.
+fuzz() {
+  local target=${1:-} minutes=${2:-}
+  case "$target" in control|ecm|lcaf|decap|config) ;; *) echo "usage: ./build.sh fuzz control|ecm|lcaf|decap|config MINUTES" >&2; return 2 ;; esac
+  [[ "$minutes" =~ ^[0-9]+$ ]] && [ "$minutes" -gt 0 ] || { echo "usage: ./build.sh fuzz $target MINUTES (a whole number > 0)" >&2; return 2; }
+  if ! command -v afl-fuzz >/dev/null 2>&1; then
+    echo "build.sh: installing afl++"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends afl++ >/dev/null ||
+      { echo "build.sh: could not install afl++" >&2; return 1; }
+  fi
+  export PATH="$PATH:$HOME/.dotnet/tools"
+  if ! command -v sharpfuzz >/dev/null 2>&1; then
+    echo "build.sh: installing the sharpfuzz tool (SharpFuzz.CommandLine 2.3.0)"
+    dotnet tool install --global SharpFuzz.CommandLine --version 2.3.0 >/dev/null || { echo "build.sh: could not install sharpfuzz" >&2; return 1; }
+  fi
+  local bin="$ROOT/artifacts/fuzz/bin" out="$ROOT/artifacts/fuzz/$target"
+  # Rebuilt and re-instrumented only when a source changed since the last instrumentation (sharpfuzz edits the
+  # dlls in place, so an instrumented dll is never instrumented twice).
+  if [ ! -e "$bin/.instrumented" ] || [ -n "$(find src fuzz -newer "$bin/.instrumented" \( -name '*.cs' -o -name '*.csproj' \) -not -path '*/obj/*' -not -path '*/bin/*' -print -quit)" ]; then
+    rm -rf "$bin"
+    dotnet build fuzz/Lisp.Fuzz/Lisp.Fuzz.csproj -c Release -nologo -v quiet -o "$bin" || return 1
+    # The assemblies under test; the harness, the targets and the runtime stay uninstrumented.
+    local dll
+    for dll in Lisp.Wire.dll Lisp.DataPlane.dll lisp-decent.dll Tomlyn.dll; do
+      sharpfuzz "$bin/$dll" >/dev/null || { echo "build.sh: sharpfuzz could not instrument $dll" >&2; return 1; }
+    done
+    touch "$bin/.instrumented"
+  fi
+  echo "build.sh: instrumented Lisp.Wire, Lisp.DataPlane, lisp-decent (config loader), Tomlyn in $bin"
+  rm -rf "$out"
+  mkdir -p "$out"
+  # afl: -t 5000 ms per input (the .NET runtime is slow to warm up), no memory limit (the CLR reserves a lot),
+  # -V stops after MINUTES. The binary is dotnet, not an afl-instrumented ELF: AFL_SKIP_BIN_CHECK.
+  local rc=0
+  AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_AFFINITY=1 \
+    timeout $((minutes * 60 + 120)) afl-fuzz -i "$ROOT/fuzz/seeds/$target" -o "$out" -t 5000 -m none -V $((minutes * 60)) \
+    -- dotnet "$bin/Lisp.Fuzz.dll" "$target" >"$out/afl.log" 2>&1 || rc=$?
+  local stats="$out/default/fuzzer_stats"
+  if [ ! -e "$stats" ]; then
+    echo "build.sh: afl-fuzz wrote no stats (exit $rc); its log:" >&2
+    tail -40 "$out/afl.log" >&2
+    return 1
+  fi
+  grep -E '^(start_time|last_update|run_time|execs_done|execs_per_sec|corpus_count|corpus_found|edges_found|total_edges|bitmap_cvg|stability|saved_crashes|saved_hangs|afl_version|command_line) ' "$stats"
+  local crashes hangs
+  crashes=$(find "$out/default/crashes" -type f -name 'id:*' 2>/dev/null | wc -l)
+  hangs=$(find "$out/default/hangs" -type f -name 'id:*' 2>/dev/null | wc -l)
+  echo "build.sh: fuzz $target: ${minutes} min, $crashes crashes in $out/default/crashes, $hangs hangs in $out/default/hangs, queue in $out/default/queue, log $out/afl.log"
+  if [ "$crashes" != 0 ] || [ "$hangs" != 0 ]; then
+    echo "build.sh: triage: dotnet $bin/Lisp.Fuzz.dll $target $out/default/crashes (prints each exception); minimize with"
+    echo "  AFL_SKIP_BIN_CHECK=1 afl-tmin -t 5000 -m none -i FILE -o tests/fuzz-corpus/$target/NAME -- dotnet $bin/Lisp.Fuzz.dll $target"
+  fi
+}
+
 cmd=${1:-build}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -107,9 +167,10 @@ case "$cmd" in
   test) run_tests "$@" ;;
   publish) publish ;;
   deps) deps ;;
+  fuzz) fuzz "$@" ;;
   run)
     if [ ! -x "$PUBLISH_DIR/lisp-decent" ] || [ -n "$(find src -newer "$PUBLISH_DIR/lisp-decent" -name '*.cs' -print -quit)" ]; then publish; fi
     if [ $# -eq 0 ]; then set -- run; fi
     exec "$PUBLISH_DIR/lisp-decent" "$@" ;;
-  *) echo "usage: ./build.sh [build|test|publish|run [ARGS]|deps]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|publish|run [ARGS]|deps|fuzz TARGET MINUTES]" >&2; exit 2 ;;
 esac

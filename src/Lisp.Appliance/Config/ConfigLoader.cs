@@ -45,7 +45,17 @@ public static partial class ConfigLoader
     {
         // The syntax tree first: its diagnostics name duplicate keys and tables, which the model below silently
         // merges (last one wins), and they carry the line, which TomlSyntax.KeyAt turns into the key's name.
-        var doc = SyntaxParser.Parse(text, sourceName);
+        Tomlyn.Syntax.DocumentSyntax doc;
+        try
+        {
+            doc = SyntaxParser.Parse(text, sourceName);
+        }
+        catch (ArgumentException e)
+        {
+            // Tomlyn 2.10.2 throws while formatting its own error for an invalid \U escape (a surrogate or a value
+            // above 0x10FFFF; fuzzing, FUZZING.md): a config error, not a crash.
+            throw new ConfigException($"{sourceName}: invalid TOML: {e.Message}");
+        }
         if (doc.HasErrors) throw TomlSyntax.Error(doc, sourceName);
         TomlTable root;
         try
