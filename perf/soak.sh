@@ -30,6 +30,8 @@ name = "soak-node"
 roles = ["map-server", "map-resolver"]
 listen = ["$NODE"]
 log_level = "warning"
+# The generator is one address standing for many ITRs: per-source Map-Request admission off (see perf/load-node-config.sh).
+request_rate_per_source = 0
 
 [map_server]
 registration_timeout = "3m"
