@@ -203,57 +203,56 @@ internal sealed class CowExactTable<TKey, TOps> where TKey : struct where TOps :
         return new CowArray<Bucket<TKey>>(shift, buckets, _recycler);
     }
 
-    /// <summary>Value of <paramref name="key"/> as the writer holds it now.</summary>
-    public bool TryGet(in TKey key, out int value)
+    /// <summary>
+    /// The one probe walk TryGet, Set and Remove share: the key's bucket and slot (-1, -1 when absent) and the
+    /// first free or removed slot met on the way (where Set inserts). Stops at the first bucket with an empty slot,
+    /// as the readers' lookup does.
+    /// </summary>
+    private (int Bucket, int Slot, int FreeBucket, int FreeSlot) Probe(in TKey key, uint tag)
     {
-        uint h = TOps.Hash(key, _hw);
-        uint tag = h | 1;
-        for (int b = (int)(h >> 7) & _bucketMask; ; b = (b + 1) & _bucketMask)
+        int freeBucket = -1, freeSlot = -1;
+        for (int b = (int)(tag >> 7) & _bucketMask; ; b = (b + 1) & _bucketMask)
         {
             var bucket = _buckets[b];
             bool empty = false;
             for (int i = 0; i < Slots; i++)
             {
                 uint t = bucket.Tags[i];
-                if (t == tag && TOps.Equal(bucket.Keys[i], key)) { value = bucket.Values[i]; return true; }
+                if (t == tag && TOps.Equal(bucket.Keys[i], key)) return (b, i, freeBucket, freeSlot);
+                if ((t == 0 || t == Removed) && freeBucket < 0) { freeBucket = b; freeSlot = i; }
                 if (t == 0) empty = true;
             }
-            if (empty) { value = 0; return false; }
+            if (empty) return (-1, -1, freeBucket, freeSlot);
         }
+    }
+
+    /// <summary>Value of <paramref name="key"/> as the writer holds it now.</summary>
+    public bool TryGet(in TKey key, out int value)
+    {
+        var p = Probe(key, TOps.Hash(key, _hw) | 1);
+        value = p.Bucket < 0 ? 0 : _buckets[p.Bucket].Values[p.Slot];
+        return p.Bucket >= 0;
     }
 
     /// <summary>Adds or updates; true when the key is new.</summary>
     public bool Set(in TKey key, int value)
     {
-        uint h = TOps.Hash(key, _hw);
-        uint tag = h | 1;
-        int freeBucket = -1, freeSlot = -1;
-        for (int b = (int)(h >> 7) & _bucketMask; ; b = (b + 1) & _bucketMask)
+        uint tag = TOps.Hash(key, _hw) | 1;
+        var p = Probe(key, tag);
+        if (p.Bucket >= 0)
         {
-            var bucket = _buckets[b];
-            bool empty = false;
-            for (int i = 0; i < Slots; i++)
+            if (_buckets[p.Bucket].Values[p.Slot] != value)
             {
-                uint t = bucket.Tags[i];
-                if (t == tag && TOps.Equal(bucket.Keys[i], key))
-                {
-                    if (bucket.Values[i] != value)
-                    {
-                        _buckets.Write(b).Values[i] = value;
-                        _published = null;
-                    }
-                    return false;
-                }
-                if ((t == 0 || t == Removed) && freeBucket < 0) { freeBucket = b; freeSlot = i; }
-                if (t == 0) empty = true;
+                _buckets.Write(p.Bucket).Values[p.Slot] = value;
+                _published = null;
             }
-            if (empty) break;
+            return false;
         }
-        ref var w = ref _buckets.Write(freeBucket);
-        if (w.Tags[freeSlot] == Removed) _tombstones--;
-        w.Tags[freeSlot] = tag;
-        w.Keys[freeSlot] = key;
-        w.Values[freeSlot] = value;
+        ref var w = ref _buckets.Write(p.FreeBucket);
+        if (w.Tags[p.FreeSlot] == Removed) _tombstones--;
+        w.Tags[p.FreeSlot] = tag;
+        w.Keys[p.FreeSlot] = key;
+        w.Values[p.FreeSlot] = value;
         Count++;
         _published = null;
         if ((Count + _tombstones) * 2 > (_bucketMask + 1) * Slots) Rebuild(Count * 2);
@@ -262,31 +261,17 @@ internal sealed class CowExactTable<TKey, TOps> where TKey : struct where TOps :
 
     public bool Remove(in TKey key)
     {
-        uint h = TOps.Hash(key, _hw);
-        uint tag = h | 1;
-        for (int b = (int)(h >> 7) & _bucketMask; ; b = (b + 1) & _bucketMask)
-        {
-            var bucket = _buckets[b];
-            bool empty = false;
-            for (int i = 0; i < Slots; i++)
-            {
-                uint t = bucket.Tags[i];
-                if (t == tag && TOps.Equal(bucket.Keys[i], key))
-                {
-                    ref var w = ref _buckets.Write(b);
-                    w.Tags[i] = Removed;
-                    w.Keys[i] = default;
-                    w.Values[i] = 0;
-                    Count--;
-                    _tombstones++;
-                    _published = null;
-                    if (_tombstones * 4 > (_bucketMask + 1) * Slots) Rebuild(Count);
-                    return true;
-                }
-                if (t == 0) empty = true;
-            }
-            if (empty) return false;
-        }
+        var p = Probe(key, TOps.Hash(key, _hw) | 1);
+        if (p.Bucket < 0) return false;
+        ref var w = ref _buckets.Write(p.Bucket);
+        w.Tags[p.Slot] = Removed;
+        w.Keys[p.Slot] = default;
+        w.Values[p.Slot] = 0;
+        Count--;
+        _tombstones++;
+        _published = null;
+        if (_tombstones * 4 > (_bucketMask + 1) * Slots) Rebuild(Count);
+        return true;
     }
 
     /// <summary>Every (key, value) held now.</summary>
