@@ -1344,6 +1344,41 @@ public sealed class MapServer
         return list;
     }
 
+    /// <summary>Where a paged walk of the registrations stopped: a shard (0: this one, then its siblings) and the last key read there.</summary>
+    public readonly record struct RegistrationCursor(int Shard, EidKey? After);
+
+    /// <summary>
+    /// One bounded slice of <see cref="RegistrationsUnordered"/>: the live registrations of at most
+    /// <paramref name="maxEntries"/> EIDs after <paramref name="from"/>, in table key order, appended to
+    /// <paramref name="into"/>; returns where to go on, or null when every shard has been read. Call it with every
+    /// shard parked. The management API reads the table in such slices, one per control-thread visit, so no visit
+    /// costs more than a slice however large the table is (issue 12: a whole-table read of 250k registrations held
+    /// the control thread 53 ms and set the soak's p99).
+    /// </summary>
+    public RegistrationCursor? RegistrationsSlice(RegistrationCursor from, int maxEntries, DateTimeOffset now, List<Registration> into)
+    {
+        long t = now.UtcTicks;
+        int shard = from.Shard;
+        EidKey? after = from.After;
+        int entries = 0;
+        EidKey? last = null;
+        while (shard <= _siblings.Count)
+        {
+            var m = shard == 0 ? this : _siblings[shard - 1];
+            m._table.WalkAfter(after, (key, e) =>
+            {
+                foreach (var r in e.All())
+                    if (!r.Replica && !r.Tombstone && r.ExpiresAt > t) into.Add(r.View());
+                last = key;
+                return ++entries < maxEntries;
+            });
+            if (entries >= maxEntries) return new RegistrationCursor(shard, last);
+            shard++;
+            after = null;
+        }
+        return null;
+    }
+
     /// <summary>
     /// lispers.net's site table: per site, each configured prefix (registered or not) and each registered
     /// more-specific under it.

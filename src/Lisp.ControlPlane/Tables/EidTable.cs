@@ -129,6 +129,15 @@ public sealed class EidTable<T> where T : class
     private readonly Dictionary<(EidFamily, uint), PrefixTrie<T>> _prefixes = [];
     private readonly Dictionary<(EidFamily, uint), PrefixTrie<Sources>> _groups = [];
     private readonly Dictionary<(uint, string), T> _exact = [];
+    // The exact keys in order, for walks that resume from a key (management pages); names are rare next to
+    // prefixes, so the O(log n) upkeep per name registration is not felt.
+    private readonly SortedSet<(uint, string)> _exactOrder = new(ExactOrder.Instance);
+
+    private sealed class ExactOrder : IComparer<(uint, string)>
+    {
+        public static readonly ExactOrder Instance = new();
+        public int Compare((uint, string) a, (uint, string) b) => a.Item1 != b.Item1 ? a.Item1.CompareTo(b.Item1) : string.CompareOrdinal(a.Item2, b.Item2);
+    }
 
     /// <summary>Keys holding a value.</summary>
     public int Count { get; private set; }
@@ -160,6 +169,7 @@ public sealed class EidTable<T> where T : class
             case EidFamily.Exact:
                 added = _exact.TryAdd((k.InstanceId, k.Text!), value);
                 if (!added) _exact[(k.InstanceId, k.Text!)] = value;
+                else _exactOrder.Add((k.InstanceId, k.Text!));
                 break;
             case EidFamily.SourceGroup:
                 if (!_groups.TryGetValue((k.GroupFamily, k.InstanceId), out var groups)) _groups[(k.GroupFamily, k.InstanceId)] = groups = new();
@@ -189,6 +199,7 @@ public sealed class EidTable<T> where T : class
         {
             case EidFamily.Exact:
                 removed = _exact.Remove((k.InstanceId, k.Text!));
+                if (removed) _exactOrder.Remove((k.InstanceId, k.Text!));
                 break;
             case EidFamily.SourceGroup:
                 removed = false;
@@ -242,6 +253,108 @@ public sealed class EidTable<T> where T : class
         query.Family is EidFamily.Exact or EidFamily.SourceGroup || !_prefixes.TryGetValue((query.Family, query.InstanceId), out var t)
             ? -1
             : t.DeepestDivergence(query.Bits);
+
+    /// <summary>
+    /// The table's total order on keys, which <see cref="WalkAfter"/> follows: family (<see cref="EidFamily"/>
+    /// order), instance-id, then the address bits and the prefix length (shorter first) for address kinds, the text
+    /// (ordinal) for exact kinds, and for (S,G) the group's family, bits and length, then the source's.
+    /// </summary>
+    public static int CompareKeys(in EidKey a, in EidKey b)
+    {
+        int c = a.Family.CompareTo(b.Family);
+        if (c != 0) return c;
+        if ((c = a.InstanceId.CompareTo(b.InstanceId)) != 0) return c;
+        switch (a.Family)
+        {
+            case EidFamily.Exact:
+                return string.CompareOrdinal(a.Text, b.Text);
+            case EidFamily.SourceGroup:
+                if ((c = a.GroupFamily.CompareTo(b.GroupFamily)) != 0) return c;
+                if ((c = a.Bits.CompareTo(b.Bits)) != 0 || (c = a.Length.CompareTo(b.Length)) != 0) return c;
+                if ((c = a.SourceFamily.CompareTo(b.SourceFamily)) != 0) return c;
+                return (c = a.SourceBits.CompareTo(b.SourceBits)) != 0 ? c : a.SourceLength.CompareTo(b.SourceLength);
+            default:
+                return (c = a.Bits.CompareTo(b.Bits)) != 0 ? c : a.Length.CompareTo(b.Length);
+        }
+    }
+
+    /// <summary>
+    /// Visits the stored values in <see cref="CompareKeys"/> order, starting with the first key after
+    /// <paramref name="after"/> (null: the first key), until <paramref name="visit"/> returns false. A walk that
+    /// stops after k values costs O(key spaces + depth + k): the management API pages the map-server's table and
+    /// the ITR's map-cache from a cursor key this way, a bounded slice per control-thread visit, so a read never
+    /// holds the control thread in proportion to the table (issue 12). Keys present for the whole of a paged walk
+    /// are visited exactly once; keys added or removed meanwhile may or may not be.
+    /// </summary>
+    public void WalkAfter(EidKey? after, Func<EidKey, T, bool> visit)
+    {
+        foreach (var family in Enum.GetValues<EidFamily>())
+        {
+            if (after is { } a0 && a0.Family > family) continue;
+            switch (family)
+            {
+                case EidFamily.Exact:
+                {
+                    if (_exactOrder.Count == 0) break;
+                    IEnumerable<(uint, string)> keys = _exactOrder;
+                    bool skipFirst = false;
+                    if (after is { Family: EidFamily.Exact } a)
+                    {
+                        if (ExactOrder.Instance.Compare((a.InstanceId, a.Text!), _exactOrder.Max) >= 0) break;
+                        keys = _exactOrder.GetViewBetween((a.InstanceId, a.Text!), _exactOrder.Max);
+                        skipFirst = true;
+                    }
+                    foreach (var (iid, text) in keys)
+                    {
+                        if (skipFirst && iid == after!.Value.InstanceId && text == after.Value.Text) continue;
+                        skipFirst = false;
+                        if (!visit(new EidKey(EidFamily.Exact, iid, default, 0, text), _exact[(iid, text)])) return;
+                    }
+                    break;
+                }
+                case EidFamily.SourceGroup:
+                {
+                    foreach (var (groupFamily, iid) in _groups.Keys.OrderBy(k => k.Item2).ThenBy(k => k.Item1).ToList())
+                    {
+                        EidKey? from = after is { Family: EidFamily.SourceGroup } a ? a : null;
+                        if (from is { } f && (f.InstanceId > iid || (f.InstanceId == iid && f.GroupFamily > groupFamily))) continue;
+                        if (from is { } g && (g.InstanceId != iid || g.GroupFamily != groupFamily)) from = null;
+                        bool go = true;
+                        var state = (Visit: visit, Iid: iid, GroupFamily: groupFamily, From: from);
+                        _groups[(groupFamily, iid)].WalkFrom(from?.Bits ?? UInt128.Zero, from?.Length ?? 0, inclusive: true, (gBits, gLength, sources, st) =>
+                        {
+                            bool sameGroup = st.From is { } f2 && f2.Bits == gBits && f2.Length == gLength;
+                            foreach (var (sourceFamily, trie) in sources.ByFamily.OrderBy(p => p.Key))
+                            {
+                                if (sameGroup && st.From!.Value.SourceFamily > sourceFamily) continue;
+                                bool resume = sameGroup && st.From!.Value.SourceFamily == sourceFamily;
+                                trie.WalkFrom(resume ? st.From!.Value.SourceBits : UInt128.Zero, resume ? st.From!.Value.SourceLength : 0, inclusive: !resume,
+                                    (sBits, sLength, value, _) => go = visit(new EidKey(EidFamily.SourceGroup, iid, gBits, gLength, null, groupFamily, sourceFamily, sBits, sLength), value), 0);
+                                if (!go) return false;
+                            }
+                            return true;
+                        }, state);
+                        if (!go) return;
+                    }
+                    break;
+                }
+                default:
+                {
+                    foreach (var iid in _prefixes.Keys.Where(k => k.Item1 == family).Select(k => k.Item2).Order().ToList())
+                    {
+                        bool resume = after is { } a && a.Family == family && a.InstanceId == iid;
+                        if (after is { } b && b.Family == family && b.InstanceId > iid) continue;
+                        bool go = true;
+                        _prefixes[(family, iid)].WalkFrom(resume ? after!.Value.Bits : UInt128.Zero, resume ? after!.Value.Length : 0, inclusive: !resume,
+                            (bits, length, value, _) => go = visit(new EidKey(family, iid, bits, length), value), 0);
+                        if (!go) return;
+                    }
+                    break;
+                }
+            }
+            after = after is { } x && x.Family == family ? null : after;
+        }
+    }
 
     /// <summary>Every stored value (no order promised).</summary>
     public IEnumerable<T> Values()

@@ -50,6 +50,25 @@ public sealed class ItrCacheTable
         _expiry.Clear();
     }
 
+    /// <summary>
+    /// At most <paramref name="max"/> unexpired entries after <paramref name="after"/> (null: from the first) in
+    /// <see cref="EidTable{T}.CompareKeys"/> order, appended to <paramref name="into"/>; returns the last key read,
+    /// or null when the walk reached the end (a management page's slice: O(depth + max), issue 12).
+    /// </summary>
+    public EidKey? Slice(EidKey? after, int max, DateTimeOffset now, List<MapCacheEntry> into)
+    {
+        long t = now.UtcTicks;
+        int read = 0;
+        EidKey? last = null;
+        _index.WalkAfter(after, (key, e) =>
+        {
+            if (e.ExpiresAt.UtcTicks > t) into.Add(e);
+            last = key;
+            return ++read < max;
+        });
+        return read >= max ? last : null;
+    }
+
     /// <summary>The most specific unexpired entry covering <paramref name="eid"/> (exact for kinds without prefixes).</summary>
     public MapCacheEntry? Longest(EidPrefix eid, DateTimeOffset now) =>
         _index.Longest(EidKey.From(eid), static (e, t) => e.ExpiresAt.UtcTicks > t, now.UtcTicks);

@@ -248,6 +248,31 @@ public sealed class PrefixTrie<T> where T : class
         }
     }
 
+    /// <summary>
+    /// Visits stored (key, length, value) in key order (<see cref="Items"/>'s order: key, then shorter prefix first)
+    /// starting after (key <paramref name="fromKey"/>, length <paramref name="fromLength"/>), or at it when
+    /// <paramref name="inclusive"/>; <paramref name="visit"/> returns false to stop. Subtrees wholly before the start
+    /// are skipped unvisited, so a walk that stops after k items costs O(depth + k) whatever the trie holds: the
+    /// management pages resume from a cursor this way instead of walking the table from its start (issue 12).
+    /// </summary>
+    public void WalkFrom<TState>(UInt128 fromKey, int fromLength, bool inclusive, Func<UInt128, int, T, TState, bool> visit, TState state)
+    {
+        var stack = new Stack<int>();
+        if (_root != None) stack.Push(_root);
+        while (stack.Count > 0)
+        {
+            int n = stack.Pop();
+            ref var node = ref _nodes[n];
+            // The largest key below this node: its bits, then every later bit set.
+            UInt128 last = node.Length >= 128 ? node.Key : node.Key | (UInt128.MaxValue >> node.Length);
+            if (last < fromKey) continue;
+            int order = node.Key != fromKey ? node.Key.CompareTo(fromKey) : node.Length.CompareTo(fromLength);
+            if (_values[n] is { } v && (order > 0 || (order == 0 && inclusive)) && !visit(node.Key, node.Length, v, state)) return;
+            if (node.One != None) stack.Push(node.One);
+            if (node.Zero != None) stack.Push(node.Zero);
+        }
+    }
+
     /// <summary>Checks the structure's invariants (tests): keys masked, children extend their parent, no useless nodes.</summary>
     internal string? Validate()
     {
