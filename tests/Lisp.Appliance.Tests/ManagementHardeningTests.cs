@@ -114,6 +114,7 @@ public sealed class ManagementHardeningTests
         const int Seconds = 6;
         var quiet = Requests(topology, Eids, Seconds);
         long before = ManagementCounters(management).GetProperty("snapshots").GetInt64();
+        long beforeVisits = ManagementCounters(management).GetProperty("snapshot-visits").GetInt64();
 
         // Poll as hard as one client can (no pause), first page and a walk of 10k-row pages, while requests flow.
         using var stop = new CancellationTokenSource();
@@ -148,7 +149,27 @@ public sealed class ManagementHardeningTests
         // ... so Map-Requests keep being answered at a comparable rate (the poller also competes for the two CPUs).
         Assert.True(polledRate >= quietRate * 0.3, detail);
         Assert.True(polled.GetProperty("replies").GetInt64() > 0, detail);
+        // Each snapshot read the 20k-row table in slices of at most 2,048 EIDs, one control-thread visit each (plus
+        // the closing visit that finds the end), never in one visit.
+        long visits = m.GetProperty("snapshot-visits").GetInt64() - beforeVisits;
+        Assert.True(visits >= snapshots * (Eids / 2048), $"{detail}; visits {visits}");
+        // The views are built on a thread at nice 19, so they never take the core from the control thread.
+        Assert.True(m.GetProperty("snapshot-builder-low-priority").GetBoolean(), detail);
+        Assert.Equal(19, ThreadNice(process.Id, "lisp-mgmt-build"));
         Assert.Null(process.ExitCode);
+    }
+
+    /// <summary>The nice value of the process's thread named <paramref name="name"/> (field 19 of /proc/PID/task/TID/stat).</summary>
+    private static int ThreadNice(int pid, string name)
+    {
+        foreach (var task in Directory.GetDirectories($"/proc/{pid}/task"))
+        {
+            if (File.ReadAllText(Path.Combine(task, "comm")).Trim() != name) continue;
+            var stat = File.ReadAllText(Path.Combine(task, "stat"));
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return int.Parse(fields[16], System.Globalization.CultureInfo.InvariantCulture);   // fields from 3 on: state is [0], nice (19) is [16]
+        }
+        throw new InvalidOperationException($"no thread named {name} in process {pid}");
     }
 
     [Fact]

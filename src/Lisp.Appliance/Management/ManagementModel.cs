@@ -190,9 +190,15 @@ public sealed class ManagementServerView
     public bool TokenRequired { get; init; }
     /// <summary>connections-accepted, connections-refused (over max_connections), header-timeouts, idle-closed, header-too-large, body-too-large, bad-requests, unauthorized, busy, requests.</summary>
     public Dictionary<string, long> Events { get; init; } = [];
-    /// <summary>Snapshots of the big tables taken on the control thread, and the longest such read (ms).</summary>
+    /// <summary>
+    /// Snapshots of the big tables read from the control thread, the control-thread visits they took (one bounded
+    /// slice each), and the longest single visit (ms).
+    /// </summary>
     public long Snapshots { get; init; }
+    public long SnapshotVisits { get; init; }
     public double LongestSnapshotReadMs { get; init; }
+    /// <summary>Whether the thread that builds the views runs at the lowest CPU priority (nice 19).</summary>
+    public bool SnapshotBuilderLowPriority { get; init; }
 }
 
 /// <summary>RLOC-probing counters and the probed RLOCs (the counters count since start; the states are now).</summary>

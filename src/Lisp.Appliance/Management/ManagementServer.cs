@@ -217,6 +217,8 @@ public sealed class ManagementServer : IDisposable
         TokenRequired = _tokenHash is not null,
         Events = _server.Counters.Events(),
         Snapshots = _pages.SnapshotCount,
+        SnapshotVisits = _pages.VisitCount,
+        SnapshotBuilderLowPriority = BackgroundBuilder.LowPriority,
         LongestSnapshotReadMs = Math.Round(_pages.LongestReadMs, 3),
     };
 

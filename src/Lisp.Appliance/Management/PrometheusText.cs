@@ -75,7 +75,9 @@ public static class PrometheusText
             foreach (var (k, v) in m.Events) w.Sample("lisp_management_events_total", v, ("node", status.Name), ("event", k));
             w.Family("lisp_management_snapshots_total", "counter", "Table snapshots the management API took on the control thread.");
             w.Sample("lisp_management_snapshots_total", m.Snapshots, ("node", status.Name));
-            w.Family("lisp_management_snapshot_read_max_seconds", "gauge", "Longest control-thread read of a table snapshot.");
+            w.Family("lisp_management_snapshot_visits_total", "counter", "Control-thread visits the table snapshots took (each reads one bounded slice of a table).");
+            w.Sample("lisp_management_snapshot_visits_total", m.SnapshotVisits, ("node", status.Name));
+            w.Family("lisp_management_snapshot_read_max_seconds", "gauge", "Longest single control-thread visit of a table snapshot read (one slice).");
             w.Sample("lisp_management_snapshot_read_max_seconds", m.LongestSnapshotReadMs / 1000.0, ("node", status.Name));
         }
 

@@ -28,7 +28,7 @@ public sealed class TablePages
     private readonly Published<SiteSnapshot> _siteTable;
     private readonly Published<Keyed<MapCacheEntryView>> _mapCache;
     private readonly Published<Keyed<RegistrationView>> _registrations;
-    private long _snapshots, _longestTicks;
+    private long _snapshots, _visits, _longestTicks;
 
     public TablePages(NodeHost host)
     {
@@ -38,6 +38,7 @@ public sealed class TablePages
     }
 
     public long SnapshotCount => Interlocked.Read(ref _snapshots);
+    public long VisitCount => Interlocked.Read(ref _visits);
     /// <summary>The longest single control-thread visit a snapshot read has taken (one slice).</summary>
     public double LongestReadMs => Interlocked.Read(ref _longestTicks) * 1000.0 / Stopwatch.Frequency;
 
@@ -365,6 +366,7 @@ public sealed class TablePages
                     bool finished = reader.Step(nodes, now);
                     long ticks = Stopwatch.GetTimestamp() - t0;
                     Interlocked.Add(ref total, ticks);
+                    Interlocked.Increment(ref owner._visits);
                     long seen;
                     while (ticks > (seen = Interlocked.Read(ref owner._longestTicks)) && Interlocked.CompareExchange(ref owner._longestTicks, ticks, seen) != seen)
                     {
