@@ -55,6 +55,9 @@ public interface ITun : IDisposable
 /// </summary>
 public sealed unsafe class LinuxTun : ITun
 {
+    /// <summary>The interface index of device <paramref name="name"/> in the calling thread's network namespace (0: none).</summary>
+    public static uint InterfaceIndex(string name) => Native.IfNameToIndex(name);
+
     private int _fd;
     private readonly bool _multiQueue;
     private readonly List<int> _retired = [];

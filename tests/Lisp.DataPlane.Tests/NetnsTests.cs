@@ -83,6 +83,14 @@ public sealed class NetnsTests(ITestOutputHelper output)
             var xtr2 = Run(x2, Path.Combine(dir.FullName, "xtr2.toml"), procs);
             xtr1.WaitFor("data-plane-started", TimeSpan.FromSeconds(30));
             xtr2.WaitFor("data-plane-started", TimeSpan.FromSeconds(30));
+            // The nodes run with no `ip` on their PATH (NsProcess.StartNode): the TUN's MTU, addresses (IPv6 without
+            // DAD) and routes came from the binary's own rtnetlink requests, as the kernel now reports.
+            Assert.Equal(1, xtr1.Count(@"tun-configured lisp0: address fd00:1::1/128 \(no DAD\)"));
+            var tunAddr = Sh($"ip -n {x1} addr show dev lisp0").Out;
+            Assert.Contains("inet 10.1.0.1/32", tunAddr);
+            Assert.Contains("inet6 fd00:1::1/128", tunAddr);
+            Assert.DoesNotContain("tentative", tunAddr);
+            Assert.Contains("10.2.0.0/24 dev lisp0", Sh($"ip -n {x1} route show").Out);
             // The configured backend is the one in use (io_uring works on this project's kernels; see PLATFORM.md).
             Assert.True(xtr1.Count(io == "io_uring" ? @"io: io_uring \(" : @"io: syscalls \(configured") == 1, "xtr1 did not log the io backend:\n" + xtr1.Output);
             ms.WaitForCount("registration-accepted", 4, TimeSpan.FromSeconds(30));
@@ -174,8 +182,7 @@ public sealed class NetnsTests(ITestOutputHelper output)
 
     private NsProcess Run(string ns, string config, List<NsProcess> procs)
     {
-        var (file, args) = ApplianceProcess.CommandLine("run", "--config", config);
-        var p = NsProcess.Start(ns, file, args);
+        var p = NsProcess.StartNode(ns, config);
         procs.Add(p);
         return p;
     }
@@ -226,11 +233,26 @@ internal sealed class NsProcess : IDisposable
 
     private NsProcess(Process p) => _p = p;
 
-    public static NsProcess Start(string ns, string file, IEnumerable<string> args)
+    private static readonly Lazy<string> EmptyDirectory = new(() => Directory.CreateTempSubdirectory("ldp-empty-path-").FullName);
+
+    /// <summary>
+    /// `lisp-decent run --config CONFIG` in <paramref name="ns"/>, with a PATH that holds no `ip` (nor anything else):
+    /// the node configures its TUN through rtnetlink from the binary itself (issue 13), as on a minimal image.
+    /// </summary>
+    public static NsProcess StartNode(string ns, string config)
     {
-        var psi = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        var (file, args) = ApplianceProcess.CommandLine("run", "--config", config);
+        if (!Path.IsPathRooted(file)) file = NetnsTests.Sh($"command -v {file}").Out.Trim();
+        return Start(ns, file, args, emptyPath: true);
+    }
+
+    public static NsProcess Start(string ns, string file, IEnumerable<string> args, bool emptyPath = false)
+    {
+        string ip = NetnsTests.Sh("command -v ip").Out.Trim();
+        var psi = new ProcessStartInfo(ip.Length > 0 ? ip : "ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         foreach (var a in new[] { "netns", "exec", ns, file }.Concat(args)) psi.ArgumentList.Add(a);
         psi.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        if (emptyPath) psi.Environment["PATH"] = EmptyDirectory.Value;
         var p = new Process { StartInfo = psi };
         var np = new NsProcess(p);
         p.OutputDataReceived += (_, e) => { if (e.Data is not null) np._lines.Enqueue(e.Data); };

@@ -121,8 +121,7 @@ public sealed class PushOverDataPlaneNetnsTests(ITestOutputHelper output)
 
     private static NsProcess Start(string ns, string config, List<NsProcess> procs)
     {
-        var (file, args) = ApplianceProcess.CommandLine("run", "--config", config);
-        var p = NsProcess.Start(ns, file, args);
+        var p = NsProcess.StartNode(ns, config);
         procs.Add(p);
         return p;
     }

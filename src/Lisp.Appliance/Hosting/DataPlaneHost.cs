@@ -125,22 +125,31 @@ public sealed class DataPlaneHost : IDisposable
         }
     }
 
+    /// <summary>
+    /// MTU and link up, addresses (IPv6 without duplicate address detection), routes into the TUN: rtnetlink requests
+    /// from the binary itself (no `ip` subprocess: a minimal image may have none, or busybox's without `nodad`), each
+    /// create-or-replace, so a restart on a TUN already configured succeeds.
+    /// </summary>
     private void ConfigureTun()
     {
-        Ip($"link set dev {_config.Tun} mtu {_config.TunMtu} up");
-        foreach (var a in _config.Addresses) Ip($"addr add {a} dev {_config.Tun}" + (a.Address.AddressFamily == AddressFamily.InterNetworkV6 ? " nodad" : ""));
-        foreach (var r in _config.Routes) Ip($"route replace {r} dev {_config.Tun}");
-    }
-
-    private void Ip(string args)
-    {
-        var psi = new ProcessStartInfo("ip") { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
-        foreach (var a in args.Split(' ')) psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi) ?? throw new IOException($"cannot run ip {args}");
-        string err = p.StandardError.ReadToEnd();
-        if (!p.WaitForExit(5000)) p.Kill();
-        if (p.ExitCode != 0) throw new IOException($"ip {args}: {err.Trim()}");
-        _log.Info("tun-configured", $"ip {args}");
+        int ifindex = (int)LinuxTun.InterfaceIndex(_config.Tun);
+        if (ifindex == 0) throw new IOException($"TUN {_config.Tun}: no such device in this network namespace");
+        using var nl = new RtNetlinkSocket();
+        uint seq = nl.NextSequence();
+        nl.Request(RtNetlinkMessages.LinkUp(ifindex, _config.TunMtu, seq), seq, $"TUN {_config.Tun}: mtu {_config.TunMtu} up");
+        _log.Info("tun-configured", $"{_config.Tun}: mtu {_config.TunMtu}, up (netlink)");
+        foreach (var a in _config.Addresses)
+        {
+            seq = nl.NextSequence();
+            nl.Request(RtNetlinkMessages.AddAddress(ifindex, a.Address, a.Length, seq), seq, $"TUN {_config.Tun}: address {a}");
+            _log.Info("tun-configured", $"{_config.Tun}: address {a}" + (a.Address.AddressFamily == AddressFamily.InterNetworkV6 ? " (no DAD)" : ""));
+        }
+        foreach (var r in _config.Routes)
+        {
+            seq = nl.NextSequence();
+            nl.Request(RtNetlinkMessages.ReplaceRoute(ifindex, r.Address, r.Length, seq), seq, $"TUN {_config.Tun}: route {r}");
+            _log.Info("tun-configured", $"{_config.Tun}: route {r}");
+        }
     }
 
     private bool _changed;
