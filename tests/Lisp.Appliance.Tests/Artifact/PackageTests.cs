@@ -107,7 +107,7 @@ public sealed class PackageTests(ITestOutputHelper output)
         Assert.Matches(@"^[0-9]+s$", u["WatchdogSec"].Single());
         Assert.Equal([check], u["ExecStartPre"]);
         Assert.Equal($"/usr/sbin/lisp-decent run --config {Conffile}", u["ExecStart"].Single());
-        Assert.Equal([check, "/bin/kill -HUP $MAINPID"], u["ExecReload"]);
+        Assert.Equal([check, "/bin/sh -c 'kill -HUP $MAINPID'"], u["ExecReload"]);
         Assert.Equal("on-failure", u["Restart"].Single());
         Assert.Equal(new[] { "CAP_NET_ADMIN", "CAP_NET_RAW" }, u["CapabilityBoundingSet"].Single().Split(' ').Order().ToArray());
         Assert.Equal(new[] { "CAP_NET_ADMIN", "CAP_NET_RAW" }, u["AmbientCapabilities"].Single().Split(' ').Order().ToArray());
