@@ -5,6 +5,8 @@
 #                         (process tests run that binary; LISP_TEST_JIT=1 runs them on the JIT build), print "N passed, N failed"
 #   ./build.sh publish    native-AOT publish for linux-x64 into artifacts/publish/lisp-decent
 #   ./build.sh run [ARGS] publish (if needed) and run the appliance; no ARGS = `run` on the embedded default config
+#   ./build.sh package    .debs for amd64 (and arm64 when artifacts/publish-arm64 has its binary) in artifacts/package,
+#                         then lintian, systemd-analyze verify/security, contents (README "Installing the .deb")
 #   ./build.sh deps       install the Debian packages the tests use (tshark, dnsmasq, tcpdump, iproute2, ping, nc, chromium)
 #   ./build.sh fuzz TARGET MINUTES
 #                         coverage-guided fuzzing (afl++ + SharpFuzz, FUZZING.md): installs afl++ and the sharpfuzz tool
@@ -32,6 +34,7 @@ deps() {
   command -v ping    >/dev/null 2>&1 || missing+=(iputils-ping)     # data-plane netns tests
   command -v nc      >/dev/null 2>&1 || missing+=(netcat-openbsd)   # data-plane netns TCP transfer
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)        # management web page, rendered headless
+  command -v lintian >/dev/null 2>&1 || missing+=(lintian)          # ./build.sh package: lint the .debs (PackageTests)
   if [ ${#missing[@]} -eq 0 ]; then return 0; fi
   echo "build.sh: installing ${missing[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections 2>/dev/null || true
@@ -160,6 +163,136 @@ fuzz() {
   fi
 }
 
+# Debian packages (packaging/debian, packaging/systemd; README "Installing the .deb"): one .deb per architecture
+# whose binary is published (amd64: artifacts/publish, arm64: artifacts/publish-arm64), built offline with
+# dpkg-deb --root-owner-group (every file root:root; postinst gives the conffile its group, lisp-decent, through
+# dpkg-statoverride). Then the checks, printed: contents and conffiles, lintian, systemd-analyze verify and
+# security (exposure must be <= 2.5). The same checks run as a test (PackageTests).
+PACKAGE_DIR="$ROOT/artifacts/package"
+package() {
+  local version
+  version=$(sed -n '1s/^lisp-decent (\([^)]*\)).*/\1/p' packaging/debian/changelog)
+  [ -n "$version" ] || { echo "build.sh: no version in packaging/debian/changelog" >&2; return 1; }
+  command -v dpkg-deb >/dev/null 2>&1 || { echo "build.sh: dpkg-deb is missing" >&2; return 1; }
+  [ -x "$PUBLISH_DIR/lisp-decent" ] || publish || return 1
+  rm -rf "$PACKAGE_DIR"
+  mkdir -p "$PACKAGE_DIR"
+  local arch bin machine built=() rc=0
+  for arch in amd64 arm64; do
+    case $arch in
+      amd64) bin="$PUBLISH_DIR/lisp-decent"; machine="X86-64" ;;
+      arm64) bin="$ROOT/artifacts/publish-arm64/lisp-decent"; machine="AArch64" ;;
+    esac
+    if [ ! -x "$bin" ]; then
+      echo "build.sh: package: $arch skipped: no $arch binary at ${bin#"$ROOT"/} (publish it first)"
+      continue
+    fi
+    if ! readelf -h "$bin" | grep -q "Machine:.*$machine"; then
+      echo "build.sh: package: ${bin#"$ROOT"/} is not an $arch ($machine) executable" >&2; return 1
+    fi
+    package_one "$arch" "$bin" "$version" || return 1
+    built+=("$PACKAGE_DIR/lisp-decent_${version}_$arch.deb")
+  done
+  local deb
+  for deb in "${built[@]}"; do package_check "$deb" || rc=1; done
+  echo "build.sh: package: ${#built[@]} package(s) in ${PACKAGE_DIR#"$ROOT"/}"
+  return $rc
+}
+
+package_one() {
+  local arch=$1 bin=$2 version=$3
+  local root="$PACKAGE_DIR/root-$arch" deb="$PACKAGE_DIR/lisp-decent_${version}_$arch.deb"
+  local doc="$root/usr/share/doc/lisp-decent"
+  rm -rf "$root"
+  install -d -m 0755 "$root/DEBIAN" "$root/usr/sbin" "$root/etc/lisp-decent" "$root/usr/lib/systemd/system" \
+    "$root/usr/lib/sysusers.d" "$doc/examples" "$root/usr/share/man/man8" "$root/usr/share/lintian/overrides"
+  install -m 0755 "$bin" "$root/usr/sbin/lisp-decent"
+  install -m 0640 packaging/debian/lisp-decent.toml "$root/etc/lisp-decent/lisp-decent.toml"
+  install -m 0644 packaging/systemd/lisp-decent.service "$root/usr/lib/systemd/system/lisp-decent.service"
+  install -m 0644 packaging/systemd/lisp-decent.sysusers "$root/usr/lib/sysusers.d/lisp-decent.conf"
+  install -m 0644 packaging/debian/copyright packaging/debian/README "$doc/"
+  install -m 0644 packaging/examples/*.toml "$doc/examples/"
+  gzip -9n -c packaging/debian/changelog >"$doc/changelog.gz"
+  gzip -9n -c packaging/debian/lisp-decent.8 >"$root/usr/share/man/man8/lisp-decent.8.gz"
+  chmod 0644 "$doc/changelog.gz" "$root/usr/share/man/man8/lisp-decent.8.gz"
+  # Lintian overrides, each with the reason; those about a static binary only when it is one (else lintian
+  # would report them unused).
+  cp packaging/debian/lintian-overrides "$root/usr/share/lintian/overrides/lisp-decent"
+  if ! readelf -d "$bin" | grep -q '(NEEDED)'; then
+    if readelf -h "$bin" | grep -q 'Type:.*DYN'; then
+      cat packaging/debian/lintian-overrides.static-pie >>"$root/usr/share/lintian/overrides/lisp-decent"
+    else
+      cat packaging/debian/lintian-overrides.static >>"$root/usr/share/lintian/overrides/lisp-decent"
+    fi
+  fi
+  chmod 0644 "$root/usr/share/lintian/overrides/lisp-decent"
+  # A dynamically linked binary needs glibc at least as new as the newest symbol version it uses; a static one
+  # depends on nothing.
+  local depends="" glibc
+  if readelf -d "$bin" | grep -q '(NEEDED)'; then
+    glibc=$(readelf -V "$bin" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -1)
+    depends="Depends: libc6 (>= ${glibc:-2.34})"$'\n'
+  fi
+  local size
+  size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
+  sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$size/" packaging/debian/control.in |
+    awk -v d="$depends" '{ if (index($0, "@DEPENDS@") == 1) { printf "%s", d; sub(/^@DEPENDS@/, "") } print }' >"$root/DEBIAN/control"
+  install -m 0644 packaging/debian/conffiles "$root/DEBIAN/conffiles"
+  install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
+  (cd "$root" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) >"$root/DEBIAN/md5sums"
+  chmod 0644 "$root/DEBIAN/md5sums"
+  SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || date +%s) \
+    dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null || return 1
+  echo "build.sh: package: ${deb#"$ROOT"/} $(stat -c %s "$deb") bytes (binary $(stat -c %s "$bin") bytes)"
+}
+
+# The checks of one .deb, printed; fails on a lintian error or warning not overridden, a unit systemd rejects,
+# or an exposure above 2.5. A missing tool is reported and skipped.
+package_check() {
+  local deb=$1 rc=0 tmp out
+  echo "=== $(basename "$deb")"
+  dpkg-deb -f "$deb" Package Version Architecture Depends Installed-Size
+  echo "--- contents (dpkg-deb -c)"
+  dpkg-deb -c "$deb" | awk '{ print $1, $2, $6 }'
+  echo "--- conffiles: $(dpkg-deb -I "$deb" conffiles | tr '\n' ' ')"
+  if command -v lintian >/dev/null 2>&1; then
+    echo "--- lintian"
+    local lrc=0
+    # Verdict from the tags themselves (E: error, W: warning; O: overridden with the reason shown as N: lines):
+    # with --show-overrides lintian's own --fail-on counts overridden tags too.
+    out=$(lintian --fail-on none --display-info --show-overrides "$deb" 2>/dev/null) || lrc=$?
+    [ -n "$out" ] && echo "$out"
+    if [ "$lrc" != 0 ]; then echo "lintian: FAILED (exit $lrc)"; rc=1
+    elif echo "$out" | grep -qE '^(E|W):'; then echo "lintian: FAILED (an error or warning that is not overridden)"; rc=1; fi
+    echo "lintian: $(echo "$out" | grep -c '^E:') errors, $(echo "$out" | grep -c '^W:') warnings, $(echo "$out" | grep -c '^I:') info, $(echo "$out" | grep -c '^O:') overridden"
+  else
+    echo "--- lintian: skipped (not installed; ./build.sh deps installs it)"
+  fi
+  if command -v systemd-analyze >/dev/null 2>&1; then
+    tmp=$(mktemp -d)
+    dpkg-deb -x "$deb" "$tmp"
+    echo "--- systemd-analyze verify"
+    # Offline (no systemd as PID 1 needed): the unit file from the package, its commands resolved in the
+    # unpacked tree (--root), its man page found there; the targets its default dependencies name are the host's.
+    # Clean means exit 0 and nothing printed (an unknown key is only a warning).
+    cp -n /usr/lib/systemd/system/*.target "$tmp/usr/lib/systemd/system/" 2>/dev/null || true
+    out=$(cd "$tmp" && MANPATH="$tmp/usr/share/man" systemd-analyze verify --root="$tmp" --man=yes \
+          "$tmp/usr/lib/systemd/system/lisp-decent.service" 2>&1) && [ -z "$out" ] && echo "verify: ok" ||
+      { echo "$out"; echo "verify: FAILED"; rc=1; }
+    echo "--- systemd-analyze security --offline=yes"
+    out=$(systemd-analyze security --offline=yes --root="$tmp" --threshold=25 lisp-decent.service 2>&1) || true
+    echo "$out" | grep -E '^✗|Overall'
+    local level
+    level=$(echo "$out" | sed -n 's/.*Overall exposure level for lisp-decent.service: \([0-9.]*\).*/\1/p')
+    echo "exposure: ${level:-unknown} (limit 2.5)"
+    if [ -z "$level" ] || ! awk -v l="$level" 'BEGIN { exit !(l <= 2.5) }'; then rc=1; fi
+    rm -rf "$tmp"
+  else
+    echo "--- systemd-analyze: skipped (not installed)"
+  fi
+  return $rc
+}
+
 cmd=${1:-build}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -167,10 +300,11 @@ case "$cmd" in
   test) run_tests "$@" ;;
   publish) publish ;;
   deps) deps ;;
+  package) package ;;
   fuzz) fuzz "$@" ;;
   run)
     if [ ! -x "$PUBLISH_DIR/lisp-decent" ] || [ -n "$(find src -newer "$PUBLISH_DIR/lisp-decent" -name '*.cs' -print -quit)" ]; then publish; fi
     if [ $# -eq 0 ]; then set -- run; fi
     exec "$PUBLISH_DIR/lisp-decent" "$@" ;;
-  *) echo "usage: ./build.sh [build|test|publish|run [ARGS]|deps|fuzz TARGET MINUTES]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|publish|package|run [ARGS]|deps|fuzz TARGET MINUTES]" >&2; exit 2 ;;
 esac
