@@ -46,6 +46,8 @@ public enum DropReason
     ControlUnclaimed,
     /// <summary>ETR: instance-id 0xffffff, but the hand-off queue to the control plane was full.</summary>
     ControlQueueFull,
+    /// <summary>ETR: accept_from = "known" and the outer source is not a known RLOC (map-cache, peers, accept_prefixes).</summary>
+    UnknownSource,
 }
 
 /// <summary>

@@ -41,6 +41,8 @@ public sealed record DataPlaneOptions
     /// and the ETR compares the destination version of V-bit packets with it (counted, see DataPlaneCounters).
     /// </summary>
     public ushort MapVersion { get; init; }
+    /// <summary>accept_from = "known": the ETR decapsulates only from the RLOCs this filter knows (null: from any source).</summary>
+    public DecapFilter? AcceptFrom { get; init; }
     /// <summary>ETR: a source EID whose V-bit packets name a newer version than the map-cache's is refreshed at most this often.</summary>
     public TimeSpan VersionRefreshInterval { get; init; } = TimeSpan.FromSeconds(5);
 

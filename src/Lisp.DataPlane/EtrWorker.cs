@@ -43,6 +43,9 @@ public sealed class EtrWorker : IDisposable
     // and released at the end of the batch (with chunk recycling it must not outlive the batch).
     private MapCacheSnapshot? _snap;
     private long _now;
+    // accept_from = "known": this batch's set, and the last source it accepted (a batch is mostly one or few senders).
+    private DecapFilter.KnownRlocs? _known;
+    private UInt128 _lastAccepted;
 
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
@@ -85,6 +88,8 @@ public sealed class EtrWorker : IDisposable
         Counters.Batches++;
         _snap = null;
         _now = Stopwatch.GetTimestamp();
+        _known = _o.AcceptFrom?.Current;
+        _lastAccepted = UInt128.Zero;
         for (int i = 0; i < n; i++) Decapsulate(i);
         if (_snap is not null)
         {
@@ -149,6 +154,11 @@ public sealed class EtrWorker : IDisposable
         if (tun < 0)
         {
             if (!TryPlainControl(p, i)) Counters.Drop(DropReason.UnknownInstance);
+            return;
+        }
+        if (_known is not null && !FromKnownSource(i))
+        {
+            Counters.Drop(DropReason.UnknownSource);
             return;
         }
         var inner = p.Slice(8);
@@ -223,6 +233,15 @@ public sealed class EtrWorker : IDisposable
         var a = inner.Slice(8, 16);
         key = BinaryPrimitives.ReadUInt64BigEndian(a) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(a.Slice(8)) ^ ((ulong)iid << 40);
         return _snap.TryLookupV6(iid, V6Key.FromBytes(a), 0, out r);
+    }
+
+    private bool FromKnownSource(int i)
+    {
+        if (SourceKey(i) is not { } source) return false;
+        if (source.Value == _lastAccepted) return true;
+        if (!_known!.Contains(source)) return false;
+        _lastAccepted = source.Value;
+        return true;
     }
 
     /// <summary>The outer source of datagram <paramref name="i"/> (the sending RLOC) from its sockaddr, without allocating.</summary>
