@@ -244,5 +244,5 @@ case "$cmd" in
     if [ ! -x "$PUBLISH_DIR/lisp-decent" ] || [ -n "$(find src -newer "$PUBLISH_DIR/lisp-decent" -name '*.cs' -print -quit)" ]; then publish x64; fi
     if [ $# -eq 0 ]; then set -- run; fi
     exec "$PUBLISH_DIR/lisp-decent" "$@" ;;
-  *) echo "usage: ./build.sh [build|test|publish|run [ARGS]|deps|fuzz TARGET MINUTES]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|publish [x64|arm64|all]|run [ARGS]|deps|fuzz TARGET MINUTES]" >&2; exit 2 ;;
 esac
