@@ -3,11 +3,14 @@
 #   ./build.sh            build everything (Release)
 #   ./build.sh test       install test dependencies if missing, publish the native-AOT binary, run every test
 #                         (process tests run that binary; LISP_TEST_JIT=1 runs them on the JIT build), print "N passed, N failed"
-#   ./build.sh publish    native-AOT publish for linux-x64 into artifacts/publish/lisp-decent
+#   ./build.sh publish [x64|arm64|all]
+#                         fully static native-AOT binaries: linux-x64 into artifacts/publish/lisp-decent, linux-arm64
+#                         into artifacts/publish-arm64/lisp-decent (skipped with a warning without the cross toolchain)
 #   ./build.sh run [ARGS] publish (if needed) and run the appliance; no ARGS = `run` on the embedded default config
 #   ./build.sh package    .debs for amd64 (and arm64 when artifacts/publish-arm64 has its binary) in artifacts/package,
 #                         then lintian, systemd-analyze verify/security, contents (README "Installing the .deb")
-#   ./build.sh deps       install the Debian packages the tests use (tshark, dnsmasq, tcpdump, iproute2, ping, nc, chromium)
+#   ./build.sh deps       install the Debian packages the tests, publish and package use (tshark, dnsmasq, tcpdump, iproute2,
+#                         ping, nc, chromium, lld-16, gcc-aarch64-linux-gnu, qemu-user-static, lintian)
 #   ./build.sh fuzz TARGET MINUTES
 #                         coverage-guided fuzzing (afl++ + SharpFuzz, FUZZING.md): installs afl++ and the sharpfuzz tool
 #                         if missing, builds and instruments the harness, runs afl-fuzz for MINUTES on TARGET
@@ -17,6 +20,7 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 PUBLISH_DIR="$ROOT/artifacts/publish"
+PUBLISH_ARM64_DIR="$ROOT/artifacts/publish-arm64"
 RESULTS_DIR="$ROOT/artifacts/test-results"
 
 as_root() {
@@ -35,6 +39,10 @@ deps() {
   command -v nc      >/dev/null 2>&1 || missing+=(netcat-openbsd)   # data-plane netns TCP transfer
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)        # management web page, rendered headless
   command -v lintian >/dev/null 2>&1 || missing+=(lintian)          # ./build.sh package: lint the .debs (PackageTests)
+  command -v ld.lld-16 >/dev/null 2>&1 || missing+=(lld-16)         # publish: static-pie link
+  command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 || missing+=(gcc-aarch64-linux-gnu)   # publish: linux-arm64 cross link
+  [ -e /usr/aarch64-linux-gnu/lib/libc.a ] || missing+=(libc6-dev-arm64-cross)          # publish: arm64 static glibc
+  command -v qemu-aarch64-static >/dev/null 2>&1 || missing+=(qemu-user-static)         # tests: run the arm64 binary
   if [ ${#missing[@]} -eq 0 ]; then return 0; fi
   echo "build.sh: installing ${missing[*]}"
   echo "wireshark-common wireshark-common/install-setuid boolean false" | as_root debconf-set-selections 2>/dev/null || true
@@ -46,16 +54,80 @@ deps() {
 
 build() { dotnet build LispDecentAppliance.sln -c Release -nologo -v quiet "$@"; }
 
-publish() {
-  rm -rf "$PUBLISH_DIR"
-  local log="$ROOT/artifacts/publish.log"
+# Static linking (src/Lisp.Appliance/Lisp.Appliance.csproj): static-pie through lld when it is installed (ASLR for
+# the binary's own code and data too), else plain static non-PIE through the default ld.bfd (ld.bfd's static-pie
+# link hits an assertion in binutils 2.40). The driver finds lld by the names ld.lld and, when cross-linking,
+# aarch64-linux-gnu-ld.lld: links to Debian's ld.lld-16 under artifacts/toolchain/bin, put first on PATH.
+TOOLCHAIN_DIR="$ROOT/artifacts/toolchain/bin"
+lld_setup() {
+  local lld
+  lld=$(command -v ld.lld-16 || command -v ld.lld || true)
+  [ -n "$lld" ] || return 1
+  mkdir -p "$TOOLCHAIN_DIR"
+  ln -sf "$lld" "$TOOLCHAIN_DIR/ld.lld"
+  ln -sf "$lld" "$TOOLCHAIN_DIR/aarch64-linux-gnu-ld.lld"
+}
+
+# publish_rid RID OUTDIR [MSBUILD ARGS]: one native-AOT publish; fails on a trim/AOT warning, on a binary over the
+# 12 MB budget, or on a binary that is not fully static (a program interpreter or a needed shared library).
+publish_rid() {
+  local rid=$1 out=$2
+  shift 2
+  rm -rf "$out"
+  local log="$ROOT/artifacts/publish-$rid.log"
   mkdir -p "$ROOT/artifacts"
-  dotnet publish src/Lisp.Appliance/Lisp.Appliance.csproj -c Release -r linux-x64 -o "$PUBLISH_DIR" -nologo 2>&1 | tee "$log" | grep -E "warning|error|->" || true
-  [ -x "$PUBLISH_DIR/lisp-decent" ] || { echo "build.sh: publish failed (see $log)" >&2; return 1; }
-  local warnings
+  PATH="$TOOLCHAIN_DIR:$PATH" dotnet publish src/Lisp.Appliance/Lisp.Appliance.csproj -c Release -r "$rid" -o "$out" -nologo \
+    "-p:LispCommit=$LISP_COMMIT" "-p:LispBuildDate=$LISP_BUILD_DATE" "$@" 2>&1 | tee "$log" | grep -E "warning|error|->" || true
+  [ -x "$out/lisp-decent" ] || { echo "build.sh: $rid publish failed (see $log)" >&2; return 1; }
+  local warnings size
   warnings=$(grep -cE "warning (IL|CS|NU)[0-9]+" "$log" || true)
-  echo "build.sh: $PUBLISH_DIR/lisp-decent $(stat -c %s "$PUBLISH_DIR/lisp-decent") bytes, ${warnings} trim/AOT warnings"
+  size=$(stat -c %s "$out/lisp-decent")
+  echo "build.sh: $out/lisp-decent ($rid, $LISP_LINK) $size bytes, ${warnings} trim/AOT warnings"
   [ "$warnings" = 0 ] || { echo "build.sh: trim/AOT warnings are errors (see $log)" >&2; return 1; }
+  [ "$size" -le $((12 * 1024 * 1024)) ] || { echo "build.sh: $rid binary is $size bytes, over the 12 MiB budget" >&2; return 1; }
+  if command -v readelf >/dev/null 2>&1; then
+    if readelf -lW "$out/lisp-decent" | grep -q "INTERP" || readelf -dW "$out/lisp-decent" | grep -q "(NEEDED)"; then
+      echo "build.sh: $rid binary is not fully static (readelf shows a program interpreter or NEEDED libraries)" >&2
+      return 1
+    fi
+  fi
+}
+
+# publish [x64|arm64|all]: one fully static executable per architecture (default all):
+#   artifacts/publish/lisp-decent        linux-x64   (CPU floor x86-64-v2, see the csproj)
+#   artifacts/publish-arm64/lisp-decent  linux-arm64 (armv8.0-a), cross-linked with gcc-aarch64-linux-gnu;
+#                                        without that toolchain: a warning, and x64 only
+publish() {
+  local which=${1:-all}
+  case "$which" in x64|arm64|all) ;; *) echo "usage: ./build.sh publish [x64|arm64|all]" >&2; return 2 ;; esac
+  LISP_COMMIT=unknown
+  if command -v git >/dev/null 2>&1 && git rev-parse --git-dir >/dev/null 2>&1; then
+    LISP_COMMIT=$(git rev-parse --short=12 HEAD)
+    git diff --quiet HEAD -- src 2>/dev/null || LISP_COMMIT="$LISP_COMMIT-dirty"
+  fi
+  LISP_BUILD_DATE=$(date -u ${SOURCE_DATE_EPOCH:+-d "@$SOURCE_DATE_EPOCH"} +%Y-%m-%dT%H:%M:%SZ)
+  local link=()
+  if lld_setup; then
+    link=(-p:LispStaticPie=true); LISP_LINK="static-pie, lld"
+  else
+    LISP_LINK="static non-PIE, ld.bfd"
+    echo "build.sh: note: lld not found (apt-get install lld-16): linking static non-PIE (no ASLR for the binary image)" >&2
+  fi
+  if [ "$which" != arm64 ]; then
+    publish_rid linux-x64 "$PUBLISH_DIR" "${link[@]}" || return 1
+  fi
+  if [ "$which" != x64 ]; then
+    if command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 && command -v aarch64-linux-gnu-objcopy >/dev/null 2>&1 &&
+       [ -e /usr/aarch64-linux-gnu/lib/libc.a ]; then
+      publish_rid linux-arm64 "$PUBLISH_ARM64_DIR" "${link[@]}" \
+        "-p:CppCompilerAndLinker=$ROOT/native/toolchain/aarch64-gcc-wrapper.sh" -p:ObjCopyName=aarch64-linux-gnu-objcopy || return 1
+    else
+      rm -rf "$PUBLISH_ARM64_DIR"
+      echo "build.sh: WARNING: no linux-arm64 binary: the cross toolchain is missing (./build.sh deps installs gcc-aarch64-linux-gnu and libc6-dev-arm64-cross)" >&2
+      [ "$which" = arm64 ] && return 1
+    fi
+  fi
+  return 0
 }
 
 run_tests() {
@@ -298,13 +370,13 @@ cmd=${1:-build}
 case "$cmd" in
   build) build "$@" ;;
   test) run_tests "$@" ;;
-  publish) publish ;;
+  publish) publish "$@" ;;
   deps) deps ;;
   package) package ;;
   fuzz) fuzz "$@" ;;
   run)
-    if [ ! -x "$PUBLISH_DIR/lisp-decent" ] || [ -n "$(find src -newer "$PUBLISH_DIR/lisp-decent" -name '*.cs' -print -quit)" ]; then publish; fi
+    if [ ! -x "$PUBLISH_DIR/lisp-decent" ] || [ -n "$(find src -newer "$PUBLISH_DIR/lisp-decent" -name '*.cs' -print -quit)" ]; then publish x64; fi
     if [ $# -eq 0 ]; then set -- run; fi
     exec "$PUBLISH_DIR/lisp-decent" "$@" ;;
-  *) echo "usage: ./build.sh [build|test|publish|package|run [ARGS]|deps|fuzz TARGET MINUTES]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh [build|test|publish [x64|arm64|all]|package|run [ARGS]|deps|fuzz TARGET MINUTES]" >&2; exit 2 ;;
 esac

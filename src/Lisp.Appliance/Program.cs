@@ -17,7 +17,7 @@ public static class Program
           decode         decode LISP control messages from hex, a vector file or a pcap capture
           load           load generator for map-servers / map-resolvers (register, request, mixed, refresh, sink)
           demo           decode the seed's Map-Request packets (embedded data)
-          version        print the version
+          version        print version, commit, build date, architecture, static/dynamic, crypto backend
 
         Options:
           -h, --help     show this help
@@ -62,8 +62,7 @@ public static class Program
             case "demo":
                 return DemoCommand.Run(rest, stdout, stderr);
             case "version" or "--version":
-                stdout.WriteLine($"lisp-decent {typeof(Program).Assembly.GetName().Version}");
-                return 0;
+                return VersionCommand.Run(rest, stdout, stderr);
             default:
                 stderr.WriteLine($"lisp-decent: unknown command '{args[0]}' (see lisp-decent --help)");
                 return 2;
