@@ -1,0 +1,354 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using Lisp.TestSupport;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace Lisp.DataPlane.Tests;
+
+/// <summary>
+/// Issue 12 finding 9 at process level: a real `lisp-decent run` xTR (its own map-server and map-resolver) with a data
+/// plane on TUN ltl0 in a network namespace the test creates. The TUN is deleted under the running node: the node logs
+/// `tun-lost` once, its ITR worker thread does not spin (its CPU time from /proc), it keeps running and its management
+/// API reports the loss; the device is created again and the node logs `tun-reopened`, counts the reattach, and reads
+/// packets from the new device (once the test gives it back its address and route); SIGTERM stops it cleanly.
+/// Both TUN I/O paths: read()/poll() ("syscalls") and io_uring.
+/// </summary>
+[Collection("netns")]
+public sealed class TunLossNodeTests(ITestOutputHelper output)
+{
+    private static int _counter;
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
+    private const string Tun = "ltl0";
+    private const string Management = "127.0.0.1:18081";
+
+    [SkippableTheory]
+    [InlineData("syscalls")]
+    [InlineData("io_uring")]
+    public void Deleting_the_tun_under_a_running_node_is_logged_once_not_spun_on_and_reattached_when_it_returns(string io)
+    {
+        Skip.IfNot(Environment.UserName == "root" || NetnsTests.Sh("id -u").Out.Trim() == "0", "needs root for network namespaces");
+        Skip.IfNot(File.Exists("/dev/net/tun"), "/dev/net/tun is missing");
+        foreach (var tool in new[] { "ip", "ping" })
+            Skip.If(NetnsTests.Sh($"command -v {tool}").Code != 0, $"{tool} is not installed (./build.sh deps)");
+
+        string ns = $"ltl{Environment.ProcessId % 100000}x{Interlocked.Increment(ref _counter)}";
+        var dir = Directory.CreateTempSubdirectory("ldp-tunloss-");
+        NodeProcess? node = null;
+        try
+        {
+            var r = NetnsTests.Sh($"ip netns add {ns}");
+            Skip.If(r.Code != 0, $"ip netns add failed: {r.Err.Trim()}");
+            Must($"ip -n {ns} link set lo up");
+            // The RLOC: one end of a veth pair inside the namespace (nothing leaves it).
+            Must($"ip -n {ns} link add v1 type veth peer name v2");
+            Must($"ip -n {ns} addr add 192.168.54.1/24 dev v1 && ip -n {ns} link set v1 up && ip -n {ns} link set v2 up");
+            string config = Path.Combine(dir.FullName, "tunloss.toml");
+            WriteConfig(config, io);
+
+            node = NodeProcess.Start(ns, config);
+            node.WaitFor("node-started", Wait);
+            try
+            {
+                node.WaitFor("data-plane-started", Wait);
+            }
+            catch (TimeoutException) when (io == "io_uring" && Regex.IsMatch(node.Output, "io_uring"))
+            {
+                Skip.If(true, $"io_uring refused here: {node.Output.Split('\n').LastOrDefault(l => l.Contains("io_uring"))}");
+            }
+            Skip.If(io == "io_uring" && Regex.IsMatch(node.Output, "falling back to syscalls"), "io_uring unusable here (the node fell back to syscalls)");
+            int pid = node.NodePid(config);
+            var itrThreads = Threads(pid, "lisp-itr-");
+            Assert.True(itrThreads.Count > 0, $"no lisp-itr-* thread in /proc/{pid}/task: {string.Join(", ", Threads(pid, ""))}");
+            var before = Counters(ns);
+            Assert.Equal(0, TunField(before, "losses"));
+
+            // The device goes away under the running node.
+            Must($"ip -n {ns} link del {Tun}");
+            node.WaitFor(@"\btun-lost\b", TimeSpan.FromSeconds(10));
+            Thread.Sleep(500);
+
+            // (2) No spin: the ITR worker thread(s) together use well under a core over 2 s while the device is gone.
+            double cpu0 = itrThreads.Sum(t => ThreadCpuSeconds(pid, t));
+            var sw = Stopwatch.StartNew();
+            Thread.Sleep(2000);
+            double cpu = itrThreads.Sum(t => ThreadCpuSeconds(pid, t)) - cpu0;
+            double wall = sw.Elapsed.TotalSeconds;
+            output.WriteLine($"ITR thread(s) {string.Join(",", itrThreads)} used {cpu:0.000} s CPU over {wall:0.00} s with the TUN gone ({io})");
+            Assert.True(cpu < 0.2, $"the ITR worker used {cpu:0.000} s CPU in {wall:0.00} s with its TUN gone (a busy loop)");
+            Thread.Sleep(500);
+
+            // (1) Logged exactly once over those ~3 s, as a warning naming the device; no flood.
+            Assert.Equal(1, node.Count(@"\btun-lost\b"));
+            Assert.Matches($@"tun-lost.*TUN {Tun}:", node.Output);
+
+            // (3) Still running, the management API answers and counts the loss; the stats line says so.
+            Assert.False(node.HasExited, $"the node exited after the TUN was deleted:\n{node.Output}");
+            var lost = Counters(ns);
+            Assert.Equal(1, TunField(lost, "losses"));
+            Assert.Equal(0, TunField(lost, "reopens"));
+            long failures = TunField(lost, "reopen-failures");
+            output.WriteLine($"while lost: {failures} failed reattach attempts in ~3 s");
+            // Back-off 10 ms doubling to 1 s: about 10 attempts in 3 s; a retry loop without back-off would make thousands.
+            Assert.InRange(failures, 1, 30);
+            node.WaitFor($@"data-plane-stats {Tun}: .*tun lost 1, reattached 0 \(lost now\)", TimeSpan.FromSeconds(10));
+
+            // (4) The device exists again (persistent, as an operator would recreate it): the node attaches to it.
+            Must($"ip -n {ns} tuntap add dev {Tun} mode tun");
+            node.WaitFor(@"\btun-reopened\b", TimeSpan.FromSeconds(10));
+            node.WaitFor($@"data-plane-stats {Tun}: .*tun lost 1, reattached 1;", TimeSpan.FromSeconds(10));
+            var reopened = Counters(ns);
+            Assert.Equal(1, TunField(reopened, "losses"));
+            Assert.Equal(1, TunField(reopened, "reopens"));
+            Assert.Equal(1, node.Count(@"\btun-lost\b"));
+            Assert.Equal(1, node.Count(@"\btun-reopened\b"));
+
+            // (5) The node does not reconfigure the new device (it has none of the old one's addresses and routes): the
+            // test does, and packets sent into it reach the ITR worker again (10.2.0.0/24 is not registered, so the
+            // ITR posts misses and drops: what matters is that it reads them).
+            Must($"ip -n {ns} link set {Tun} up && ip -n {ns} addr add 10.1.0.1/32 dev {Tun} && ip -n {ns} route replace 10.2.0.0/24 dev {Tun}");
+            long read0 = ItrPackets(reopened);
+            var ping = NetnsTests.Sh($"ip netns exec {ns} ping -c 5 -i 0.2 -W 1 -I 10.1.0.1 10.2.0.1");
+            output.WriteLine(ping.Out);
+            long read1 = read0;
+            for (int i = 0; i < 20 && read1 <= read0; i++)
+            {
+                Thread.Sleep(100);
+                read1 = ItrPackets(Counters(ns));
+            }
+            output.WriteLine($"ITR misses+drops before the ping {read0}, after {read1}");
+            Assert.True(read1 > read0, $"no packet from the reattached TUN reached the ITR ({read0} -> {read1}):\n{node.Output}");
+
+            // (6) SIGTERM: a clean stop.
+            int code = node.Stop(TimeSpan.FromSeconds(10));
+            output.WriteLine(string.Join("\n", node.Output.Split('\n').Where(l => Regex.IsMatch(l, @"\bio: |io_uring|\btun-(lost|reopened)\b")).Concat(node.Output.Split('\n').TakeLast(4))));
+            Assert.True(code == 0, $"exit code {code}:\n{node.Output}");
+            Assert.Matches(@"\bnode-stopped\b", node.Output);
+            Assert.Matches($@"data-plane-stopped {Tun}: .*tun lost 1, reattached 1;", node.Output);
+        }
+        finally
+        {
+            node?.Dispose();
+            NetnsTests.Sh($"ip netns del {ns}");
+            try
+            {
+                dir.Delete(true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+
+    private static void WriteConfig(string path, string io) =>
+        File.WriteAllText(path, $"""
+            [node]
+            name = "tunloss"
+            roles = ["itr", "etr", "map-server", "map-resolver"]
+            rlocs = ["192.168.54.1"]
+            log_level = "info"
+            [mapping]
+            map_servers = ["192.168.54.1"]
+            map_resolvers = ["192.168.54.1"]
+            key = "k"
+            [etr]
+            register_interval = "2s"
+            [[database]]
+            eid = "[0]10.1.0.0/24"
+            [[site]]
+            name = "s1"
+            key = "k"
+            eid_prefixes = ["[0]10.1.0.0/24"]
+            [data_plane]
+            tun = "{Tun}"
+            addresses = ["10.1.0.1/32"]
+            routes = ["10.2.0.0/24"]
+            miss_policy = "drop"
+            stats_interval = "1s"
+            io = "{io}"
+            [management]
+            listen = "{Management}"
+            """);
+
+    /// <summary>`show counters --json` run inside the namespace (the management API listens on its loopback).</summary>
+    private static JsonElement Counters(string ns)
+    {
+        var (file, args) = ApplianceProcess.CommandLine("show", "counters", "--json", "--management", Management);
+        var r = NetnsTests.Sh($"ip netns exec {ns} {file} {string.Join(' ', args.Select(x => $"'{x}'"))}");
+        Assert.True(r.Code == 0, $"show counters --json failed ({r.Code}): {r.Out}{r.Err}");
+        using var doc = JsonDocument.Parse(r.Out);
+        return doc.RootElement.Clone();
+    }
+
+    /// <summary>A field of the one TUN queue's entry in the counters' "tuns" list.</summary>
+    private static long TunField(JsonElement counters, string field)
+    {
+        var tuns = Find(counters, "tuns") ?? throw new Xunit.Sdk.XunitException($"no \"tuns\" in the counters: {counters}");
+        var queue = Assert.Single(tuns.EnumerateArray());
+        Assert.Equal(Tun, queue.GetProperty("name").GetString());
+        return queue.GetProperty(field).GetInt64();
+    }
+
+    /// <summary>What the ITR worker(s) did with packets read from the TUN here: misses posted or refused, plus drops.</summary>
+    private static long ItrPackets(JsonElement counters)
+    {
+        var workers = Find(counters, "workers") ?? throw new Xunit.Sdk.XunitException($"no \"workers\" in the counters: {counters}");
+        long sum = 0;
+        foreach (var w in workers.EnumerateArray().Where(w => w.GetProperty("worker").GetString()!.StartsWith("itr-", StringComparison.Ordinal)))
+        {
+            sum += w.GetProperty("misses-posted").GetInt64() + w.GetProperty("misses-refused").GetInt64() + w.GetProperty("encap-packets").GetInt64();
+            foreach (var d in w.GetProperty("drops").EnumerateObject()) sum += d.Value.GetInt64();
+        }
+        return sum;
+    }
+
+    private static JsonElement? Find(JsonElement e, string name)
+    {
+        if (e.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var p in e.EnumerateObject())
+            {
+                if (p.NameEquals(name)) return p.Value;
+                if (Find(p.Value, name) is { } inner) return inner;
+            }
+        }
+        else if (e.ValueKind == JsonValueKind.Array)
+        {
+            foreach (var x in e.EnumerateArray())
+                if (Find(x, name) is { } inner) return inner;
+        }
+        return null;
+    }
+
+    /// <summary>Thread ids of <paramref name="pid"/> whose name (comm) starts with <paramref name="prefix"/>.</summary>
+    private static List<int> Threads(int pid, string prefix)
+    {
+        var list = new List<int>();
+        foreach (var task in Directory.GetDirectories($"/proc/{pid}/task"))
+        {
+            try
+            {
+                if (File.ReadAllText(Path.Combine(task, "comm")).Trim().StartsWith(prefix, StringComparison.Ordinal)) list.Add(int.Parse(Path.GetFileName(task)));
+            }
+            catch (IOException)
+            {
+            }
+        }
+        return list;
+    }
+
+    /// <summary>utime + stime of one thread from /proc (clock ticks of 1/100 s, USER_HZ on Linux).</summary>
+    private static double ThreadCpuSeconds(int pid, int tid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/task/{tid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        // After "pid (comm) ": state is field 3, utime 14 and stime 15 (1-based) -> indices 11 and 12 here.
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
+    }
+
+    private static void Must(string cmd)
+    {
+        var r = NetnsTests.Sh(cmd);
+        if (r.Code != 0) throw new InvalidOperationException($"{cmd}: {r.Err}");
+    }
+
+    /// <summary>`ip netns exec NS lisp-decent run --config FILE`, its output lines collected; exit code and pid available.</summary>
+    private sealed class NodeProcess : IDisposable
+    {
+        private readonly Process _p;
+        private readonly ConcurrentQueue<string> _lines = new();
+
+        private NodeProcess(Process p) => _p = p;
+
+        public static NodeProcess Start(string ns, string config)
+        {
+            var (file, args) = ApplianceProcess.CommandLine("run", "--config", config);
+            var psi = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+            foreach (var a in new[] { "netns", "exec", ns, file }.Concat(args)) psi.ArgumentList.Add(a);
+            var p = new Process { StartInfo = psi };
+            var np = new NodeProcess(p);
+            p.OutputDataReceived += (_, e) => { if (e.Data is not null) np._lines.Enqueue(e.Data); };
+            p.ErrorDataReceived += (_, e) => { if (e.Data is not null) np._lines.Enqueue(e.Data); };
+            p.Start();
+            p.BeginOutputReadLine();
+            p.BeginErrorReadLine();
+            return np;
+        }
+
+        public string Output => string.Join("\n", _lines);
+        public bool HasExited => _p.HasExited;
+        public int Count(string pattern) => _lines.Count(l => Regex.IsMatch(l, pattern));
+
+        /// <summary>
+        /// The node's own pid: `ip netns exec` execs the command in place (no fork outside batch mode), so normally the
+        /// child's pid; otherwise the process whose command line names this config file.
+        /// </summary>
+        public int NodePid(string config)
+        {
+            if (Cmdline(_p.Id).Contains(config, StringComparison.Ordinal)) return _p.Id;
+            var r = NetnsTests.Sh($"pgrep -f -- '--config {config}'");
+            var pids = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(p => Cmdline(p).Contains(" run ", StringComparison.Ordinal)).ToList();
+            Assert.True(pids.Count == 1, $"cannot find the node's pid (child {_p.Id}: '{Cmdline(_p.Id)}'; pgrep: {r.Out})");
+            return pids[0];
+        }
+
+        private static string Cmdline(int pid)
+        {
+            try
+            {
+                return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
+            }
+            catch (IOException)
+            {
+                return "";
+            }
+        }
+
+        public void WaitFor(string pattern, TimeSpan timeout)
+        {
+            var sw = Stopwatch.StartNew();
+            while (Count(pattern) == 0)
+            {
+                if (sw.Elapsed > timeout || _p.HasExited)
+                {
+                    Thread.Sleep(200);
+                    if (Count(pattern) > 0) return;
+                    throw new TimeoutException($"no line matching /{pattern}/ in {timeout.TotalSeconds}s{(_p.HasExited ? $" (exited {_p.ExitCode})" : "")}:\n{Output}");
+                }
+                Thread.Sleep(100);
+            }
+        }
+
+        /// <summary>SIGTERM to the node, then its exit code (killed and -1 when it does not stop within <paramref name="timeout"/>).</summary>
+        public int Stop(TimeSpan timeout)
+        {
+            if (!_p.HasExited) NetnsTests.Sh($"kill -TERM {_p.Id}");
+            if (!_p.WaitForExit(timeout))
+            {
+                _p.Kill(true);
+                _p.WaitForExit(5000);
+                return -1;
+            }
+            _p.WaitForExit(); // and the asynchronous readers' last lines
+            return _p.ExitCode;
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                if (!_p.HasExited)
+                {
+                    _p.Kill(true);
+                    _p.WaitForExit(5000);
+                }
+            }
+            catch (InvalidOperationException)
+            {
+            }
+            _p.Dispose();
+        }
+    }
+}
