@@ -13,7 +13,7 @@ namespace Lisp.DataPlane.Tests;
 /// plane on TUN ltl0 in a network namespace the test creates. The TUN is deleted under the running node: the node logs
 /// `tun-lost` once, its ITR worker thread does not spin (its CPU time from /proc), it keeps running and its management
 /// API reports the loss; the device is created again and the node logs `tun-reopened`, counts the reattach, and reads
-/// packets from the new device (once the test gives it back its address and route); SIGTERM stops it cleanly.
+/// packets from the new device (the node gives it back its addresses and routes); SIGTERM stops it cleanly.
 /// Both TUN I/O paths: read()/poll() ("syscalls") and io_uring.
 /// </summary>
 [Collection("netns")]
@@ -105,10 +105,12 @@ public sealed class TunLossNodeTests(ITestOutputHelper output)
             Assert.Equal(1, node.Count(@"\btun-lost\b"));
             Assert.Equal(1, node.Count(@"\btun-reopened\b"));
 
-            // (5) The node does not reconfigure the new device (it has none of the old one's addresses and routes): the
-            // test does, and packets sent into it reach the ITR worker again (10.2.0.0/24 is not registered, so the
-            // ITR posts misses and drops: what matters is that it reads them).
-            Must($"ip -n {ns} link set {Tun} up && ip -n {ns} addr add 10.1.0.1/32 dev {Tun} && ip -n {ns} route replace 10.2.0.0/24 dev {Tun}");
+            // (5) The node configures the new device again (it has none of the old one's addresses and routes: link up,
+            // 10.1.0.1/32, route 10.2.0.0/24, through rtnetlink), and packets sent into it reach the ITR worker again
+            // (10.2.0.0/24 is not registered, so the ITR posts misses and drops: what matters is that it reads them).
+            node.WaitFor($@"tun-configured {Tun}: route 10\.2\.0\.0/24", TimeSpan.FromSeconds(10), 2);
+            Assert.Contains("inet 10.1.0.1/32", NetnsTests.Sh($"ip -n {ns} addr show dev {Tun}").Out);
+            Assert.Contains($"10.2.0.0/24 dev {Tun}", NetnsTests.Sh($"ip -n {ns} route show").Out);
             long read0 = ItrPackets(reopened);
             var ping = NetnsTests.Sh($"ip netns exec {ns} ping -c 5 -i 0.2 -W 1 -I 10.1.0.1 10.2.0.1");
             output.WriteLine(ping.Out);
@@ -306,16 +308,16 @@ public sealed class TunLossNodeTests(ITestOutputHelper output)
             }
         }
 
-        public void WaitFor(string pattern, TimeSpan timeout)
+        public void WaitFor(string pattern, TimeSpan timeout, int count = 1)
         {
             var sw = Stopwatch.StartNew();
-            while (Count(pattern) == 0)
+            while (Count(pattern) < count)
             {
                 if (sw.Elapsed > timeout || _p.HasExited)
                 {
                     Thread.Sleep(200);
-                    if (Count(pattern) > 0) return;
-                    throw new TimeoutException($"no line matching /{pattern}/ in {timeout.TotalSeconds}s{(_p.HasExited ? $" (exited {_p.ExitCode})" : "")}:\n{Output}");
+                    if (Count(pattern) >= count) return;
+                    throw new TimeoutException($"fewer than {count} lines matching /{pattern}/ in {timeout.TotalSeconds}s{(_p.HasExited ? $" (exited {_p.ExitCode})" : "")}:\n{Output}");
                 }
                 Thread.Sleep(100);
             }

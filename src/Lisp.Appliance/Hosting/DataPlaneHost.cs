@@ -57,6 +57,9 @@ public sealed class DataPlaneHost : IDisposable
             {
                 if (warning) log.Warn(evt, $"queue {queue}: {message}");
                 else log.Info(evt, $"queue {queue}: {message}");
+                // A recreated device has none of the old one's settings: configure it again (create-or-replace, so
+                // a second queue's reattach repeating it is harmless), off the worker thread that told us.
+                if (evt == "tun-reopened" && config.ConfigureTun) ThreadPool.QueueUserWorkItem(_ => Reconfigure(), null);
             };
         }
         if (_gleans is not null) _gleans.OnPosted = DrainGleans;
@@ -130,6 +133,18 @@ public sealed class DataPlaneHost : IDisposable
     /// from the binary itself (no `ip` subprocess: a minimal image may have none, or busybox's without `nodad`), each
     /// create-or-replace, so a restart on a TUN already configured succeeds.
     /// </summary>
+    private void Reconfigure()
+    {
+        try
+        {
+            ConfigureTun();
+        }
+        catch (IOException e)
+        {
+            _log.Warn("tun-configure-failed", $"{_config.Tun} reattached but not configured: {e.Message}");
+        }
+    }
+
     private void ConfigureTun()
     {
         int ifindex = (int)LinuxTun.InterfaceIndex(_config.Tun);
