@@ -1390,7 +1390,11 @@ public sealed class MapServer
     /// are dropped. The shard, EID filter, name and negative-reply policy of this map-server are kept from before.
     /// Runs on the thread that owns this map-server; returns log lines saying what changed.
     /// </summary>
-    public IReadOnlyList<ControlAction> Reconfigure(MapServerOptions options)
+    /// <param name="droppedBySite">
+    /// Registrations dropped per site name, added to (shards of one map-server share one, the logging shard last, so its
+    /// lines count every slice); null: this map-server's own.
+    /// </param>
+    public IReadOnlyList<ControlAction> Reconfigure(MapServerOptions options, Dictionary<string, int>? droppedBySite = null)
     {
         var actions = new List<ControlAction>();
         var old = _options.Sites;
@@ -1406,7 +1410,7 @@ public sealed class MapServer
         var entries = new List<RegisteredEid>();
         foreach (var e in _table.Values()) entries.Add(e);
         entries.AddRange(_graves.Values);
-        var droppedBySite = new Dictionary<string, int>(StringComparer.Ordinal);
+        droppedBySite ??= new Dictionary<string, int>(StringComparer.Ordinal);
         foreach (var e in entries)
         {
             foreach (var r in e.All())

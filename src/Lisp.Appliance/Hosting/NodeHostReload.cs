@@ -58,12 +58,15 @@ public sealed partial class NodeHost
                 Parked(() =>
                 {
                     var now = Clock.GetUtcNow();
-                    // Map-servers of every shard (each holds its slice of the table); the log lines of shard 0's only.
-                    foreach (var shard in _shards)
+                    // Map-servers of every shard (each holds its slice of the table), shard 0 last: its log lines count
+                    // what every slice dropped (one dictionary per map-server node, by name).
+                    var dropped = new Dictionary<string, Dictionary<string, int>>(StringComparer.Ordinal);
+                    foreach (var shard in Enumerable.Reverse(_shards))
                     {
                         foreach (var (node, label) in shard.Nodes.All)
                         {
                             if (node.MapServer is not { } ms || fresh.MapServer is not { } fm) continue;
+                            if (!dropped.TryGetValue(node.Options.Name, out var counts)) dropped[node.Options.Name] = counts = new(StringComparer.Ordinal);
                             var lines = ms.Reconfigure(ms.Options with
                             {
                                 Sites = fm.Sites,
@@ -71,7 +74,7 @@ public sealed partial class NodeHost
                                 MaxRegistrations = fm.MaxRegistrations,
                                 MaxRegistrantsPerEid = fm.MaxRegistrantsPerEid,
                                 LogLevel = fm.LogLevel,
-                            });
+                            }, counts);
                             if (shard.Index == 0) Execute(shard, lines, label);
                         }
                     }

@@ -84,7 +84,13 @@ public sealed class SystemdNotify : IDisposable
 
     public void Reloading() => Send($"RELOADING=1\nMONOTONIC_USEC={MonotonicMicroseconds().ToString(CultureInfo.InvariantCulture)}");
 
-    public void Stopping() => Send("STOPPING=1");
+    /// <summary>STOPPING=1; the watchdog stops first (the control loop is about to stop answering).</summary>
+    public void Stopping()
+    {
+        _stop.Cancel();
+        _watchdog?.Join(TimeSpan.FromSeconds(2));
+        Send("STOPPING=1");
+    }
 
     /// <summary>CLOCK_MONOTONIC in microseconds (what systemd compares MONOTONIC_USEC with).</summary>
     public static ulong MonotonicMicroseconds()
