@@ -12,6 +12,7 @@ namespace Lisp.Appliance.Tests.Hosting;
 /// registrations (same first-registered time); an unchanged mapping is not withdrawn while a removed one is; the
 /// ITR's map-cache survives; the control socket stays bound (lig answers on the same port, same PID); a site added
 /// and a site removed take effect; the log level changes; a setting that needs a restart is kept and said so.
+/// Node 1 runs 2 control shards, so the change reaches every shard's slice of the table.
 /// </summary>
 public sealed class ReloadTests : IDisposable
 {
@@ -38,6 +39,7 @@ public sealed class ReloadTests : IDisposable
             listen = ["{{a}}"]
             control_port = {{(controlPort is { } p ? p.ToString(System.Globalization.CultureInfo.InvariantCulture) : "{PORT}")}}
             log_level = "{{logLevel}}"
+            control_threads = 2
 
             [mapping]
             map_servers = ["{{a}}"]
