@@ -145,6 +145,10 @@ public enum ControlEvent
     ItrRlocRefusedUnspecified,
     /// <summary>An ITR-RLOC skipped: loopback, in a request from a non-loopback source.</summary>
     ItrRlocRefusedLoopback,
+    /// <summary>A config reload (SIGHUP) applied (counted on the host's primary node).</summary>
+    ConfigReloaded,
+    /// <summary>A config reload refused (the file did not validate, or applying it failed): the old config stays.</summary>
+    ConfigReloadFailed,
 }
 
 /// <summary>

@@ -58,11 +58,11 @@ public sealed record RecentRequester(IPEndPoint Itr, EidPrefix Eid, DateTimeOffs
 /// </summary>
 public sealed class Etr
 {
-    private readonly EtrOptions _options;
+    private EtrOptions _options;
     private readonly IMappingSystem _mappingSystem;
     private readonly Random _random;
     private readonly ControlCounters _counters;
-    private readonly AuthenticationKey _key;   // prepared once: each Map-Register, Map-Notify and ack skips the HMAC key set-up
+    private AuthenticationKey _key;   // prepared once: each Map-Register, Map-Notify and ack skips the HMAC key set-up
     private IReadOnlyList<DatabaseMapping> _database;
     private DateTimeOffset? _nextRegister;
     private readonly Dictionary<ulong, PendingRegister> _pending = new();
@@ -361,6 +361,51 @@ public sealed class Etr
         _requesters.RemoveAll(r => r.Itr.Equals(itr) && r.Eid.SameKey(eid));
         _requesters.Add(new RecentRequester(itr, eid, now));
         while (_requesters.Count > Math.Max(0, _options.SmrRequesterLimit)) _requesters.RemoveAt(0);
+    }
+
+    /// <summary>
+    /// Config reload (SIGHUP): takes new options without withdrawing what stays. Mappings no longer in the database are
+    /// withdrawn (a TTL-0 Map-Register to their map-servers, as at stop); the rest follow <see cref="UpdateDatabase"/>
+    /// (SMRs and a register round when something appeared or changed, nothing sent for mappings that stayed the same).
+    /// Key, algorithm, interval, TTLs and flags apply from the next Map-Register. Runs on the thread that owns the ETR.
+    /// </summary>
+    public IReadOnlyList<ControlAction> Reconfigure(EtrOptions options, DateTimeOffset now)
+    {
+        if (options.Key.Length == 0 && options.Algorithm != AuthAlgorithm.None) throw new ArgumentException("an ETR needs the site key to register");
+        if (options.XtrId is not null && options.XtrId.Length != 16) throw new ArgumentException("xTR-ID must be 16 bytes");
+        var actions = new List<ControlAction>();
+        var removed = _database.Where(o => !options.Database.Any(m => m.Eid.SameKey(o.Eid))).ToList();
+        if (removed.Count > 0)
+        {
+            // Withdrawn with the old key and settings: the map-servers registered them under those.
+            var database = _database;
+            var next = _nextRegister;
+            _database = removed;
+            actions.AddRange(Withdraw(now));
+            _database = database;
+            _nextRegister = next;
+        }
+        bool settingsChanged = options.Key != _options.Key || options.Algorithm != _options.Algorithm || options.KeyId != _options.KeyId ||
+            options.RecordTtl != _options.RecordTtl || options.WantMapNotify != _options.WantMapNotify || options.ProxyReply != _options.ProxyReply ||
+            options.UseTtlForTimeout != _options.UseTtlForTimeout || options.SiteId != _options.SiteId ||
+            !(options.XtrId ?? []).AsSpan().SequenceEqual(_options.XtrId ?? []);
+        if (options.Key != _options.Key) _key = new AuthenticationKey(Encoding.UTF8.GetBytes(options.Key));
+        var interval = _options.RegisterInterval;
+        _options = options;
+        foreach (var m in removed)
+        {
+            foreach (var k in _state.Keys.Where(k => k.Item2 == m.Eid.ToString()).ToList()) _state.Remove(k);
+        }
+        var scheduled = _nextRegister;
+        actions.AddRange(UpdateDatabase(options.Database, now));
+        if (_nextRegister == scheduled)   // UpdateDatabase sent no register round (nothing appeared or changed)
+        {
+            // What the map-servers hold must carry the new settings soon: register now when they changed, and never
+            // wait longer than the new interval.
+            if (settingsChanged) actions.AddRange(RegisterNow(now));
+            else if (options.RegisterInterval < interval && _nextRegister is { } due && due > now + options.RegisterInterval) _nextRegister = now + options.RegisterInterval;
+        }
+        return actions;
     }
 
     /// <summary>

@@ -176,7 +176,7 @@ public sealed record SiteTableRow(
 /// </summary>
 public sealed class MapServer
 {
-    private readonly MapServerOptions _options;
+    private MapServerOptions _options;
     private readonly ControlCounters _counters;
     private readonly EidTable<RegisteredEid> _table = new();
     // Entries holding only tombstones (withdrawn or expired registrants inside their replay horizon): see Settle.
@@ -187,14 +187,14 @@ public sealed class MapServer
     private readonly Interner<IPEndPoint> _registerers = new(EqualityComparer<IPEndPoint>.Default);
     private readonly RegistrationLimits _limits;
     // A site without its own max_registrations may hold its share of the table (issue 12, item 7): one site cannot fill it.
-    private readonly int _defaultSiteLimit;
+    private int _defaultSiteLimit;
     private readonly ShardContext? _shard;
     private IReadOnlyList<MapServer> _siblings = [];
     private int _ownCount;
     private readonly List<(SiteConfig Site, EidPrefix Prefix)> _sitePrefixes = [];
     private readonly List<(IPEndPoint Itr, EidPrefix Eid, DateTimeOffset At)> _proxyRequesters = [];
     private readonly Random _random = SecureRandom.Instance;
-    private readonly bool _debug;
+    private bool _debug;
 
     /// <summary>One EID-prefix in the table and who registered it (usually one registrant).</summary>
     /// <remarks>
@@ -412,7 +412,7 @@ public sealed class MapServer
     private sealed class Registrant(RegisteredEid entry, SiteConfig site, IPEndPoint registerer, long first)
     {
         public readonly RegisteredEid Entry = entry;
-        public readonly SiteConfig Site = site;
+        public SiteConfig Site = site;   // re-pointed by Reconfigure when its site's settings change
         public readonly long FirstRegistered = first;
         // The nonces of the last NonceWindow Map-Registers accepted for it (0 is never stored: RFC 9301 lets an ETR
         // that wants no Map-Notify send nonce 0, which cannot tell a replay from a refresh).
@@ -1416,6 +1416,85 @@ public sealed class MapServer
         return new SiteTableRow(site, eid, configured, true, last.Registerer, regs.Min(r => r.FirstRegistered), last.LastRegistered,
             last.FlagsText, rlocs, regs.Count);
     }
+
+    /// <summary>
+    /// Config reload (SIGHUP): takes new sites and limits without losing the table. A site whose settings are all the
+    /// same keeps its <see cref="SiteConfig"/> object, so its registrations stay as they are. A changed site (key,
+    /// prefixes, algorithms, limit) takes the new settings: its registrations that the new prefixes still cover stay
+    /// (the next Map-Register authenticates with the new key), the others are dropped. A removed site's registrations
+    /// are dropped. The shard, EID filter, name and negative-reply policy of this map-server are kept from before.
+    /// Runs on the thread that owns this map-server; returns log lines saying what changed.
+    /// </summary>
+    /// <param name="droppedBySite">
+    /// Registrations dropped per site name, added to (shards of one map-server share one, the logging shard last, so its
+    /// lines count every slice); null: this map-server's own.
+    /// </param>
+    public IReadOnlyList<ControlAction> Reconfigure(MapServerOptions options, Dictionary<string, int>? droppedBySite = null)
+    {
+        var actions = new List<ControlAction>();
+        var old = _options.Sites;
+        var kept = new List<SiteConfig>(options.Sites.Count);
+        foreach (var s in options.Sites)
+        {
+            if (s.Key.Length == 0) throw new ArgumentException($"site '{s.Name}' has an empty key");
+            var before = old.FirstOrDefault(o => o.Name == s.Name);
+            kept.Add(before is not null && SameSite(before, s) ? before : s);
+        }
+        var current = new HashSet<SiteConfig>(kept, ReferenceEqualityComparer.Instance);
+        var byName = kept.ToDictionary(s => s.Name, StringComparer.Ordinal);
+        var entries = new List<RegisteredEid>();
+        foreach (var e in _table.Values()) entries.Add(e);
+        entries.AddRange(_graves.Values);
+        droppedBySite ??= new Dictionary<string, int>(StringComparer.Ordinal);
+        foreach (var e in entries)
+        {
+            foreach (var r in e.All())
+            {
+                if (r.Removed || current.Contains(r.Site)) continue;
+                if (byName.TryGetValue(r.Site.Name, out var renewed) && Covers(renewed, e.Eid))
+                {
+                    r.Site = renewed;
+                    e.Invalidate();
+                    continue;
+                }
+                if (!r.Tombstone && !r.Replica) droppedBySite[r.Site.Name] = droppedBySite.GetValueOrDefault(r.Site.Name) + 1;
+                RemoveRegistrant(r);
+            }
+        }
+        _options = _options with
+        {
+            Sites = kept,
+            RegistrationTimeout = options.RegistrationTimeout,
+            MaxRegistrations = options.MaxRegistrations,
+            MaxRegistrantsPerEid = options.MaxRegistrantsPerEid,
+            LogLevel = options.LogLevel,
+        };
+        _debug = _options.LogLevel <= LogLevel.Debug;
+        _defaultSiteLimit = kept.Count > 1 ? (int)Math.Min(int.MaxValue, ((long)_options.MaxRegistrations + kept.Count - 1) / kept.Count) : 0;
+        _sitePrefixes.Clear();
+        foreach (var s in kept)
+        {
+            foreach (var p in s.EidPrefixes) _sitePrefixes.Add((s, p.Canonical()));
+        }
+        foreach (var s in kept)
+        {
+            var before = old.FirstOrDefault(o => o.Name == s.Name);
+            if (before is null) actions.Add(new LogAction(LogLevel.Info, "site-added", $"site {s.Name}: {string.Join(", ", s.EidPrefixes)}"));
+            else if (!ReferenceEquals(before, s)) actions.Add(new LogAction(LogLevel.Info, "site-changed", $"site {s.Name}: new settings; {droppedBySite.GetValueOrDefault(s.Name)} registration(s) it no longer covers dropped"));
+        }
+        foreach (var o in old)
+        {
+            if (!byName.ContainsKey(o.Name)) actions.Add(new LogAction(LogLevel.Info, "site-removed", $"site {o.Name}: removed; {droppedBySite.GetValueOrDefault(o.Name)} registration(s) dropped"));
+        }
+        return actions;
+    }
+
+    /// <summary>Same settings (the record's own equality compares lists by reference and the prepared key).</summary>
+    public static bool SameSite(SiteConfig a, SiteConfig b) =>
+        a.Name == b.Name && a.Key == b.Key && a.AcceptMoreSpecifics == b.AcceptMoreSpecifics && a.AcceptAnyEid == b.AcceptAnyEid &&
+        a.Description == b.Description && a.MaxRegistrations == b.MaxRegistrations &&
+        a.AllowedAlgorithms.SequenceEqual(b.AllowedAlgorithms) &&
+        a.EidPrefixes.Select(p => p.ToString()).SequenceEqual(b.EidPrefixes.Select(p => p.ToString()), StringComparer.Ordinal);
 
     /// <summary>Site-table text, one line per row (for `show site` and logs).</summary>
     public static string Format(IReadOnlyList<SiteTableRow> rows)

@@ -17,7 +17,13 @@ public static class RunCommand
         Runs the appliance: the control plane roles named in the config (itr, etr, map-server,
         map-resolver) on UDP control_port of each listen address, with the mapping system the config
         chooses (static map-servers/resolvers, [decent.pull] or [decent.push]). Logs one line per event
-        on stdout. Stops cleanly on SIGINT/SIGTERM.
+        on stdout. Stops cleanly on SIGINT/SIGTERM (withdrawing its registrations). SIGHUP reloads
+        the config file: a file that does not validate is refused (one config-reload-failed line, the
+        node keeps its config); otherwise sites, database mappings, keys, register interval, limits and
+        the log level change in place, keeping registrations, the map-cache and the sockets; settings
+        that need a restart (listen, roles, control_threads, mapping system, ITR, [data_plane],
+        [management]) keep their old value and are logged. Under systemd (Type=notify) it sends
+        READY=1, RELOADING=1, STOPPING=1 and WATCHDOG=1 to $NOTIFY_SOCKET itself.
 
         Without --config it runs the embedded default: one node on 127.0.0.1 that is ETR + ITR +
         map-server + map-resolver for itself, registers the demo EIDs [0]10.1.1.0/24 and [0]'demo-node',
@@ -119,8 +125,11 @@ public static class RunCommand
         }
 
         using var stopped = new ManualResetEventSlim();
+        using var reloadAsked = new AutoResetEvent(false);
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.Set(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopped.Set(); });
+        using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; reloadAsked.Set(); });
+        using var notify = SystemdNotify.FromEnvironment(log);
         log.Info("config", $"loaded {source}");
         DataPlaneHost? dataPlane = null;
         if (config.DataPlane is { } dpc)
@@ -162,13 +171,45 @@ public static class RunCommand
                 foreach (var eid in requests) host.RequestLookup(eid);
             }, TaskScheduler.Default);
         }
-        stopped.Wait();
+        notify.Ready($"{config.Name}: listening on {string.Join(", ", host.LocalEndpoints)}");
+        notify.StartWatchdog(host.Ping);
+        while (WaitHandle.WaitAny([stopped.WaitHandle, reloadAsked]) == 1)
+        {
+            Reload(cl.Value("config"), level, host, log, notify);
+        }
         log.Info("signal", "stopping");
+        notify.Stopping();
         management?.Dispose();
         dataPlane?.Dispose();
         host.Dispose();
         (mapping as IDisposable)?.Dispose();
         return 0;
+    }
+
+    /// <summary>SIGHUP: re-reads and validates the config, then applies it (NodeHost.Reload); a bad file changes nothing.</summary>
+    private static void Reload(string? path, string? levelOverride, NodeHost host, Log log, SystemdNotify notify)
+    {
+        notify.Reloading();
+        log.Info("signal", $"SIGHUP: reloading {path ?? "the embedded default config"}");
+        try
+        {
+            NodeConfig next;
+            try
+            {
+                next = path is not null ? ConfigLoader.LoadFile(path) : ConfigLoader.Parse(DefaultConfigText(), "embedded default config");
+            }
+            catch (ConfigException e)
+            {
+                host.ReloadRefused($"bad config: {e.Message}");
+                return;
+            }
+            if (levelOverride is not null) next = next with { LogLevel = levelOverride };   // the command line still wins
+            host.Reload(next, TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            notify.Ready($"{host.Config.Name}: running ({host.Reloads} reload(s), {host.ReloadFailures} refused)");
+        }
     }
 
     internal static string DefaultConfigText()

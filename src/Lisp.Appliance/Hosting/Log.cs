@@ -58,7 +58,14 @@ public sealed class Log : IDisposable
         _writer.Start();
     }
 
-    public LogLevel Minimum { get; }
+    private volatile int _minimum;
+
+    /// <summary>Lines below this level are dropped; a config reload may change it while the node runs.</summary>
+    public LogLevel Minimum
+    {
+        get => (LogLevel)_minimum;
+        set => _minimum = (int)value;
+    }
 
     /// <summary>Lines per event name per second let through (0 = unlimited); beyond it lines are suppressed and summarized.</summary>
     public int LinesPerKindPerSecond { get; }

@@ -44,7 +44,7 @@ public sealed partial class NodeHost : IDisposable
     private const int ReceiveSlotBytes = 65535;
     private const int SlotBytes = 9216;
 
-    private readonly NodeConfig _config;
+    private NodeConfig _config;   // replaced by a config reload (NodeHostReload.cs)
     private readonly Log _log;
     private readonly UdpControlTransport _transport;
     private readonly IReadOnlyList<(int Fd, IPEndPoint Local)> _descriptors;
