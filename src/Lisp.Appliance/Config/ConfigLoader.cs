@@ -66,6 +66,7 @@ public static partial class ConfigLoader
         {
             throw TomlSyntax.ConversionError(doc, e, sourceName);
         }
+        TomlSyntax.CheckTableArraysKept(doc, root, sourceName);
         var r = new Reader(sourceName);
         r.NoControlCharacters(root, "");
         return r.Read(root);

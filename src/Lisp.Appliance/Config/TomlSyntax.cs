@@ -11,6 +11,35 @@ namespace Lisp.Appliance.Config;
 /// </summary>
 internal static partial class TomlSyntax
 {
+    /// <summary>
+    /// Tomlyn 2.10.2 keeps only the last group of an array of tables whose headers are split by another array of tables
+    /// (<c>[[site]] [[database]] [[site]]</c> reads one site; valid TOML appends). Rather than lose sites or database
+    /// mappings without a word, a config whose model holds fewer elements than its syntax tree has headers is refused,
+    /// naming the header that was dropped and the fix.
+    /// </summary>
+    public static void CheckTableArraysKept(DocumentSyntax doc, Tomlyn.Model.TomlTable root, string source)
+    {
+        var headers = new Dictionary<string, List<int>>(StringComparer.Ordinal);
+        foreach (var table in doc.Tables)
+        {
+            if (table is not TableArraySyntax) continue;
+            string name = KeyText(table.Name);
+            if (!headers.TryGetValue(name, out var lines)) headers[name] = lines = [];
+            lines.Add(table.Span.Start.Line + 1);
+        }
+        foreach (var (name, lines) in headers)
+        {
+            object? node = root;
+            foreach (var part in name.Split('.'))
+            {
+                node = node is Tomlyn.Model.TomlTable t && t.TryGetValue(part, out var v) ? v : null;
+            }
+            if (node is not Tomlyn.Model.TomlTableArray array || array.Count >= lines.Count) continue;
+            throw new ConfigException($"{source}:{lines[0]}: [[{name}]] is written {lines.Count} times (lines {string.Join(", ", lines)}), " +
+                $"split by other [[...]] tables, and the TOML reader kept only {array.Count}: write all the [[{name}]] tables one after another");
+        }
+    }
+
     /// <summary>The first error of a document whose syntax tree has errors.</summary>
     public static ConfigException Error(DocumentSyntax doc, string source)
     {

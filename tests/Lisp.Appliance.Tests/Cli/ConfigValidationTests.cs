@@ -269,4 +269,35 @@ public sealed class ConfigValidationTests : IDisposable
         Assert.Contains("etr.register_interval: must be a duration", e, StringComparison.Ordinal);
         Assert.DoesNotContain("internal error", e, StringComparison.Ordinal);
     }
+
+    [Fact]
+    public void Split_site_tables_are_refused_rather_than_losing_sites_and_together_they_are_all_read()
+    {
+        // [[site]], then [[database]], then [[site]] again: the TOML reader kept only the last site (found while
+        // testing reload); --check must refuse it, naming the headers, instead of saying "1 site(s)".
+        string split = Base + """
+            [[site]]
+            name = "second"
+            key = "k"
+            eid_prefixes = ["[0]10.2.0.0/16"]
+
+            """;
+        var (rc, _, e) = Check(split);
+        Assert.Equal(1, rc);
+        Assert.Matches(@"\[\[site\]\] is written 2 times \(lines \d+, \d+\), split by other \[\[\.\.\.\]\] tables, and the TOML reader kept only 1", e);
+        // The same two sites written together: both read.
+        string together = Base.Replace("""
+            [[database]]
+            """, """
+            [[site]]
+            name = "second"
+            key = "k"
+            eid_prefixes = ["[0]10.2.0.0/16"]
+
+            [[database]]
+            """, StringComparison.Ordinal);
+        var (rc2, o2, e2) = Check(together);
+        Assert.True(rc2 == 0, e2);
+        Assert.Contains("2 site(s)", o2, StringComparison.Ordinal);
+    }
 }
