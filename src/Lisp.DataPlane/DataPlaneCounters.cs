@@ -94,6 +94,8 @@ public sealed class DataPlaneCounters
     public long GleansPosted;
     /// <summary>ETR (gleaning on): gleaning candidates the glean queue refused (full or over its rate).</summary>
     public long GleansRefused;
+    /// <summary>ETR (accept_from = "known"): Map-Requests asked for the inner source EID of a packet from an unknown RLOC.</summary>
+    public long UnknownSourceLookups;
     public long Batches;
 
     // Per-packet on the worker threads: forced inline so a drop is one indexed increment, not a call.
@@ -129,6 +131,7 @@ public sealed class DataPlaneCounters
             s.DestVersionNewer += Volatile.Read(ref c.DestVersionNewer);
             s.GleansPosted += Volatile.Read(ref c.GleansPosted);
             s.GleansRefused += Volatile.Read(ref c.GleansRefused);
+            s.UnknownSourceLookups += Volatile.Read(ref c.UnknownSourceLookups);
             s.Batches += Volatile.Read(ref c.Batches);
         }
         return s;

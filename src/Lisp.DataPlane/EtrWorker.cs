@@ -39,6 +39,7 @@ public sealed class EtrWorker : IDisposable
     private readonly GleanQueue? _gleans;
     private readonly EchoNonceTable? _echo;
     private readonly MissSuppressor _gleanSuppressor = new(1024, 1.0);
+    private readonly MissSuppressor _unknownSuppressor = new(1024, 1.0);
     // The map-cache snapshot of the current batch, acquired at most once per batch (null until a packet needs it)
     // and released at the end of the batch (with chunk recycling it must not outlive the batch).
     private MapCacheSnapshot? _snap;
@@ -156,11 +157,6 @@ public sealed class EtrWorker : IDisposable
             if (!TryPlainControl(p, i)) Counters.Drop(DropReason.UnknownInstance);
             return;
         }
-        if (_known is not null && !FromKnownSource(i))
-        {
-            Counters.Drop(DropReason.UnknownSource);
-            return;
-        }
         var inner = p.Slice(8);
         int innerLength;
         if (inner.Length >= 20 && inner[0] >> 4 == 4 && (inner[0] & 15) >= 5) innerLength = BinaryPrimitives.ReadUInt16BigEndian(inner.Slice(2));
@@ -169,6 +165,12 @@ public sealed class EtrWorker : IDisposable
         if (innerLength < 20 || innerLength > inner.Length)
         {
             if (!TryPlainControl(p, i)) Counters.Drop(DropReason.InnerMalformed);
+            return;
+        }
+        if (_known is not null && !FromKnownSource(i))
+        {
+            Counters.Drop(DropReason.UnknownSource);
+            AskForUnknownSource(inner, iid);
             return;
         }
         if ((p[0] & 0x10) != 0) CheckVersions(p, inner, iid);
@@ -233,6 +235,19 @@ public sealed class EtrWorker : IDisposable
         var a = inner.Slice(8, 16);
         key = BinaryPrimitives.ReadUInt64BigEndian(a) * 31 ^ BinaryPrimitives.ReadUInt64BigEndian(a.Slice(8)) ^ ((ulong)iid << 40);
         return _snap.TryLookupV6(iid, V6Key.FromBytes(a), 0, out r);
+    }
+
+    /// <summary>
+    /// accept_from = "known": a packet from an unknown RLOC asks the mapping system for its inner source EID (through
+    /// the miss queue, at most once per source EID per refresh interval). If the mapping names that RLOC, it enters the
+    /// map-cache, the filter learns it, and the sender's next packets are decapsulated: a peer is known once the
+    /// mapping system vouches for it, so a first contact is not refused for ever.
+    /// </summary>
+    private void AskForUnknownSource(ReadOnlySpan<byte> inner, uint iid)
+    {
+        if (_misses is null || _reader is null) return;
+        if (LookupSource(inner, iid, out _, out ulong key) || !_unknownSuppressor.ShouldPost(key, _now)) return;
+        if (_misses.TryPost(new Miss(iid, SourceAddress(inner)), _now)) Counters.UnknownSourceLookups++;
     }
 
     private bool FromKnownSource(int i)

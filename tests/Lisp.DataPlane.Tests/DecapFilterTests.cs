@@ -114,6 +114,34 @@ public sealed class DecapFilterTests : IDisposable
         Assert.True(set.Contains(RlocKey.From(IPAddress.Parse("2001:db8:ffff::1"))));
     }
 
+    [Fact]
+    public void A_packet_from_an_unknown_rloc_asks_once_for_its_inner_source_and_passes_once_the_rloc_is_known()
+    {
+        var cache = new Lisp.MapCache.MapCacheWriter();
+        var misses = new MissQueue(capacity: 64, ratePerSecond: 1000, burst: 100);
+        var filter = new DecapFilter([]);
+        var o = new DataPlaneOptions { InstanceId = Iid, LocalRlocV4 = Rloc, BatchSize = 16, MaxPacket = 2000, AcceptFrom = filter };
+        var etr = new EtrWorker(_underlay.Bind(Rloc), new Dictionary<uint, ITun> { [Iid] = _tun }, o, snapshot: () => cache.Current, misses: misses);
+        _dispose.Add(etr);
+        From("192.0.2.50");
+        From("192.0.2.50");
+        Assert.Equal(2, etr.RunOnce(0));
+        Assert.Equal(2, etr.Counters[DropReason.UnknownSource]);
+        Assert.Equal(1, etr.Counters.UnknownSourceLookups);   // suppressed for the second packet
+        var asked = new List<Miss>();
+        misses.Drain(asked);
+        var miss = Assert.Single(asked);
+        Assert.Equal(Iid, miss.InstanceId);
+        Assert.Equal(IPAddress.Parse("10.1.0.1"), miss.Address);   // the inner source EID, not the outer RLOC
+
+        // The mapping system answered with that RLOC: the control thread publishes it and the next packet passes.
+        filter.Publish([RlocKey.From(IPAddress.Parse("192.0.2.50"))]);
+        From("192.0.2.50");
+        Assert.Equal(1, etr.RunOnce(0));
+        Assert.Equal(1, etr.Counters.DecapPackets);
+        Assert.Equal(1, etr.Counters.UnknownSourceLookups);
+    }
+
     public void Dispose()
     {
         foreach (var d in _dispose) d.Dispose();

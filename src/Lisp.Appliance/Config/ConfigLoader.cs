@@ -325,7 +325,7 @@ public static partial class ConfigLoader
             const string k = "data_plane.";
             Allow(t, k, "tun", "instance_id", "addresses", "routes", "workers", "data_port", "underlay_mtu", "tun_mtu", "miss_policy",
                 "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval", "io",
-                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry");
+                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry", "accept_from", "accept_prefixes");
             if (!cfg.Has("itr") && !cfg.Has("etr")) throw Bad("data_plane", "the data plane needs the itr or etr role");
             if (cfg.Rlocs.Count == 0) throw Bad("node.rlocs", "the data plane needs local RLOCs (the outer source addresses)");
             var tun = Str(t, k + "tun") ?? "lisp0";
@@ -356,7 +356,11 @@ public static partial class ConfigLoader
                 EchoNonceInterval = Duration(t, k + "echo_nonce_interval", Limits.EchoNonce) ?? TimeSpan.FromSeconds(10),
                 EchoNonceTimeout = Duration(t, k + "echo_nonce_timeout", Limits.EchoNonce) ?? TimeSpan.FromSeconds(3),
                 EchoNonceRetry = Duration(t, k + "echo_nonce_retry", Limits.EchoNonce) ?? TimeSpan.FromSeconds(30),
+                AcceptFrom = Choice(t, k + "accept_from", ["any", "known"]) ?? "any",
+                AcceptPrefixes = Prefixes("accept_prefixes"),
             };
+            if (d.AcceptFrom == "any" && d.AcceptPrefixes.Count > 0)
+                throw Bad(k + "accept_prefixes", "only used with accept_from = \"known\" (with \"any\" every source is accepted)");
             return d;
         }
 

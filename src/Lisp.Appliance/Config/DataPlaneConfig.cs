@@ -47,7 +47,7 @@ public sealed record DataPlaneConfig
     public int BatchSize { get; init; } = 64;
     /// <summary>"auto" (io_uring when the start-up probe passes, else syscalls), "io_uring" (same, logged as forced) or "syscalls".</summary>
     public string Io { get; init; } = "auto";
-    /// <summary>Bring the TUN up and add its addresses and routes (with iproute2); false when the operator does it.</summary>
+    /// <summary>Bring the TUN up and add its addresses and routes (rtnetlink from the binary); false when the operator does it.</summary>
     public bool ConfigureTun { get; init; } = true;
     /// <summary>Log the counters this often when they changed (zero = only at stop).</summary>
     public TimeSpan StatsInterval { get; init; } = TimeSpan.FromSeconds(10);
@@ -56,4 +56,12 @@ public sealed record DataPlaneConfig
     public TimeSpan EchoNonceInterval { get; init; } = TimeSpan.FromSeconds(10);
     public TimeSpan EchoNonceTimeout { get; init; } = TimeSpan.FromSeconds(3);
     public TimeSpan EchoNonceRetry { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// "any" (default): the ETR decapsulates from every source. "known": only from RLOCs in the map-cache, the node's
+    /// configured map-servers, map-resolvers and push-group members, and <see cref="AcceptPrefixes"/>; others are
+    /// dropped and counted (unknown-source).
+    /// </summary>
+    public string AcceptFrom { get; init; } = "any";
+    /// <summary>Outer source prefixes always accepted with accept_from = "known" (e.g. the site's own RLOC space).</summary>
+    public IReadOnlyList<IpPrefix> AcceptPrefixes { get; init; } = [];
 }

@@ -41,6 +41,14 @@ public sealed class DataPlaneHost : IDisposable
         _gleanTtl = node.GleanTtl;
         _gleans = node.Glean ? new GleanQueue() : null;
         var options = BuildOptions(config, node);
+        if (config.AcceptFrom == "known")
+        {
+            _filter = new DecapFilter(config.AcceptPrefixes.Select(p => (p.Address, p.Length)));
+            _peers = node.MapServers.Concat(node.MapResolvers).Concat(node.DecentPush?.Members ?? [])
+                .Select(e => RlocKey.From(e.Address)).Distinct().ToArray();
+            _filter.Publish(_peers);
+            options = options with { AcceptFrom = _filter };
+        }
         var mode = config.SendMode switch { "raw" => SendMode.Raw, "udp" => SendMode.Udp, _ => SendMode.Auto };
         var control = host.Push is { ReceivesFromDataPlane: true } push ? new ControlHandoff(push.FromDataPlane, ControlQueueCapacity) : null;
         var io = config.Io switch { "io_uring" => IoMode.IoUring, "syscalls" => IoMode.Syscalls, _ => IoMode.Auto };
@@ -118,7 +126,8 @@ public sealed class DataPlaneHost : IDisposable
                 (dp._engine.Control is not null ? "; instance-id 0xffffff (push-group Map-Registers) goes to the control plane" : "") +
                 (config.EchoNonce ? $"; echo-nonce on (request every {config.EchoNonceInterval.TotalSeconds:0.###} s, timeout {config.EchoNonceTimeout.TotalSeconds:0.###} s, retry {config.EchoNonceRetry.TotalSeconds:0.###} s)" : "") +
                 (node.Glean ? $"; gleaning on (TTL {node.GleanTtl.TotalSeconds:0.###} s)" : "") +
-                (node.MapVersion != 0 ? $"; map-version {node.MapVersion}" : ""));
+                (node.MapVersion != 0 ? $"; map-version {node.MapVersion}" : "") +
+                (dp._filter is not null ? $"; accept_from known ({dp._peers.Length} configured peer(s), {config.AcceptPrefixes.Count} prefix(es) and the map-cache's RLOCs)" : ""));
             return dp;
         }
         catch
@@ -176,14 +185,54 @@ public sealed class DataPlaneHost : IDisposable
     private void PublishIfChanged()
     {
         if (_echo is not null) TickEchoNonce();
+        if (_filterChanged)
+        {
+            _filterChanged = false;
+            _filter!.Publish(_rlocUses.Keys.Concat(_peers));
+        }
         if (!_changed) return;
         _changed = false;
         _writer.Publish();
     }
 
     /// <summary>Control thread: mirror one ITR map-cache change into the writer (published at the end of the turn).</summary>
+    // ---- accept_from = "known": the map-cache's RLOCs (counted per entry that names them) and the configured peers,
+    // published to the ETR workers' filter at the end of a control turn that changed the set.
+    private readonly DecapFilter? _filter;
+    private readonly RlocKey[] _peers = [];
+    private readonly Dictionary<RlocKey, int> _rlocUses = [];
+    private readonly Dictionary<EidPrefix, RlocKey[]> _entryRlocs = [];
+    private bool _filterChanged;
+
+    private void TrackRlocs(MapCacheChanged change)
+    {
+        if (_entryRlocs.Remove(change.Eid, out var old))
+        {
+            foreach (var r in old)
+            {
+                if (--_rlocUses[r] > 0) continue;
+                _rlocUses.Remove(r);
+                _filterChanged = true;
+            }
+        }
+        if (change.Entry is not { IsNegative: false } entry) return;
+        var now = entry.Locators.Where(l => l.Locator is IpAddress).Select(l => RlocKey.From(((IpAddress)l.Locator).Address)).Distinct().ToArray();
+        if (now.Length == 0) return;
+        _entryRlocs[change.Eid] = now;
+        foreach (var r in now)
+        {
+            if (_rlocUses.TryGetValue(r, out int n)) _rlocUses[r] = n + 1;
+            else
+            {
+                _rlocUses[r] = 1;
+                _filterChanged = true;
+            }
+        }
+    }
+
     private void OnMapCacheChanged(MapCacheChanged change)
     {
+        if (_filter is not null) TrackRlocs(change);
         long expires = change.Entry?.ExpiresAt.UtcTicks ?? 0;
         if (change.Entry is null)
         {

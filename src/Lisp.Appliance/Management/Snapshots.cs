@@ -180,6 +180,7 @@ public static class Snapshots
         view.Events["dest-version-newer"] = Volatile.Read(ref c.DestVersionNewer);
         view.Events["gleans-posted"] = Volatile.Read(ref c.GleansPosted);
         view.Events["gleans-refused"] = Volatile.Read(ref c.GleansRefused);
+        view.Events["unknown-source-lookups"] = Volatile.Read(ref c.UnknownSourceLookups);
         return view;
     }
 
