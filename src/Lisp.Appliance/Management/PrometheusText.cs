@@ -25,6 +25,16 @@ public static class PrometheusText
         w.Sample("lisp_up", 1, ("node", status.Name));
         w.Family("lisp_uptime_seconds", "gauge", "Seconds since the appliance started.");
         w.Sample("lisp_uptime_seconds", status.UptimeSeconds, ("node", status.Name));
+        // The runtime's collector: every thread stops during a blocking collection, the control shards too, so its
+        // pauses are part of the latency operators see (read straight from the GC, any thread).
+        w.Family("lisp_runtime_gc_collections_total", "counter", "Garbage collections by generation (2 includes background ones).");
+        for (int g = 0; g <= 2; g++) w.Sample("lisp_runtime_gc_collections_total", GC.CollectionCount(g), ("node", status.Name), ("generation", g.ToString(CultureInfo.InvariantCulture)));
+        w.Family("lisp_runtime_gc_pause_seconds_total", "counter", "Time all threads were paused by the garbage collector.");
+        w.Sample("lisp_runtime_gc_pause_seconds_total", GC.GetTotalPauseDuration().TotalSeconds, ("node", status.Name));
+        w.Family("lisp_runtime_heap_bytes", "gauge", "Managed heap size after the last collection.");
+        w.Sample("lisp_runtime_heap_bytes", GC.GetGCMemoryInfo().HeapSizeBytes, ("node", status.Name));
+        w.Family("lisp_runtime_allocated_bytes_total", "counter", "Bytes allocated on the managed heap since start.");
+        w.Sample("lisp_runtime_allocated_bytes_total", GC.GetTotalAllocatedBytes(), ("node", status.Name));
 
         w.Family("lisp_control_drops_total", "counter", "Control messages dropped, by reason.");
         foreach (var n in counters.Control)
