@@ -192,6 +192,11 @@ public sealed class ManagementTests(ManagementNode node) : IClassFixture<Managem
             samples.Add((name, m.Groups["labels"].Value, v));
         }
         Assert.Contains(samples, s => s.Name == "lisp_up" && s.Value == 1);
+        // The collector's figures: three generations, a heap and allocations that are not zero in a running node.
+        Assert.Equal(3, samples.Count(s => s.Name == "lisp_runtime_gc_collections_total"));
+        Assert.Contains(samples, s => s.Name == "lisp_runtime_gc_pause_seconds_total");
+        Assert.Contains(samples, s => s.Name == "lisp_runtime_heap_bytes" && s.Value > 0);
+        Assert.Contains(samples, s => s.Name == "lisp_runtime_allocated_bytes_total" && s.Value > 0);
         Assert.Contains(samples, s => s.Name == "lisp_control_events_total" && s.Labels == "node=\"mgmt-demo\",event=\"registration-accepted\"" && s.Value >= 1);
         Assert.Contains(samples, s => s.Name == "lisp_control_drops_total" && s.Labels == "node=\"mgmt-demo\",reason=\"auth-failure\"");
         Assert.Contains(samples, s => s.Name == "lisp_map_server_registrations" && s.Value == 2);
