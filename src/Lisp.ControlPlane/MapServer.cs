@@ -1344,6 +1344,21 @@ public sealed class MapServer
         return list;
     }
 
+    /// <summary>Whether exactly <paramref name="eid"/> has a live registration in any shard (call it with every shard parked).</summary>
+    public bool HasLiveRegistration(EidPrefix eid, DateTimeOffset now)
+    {
+        var key = EidKey.From(eid.Canonical());
+        long t = now.UtcTicks;
+        for (int shard = 0; shard <= _siblings.Count; shard++)
+        {
+            var m = shard == 0 ? this : _siblings[shard - 1];
+            if (m._table.Get(key) is not { } e) continue;
+            foreach (var r in e.All())
+                if (!r.Replica && !r.Tombstone && r.ExpiresAt > t) return true;
+        }
+        return false;
+    }
+
     /// <summary>Where a paged walk of the registrations stopped: a shard (0: this one, then its siblings) and the last key read there.</summary>
     public readonly record struct RegistrationCursor(int Shard, EidKey? After);
 

@@ -128,6 +128,8 @@ public sealed class ManagementServer : IDisposable
                     return Json(Status(), ManagementJsonContext.Default.StatusView);
                 case "/api/site-table" or "/api/map-cache" or "/api/registrations":
                     if (TablePages.Arguments(request.Query, out var error) is not var (limit, after)) return HttpServer.Simple(400, error!);
+                    if (path == "/api/site-table" && after is not null && !TablePages.IsSiteCursor(after))
+                        return HttpServer.Simple(400, "after is not a cursor this server gave (use the page's `next`)");
                     return path switch
                     {
                         "/api/site-table" => Json(await _pages.SiteTable(limit, after, QueryTimeout).ConfigureAwait(false), ManagementJsonContext.Default.SiteTableView),

@@ -25,14 +25,14 @@ public sealed class TablePages
     /// <summary>How long a snapshot's control-thread read may wait for the shards (the HTTP request waits less).</summary>
     public static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(30);
 
-    private readonly Published<SiteSnapshot> _siteTable;
     private readonly Published<Keyed<MapCacheEntryView>> _mapCache;
     private readonly Published<Keyed<RegistrationView>> _registrations;
+    private readonly NodeHost _host;
     private long _snapshots, _visits, _longestTicks;
 
     public TablePages(NodeHost host)
     {
-        _siteTable = new(this, host, () => new SiteRead(), BuildSiteTable);
+        _host = host;
         _mapCache = new(this, host, () => new MapCacheRead(), BuildMapCache);
         _registrations = new(this, host, () => new RegistrationsRead(), BuildRegistrations);
     }
@@ -57,37 +57,6 @@ public sealed class TablePages
     private interface ISlicedRead
     {
         bool Step(ControlNodeSet nodes, DateTimeOffset now);
-    }
-
-    private sealed class SiteRead : ISlicedRead
-    {
-        public readonly List<(string Node, List<string> Endpoints, IReadOnlyList<SiteConfig> Sites, List<Registration> Regs)> MapServers = [];
-        private List<MapServer>? _servers;
-        private int _server;
-        private MapServer.RegistrationCursor _cursor;
-
-        public bool Step(ControlNodeSet nodes, DateTimeOffset now)
-        {
-            if (_servers is null)
-            {
-                _servers = [];
-                foreach (var (node, _) in nodes.All)
-                {
-                    if (node.MapServer is not { } ms) continue;
-                    _servers.Add(ms);
-                    MapServers.Add((node.Options.Name, node.Options.LocalEndpoints.Select(e => e.ToString()).ToList(), ms.Options.Sites, []));
-                }
-            }
-            if (_server >= _servers.Count) return true;
-            var next = _servers[_server].RegistrationsSlice(_cursor, SliceEntries, now, MapServers[_server].Regs);
-            if (next is { } c) _cursor = c;
-            else
-            {
-                _server++;
-                _cursor = default;
-            }
-            return _server >= _servers.Count;
-        }
     }
 
     private sealed class MapCacheRead : ISlicedRead
@@ -131,50 +100,6 @@ public sealed class TablePages
         public readonly List<T> Rows = rows;
         public readonly DateTimeOffset At = at;
         public readonly object? Extra = extra;
-    }
-
-    private sealed class SiteSnapshot(List<string> keys, List<SiteRowView> rows, DateTimeOffset at, List<(string Node, List<string> Endpoints, int First, int Count)> servers)
-        : Keyed<SiteRowView>(keys, rows, at)
-    {
-        public readonly List<(string Node, List<string> Endpoints, int First, int Count)> Servers = servers;
-    }
-
-    private static SiteSnapshot BuildSiteTable(ISlicedRead read, DateTimeOffset now)
-    {
-        var r = (SiteRead)read;
-        var keys = new List<string>();
-        var rows = new List<SiteRowView>();
-        var servers = new List<(string, List<string>, int, int)>();
-        for (int n = 0; n < r.MapServers.Count; n++)
-        {
-            var (node, endpoints, sites, regs) = r.MapServers[n];
-            int first = rows.Count;
-            var bySite = regs.GroupBy(x => x.Site, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.ToList(), StringComparer.Ordinal);
-            for (int s = 0; s < sites.Count; s++)
-            {
-                var site = sites[s];
-                var byEid = (bySite.GetValueOrDefault(site.Name) ?? []).GroupBy(x => x.Eid.ToString(), StringComparer.Ordinal)
-                    .ToDictionary(g => g.Key, g => (g.First().Eid, Regs: g.OrderBy(x => x.Registerer.ToString(), StringComparer.Ordinal).ToList()), StringComparer.Ordinal);
-                var siteRows = new SortedDictionary<string, SiteRowView>(StringComparer.Ordinal);
-                foreach (var p in site.EidPrefixes)
-                {
-                    var pc = p.Canonical();
-                    string text = pc.ToString();
-                    siteRows[text] = Row(site.Name, text, true, byEid.TryGetValue(text, out var e) ? e.Regs : []);
-                }
-                foreach (var (text, e) in byEid)
-                {
-                    if (!siteRows.ContainsKey(text)) siteRows[text] = Row(site.Name, text, false, e.Regs);
-                }
-                foreach (var (text, row) in siteRows)
-                {
-                    keys.Add($"{n:D4}\u0001{s:D6}\u0001{text}");
-                    rows.Add(row);
-                }
-            }
-            servers.Add((node, endpoints, first, rows.Count - first));
-        }
-        return new SiteSnapshot(keys, rows, now, servers);
     }
 
     private static SiteRowView Row(string site, string eid, bool configured, List<Registration> regs)
@@ -277,22 +202,163 @@ public sealed class TablePages
         return (start, end, end < keys.Count && end > start ? Encode(keys[end - 1]) : null);
     }
 
+    /// <summary>
+    /// A page of the site table, read straight from the map-server tables: each control-thread visit reads at most
+    /// <see cref="SliceEntries"/> EIDs after the cursor (O(depth) to resume), and the page's rows are built on the
+    /// caller's thread, so a page costs O(limit) however large the table is, and no table-sized copy is ever made
+    /// (the 1-hour soak showed whole-table snapshots costing the control plane its p99 and, built at low priority,
+    /// the API its answers). Order per map-server: the registered EIDs in table order (shard, then EID key: address
+    /// order, shorter prefix first), one row per EID and site, then the configured prefixes nobody registered.
+    /// </summary>
     public async Task<SiteTableView> SiteTable(int limit, string? after, TimeSpan wait)
     {
-        var snap = await _siteTable.Get(wait).ConfigureAwait(false);
-        var (start, end, next) = Cut(snap.Keys, limit, after);
+        var cursor = after is null ? new SiteCursor(0, 0, 0, null) : SiteCursor.Parse(after) ?? throw new FormatException("not a site-table cursor");
+        var servers = new List<(string Node, List<string> Endpoints, int Total, List<SiteRowView> Rows)>();
+        var deadline = Stopwatch.GetTimestamp() + (long)(wait.TotalSeconds * Stopwatch.Frequency);
+        int rows = 0;
+        DateTimeOffset? at = null;
+        SiteCursor? next = cursor;
+        while (next is { } c && rows < limit)
+        {
+            var left = TimeSpan.FromSeconds(Math.Max(0.05, (deadline - Stopwatch.GetTimestamp()) / (double)Stopwatch.Frequency));
+            var visit = await _host.QueryAsync((nodes, now) => Timed(() => SiteVisit(nodes, now, c, Math.Min(SliceEntries, limit - rows))), left).ConfigureAwait(false);
+            at ??= visit.Now;
+            foreach (var part in visit.Parts)
+            {
+                if (servers.Count > 0 && servers[^1].Node == part.Node) servers[^1].Rows.AddRange(part.Rows);
+                else servers.Add((part.Node, part.Endpoints, part.Total, part.Rows));
+                rows += part.Rows.Count;
+            }
+            next = visit.Next;
+        }
         return new SiteTableView
         {
-            Total = snap.Rows.Count,
+            Total = servers.Sum(x => x.Total),
             Limit = limit,
-            Next = next,
-            SnapshotAt = snap.At,
-            MapServers = snap.Servers.Select(s =>
-            {
-                int a = Math.Max(start, s.First), b = Math.Min(end, s.First + s.Count);
-                return new MapServerTableView { Node = s.Node, Endpoints = s.Endpoints, Total = s.Count, Rows = b > a ? snap.Rows.GetRange(a, b - a) : [] };
-            }).ToList(),
+            Next = next is { } n ? Encode(n.ToString()) : null,
+            SnapshotAt = at,
+            MapServers = servers.Select(x => new MapServerTableView { Node = x.Node, Endpoints = x.Endpoints, Total = x.Total, Rows = x.Rows }).ToList(),
         };
+    }
+
+    /// <summary>Whether a decoded ?after= value is a site-table cursor (untrusted text).</summary>
+    public static bool IsSiteCursor(string after) => SiteCursor.Parse(after) is not null;
+
+    private T Timed<T>(Func<T> read)
+    {
+        long t0 = Stopwatch.GetTimestamp();
+        var r = read();
+        long ticks = Stopwatch.GetTimestamp() - t0;
+        Interlocked.Increment(ref _visits);
+        long seen;
+        while (ticks > (seen = Interlocked.Read(ref _longestTicks)) && Interlocked.CompareExchange(ref _longestTicks, ticks, seen) != seen)
+        {
+        }
+        return r;
+    }
+
+    /// <summary>Where a site-table page goes on: map-server node, phase (0: registered EIDs, 1: unregistered configured prefixes), shard or index, last key.</summary>
+    private readonly record struct SiteCursor(int Server, int Phase, int Position, Lisp.ControlPlane.Tables.EidKey? After)
+    {
+        public override string ToString() => $"s1|{Server}|{Phase}|{Position}|{(After is { } k ? KeyText(k) : "-")}";
+
+        private static string KeyText(Lisp.ControlPlane.Tables.EidKey k) => string.Join('|', (int)k.Family, k.InstanceId, k.Bits.ToString("x", System.Globalization.CultureInfo.InvariantCulture),
+            k.Length, (int)k.GroupFamily, (int)k.SourceFamily, k.SourceBits.ToString("x", System.Globalization.CultureInfo.InvariantCulture), k.SourceLength, k.Text is null ? "-" : "=" + k.Text);
+
+        /// <summary>The cursor a page gave (untrusted text): null when it is not one.</summary>
+        public static SiteCursor? Parse(string text)
+        {
+            var f = text.Split('|', 14);
+            var inv = System.Globalization.CultureInfo.InvariantCulture;
+            if (f.Length < 5 || f[0] != "s1" || !int.TryParse(f[1], System.Globalization.NumberStyles.None, inv, out int server)
+                || !int.TryParse(f[2], System.Globalization.NumberStyles.None, inv, out int phase) || phase is not (0 or 1)
+                || !int.TryParse(f[3], System.Globalization.NumberStyles.None, inv, out int position)) return null;
+            if (f.Length == 5 && f[4] == "-") return new SiteCursor(server, phase, position, null);
+            if (f.Length != 13 || !int.TryParse(f[4], System.Globalization.NumberStyles.None, inv, out int family) || family > (int)Lisp.ControlPlane.Tables.EidFamily.SourceGroup
+                || !uint.TryParse(f[5], System.Globalization.NumberStyles.None, inv, out uint iid)
+                || !UInt128.TryParse(f[6], System.Globalization.NumberStyles.AllowHexSpecifier, inv, out var bits)
+                || !int.TryParse(f[7], System.Globalization.NumberStyles.None, inv, out int length) || length > 128
+                || !int.TryParse(f[8], System.Globalization.NumberStyles.None, inv, out int groupFamily) || groupFamily > (int)Lisp.ControlPlane.Tables.EidFamily.SourceGroup
+                || !int.TryParse(f[9], System.Globalization.NumberStyles.None, inv, out int sourceFamily) || sourceFamily > (int)Lisp.ControlPlane.Tables.EidFamily.SourceGroup
+                || !UInt128.TryParse(f[10], System.Globalization.NumberStyles.AllowHexSpecifier, inv, out var sourceBits)
+                || !int.TryParse(f[11], System.Globalization.NumberStyles.None, inv, out int sourceLength) || sourceLength > 128
+                || !(f[12] == "-" || f[12].StartsWith('='))) return null;
+            var key = new Lisp.ControlPlane.Tables.EidKey((Lisp.ControlPlane.Tables.EidFamily)family, iid, bits, length, f[12] == "-" ? null : f[12][1..],
+                (Lisp.ControlPlane.Tables.EidFamily)groupFamily, (Lisp.ControlPlane.Tables.EidFamily)sourceFamily, sourceBits, sourceLength);
+            return new SiteCursor(server, phase, position, key);
+        }
+    }
+
+    private sealed record SitePart(string Node, List<string> Endpoints, int Total, List<SiteRowView> Rows);
+
+    private sealed record SiteVisitResult(DateTimeOffset Now, List<SitePart> Parts, SiteCursor? Next);
+
+    /// <summary>
+    /// Control thread, every shard parked: up to <paramref name="max"/> EIDs (or configured prefixes) from
+    /// <paramref name="c"/> on, as rows. Rows are built here: a slice is small, and its registrations are read once.
+    /// </summary>
+    private static SiteVisitResult SiteVisit(ControlNodeSet nodes, DateTimeOffset now, SiteCursor c, int max)
+    {
+        var servers = nodes.All.Where(n => n.Node.MapServer is not null).Select(n => n.Node).ToList();
+        var parts = new List<SitePart>();
+        int server = c.Server, phase = c.Phase, position = c.Position;
+        var after = c.After;
+        int taken = 0;
+        while (server < servers.Count && taken < max)
+        {
+            var node = servers[server];
+            var ms = node.MapServer!;
+            var sites = ms.Options.Sites;
+            var configured = new HashSet<(string, Lisp.ControlPlane.Tables.EidKey)>();
+            foreach (var site in sites)
+                foreach (var p in site.EidPrefixes) configured.Add((site.Name, Lisp.ControlPlane.Tables.EidKey.From(p.Canonical())));
+            var rows = new List<SiteRowView>();
+            // Registrations (one row each unless an EID has several registrants) plus the configured prefixes nobody
+            // registered: O(configured prefixes), never O(table).
+            int total = ms.RegistrationCount + sites.Sum(s => s.EidPrefixes.Count(p => !ms.HasLiveRegistration(p, now)));
+            if (phase == 0)
+            {
+                var regs = new List<Registration>();
+                var next = ms.RegistrationsSlice(new MapServer.RegistrationCursor(position, after), max - taken, now, regs);
+                foreach (var group in regs.GroupBy(r => (r.Site, Key: Lisp.ControlPlane.Tables.EidKey.From(r.Eid.Canonical()))))
+                {
+                    var list = group.OrderBy(x => x.Registerer.ToString(), StringComparer.Ordinal).ToList();
+                    rows.Add(Row(group.Key.Site, list[0].Eid.Canonical().ToString(), configured.Contains(group.Key), list));
+                }
+                // A slice that stopped early reached the end (its rows stand for what it read); a full one used the budget.
+                taken = next is null ? taken + rows.Count : max;
+                if (next is { } n)
+                {
+                    position = n.Shard;
+                    after = n.After;
+                }
+                else
+                {
+                    phase = 1;
+                    position = 0;
+                    after = null;
+                }
+            }
+            if (phase == 1 && taken < max)
+            {
+                var list = sites.SelectMany(s => s.EidPrefixes.Select(p => (Site: s.Name, Prefix: p.Canonical()))).ToList();
+                while (position < list.Count && taken < max)
+                {
+                    var (site, prefix) = list[position++];
+                    taken++;
+                    if (!ms.HasLiveRegistration(prefix, now)) rows.Add(Row(site, prefix.ToString(), true, []));
+                }
+                if (position >= list.Count)
+                {
+                    server++;
+                    phase = 0;
+                    position = 0;
+                    after = null;
+                }
+            }
+            parts.Add(new SitePart(node.Options.Name, node.Options.LocalEndpoints.Select(e => e.ToString()).ToList(), total, rows));
+        }
+        return new SiteVisitResult(now, parts, server < servers.Count ? new SiteCursor(server, phase, position, after) : null);
     }
 
     public async Task<MapCacheView> MapCache(int limit, string? after, TimeSpan wait)
