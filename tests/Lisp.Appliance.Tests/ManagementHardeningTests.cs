@@ -101,6 +101,12 @@ public sealed class ManagementHardeningTests
         Assert.Equal(400, Http.Send(management, "GET", "/api/site-table?limit=0").Status);
         Assert.Equal(400, Http.Send(management, "GET", "/api/site-table?limit=10001").Status);
         Assert.Equal(400, Http.Send(management, "GET", "/api/site-table?after=%%%").Status);
+        // Well-formed base64url that is not a site-table cursor (a map-cache style key; a truncated cursor).
+        foreach (var bogus in new[] { "[0]10.0.0.1/32", "s1|0|0", "s1|0|2|0|-", "s1|0|0|0|0|0|zz|32|0|0|0|0|-" })
+        {
+            string cursor = Convert.ToBase64String(Encoding.UTF8.GetBytes(bogus)).TrimEnd('=').Replace('+', '-').Replace('/', '_');
+            Assert.Equal(400, Http.Send(management, "GET", "/api/site-table?after=" + cursor).Status);
+        }
         Assert.Equal(200, Http.Send(management, "GET", "/api/map-cache?limit=5").Status);
         Assert.Equal(200, Http.Send(management, "GET", "/api/registrations?limit=5").Status);
         Assert.Null(process.ExitCode);

@@ -128,9 +128,11 @@ public static class RunCommand
         using var reloadAsked = new AutoResetEvent(false);
         using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stopped.Set(); });
         using var intr = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stopped.Set(); });
+        bool hupWasIgnored = SignalDisposition.UnignoreHangup();
         using var hup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c => { c.Cancel = true; reloadAsked.Set(); });
         using var notify = SystemdNotify.FromEnvironment(log);
         log.Info("config", $"loaded {source}");
+        if (hupWasIgnored) log.Info("signal", "SIGHUP was ignored by whoever started this process (nohup?); it is taken again: SIGHUP reloads the config");
         DataPlaneHost? dataPlane = null;
         if (config.DataPlane is { } dpc)
         {

@@ -268,7 +268,7 @@ public sealed class TablePages
         /// <summary>The cursor a page gave (untrusted text): null when it is not one.</summary>
         public static SiteCursor? Parse(string text)
         {
-            var f = text.Split('|', 14);
+            var f = text.Split('|', 13);   // the last field (an exact EID's text) may itself hold '|'
             var inv = System.Globalization.CultureInfo.InvariantCulture;
             if (f.Length < 5 || f[0] != "s1" || !int.TryParse(f[1], System.Globalization.NumberStyles.None, inv, out int server)
                 || !int.TryParse(f[2], System.Globalization.NumberStyles.None, inv, out int phase) || phase is not (0 or 1)
