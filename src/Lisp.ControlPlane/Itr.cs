@@ -173,11 +173,8 @@ public sealed partial class Itr
     public IReadOnlyList<MapCacheEntry> Entries(DateTimeOffset now) =>
         _cache.Values.Where(e => e.ExpiresAt > now).OrderBy(e => e.Eid.ToString(), StringComparer.Ordinal).ToList();
 
-    /// <summary>Every live entry, unsorted (a management read: the caller sorts on its own thread, not the control thread).</summary>
     /// <summary>A bounded slice of the live entries in key order (see <see cref="ItrCacheTable.Slice"/>); null: the end was reached.</summary>
     public Tables.EidKey? EntriesSlice(Tables.EidKey? after, int max, DateTimeOffset now, List<MapCacheEntry> into) => _cache.Slice(after, max, now, into);
-
-    public IReadOnlyList<MapCacheEntry> EntriesUnordered(DateTimeOffset now) => _cache.Values.Where(e => e.ExpiresAt > now).ToList();
 
     public DateTimeOffset? NextDeadline
     {

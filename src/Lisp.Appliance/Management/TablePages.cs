@@ -244,11 +244,14 @@ public sealed class TablePages
     /// <summary>Whether a decoded ?after= value is a site-table cursor (untrusted text).</summary>
     public static bool IsSiteCursor(string after) => SiteCursor.Parse(after) is not null;
 
-    private T Timed<T>(Func<T> read)
+    private T Timed<T>(Func<T> read) => Timed(read, out _);
+
+    /// <summary>Runs one control-thread visit, counts it, keeps the longest, and gives its cost in ticks.</summary>
+    private T Timed<T>(Func<T> read, out long ticks)
     {
         long t0 = Stopwatch.GetTimestamp();
         var r = read();
-        long ticks = Stopwatch.GetTimestamp() - t0;
+        ticks = Stopwatch.GetTimestamp() - t0;
         Interlocked.Increment(ref _visits);
         long seen;
         while (ticks > (seen = Interlocked.Read(ref _longestTicks)) && Interlocked.CompareExchange(ref _longestTicks, ticks, seen) != seen)
@@ -428,15 +431,8 @@ public sealed class TablePages
             {
                 var (done, now) = await host.QueryAsync((nodes, now) =>
                 {
-                    long t0 = Stopwatch.GetTimestamp();
-                    bool finished = reader.Step(nodes, now);
-                    long ticks = Stopwatch.GetTimestamp() - t0;
+                    bool finished = owner.Timed(() => reader.Step(nodes, now), out long ticks);
                     Interlocked.Add(ref total, ticks);
-                    Interlocked.Increment(ref owner._visits);
-                    long seen;
-                    while (ticks > (seen = Interlocked.Read(ref owner._longestTicks)) && Interlocked.CompareExchange(ref owner._longestTicks, ticks, seen) != seen)
-                    {
-                    }
                     return (finished, now);
                 }, ReadTimeout).ConfigureAwait(false);
                 at ??= now;
