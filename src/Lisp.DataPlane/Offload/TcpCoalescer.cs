@@ -175,11 +175,11 @@ public sealed class TcpCoalescer
                 if (info.Psh || info.Payload < open.GsoSize) CloseFlow(slot);
                 return true;
             }
-            CloseFlow(slot);
+            CloseFlow(slot); // the slot is free now and is reused below
         }
-        else
+        else if (!info.Psh)
         {
-            slot = FreeSlot();
+            slot = FreeSlot(); // a PSH packet is a finished group of one: it takes no slot
         }
 
         int member = AddMember(packet, info, id);
