@@ -97,6 +97,16 @@ public sealed class DataPlaneCounters
     /// <summary>ETR (accept_from = "known"): Map-Requests asked for the inner source EID of a packet from an unknown RLOC.</summary>
     public long UnknownSourceLookups;
     public long Batches;
+    /// <summary>ITR: segmentation-offload super-packets read from the TUN, and the segments they were split into.</summary>
+    public long SuperPackets, SuperSegments;
+    /// <summary>ITR: UDP_SEGMENT sendmsg calls (each carries several encapsulated segments).</summary>
+    public long GsoSends;
+    /// <summary>ITR: packets whose transport checksum the host left to us (virtio NEEDS_CSUM) and we completed.</summary>
+    public long ChecksumsCompleted;
+    /// <summary>ETR: UDP_GRO buffers received that held more than one datagram, and the datagrams in them.</summary>
+    public long GroBuffers, GroDatagrams;
+    /// <summary>ETR: TUN writes of coalesced TCP super-packets, and the segments they carried.</summary>
+    public long CoalescedWrites, CoalescedSegments;
 
     // Per-packet on the worker threads: forced inline so a drop is one indexed increment, not a call.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -133,6 +143,14 @@ public sealed class DataPlaneCounters
             s.GleansRefused += Volatile.Read(ref c.GleansRefused);
             s.UnknownSourceLookups += Volatile.Read(ref c.UnknownSourceLookups);
             s.Batches += Volatile.Read(ref c.Batches);
+            s.SuperPackets += Volatile.Read(ref c.SuperPackets);
+            s.SuperSegments += Volatile.Read(ref c.SuperSegments);
+            s.GsoSends += Volatile.Read(ref c.GsoSends);
+            s.ChecksumsCompleted += Volatile.Read(ref c.ChecksumsCompleted);
+            s.GroBuffers += Volatile.Read(ref c.GroBuffers);
+            s.GroDatagrams += Volatile.Read(ref c.GroDatagrams);
+            s.CoalescedWrites += Volatile.Read(ref c.CoalescedWrites);
+            s.CoalescedSegments += Volatile.Read(ref c.CoalescedSegments);
         }
         return s;
     }
@@ -142,6 +160,8 @@ public sealed class DataPlaneCounters
         var sb = new StringBuilder();
         sb.Append($"encap {EncapPackets} pkts {EncapBytes} B, decap {DecapPackets} pkts {DecapBytes} B, misses {MissesPosted} (+{MissesRefused} refused), icmp-too-big {IcmpTooBig}, fragmented {Fragmented}, held-then-sent {HeldThenSent}, control {ControlPackets}, plain-control {PlainControlPackets}, drops");
         if (GleansPosted + GleansRefused > 0) sb.Insert(sb.Length - ", drops".Length, $", gleaned {GleansPosted} (+{GleansRefused} refused)");
+        if (SuperPackets + GroBuffers + CoalescedWrites + ChecksumsCompleted > 0)
+            sb.Insert(sb.Length - ", drops".Length, $", offload super-packets {SuperPackets} -> {SuperSegments} segments ({GsoSends} gso sends, {ChecksumsCompleted} checksums completed), gro {GroBuffers} buffers of {GroDatagrams} datagrams, coalesced {CoalescedWrites} writes of {CoalescedSegments} segments");
         if (VersionedPackets + VersionedSent > 0) sb.Insert(sb.Length - ", drops".Length, $", versioned sent {VersionedSent} received {VersionedPackets} (refreshes {VersionRefreshes}, dest stale {DestVersionStale}, dest newer {DestVersionNewer})");
         bool any = false;
         for (int i = 0; i < ReasonCount; i++)

@@ -20,6 +20,12 @@ public sealed record DataPlaneOptions
     public IPAddress? LocalRlocV4 { get; init; }
     public IPAddress? LocalRlocV6 { get; init; }
     public ushort DataPort { get; init; } = Lisp.Wire.DataHeader.Port;
+    /// <summary>
+    /// Segmentation and checksum offloads (issue 13): the TUN with virtio-net headers (TSO4/TSO6/USO, checksum), UDP GSO on
+    /// the underlay in UDP send mode, UDP GRO and TCP coalescing on the ETR. Each is probed at start; what the kernel
+    /// refuses falls back to the plain path with a logged reason. False: the plain path throughout.
+    /// </summary>
+    public bool Offload { get; init; } = true;
     /// <summary>Underlay MTU: an encapsulated packet larger than this is fragmented or answered with ICMP too-big.</summary>
     public int UnderlayMtu { get; init; } = 1500;
     public MissPolicy MissPolicy { get; init; } = MissPolicy.Drop;

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
+using Lisp.DataPlane.Offload;
 using Lisp.MapCache;
 using Lisp.Wire;
 
@@ -48,6 +49,16 @@ public sealed class EtrWorker : IDisposable
     private DecapFilter.KnownRlocs? _known;
     private UInt128 _lastAccepted;
 
+    // Offloads. A UDP_GRO receiver hands us runs of datagrams in one slot (split here by PacketBatch.SegmentSize); a TUN
+    // with virtio-net headers takes coalesced TCP super-packets (TcpCoalescer per TUN) and plain packets behind a zero
+    // header. Plain packets are written in arrival order between the groups formed before them, so a flow's packets
+    // keep their order. Up to CoalesceLimit packets per TUN are gathered before a flush.
+    private readonly TcpCoalescer?[] _coalescers;
+    private readonly int[][] _plainSlot, _plainOffset, _plainLength, _plainAfterGroups;
+    private readonly int[] _plainCount, _offered;
+    /// <summary>Packets gathered per TUN before they are written (coalesced groups and plain packets together).</summary>
+    public const int CoalesceLimit = 256;
+
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
     /// <param name="snapshot">the ITR's map-cache (map-versioning compares source versions with it) as a plain source (tests); null: no checks</param>
@@ -67,10 +78,19 @@ public sealed class EtrWorker : IDisposable
         _receiver = receiver;
         _iids = tuns.Keys.ToArray();
         _tuns = _iids.Select(i => tuns[i]).ToArray();
-        _batch = new PacketBatch(options.BatchSize, options.MaxPacket + 16);
+        // A UDP_GRO buffer holds up to 64 KiB of coalesced datagrams: fewer, larger slots (touched only as used).
+        bool gro = receiver is UdpBatchSocket { GroEnabled: true };
+        _batch = gro ? new PacketBatch(Math.Min(options.BatchSize, 32), 65535) : new PacketBatch(options.BatchSize, options.MaxPacket + 16);
         _pollMs = options.PollMs;
         _pending = _tuns.Select(_ => new int[_batch.Capacity]).ToArray();
         _pendingCount = new int[_tuns.Length];
+        _coalescers = _tuns.Select(t => t.VnetHeader ? new TcpCoalescer(CoalesceLimit, 64, Math.Max(options.MaxPacket, 1600)) : null).ToArray();
+        _plainSlot = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
+        _plainOffset = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
+        _plainLength = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
+        _plainAfterGroups = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
+        _plainCount = new int[_tuns.Length];
+        _offered = new int[_tuns.Length];
         Counters = counters ?? new DataPlaneCounters();
     }
 
@@ -91,7 +111,22 @@ public sealed class EtrWorker : IDisposable
         _now = Stopwatch.GetTimestamp();
         _known = _o.AcceptFrom?.Current;
         _lastAccepted = UInt128.Zero;
-        for (int i = 0; i < n; i++) Decapsulate(i);
+        for (int i = 0; i < n; i++)
+        {
+            int size = _batch.SegmentSize[i], length = _batch.Length[i];
+            if (size <= 0 || length <= size)
+            {
+                Decapsulate(i, _batch.Offset[i], length);
+                continue;
+            }
+            // UDP_GRO: several datagrams of `size` bytes back to back (the last may be shorter).
+            Counters.GroBuffers++;
+            for (int at = 0; at < length; at += size)
+            {
+                Counters.GroDatagrams++;
+                Decapsulate(i, _batch.Offset[i] + at, Math.Min(size, length - at));
+            }
+        }
         if (_snap is not null)
         {
             _snap = null;
@@ -99,6 +134,7 @@ public sealed class EtrWorker : IDisposable
         }
         for (int k = 0; k < _tuns.Length; k++)
         {
+            if (_coalescers[k] is not null) FlushVnet(k);
             int m = _pendingCount[k];
             if (m == 0) continue;
             _pendingCount[k] = 0;
@@ -121,15 +157,15 @@ public sealed class EtrWorker : IDisposable
         return n;
     }
 
-    private void Decapsulate(int i)
+    /// <summary>One datagram: slot <paramref name="i"/>'s bytes at <paramref name="offset"/> (the whole slot, or one datagram of a UDP_GRO run).</summary>
+    private void Decapsulate(int i, int offset, int len)
     {
-        int len = _batch.Length[i];
         if (len < 0)
         {
             Counters.Drop(DropReason.Truncated);
             return;
         }
-        var p = _batch.Packet(i);
+        var p = _batch.Slot(i).Slice(offset, len);
         if (len < 8 || (p[0] & 0x90) == 0x90)
         {
             Counters.Drop(DropReason.BadHeader);
@@ -180,10 +216,74 @@ public sealed class EtrWorker : IDisposable
             // Echo-nonce: a request (E) to echo back, or maybe the echo of ours (E clear).
             _echo.OnReceive(rloc, (p[0] & 0x20) != 0, (uint)(p[1] << 16 | p[2] << 8 | p[3]), _now);
         }
+        if (_coalescers[tun] is not null)
+        {
+            Offer(tun, i, offset + 8, innerLength);
+            return;
+        }
+        if (offset != _batch.Offset[i])
+        {
+            // One datagram of a UDP_GRO run into a plain TUN (not set up this way by the engine): written on its own.
+            if (_tuns[tun].Write(inner.Slice(0, innerLength)))
+            {
+                Counters.DecapPackets++;
+                Counters.DecapBytes += innerLength;
+            }
+            else Counters.Drop(DropReason.TunWriteError);
+            return;
+        }
         // Strip in place (offset moves past the LISP header) and queue for this TUN's batch write.
-        _batch.Offset[i] += 8;
+        _batch.Offset[i] = offset + 8;
         _batch.Length[i] = innerLength;
         _pending[tun][_pendingCount[tun]++] = i;
+    }
+
+    /// <summary>A decapsulated packet for a virtio-net-header TUN: into a coalesced group, or kept in order as a plain packet.</summary>
+    private void Offer(int tun, int slot, int offset, int length)
+    {
+        if (_offered[tun] == CoalesceLimit) FlushVnet(tun);
+        _offered[tun]++;
+        Counters.DecapBytes += length;
+        var c = _coalescers[tun]!;
+        if (c.TryAdd(_batch.Slot(slot).Slice(offset, length), slot)) return;
+        int m = _plainCount[tun]++;
+        _plainSlot[tun][m] = slot;
+        _plainOffset[tun][m] = offset;
+        _plainLength[tun][m] = length;
+        _plainAfterGroups[tun][m] = c.GroupCount;
+    }
+
+    /// <summary>Writes what <see cref="Offer"/> gathered for TUN <paramref name="k"/>: groups and plain packets in arrival order.</summary>
+    private void FlushVnet(int k)
+    {
+        var c = _coalescers[k]!;
+        var tun = _tuns[k];
+        int groups = c.GroupCount, plains = _plainCount[k], g = 0;
+        for (int m = 0; m <= plains; m++)
+        {
+            int until = m < plains ? _plainAfterGroups[k][m] : groups;
+            for (; g < until; g++)
+            {
+                int members = c.Members(g);
+                if (tun.WriteWithHeader(c.Group(g)))
+                {
+                    Counters.DecapPackets += members;
+                    if (members > 1)
+                    {
+                        Counters.CoalescedWrites++;
+                        Counters.CoalescedSegments += members;
+                    }
+                }
+                else Counters.Drop(DropReason.TunWriteError, members);
+            }
+            if (m == plains) break;
+            var packet = _batch.Slot(_plainSlot[k][m]).Slice(_plainOffset[k][m], _plainLength[k][m]);
+            if (tun.Write(packet)) Counters.DecapPackets++;
+            else Counters.Drop(DropReason.TunWriteError);
+        }
+        c.Reset();
+        _plainCount[k] = 0;
+        _offered[k] = 0;
     }
 
     /// <summary>

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
+using Lisp.DataPlane.Offload;
 using Lisp.MapCache;
 using Lisp.Wire;
 
@@ -50,6 +51,23 @@ public sealed class ItrWorker : IDisposable
 
     private readonly EchoNonceTable? _echo;
 
+    // Segmentation offload (the TUN speaks virtio-net headers): a super-packet is split here, after one lookup for
+    // the whole run, either into one contiguous buffer sent with UDP_SEGMENT (each segment behind its own LISP
+    // header) or into the slots of _segments, encapsulated like any packet and sent with sendmmsg.
+    private readonly bool _vnet;
+    private readonly byte[]? _gso;
+    private readonly int[] _segmentLengths = new int[MaxSegments];
+    private readonly PacketBatch? _segments;
+    private readonly byte[] _gsoAddress = new byte[PacketBatch.AddressSize];
+    private VirtioNetHeader _super;
+    private bool _isSuper;
+    /// <summary>Segments one super-packet may become (a 64 KiB TCP super-packet at an MSS of 256 or more).</summary>
+    public const int MaxSegments = 256;
+    /// <summary>Datagrams per UDP_SEGMENT sendmsg: the kernel's limit was 64 until Linux 6.x raised it; 64 works everywhere.</summary>
+    public const int MaxGsoSegments = 64;
+    /// <summary>Bytes per UDP_SEGMENT sendmsg: one UDP datagram's worth, under the 65,507-byte IPv4 payload limit.</summary>
+    public const int MaxGsoBytes = 65000;
+
     /// <param name="echo">echo-nonce on: the shared per-RLOC state (requests and echoes go into the nonce field)</param>
     public ItrWorker(ITun tun, Func<MapCacheSnapshot> snapshot, IBatchSender? v4, IBatchSender? v6, MissQueue misses,
         DataPlaneOptions options, DataPlaneCounters? counters = null, EchoNonceTable? echo = null)
@@ -70,13 +88,20 @@ public sealed class ItrWorker : IDisposable
         _misses = misses;
         _o = options;
         Counters = counters ?? new DataPlaneCounters();
-        _batch = new PacketBatch(options.BatchSize, options.MaxPacket);
+        _vnet = tun.VnetHeader;
+        // With offloads a read may be a 64 KiB super-packet: fewer, larger slots (memory is only touched as used).
+        _batch = _vnet ? new PacketBatch(Math.Min(options.BatchSize, 32), 65535) : new PacketBatch(options.BatchSize, options.MaxPacket);
+        if (_vnet)
+        {
+            _gso = GC.AllocateUninitializedArray<byte>(128 * 1024, pinned: true);
+            _segments = new PacketBatch(MaxSegments, Math.Max(576, options.UnderlayMtu));
+        }
         // Fragments of one batch: a 9000-byte packet over a 1280 underlay is 8 fragments; larger batches fall back to ICMP.
         _frags = new PacketBatch(Math.Min(1024, options.BatchSize * 2), Math.Max(128, options.UnderlayMtu));
         _hold = new PacketBatch(Math.Max(1, options.HoldPackets), options.MaxPacket);
         _holdSince = new long[_hold.Capacity];
         _holdUsed = new bool[_hold.Capacity];
-        _send4 = new int[Math.Max(_batch.Capacity, _hold.Capacity)];
+        _send4 = new int[Math.Max(Math.Max(_batch.Capacity, _hold.Capacity), MaxSegments)];
         _send6 = new int[_send4.Length];
         _fragIdx = new int[_frags.Capacity];
         _localV4 = options.LocalV4Value;
@@ -111,7 +136,11 @@ public sealed class ItrWorker : IDisposable
             if (n == 0) return 0;
             Counters.Batches++;
             _n4 = _n6 = _nFrag = 0;
-            for (int i = 0; i < n; i++) Process(_batch, i, snap, now, hold: true);
+            for (int i = 0; i < n; i++)
+            {
+                if (_vnet) ProcessWithHeader(i, snap, now);
+                else Process(_batch, i, snap, now, hold: true);
+            }
         }
         finally
         {
@@ -144,6 +173,150 @@ public sealed class ItrWorker : IDisposable
     }
 
     private enum Outcome { Queued, Dropped, Missed }
+
+    /// <summary>
+    /// A packet read with its virtio-net header (10 bytes just before it): a plain packet whose checksum the host left
+    /// to us is completed first (we told the device we accept that, TUN_F_CSUM); a super-packet (TSO/USO) is looked up
+    /// once and split at encapsulation (<see cref="EncapsulateSuper"/>). A super-packet that misses is not held (it is
+    /// up to 64 KiB; the sender's TCP retransmits): it asks for the mapping and is counted as a miss drop.
+    /// </summary>
+    private Outcome ProcessWithHeader(int i, MapCacheSnapshot snap, long now)
+    {
+        int off = _batch.Offset[i];
+        if (!VirtioNetHeader.TryRead(_batch.Slot(i).Slice(off - VirtioNetHeader.Size, VirtioNetHeader.Size), out var h))
+        {
+            Counters.Drop(DropReason.Malformed);
+            return Outcome.Dropped;
+        }
+        if (h.GsoKind == VirtioNetHeader.GsoNone)
+        {
+            if ((h.Flags & VirtioNetHeader.FlagNeedsCsum) != 0)
+            {
+                if (!Segmenter.TryCompleteChecksum(_batch.Packet(i), h))
+                {
+                    Counters.Drop(DropReason.Malformed);
+                    return Outcome.Dropped;
+                }
+                Counters.ChecksumsCompleted++;
+            }
+            return Process(_batch, i, snap, now, hold: true);
+        }
+        _super = h;
+        _isSuper = true;
+        try
+        {
+            return Process(_batch, i, snap, now, hold: false);
+        }
+        finally
+        {
+            _isSuper = false;
+        }
+    }
+
+    /// <summary>
+    /// Splits the super-packet in slot <paramref name="i"/> into segments that fit the underlay after encapsulation
+    /// (the MSS is lowered when the host's is too big for it, so no ICMP too-big is needed) and sends them to one RLOC:
+    /// what was queued before it in this batch goes first, so a flow's packets keep their order.
+    /// </summary>
+    private Outcome EncapsulateSuper(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
+    {
+        var pkt = b.Packet(i);
+        bool v4 = rlocs.IsV4(rloc);
+        var sender = v4 ? _v4 : _v6;
+        if (sender is null)
+        {
+            Counters.Drop(DropReason.NoLocalRloc);
+            return Outcome.Dropped;
+        }
+        int overhead = v4 ? Encapsulation.Ipv4Overhead : Encapsulation.Ipv6Overhead;
+        int headers = Segmenter.HeaderLength(pkt, _super);
+        if (headers < 0)
+        {
+            Counters.Drop(DropReason.Malformed);
+            return Outcome.Dropped;
+        }
+        int mss = Math.Min(_super.GsoSize == 0 ? int.MaxValue : _super.GsoSize, _o.UnderlayMtu - overhead - headers);
+        if (mss < 8)
+        {
+            Counters.Drop(DropReason.TooBig);
+            return Outcome.Dropped;
+        }
+        Counters.SuperPackets++;
+        Flush(b);
+        return sender is ISegmentSender { GsoEnabled: true } gso
+            ? SendSuperWithGso(gso, pkt, headers, mss, rlocs, rloc, flow, destVersion, now)
+            : SendSuperAsBatch(pkt, headers, mss, rlocs, rloc, flow, destVersion, now);
+    }
+
+    /// <summary>UDP mode with UDP_SEGMENT: [LISP header][segment] back to back, one sendmsg per 64 segments or 65,000 bytes.</summary>
+    private Outcome SendSuperWithGso(ISegmentSender socket, ReadOnlySpan<byte> pkt, int headers, int mss, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
+    {
+        int stride = DataHeader.Length + headers + mss;
+        int n = Segmenter.Segment(pkt, _super, mss, _gso, DataHeader.Length, _segmentLengths);
+        if (n <= 0)
+        {
+            Counters.Drop(DropReason.Malformed);
+            return Outcome.Dropped;
+        }
+        long bytes = 0;
+        for (int k = 0; k < n; k++)
+        {
+            var lisp = _gso.AsSpan(k * stride, DataHeader.Length);
+            FastEncapsulation.WriteLispHeader(lisp, _o.InstanceId, NextNonce());
+            Stamp(lisp, rlocs, rloc, destVersion, now);
+            bytes += _segmentLengths[k];
+        }
+        if (rlocs.IsV4(rloc)) PacketBatch.WriteV4Address(_gsoAddress, rlocs.V4(rloc), _o.DataPort);
+        else PacketBatch.WriteV6Address(_gsoAddress, rlocs.Bytes(rloc), _o.DataPort);
+        int perSend = Math.Max(1, Math.Min(MaxGsoSegments, MaxGsoBytes / stride));
+        int sent = 0;
+        for (int k = 0; k < n; k += perSend)
+        {
+            int m = Math.Min(perSend, n - k);
+            int length = (m - 1) * stride + DataHeader.Length + _segmentLengths[k + m - 1];
+            unsafe
+            {
+                fixed (byte* address = _gsoAddress)
+                {
+                    sent += socket.SendSegments(_gso!.AsSpan(k * stride, length), stride, address, flow);
+                }
+            }
+            Counters.GsoSends++;
+        }
+        Counters.SuperSegments += n;
+        Counters.EncapPackets += sent;
+        Counters.EncapBytes += sent == n ? bytes : bytes * sent / n;
+        if (sent < n) Counters.Drop(DropReason.SendError, n - sent);
+        return sent > 0 ? Outcome.Queued : Outcome.Dropped;
+    }
+
+    /// <summary>
+    /// Raw socket (or UDP without GSO): the segments land in the slots of <see cref="_segments"/>, each at the offset that
+    /// makes the splitter's stride equal the slot size (so it writes straight into the slots), and each is then
+    /// encapsulated as a packet of its own: per-flow source port, one sendmmsg for the run.
+    /// </summary>
+    private unsafe Outcome SendSuperAsBatch(ReadOnlySpan<byte> pkt, int headers, int mss, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
+    {
+        var batch = _segments!;
+        int prefix = batch.SlotSize - headers - mss;
+        int n = prefix < PacketBatch.Headroom ? -1
+            : Segmenter.Segment(pkt, _super, mss, new Span<byte>(batch.SlotPointer(0), batch.SlotSize * batch.Capacity), prefix, _segmentLengths.AsSpan(0, batch.Capacity));
+        if (n <= 0)
+        {
+            Counters.Drop(DropReason.Malformed);
+            return Outcome.Dropped;
+        }
+        int queued = 0;
+        for (int k = 0; k < n; k++)
+        {
+            batch.Offset[k] = prefix;
+            batch.Length[k] = _segmentLengths[k];
+            if (Encapsulate(batch, k, rlocs, rloc, flow, destVersion, now) == Outcome.Queued) queued++;
+        }
+        Counters.SuperSegments += n;
+        Flush(batch);
+        return queued > 0 ? Outcome.Queued : Outcome.Dropped;
+    }
 
     private Outcome Process(PacketBatch b, int i, MapCacheSnapshot snap, long now, bool hold)
     {
@@ -178,7 +351,9 @@ public sealed class ItrWorker : IDisposable
         switch (r.Status)
         {
             case LookupStatus.Forward:
-                return Encapsulate(b, i, snap.Rlocs, r.RlocIndex, flow, r.MapVersion, now);
+                return _isSuper
+                    ? EncapsulateSuper(b, i, snap.Rlocs, r.RlocIndex, flow, r.MapVersion, now)
+                    : Encapsulate(b, i, snap.Rlocs, r.RlocIndex, flow, r.MapVersion, now);
             case LookupStatus.Negative:
                 if (r.Action == MapReplyAction.NativelyForward)
                 {
@@ -211,6 +386,7 @@ public sealed class ItrWorker : IDisposable
         ushort sport = FlowHash.SourcePort(flow);
         bool tooBig = len + overhead > _o.UnderlayMtu;
         var inner = slot.Slice(off, len);
+        b.Flow[i] = flow;
         bool innerV4Df = inner[0] >> 4 == 4 && (inner[6] & 0x40) != 0;
         bool innerV6 = inner[0] >> 4 == 6;
         if (tooBig && (innerV4Df || innerV6 || !v4))
@@ -391,5 +567,6 @@ public sealed class ItrWorker : IDisposable
         _batch.Dispose();
         _frags.Dispose();
         _hold.Dispose();
+        _segments?.Dispose();
     }
 }

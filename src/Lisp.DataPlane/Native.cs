@@ -51,6 +51,16 @@ internal static unsafe partial class Native
     public const short IFF_TUN = 0x0001;
     public const short IFF_NO_PI = 0x1000;
     public const short IFF_MULTI_QUEUE = 0x0100;
+    public const short IFF_VNET_HDR = 0x4000;
+    /// <summary>_IOW('T', 208, unsigned int): which offloads the reader of the TUN accepts (TUN_F_* below).</summary>
+    public const uint TUNSETOFFLOAD = 0x400454d0;
+    /// <summary>_IOW('T', 216, int): the vnet header size (10 is the default; set it explicitly all the same).</summary>
+    public const uint TUNSETVNETHDRSZ = 0x400454d8;
+    public const uint TUN_F_CSUM = 0x01, TUN_F_TSO4 = 0x02, TUN_F_TSO6 = 0x04, TUN_F_TSO_ECN = 0x08, TUN_F_USO4 = 0x20, TUN_F_USO6 = 0x40;
+    // linux/udp.h (level SOL_UDP = IPPROTO_UDP)
+    public const int UDP_SEGMENT = 103;
+    public const int UDP_GRO = 104;
+    public const int EINVAL = 22;
     public const int IFNAMSIZ = 16;
 
     // Same numbers on x86-64 and arm64 (asm-generic table).
@@ -132,6 +142,12 @@ internal static unsafe partial class Native
 
     [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
     public static partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
+
+    [LibraryImport(Libc, EntryPoint = "writev", SetLastError = true)]
+    public static partial nint Writev(int fd, IoVec* iov, int count);
+
+    [LibraryImport(Libc, EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(int fd, MsgHdr* message, int flags);
 
     [LibraryImport(Libc, EntryPoint = "sendmmsg", SetLastError = true)]
     public static partial int SendMMsg(int fd, MMsgHdr* messages, uint count, int flags);

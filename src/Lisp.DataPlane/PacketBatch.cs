@@ -35,6 +35,8 @@ public sealed unsafe class PacketBatch : IDisposable
         NativeMemory.Clear(_addresses, (nuint)(AddressSize * capacity));
         Offset = new int[capacity];
         Length = new int[capacity];
+        SegmentSize = new int[capacity];
+        Flow = new uint[capacity];
     }
 
     public int Capacity { get; }
@@ -47,6 +49,10 @@ public sealed unsafe class PacketBatch : IDisposable
     /// <summary>Where each slot's packet starts (Headroom after a TUN read; the outer header's start after encapsulation).</summary>
     public readonly int[] Offset;
     public readonly int[] Length;
+    /// <summary>After a receive on a UDP_GRO socket: the size of each datagram coalesced into the slot (0: the slot holds one datagram).</summary>
+    public readonly int[] SegmentSize;
+    /// <summary>The inner flow hash of each slot the ITR encapsulated (a source-port pool sends a flow through one port).</summary>
+    public readonly uint[] Flow;
 
     // Slot accessors are called per packet by the ITR/ETR workers: forced inline (the native-AOT binary kept
     // them as calls otherwise; perf/inspect-codegen.sh shows the call sites).
@@ -71,9 +77,11 @@ public sealed unsafe class PacketBatch : IDisposable
     }
 
     /// <summary>Writes a sockaddr_in for slot <paramref name="i"/> (address host order).</summary>
-    public void SetV4Address(int i, uint address, ushort port)
+    public void SetV4Address(int i, uint address, ushort port) => WriteV4Address(AddressBytes(i), address, port);
+
+    /// <summary>Writes a sockaddr_in (address host order) into <paramref name="a"/> (at least 16 bytes).</summary>
+    public static void WriteV4Address(Span<byte> a, uint address, ushort port)
     {
-        var a = AddressBytes(i);
         a.Clear();
         BinaryPrimitives.WriteUInt16LittleEndian(a, Native.AF_INET); // sa_family is host order (little-endian here)
         BinaryPrimitives.WriteUInt16BigEndian(a.Slice(2), port);
@@ -81,9 +89,11 @@ public sealed unsafe class PacketBatch : IDisposable
     }
 
     /// <summary>Writes a sockaddr_in6 for slot <paramref name="i"/>.</summary>
-    public void SetV6Address(int i, ReadOnlySpan<byte> address, ushort port)
+    public void SetV6Address(int i, ReadOnlySpan<byte> address, ushort port) => WriteV6Address(AddressBytes(i), address, port);
+
+    /// <summary>Writes a sockaddr_in6 into <paramref name="a"/> (at least 28 bytes).</summary>
+    public static void WriteV6Address(Span<byte> a, ReadOnlySpan<byte> address, ushort port)
     {
-        var a = AddressBytes(i);
         a.Clear();
         BinaryPrimitives.WriteUInt16LittleEndian(a, Native.AF_INET6);
         BinaryPrimitives.WriteUInt16BigEndian(a.Slice(2), port);

@@ -22,6 +22,16 @@ public interface ITun : IDisposable
     bool Write(ReadOnlySpan<byte> packet);
 
     /// <summary>
+    /// True when the device speaks virtio-net headers (IFF_VNET_HDR): each packet <see cref="ReadBatch"/> returns has its
+    /// 10-byte header in the slot just before it (at Offset - 10), and may be a
+    /// segmentation-offload super-packet; <see cref="Write"/> adds an all-zero header itself.
+    /// </summary>
+    bool VnetHeader => false;
+
+    /// <summary>Writes bytes that already begin with a virtio-net header (a coalesced super-packet); false when refused or when <see cref="VnetHeader"/> is off.</summary>
+    bool WriteWithHeader(ReadOnlySpan<byte> headerAndPacket) => false;
+
+    /// <summary>
     /// Writes the packets of the slots in <paramref name="indices"/> (each at its Offset/Length) towards the host;
     /// returns how many went in and sets Length to -1 for each one the device refused. The slots are no longer
     /// referenced when this returns. Default: one <see cref="Write"/> per packet.
@@ -60,17 +70,55 @@ public sealed unsafe class LinuxTun : ITun
 
     private int _fd;
     private readonly bool _multiQueue;
+    private readonly bool _vnet;
+    private readonly uint _offloadFlags;
+    private static readonly byte[] ZeroVnetHeader = new byte[VnetHeaderSize];
+    /// <summary>Bytes of the virtio-net header in front of every packet when <see cref="VnetHeader"/> is on.</summary>
+    public const int VnetHeaderSize = 10;
     private readonly List<int> _retired = [];
     private volatile bool _lost;
     private long _retryAt;
     private int _backoffMs;
     private long _losses, _reopens, _reopenFailures;
 
-    private LinuxTun(int fd, string name, bool multiQueue)
+    private LinuxTun(int fd, string name, bool multiQueue, bool vnet, uint offloadFlags)
     {
         _fd = fd;
         Name = name;
         _multiQueue = multiQueue;
+        _vnet = vnet;
+        _offloadFlags = offloadFlags;
+    }
+
+    public bool VnetHeader => _vnet;
+    /// <summary>The TUN_F_* flags the kernel accepted (TUNSETOFFLOAD); 0 without the vnet header.</summary>
+    public uint OffloadFlags => _offloadFlags;
+
+    /// <summary>
+    /// The offload sets tried in order, each a fallback of the one before (USO needs Linux 6.2; TSO needs the vnet header;
+    /// checksum offload alone still saves the host the checksum of every packet it sends into the TUN).
+    /// </summary>
+    private static readonly uint[] OffloadCandidates =
+    [
+        Native.TUN_F_CSUM | Native.TUN_F_TSO4 | Native.TUN_F_TSO6 | Native.TUN_F_USO4 | Native.TUN_F_USO6,
+        Native.TUN_F_CSUM | Native.TUN_F_TSO4 | Native.TUN_F_TSO6,
+        Native.TUN_F_CSUM,
+        0,
+    ];
+
+    /// <summary>Asks the device for the largest offload set it accepts; returns the flags now on and why the larger sets were refused.</summary>
+    private static uint NegotiateOffloads(int fd, List<string>? notes, string name)
+    {
+        int size = VnetHeaderSize;
+        if (Native.Ioctl(fd, Native.TUNSETVNETHDRSZ, &size) != 0)
+            notes?.Add($"offload: TUN {name}: TUNSETVNETHDRSZ 10 refused ({Native.Describe(Native.Errno)}); using the device default");
+        foreach (uint flags in OffloadCandidates)
+        {
+            // TUNSETOFFLOAD takes the flags by value in the argument word.
+            if (Native.Ioctl(fd, Native.TUNSETOFFLOAD, (void*)(nuint)flags) == 0) return flags;
+            if (flags != 0) notes?.Add($"offload: TUN {name}: TUNSETOFFLOAD 0x{flags:x} refused ({Native.Describe(Native.Errno)}); trying a smaller set");
+        }
+        return 0;
     }
 
     public string Name { get; }
@@ -120,7 +168,7 @@ public sealed unsafe class LinuxTun : ITun
         string? error = null;
         int fd = -1;
         if (Native.IfNameToIndex(Name) == 0) error = "no such device"; // this thread's network namespace (not /sys's)
-        else if (!TryAttach(Name, _multiQueue, out fd, out int e)) error = Native.Describe(e);
+        else if (!TryAttach(Name, _multiQueue, _vnet, _offloadFlags, out fd, out int e)) error = Native.Describe(e);
         if (error is not null)
         {
             Interlocked.Increment(ref _reopenFailures);
@@ -136,7 +184,7 @@ public sealed unsafe class LinuxTun : ITun
     }
 
     /// <summary>open /dev/net/tun + TUNSETIFF; false with the errno.</summary>
-    private static bool TryAttach(string name, bool multiQueue, out int fd, out int errno)
+    private static bool TryAttach(string name, bool multiQueue, bool vnet, uint offloadFlags, out int fd, out int errno)
     {
         fd = Native.Open("/dev/net/tun", Native.O_RDWR | Native.O_NONBLOCK | Native.O_CLOEXEC);
         if (fd < 0)
@@ -147,9 +195,16 @@ public sealed unsafe class LinuxTun : ITun
         Native.IfReqFlags req = default;
         var bytes = Encoding.ASCII.GetBytes(name);
         for (int i = 0; i < bytes.Length; i++) req.Name[i] = bytes[i];
-        req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (multiQueue ? Native.IFF_MULTI_QUEUE : 0));
+        req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (multiQueue ? Native.IFF_MULTI_QUEUE : 0) | (vnet ? Native.IFF_VNET_HDR : 0));
         if (Native.Ioctl(fd, Native.TUNSETIFF, &req) == 0)
         {
+            if (vnet)
+            {
+                // The same offloads as before the loss: the worker's buffers and parsing were set up for them.
+                int size = VnetHeaderSize;
+                Native.Ioctl(fd, Native.TUNSETVNETHDRSZ, &size);
+                Native.Ioctl(fd, Native.TUNSETOFFLOAD, (void*)(nuint)offloadFlags);
+            }
             errno = 0;
             return true;
         }
@@ -171,7 +226,8 @@ public sealed unsafe class LinuxTun : ITun
     /// this in the netns restart test). Each such wait is reported through <paramref name="notes"/>.
     /// </para>
     /// </summary>
-    public static IReadOnlyList<LinuxTun> Open(string name, int queues, List<string>? notes = null, TimeSpan? busyRetryLimit = null)
+    /// <param name="vnetHeader">open with IFF_VNET_HDR and negotiate offloads (checksum, TSO4/6, USO); the accepted set is in <see cref="OffloadFlags"/></param>
+    public static IReadOnlyList<LinuxTun> Open(string name, int queues, List<string>? notes = null, TimeSpan? busyRetryLimit = null, bool vnetHeader = false)
     {
         var busyLimit = busyRetryLimit ?? BusyRetryLimit;
         if (Encoding.ASCII.GetByteCount(name) is 0 or >= Native.IFNAMSIZ) throw new ArgumentException($"TUN name '{name}' must be 1..15 characters");
@@ -190,10 +246,11 @@ public sealed unsafe class LinuxTun : ITun
                     Native.IfReqFlags req = default;
                     var bytes = Encoding.ASCII.GetBytes(name);
                     for (int i = 0; i < bytes.Length; i++) req.Name[i] = bytes[i];
-                    req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (queues > 1 ? Native.IFF_MULTI_QUEUE : 0));
+                    req.Flags = (short)(Native.IFF_TUN | Native.IFF_NO_PI | (queues > 1 ? Native.IFF_MULTI_QUEUE : 0) | (vnetHeader ? Native.IFF_VNET_HDR : 0));
                     if (Native.Ioctl(fd, Native.TUNSETIFF, &req) == 0)
                     {
-                        list.Add(new LinuxTun(fd, name, queues > 1));
+                        uint offloads = vnetHeader ? NegotiateOffloads(fd, q == 0 ? notes : null, name) : 0;
+                        list.Add(new LinuxTun(fd, name, queues > 1, vnetHeader, offloads));
                         if (busyTries > 0)
                         {
                             notes?.Add($"TUN {name} queue {q} was busy for {waited.ElapsedMilliseconds} ms (a previous holder still releasing it) before it opened");
@@ -241,19 +298,22 @@ public sealed unsafe class LinuxTun : ITun
             return 0;
         }
         int n = 0;
+        // With the vnet header the read lands 10 bytes early, so the packet itself still starts at the headroom and the
+        // header sits just before it (the ITR parses it before the outer header overwrites that part of the headroom).
+        int hdr = _vnet ? VnetHeaderSize : 0;
         while (n < batch.Capacity)
         {
-            byte* p = batch.SlotPointer(n) + PacketBatch.Headroom;
-            nint got = Native.Read(fd, p, (nuint)batch.MaxPacket);
+            byte* p = batch.SlotPointer(n) + PacketBatch.Headroom - hdr;
+            nint got = Native.Read(fd, p, (nuint)(batch.MaxPacket + hdr));
             if (got < 0)
             {
                 int e = Native.Errno;
                 if (e != Native.EAGAIN && e != Native.EINTR) Fail($"read: {Native.Describe(e)}");
                 break;
             }
-            if (got == 0) break;
+            if (got <= hdr) break;
             batch.Offset[n] = PacketBatch.Headroom;
-            batch.Length[n] = (int)got;
+            batch.Length[n] = (int)got - hdr;
             n++;
         }
         batch.Count = n;
@@ -268,7 +328,24 @@ public sealed unsafe class LinuxTun : ITun
     {
         fixed (byte* p = packet)
         {
-            return Native.Write(Fd, p, (nuint)packet.Length) == packet.Length;
+            if (!_vnet) return Native.Write(Fd, p, (nuint)packet.Length) == packet.Length;
+            // A plain packet on a vnet-header device: an all-zero header in front (no GSO; the host checks the checksum).
+            fixed (byte* z = ZeroVnetHeader)
+            {
+                var iov = stackalloc Native.IoVec[2];
+                iov[0] = new Native.IoVec { Base = z, Length = VnetHeaderSize };
+                iov[1] = new Native.IoVec { Base = p, Length = (nuint)packet.Length };
+                return Native.Writev(Fd, iov, 2) == VnetHeaderSize + packet.Length;
+            }
+        }
+    }
+
+    public bool WriteWithHeader(ReadOnlySpan<byte> headerAndPacket)
+    {
+        if (!_vnet) return false;
+        fixed (byte* p = headerAndPacket)
+        {
+            return Native.Write(Fd, p, (nuint)headerAndPacket.Length) == headerAndPacket.Length;
         }
     }
 
@@ -288,8 +365,12 @@ public sealed unsafe class LinuxTun : ITun
 /// In-memory TUN for tests and benchmarks: <see cref="Inject"/> plays the host sending a packet into the
 /// device (the ITR reads it); packets the ETR writes are collected in <see cref="Written"/>. Thread-safe.
 /// </summary>
+/// With <see cref="VnetHeader"/> it plays a device opened with IFF_VNET_HDR: injected bytes begin with the 10-byte header,
+/// and what the ETR writes is kept with its header.
 public sealed class InMemoryTun(string name = "mem0", int maxQueued = 4096) : ITun
 {
+    public bool VnetHeader { get; init; }
+
     private readonly ConcurrentQueue<byte[]> _inbound = new();
     private readonly SemaphoreSlim _arrived = new(0);
     private int _queued;
@@ -321,9 +402,11 @@ public sealed class InMemoryTun(string name = "mem0", int maxQueued = 4096) : IT
         {
             if (!_inbound.TryDequeue(out var p)) break;
             Interlocked.Decrement(ref _queued);
-            if (p.Length <= batch.MaxPacket)
+            int hdr = VnetHeader ? LinuxTun.VnetHeaderSize : 0;
+            if (p.Length >= hdr && p.Length - hdr <= batch.MaxPacket)
             {
-                batch.Set(n, p);
+                batch.Set(n, p.AsSpan(hdr));
+                p.AsSpan(0, hdr).CopyTo(batch.Slot(n).Slice(PacketBatch.Headroom - hdr));
                 n++;
             }
             if (n == batch.Capacity || !_arrived.Wait(0)) break;
@@ -335,7 +418,21 @@ public sealed class InMemoryTun(string name = "mem0", int maxQueued = 4096) : IT
     public bool Write(ReadOnlySpan<byte> packet)
     {
         if (RefuseWrites) return false;
-        Written.Enqueue(packet.ToArray());
+        if (!VnetHeader)
+        {
+            Written.Enqueue(packet.ToArray());
+            return true;
+        }
+        var withHeader = new byte[LinuxTun.VnetHeaderSize + packet.Length];
+        packet.CopyTo(withHeader.AsSpan(LinuxTun.VnetHeaderSize));
+        Written.Enqueue(withHeader);
+        return true;
+    }
+
+    public bool WriteWithHeader(ReadOnlySpan<byte> headerAndPacket)
+    {
+        if (RefuseWrites || !VnetHeader) return false;
+        Written.Enqueue(headerAndPacket.ToArray());
         return true;
     }
 

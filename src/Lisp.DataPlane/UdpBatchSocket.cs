@@ -34,7 +34,7 @@ public interface IBatchReceiver : IDisposable
 /// (RFC 9300 section 5.3 ECMP entropy); UDP mode is the fallback when raw sockets are not permitted (the
 /// source port is then the socket's own).
 /// </summary>
-public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
+public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegmentSender
 {
     private const int MSG_TRUNC = 0x20;
     private int _fd;
@@ -42,7 +42,11 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
     private readonly int _addressLength;
     private Native.MMsgHdr* _messages;
     private Native.IoVec* _iov;
+    private byte* _control;
     private int _capacity;
+    // Per-message control buffer for the UDP_GRO cmsg: a cmsghdr (16 bytes on LP64) + an int, rounded up.
+    private const int ControlBytes = 32;
+    private const int CmsgHeader = 16;
 
     private UdpBatchSocket(int fd, AddressFamily family, bool raw)
     {
@@ -64,6 +68,94 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
     public AddressFamily Family { get; }
     public bool WritesOuterIp { get; }
     public int Fd => _fd;
+    /// <summary>UDP_SEGMENT is usable: <see cref="SendSegments"/> sends a run of equal-sized datagrams in one sendmsg.</summary>
+    public bool GsoEnabled { get; private set; }
+    /// <summary>UDP_GRO is on: <see cref="Receive"/> may return several datagrams in one slot (their size in <see cref="PacketBatch.SegmentSize"/>).</summary>
+    public bool GroEnabled { get; private set; }
+
+    /// <summary>
+    /// Probes UDP generic segmentation offload (Linux 4.18+): setting UDP_SEGMENT to 0 is accepted exactly when the kernel
+    /// knows the option; the size itself is then given per sendmsg. An IPv6 socket must compute UDP checksums for GSO (the
+    /// kernel refuses GSO with UDP_NO_CHECK6_TX), so the zero-checksum option is turned off on this socket.
+    /// </summary>
+    public bool TryEnableGso(out string? why)
+    {
+        why = null;
+        if (WritesOuterIp)
+        {
+            why = "raw sockets have no UDP segmentation";
+            return false;
+        }
+        if (Family == AddressFamily.InterNetworkV6) Native.SetInt(_fd, Native.IPPROTO_UDP, Native.UDP_NO_CHECK6_TX, 0);
+        if (Native.SetInt(_fd, Native.IPPROTO_UDP, Native.UDP_SEGMENT, 0) != 0)
+        {
+            why = $"setsockopt UDP_SEGMENT: {Native.Describe(Native.Errno)}";
+            if (Family == AddressFamily.InterNetworkV6) Native.SetInt(_fd, Native.IPPROTO_UDP, Native.UDP_NO_CHECK6_TX, 1);
+            return false;
+        }
+        GsoEnabled = true;
+        return true;
+    }
+
+    /// <summary>Turns on UDP generic receive offload (Linux 5.0+) on this receiving socket.</summary>
+    public bool TryEnableGro(out string? why)
+    {
+        why = null;
+        if (Native.SetInt(_fd, Native.IPPROTO_UDP, Native.UDP_GRO, 1) != 0)
+        {
+            why = $"setsockopt UDP_GRO: {Native.Describe(Native.Errno)}";
+            return false;
+        }
+        GroEnabled = true;
+        return true;
+    }
+
+    /// <summary>
+    /// One sendmsg of <paramref name="data"/> to <paramref name="address"/> (a sockaddr of <see cref="PacketBatch.AddressSize"/>
+    /// bytes) cut by the kernel into datagrams of <paramref name="segmentSize"/> bytes (the last may be shorter), with a
+    /// UDP_SEGMENT control message. Returns the datagrams sent (all or none), or 0 with <see cref="LastErrno"/> set.
+    /// </summary>
+    public int SendSegments(ReadOnlySpan<byte> data, int segmentSize, byte* address, uint flow) => SendSegments(data, segmentSize, address);
+
+    public int SendSegments(ReadOnlySpan<byte> data, int segmentSize, byte* address)
+    {
+        if (data.Length == 0) return 0;
+        int count = (data.Length + segmentSize - 1) / segmentSize;
+        // cmsghdr { size_t len; int level; int type; } then the u16 segment size (CMSG_LEN(2) = 18, CMSG_SPACE(2) = 24).
+        byte* control = stackalloc byte[24];
+        new Span<byte>(control, 24).Clear();
+        *(nuint*)control = 18;
+        *(int*)(control + 8) = Native.IPPROTO_UDP;
+        *(int*)(control + 12) = Native.UDP_SEGMENT;
+        *(ushort*)(control + 16) = (ushort)segmentSize;
+        fixed (byte* p = data)
+        {
+            var iov = new Native.IoVec { Base = p, Length = (nuint)data.Length };
+            var h = new Native.MsgHdr
+            {
+                Name = address,
+                NameLength = (uint)_addressLength,
+                Iov = &iov,
+                IovLength = 1,
+                Control = count > 1 ? control : null,
+                ControlLength = count > 1 ? 24u : 0u,
+            };
+            for (int tries = 0; tries < 8; tries++)
+            {
+                if (Native.SendMsg(_fd, &h, 0) >= 0) return count;
+                int e = Native.Errno;
+                if (e != Native.EINTR && e != Native.EAGAIN)
+                {
+                    LastErrno = e;
+                    SendErrors++;
+                    return 0;
+                }
+            }
+        }
+        SendErrors++;
+        return 0;
+    }
+
     /// <summary>Messages the kernel refused (errno other than EAGAIN/EINTR): skipped and counted.</summary>
     public long SendErrors { get; private set; }
     public int LastErrno { get; private set; }
@@ -163,9 +255,11 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
         {
             NativeMemory.Free(_messages);
             NativeMemory.Free(_iov);
+            NativeMemory.Free(_control);
         }
         _messages = (Native.MMsgHdr*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(Native.MMsgHdr));
         _iov = (Native.IoVec*)NativeMemory.AllocZeroed((nuint)capacity, (nuint)sizeof(Native.IoVec));
+        _control = (byte*)NativeMemory.AllocZeroed((nuint)capacity, ControlBytes);
         _capacity = capacity;
     }
 
@@ -231,8 +325,8 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
             h.NameLength = PacketBatch.AddressSize;
             h.Iov = &_iov[k];
             h.IovLength = 1;
-            h.Control = null;
-            h.ControlLength = 0;
+            h.Control = GroEnabled ? _control + k * ControlBytes : null;
+            h.ControlLength = GroEnabled ? (nuint)ControlBytes : 0;
             h.Flags = 0;
         }
         int r = Native.RecvMMsg(_fd, _messages, (uint)cap, Native.MSG_DONTWAIT, null);
@@ -241,9 +335,27 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
         {
             batch.Offset[k] = PacketBatch.Headroom;
             batch.Length[k] = (_messages[k].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_messages[k].Length;
+            batch.SegmentSize[k] = GroEnabled ? GroSize(ref _messages[k].Header) : 0;
         }
         batch.Count = r;
         return r;
+    }
+
+    /// <summary>The UDP_GRO cmsg of a received message: the size of each coalesced datagram (0 when the message is one datagram).</summary>
+    private static int GroSize(ref Native.MsgHdr h)
+    {
+        // Walk the cmsgs the kernel wrote (ControlLength is now the bytes used); each is 8-byte aligned.
+        byte* c = (byte*)h.Control;
+        nuint used = h.ControlLength, at = 0;
+        while (c != null && at + CmsgHeader <= used)
+        {
+            nuint len = *(nuint*)(c + at);
+            if (len < CmsgHeader || at + len > used) break;
+            if (*(int*)(c + at + 8) == Native.IPPROTO_UDP && *(int*)(c + at + 12) == Native.UDP_GRO && len >= CmsgHeader + 4)
+                return *(int*)(c + at + CmsgHeader);
+            at += (len + 7) & ~(nuint)7;
+        }
+        return 0;
     }
 
     public void Dispose()
@@ -254,8 +366,10 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver
         {
             NativeMemory.Free(_messages);
             NativeMemory.Free(_iov);
+            NativeMemory.Free(_control);
             _messages = null;
             _iov = null;
+            _control = null;
         }
     }
 }

@@ -197,6 +197,11 @@ public static class ShowCommand
         Line("Management", s.Management);
         if (s.Nodes.Count > 1) Line("Nodes", string.Join("; ", s.Nodes));
         Line("Data plane", s.DataPlane is { } d ? $"tun {d.Tun}, instance-id {d.InstanceId}, {d.Workers} worker(s), data port {d.DataPort}" : "none");
+        if (s.DataPlane is { } o)
+        {
+            Line("Offloads", o.Offloads);
+            foreach (var note in o.OffloadNotes) Line("", note);
+        }
         var r = s.Reachability;
         Line("Reachability", string.Join("; ",
             r.RlocProbeIntervalSeconds is { } pi ? $"rloc-probing every {Seconds(pi)} (timeout {Seconds(r.RlocProbeTimeoutSeconds ?? 0)})" : "rloc-probing off",

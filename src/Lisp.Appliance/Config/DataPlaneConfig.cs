@@ -44,6 +44,8 @@ public sealed record DataPlaneConfig
     public int MissRate { get; init; } = 100;
     /// <summary>"auto" (raw sockets, UDP when refused), "raw" or "udp".</summary>
     public string SendMode { get; init; } = "auto";
+    /// <summary>"auto": TUN virtio-net header with TSO/USO and checksum offload, UDP GSO/GRO, TCP coalescing, each probed with a logged fallback; "off": none.</summary>
+    public string Offload { get; init; } = "auto";
     public int BatchSize { get; init; } = 64;
     /// <summary>"auto" (io_uring when the start-up probe passes, else syscalls), "io_uring" (same, logged as forced) or "syscalls".</summary>
     public string Io { get; init; } = "auto";

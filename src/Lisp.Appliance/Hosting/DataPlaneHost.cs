@@ -92,6 +92,7 @@ public sealed class DataPlaneHost : IDisposable
             BatchSize = config.BatchSize,
             MaxPacket = Math.Max(config.TunMtu, 1500) + 64,
             MapVersion = node.MapVersion,
+            Offload = config.Offload != "off",
         };
 
     /// <summary>

@@ -41,6 +41,10 @@ public sealed class DataPlaneStatusView
     public uint InstanceId { get; init; }
     public int Workers { get; init; }
     public int DataPort { get; init; }
+    /// <summary>The offloads the kernel accepted at start ("off" when none), e.g. "tun: csum tso4 tso6 uso; udp: gso gro; etr: tcp-coalescing".</summary>
+    public string Offloads { get; init; } = "off";
+    /// <summary>Why a requested offload is not on (the probe's refusal), one line each.</summary>
+    public List<string> OffloadNotes { get; init; } = [];
 }
 
 public sealed class RlocView

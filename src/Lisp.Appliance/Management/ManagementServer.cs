@@ -168,7 +168,11 @@ public sealed class ManagementServer : IDisposable
             // The node list is fixed at construction: names only, no role state.
             Nodes = _host.Nodes.All.Select(n => n.Node.Options.Name).ToList(),
             DataPlane = c.DataPlane is { } dp && _dataPlane is not null
-                ? new DataPlaneStatusView { Tun = dp.Tun, InstanceId = dp.InstanceId, Workers = dp.Workers, DataPort = dp.DataPort }
+                ? new DataPlaneStatusView
+                {
+                    Tun = dp.Tun, InstanceId = dp.InstanceId, Workers = dp.Workers, DataPort = dp.DataPort,
+                    Offloads = _dataPlane.Engine.Offloads.Describe(), OffloadNotes = [.. _dataPlane.Engine.Offloads.Notes],
+                }
                 : null,
             Reachability = Reachability(c),
         };
