@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # TCP throughput (iperf3) through the LISP overlay of the published binary, against the kernel's VXLAN over the
-# same underlay, both measured in the same run. Needs root. Creates namespaces ltcp<pid>a / ltcp<pid>b and
+# same underlay, both measured in the same run; and the UDP packet rate (sendmmsg blaster of
+# perf/Lisp.DataPlane.Bench) through the overlay, against the same blaster sent straight over the underlay. Needs root. Creates namespaces ltcp<pid>a / ltcp<pid>b and
 # deletes them (and everything started in them) on exit. Every iperf3 run lasts SECS seconds and is bounded.
 #
 #   ns A                                   underlay veth, MTU 1500                     ns B
@@ -12,6 +13,12 @@
 #
 # For each underlay family in UNDERLAYS (default "4 6"): the VXLAN baseline (RLOC/VTEP addresses of that family),
 # then the LISP overlay once per variant (freshly started nodes each time), each with iperf3 -P 1 and -P 4.
+# With UDP=1, per family also: the blaster baseline (blast in A -> sink in B on the underlay address of that
+# family, 192.168.70.2 or fd70::2), and per variant, on the same nodes after the TCP runs, the blaster in A to the
+# EID 10.2.0.1 (routed into TUN lisp0 of xTR A, source 10.1.0.1) -> overlay -> xTR B -> sink bound to 10.2.0.1 in B.
+# Sizes in UDP_SIZES are inner IPv4 packet sizes: 64 means a 36-byte UDP payload. The IPv6 baseline keeps that
+# UDP payload (its packets are 20 bytes longer, 84 B for 64), so both families' rows compare the same payload; the
+# overlay rows always carry IPv4 inner packets of exactly that size. Each UDP run lasts SECS seconds (bounded).
 #
 # Environment:
 #   SECS=10                      seconds per iperf3 run
@@ -22,8 +29,11 @@
 #                                lines, e.g. VARIANTS='workers = 1;workers = 2|io = "io_uring"' (overrides DP_EXTRA)
 #   STREAMS="1 4"                iperf3 -P values
 #   LOGDIR=DIR                   keep each LISP run's node logs and configs there (default: deleted on exit)
-# Output: a header (machine, load), one line per measurement with the ratio to the VXLAN row of the same family and
-# streams, the nodes' counters and offload/io/send-mode lines per LISP run, and a markdown table at the end.
+#   UDP=1                        also measure the UDP packet rate (0: TCP only)
+#   UDP_SIZES="64"               inner IPv4 packet sizes for the UDP runs (29..1420), e.g. "64 1400"
+# Output: a header (machine, load), one line per measurement with the ratio to the VXLAN row (TCP) or to the
+# blaster row (UDP) of the same family and streams/size, the nodes' counters and offload/io/send-mode lines per
+# LISP run, and markdown tables at the end (TCP, then UDP: Mpps counted at the sink).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 SECS=${SECS:-10}
@@ -33,6 +43,9 @@ BIN=${LISP_DECENT_BINARY:-artifacts/publish/lisp-decent}
 DP_EXTRA=${DP_EXTRA:-}
 VARIANTS=${VARIANTS:-}
 LOGDIR=${LOGDIR:-}
+UDP=${UDP:-1}
+UDP_SIZES=${UDP_SIZES:-64}
+UDP_PORT=9000
 LOG_SEQ=0
 
 die() { echo "overlay-tcp-bench: $*" >&2; exit 1; }
@@ -41,6 +54,17 @@ die() { echo "overlay-tcp-bench: $*" >&2; exit 1; }
 [ -e /dev/net/tun ] || die "/dev/net/tun is missing"
 [ -z "$LOGDIR" ] || mkdir -p "$LOGDIR" || die "cannot create LOGDIR $LOGDIR"
 BIN=$(readlink -f "$BIN")
+if [ "$UDP" = 1 ]; then
+  for z in $UDP_SIZES; do
+    { [[ "$z" =~ ^[0-9]+$ ]] && [ "$z" -ge 29 ] && [ "$z" -le 1420 ]; } || die "UDP_SIZES: '$z' is not a size in 29..1420"
+  done
+  command -v dotnet >/dev/null || die "UDP=1 needs dotnet to build perf/Lisp.DataPlane.Bench (or set UDP=0)"
+  nice -n 10 dotnet build perf/Lisp.DataPlane.Bench -c Release -nologo -v quiet >"/tmp/ltcp-build.$$.log" 2>&1 \
+    || { cat "/tmp/ltcp-build.$$.log" >&2; rm -f "/tmp/ltcp-build.$$.log"; die "dotnet build perf/Lisp.DataPlane.Bench failed"; }
+  rm -f "/tmp/ltcp-build.$$.log"
+  DPB=$(readlink -f perf/Lisp.DataPlane.Bench/bin/Release/net10.0/Lisp.DataPlane.Bench.dll)
+  [ -f "$DPB" ] || die "no $DPB after the build"
+fi
 if ! command -v iperf3 >/dev/null; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y iperf3 >/dev/null || die "apt-get install iperf3 failed"
 fi
@@ -85,6 +109,42 @@ underlay_addr() { # family side(1|2)
 }
 
 # --- measurement helpers -------------------------------------------------------------------------------------------
+# UDP: sink in B bound to $1, blaster in A to $1 (--src $2 when given), inner size $3, SECS seconds.
+# Prints "<Mpps at the sink> <Mpps offered by the blaster>" or "FAIL FAIL"; details go to stderr.
+udp_mpps() { # dst src size tag
+  local dst=$1 src=$2 size=$3 tag=$4 i
+  local sinkout="$WORK/sink-$tag.out" blastout="$WORK/blast-$tag.out"
+  # The sink stops by itself SECS + 4 s after binding; timeout is the outer bound (dotnet start included).
+  ip netns exec $B timeout $((SECS + 30)) dotnet "$DPB" sink --bind "$dst" --port $UDP_PORT --seconds $((SECS + 4)) \
+    >"$sinkout" 2>&1 &
+  local sp=$!
+  local bound=0
+  for i in $(seq 150); do
+    if ip netns exec $B ss -Huln "sport = :$UDP_PORT" 2>/dev/null | grep -q .; then bound=1; break; fi
+    kill -0 $sp 2>/dev/null || break
+    sleep 0.1
+  done
+  if [ $bound = 0 ]; then
+    echo "  udp $tag: the sink never bound $dst port $UDP_PORT: $(head -c 300 "$sinkout")" >&2
+    kill $sp 2>/dev/null; wait $sp 2>/dev/null; echo "FAIL FAIL"; return
+  fi
+  local sopt=(); [ -n "$src" ] && sopt=(--src "$src")
+  ip netns exec $A timeout $((SECS + 20)) dotnet "$DPB" blast --dst "$dst" --port $UDP_PORT --size "$size" \
+    --seconds "$SECS" "${sopt[@]}" >"$blastout" 2>&1
+  local rc=$?
+  wait $sp 2>/dev/null
+  echo "  udp $tag: $(head -1 "$blastout")" >&2
+  echo "  udp $tag: $(head -1 "$sinkout")" >&2
+  local got offered
+  got=$(sed -n 's/^sink: .* = \([0-9.]*\) Mpps.*/\1/p' "$sinkout" | head -1)
+  offered=$(sed -n 's/^blast: .* = \([0-9.]*\) Mpps offered.*/\1/p' "$blastout" | head -1)
+  if [ $rc -ne 0 ] || [ -z "$got" ]; then
+    echo "  udp $tag failed (blast rc $rc)" >&2
+    echo "FAIL FAIL"; return
+  fi
+  echo "$got ${offered:-?}"
+}
+
 # iperf3 server one-off in B on $1, client in A (-B $2 when given) for SECS with -P $3; prints Gbit/s or FAIL.
 iperf_gbps() { # dst bind streams tag
   local dst=$1 bind=$2 p=$3 tag=$4 port=5201 json="$WORK/iperf-$4.json" i
@@ -118,6 +178,28 @@ report() { # family variant streams gbps
   local r; r=$(ratio_of "$4" "$1" "$3")
   printf 'result: underlay IPv%s  %-28s  -P %s  %8s Gbit/s  ratio-to-vxlan %s\n' "$1" "$2" "$3" "$4" "$r"
   ROWS+=("$1$US$2$US$3$US$4$US$r")
+}
+
+declare -A BLASTER        # "family,size" -> Mpps at the sink, blaster straight over the underlay
+UROWS=()                  # family, path, size, Mpps, offered, ratio joined by the unit separator
+udp_report() { # family path size "mpps offered"
+  local f=$1 l=$2 z=$3 m o r base
+  read -r m o <<<"$4"
+  base=${BLASTER["$f,$z"]:-FAIL}
+  if [ "$m" = FAIL ] || [ "$base" = FAIL ]; then r="-"
+  else r=$(awk -v a="$m" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'); fi
+  printf 'result: underlay IPv%s  %-28s  UDP %4s B (payload %s B)  %8s Mpps at sink (offered %s)  ratio-to-blaster %s\n' \
+    "$f" "$l" "$z" $((z - 28)) "$m" "$o" "$r"
+  UROWS+=("$f$US$l$US$z$US$m$US$o$US$r")
+}
+
+run_udp_blaster() { # family
+  local f=$1 z res
+  for z in $UDP_SIZES; do
+    res=$(udp_mpps "$(underlay_addr "$f" 2)" "" "$z" "blaster$f-$z")
+    BLASTER["$f,$z"]=${res%% *}
+    udp_report "$f" "udp-blaster" "$z" "$res"
+  done
 }
 
 run_vxlan() { # family
@@ -226,6 +308,7 @@ run_lisp() { # family label variant-lines
     if ! "$BIN" run --check --config "$WORK/$s.toml" >"$WORK/check-$s.log" 2>&1; then
       echo "  config $s refused for variant '$label':" >&2; sed 's/^/    /' "$WORK/check-$s.log" >&2
       for p in $STREAMS; do report "$f" "$label" "$p" FAIL; done
+      if [ "$UDP" = 1 ]; then for z in $UDP_SIZES; do udp_report "$f" "$label" "$z" "FAIL FAIL"; done; fi
       return
     fi
   done
@@ -252,6 +335,13 @@ run_lisp() { # family label variant-lines
     if [ $ok = 1 ]; then g=$(iperf_gbps 10.2.0.1 10.1.0.1 "$p" "lisp$f-$p"); else g=FAIL; fi
     report "$f" "$label" "$p" "$g"
   done
+  if [ "$UDP" = 1 ]; then  # the same nodes, after the TCP runs
+    local z res
+    for z in $UDP_SIZES; do
+      if [ $ok = 1 ]; then res=$(udp_mpps 10.2.0.1 10.1.0.1 "$z" "lisp$f-$z"); else res="FAIL FAIL"; fi
+      udp_report "$f" "$label" "$z" "$res"
+    done
+  fi
   stop_node $pb "$WORK/b.log"; stop_node $pa "$WORK/a.log"
   node_notes A "$WORK/a.log"; node_notes B "$WORK/b.log"
   if [ $ok = 0 ]; then
@@ -284,9 +374,14 @@ echo "overlay-tcp-bench: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p' | head -1), kernel $(uname -r)"
 echo "binary: $BIN ($("$BIN" version 2>/dev/null | head -1))"
 echo "iperf3: $(iperf3 --version | head -1); SECS=$SECS; underlays: $UNDERLAYS; streams: $STREAMS"
+if [ "$UDP" = 1 ]; then
+  echo "udp: sendmmsg blaster/recvmmsg sink of perf/Lisp.DataPlane.Bench (dotnet $(dotnet --version 2>/dev/null)); sizes: $UDP_SIZES" \
+    "(inner IPv4 packet bytes; the UDP payload, size - 28, is the same in the IPv6-underlay blaster rows)"
+fi
 echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for f in $UNDERLAYS; do
   run_vxlan "$f"
+  [ "$UDP" = 1 ] && run_udp_blaster "$f"
   for i in "${!LABELS[@]}"; do
     run_lisp "$f" "${LABELS[$i]}" "${EXTRAS[$i]}"
   done
@@ -299,3 +394,15 @@ for r in "${ROWS[@]}"; do
   IFS=$US read -r f l p g q <<<"$r"
   echo "| IPv$f | ${l//|/ + } | $p | $g | $q |"
 done
+if [ "$UDP" = 1 ]; then
+  echo
+  echo "UDP packet rate, Mpps counted at the sink; size = inner IPv4 packet bytes, the UDP payload (size - 28) is the"
+  echo "same in every row (udp-blaster over an IPv6 underlay sends IPv6 packets 20 bytes longer with that payload)."
+  echo
+  echo "| underlay | path | size (UDP payload) | Mpps at sink | Mpps offered | ratio to blaster |"
+  echo "|---|---|---|---|---|---|"
+  for r in "${UROWS[@]}"; do
+    IFS=$US read -r f l z m o q <<<"$r"
+    echo "| IPv$f | ${l//|/ + } | $z B ($((z - 28)) B) | $m | $o | $q |"
+  done
+fi

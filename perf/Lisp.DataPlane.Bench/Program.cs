@@ -5,8 +5,13 @@ using Lisp.MapCache;
 using Lisp.Wire;
 
 // Usage (each runs for --seconds, bounded):
-//   blast --dst IP --port P --size INNER_IP_BYTES [--seconds S]      sendmmsg UDP blaster (64-packet batches)
-//   sink  --bind IP --port P [--seconds S]                           recvmmsg sink; prints pps and Gbit/s of inner IP bytes
+//   blast --dst IP --port P --size INNER_IP_BYTES [--seconds S] [--src IP]
+//         sendmmsg UDP blaster (64-packet batches). IP may be IPv4 or IPv6. The UDP payload is always
+//         INNER_IP_BYTES - 28 (the size of an IPv4 packet of INNER_IP_BYTES), for an IPv6 destination too, so that
+//         rows of both families carry the same payload (the IPv6 packet is then 20 bytes longer). --src binds the
+//         sending socket (default: any address, chosen by the route).
+//   sink  --bind IP --port P [--seconds S]                           recvmmsg sink; prints pps and Gbit/s of IP bytes
+//         (UDP payload + 28 for IPv4, + 48 for IPv6)
 //   xtr   --tun NAME --local IP --remote IP --eid PREFIX --addr A/L [--seconds S] [--workers N] [--io auto|io_uring|syscalls]
 //         static-mapping xTR: EID PREFIX -> remote RLOC; TUN gets address A/L and a route for PREFIX
 var a = args.Skip(1).Select((x, i) => (x, i)).Where(p => p.i % 2 == 0).ToDictionary(p => p.x.TrimStart('-'), p => args[p.i + 2]);
@@ -17,25 +22,31 @@ switch (args[0])
     {
         var dst = IPAddress.Parse(a["dst"]);
         int port = int.Parse(a["port"]);
-        int payload = int.Parse(a["size"]) - 28; // inner IP packet size -> UDP payload
-        using var sock = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, 0), reusePort: false);
+        bool v6 = dst.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+        int payload = int.Parse(a["size"]) - 28; // IPv4 inner packet size -> UDP payload (same payload for IPv6)
+        var src = a.TryGetValue("src", out var b) ? IPAddress.Parse(b) : v6 ? IPAddress.IPv6Any : IPAddress.Any;
+        if (src.AddressFamily != dst.AddressFamily) throw new ArgumentException("--src and --dst must be of one family");
+        using var sock = UdpBatchSocket.OpenUdp(new IPEndPoint(src, 0), reusePort: false);
         using var batch = new PacketBatch(64, 1500);
         var idx = Enumerable.Range(0, 64).ToArray();
-        uint d = System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(dst.GetAddressBytes());
         for (int i = 0; i < 64; i++)
         {
             batch.Set(i, new byte[payload]);
-            batch.SetV4Address(i, d, (ushort)port);
+            if (v6) batch.SetV6Address(i, dst.GetAddressBytes(), (ushort)port);
+            else batch.SetV4Address(i, System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(dst.GetAddressBytes()), (ushort)port);
         }
         long sent = 0;
         var sw = Stopwatch.StartNew();
         while (sw.Elapsed.TotalSeconds < seconds) sent += sock.Send(batch, idx);
-        Console.WriteLine($"blast: {sent} packets in {sw.Elapsed.TotalSeconds:0.00} s = {sent / sw.Elapsed.TotalSeconds / 1e6:0.000} Mpps offered ({sock.SendErrors} send errors)");
+        string family = v6 ? $", IPv6, UDP payload {payload} B" : "";
+        Console.WriteLine($"blast: {sent} packets in {sw.Elapsed.TotalSeconds:0.00} s = {sent / sw.Elapsed.TotalSeconds / 1e6:0.000} Mpps offered ({sock.SendErrors} send errors{family})");
         break;
     }
     case "sink":
     {
-        using var sock = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Parse(a["bind"]), int.Parse(a["port"])), reusePort: false, bufferBytes: 32 << 20);
+        var bind = IPAddress.Parse(a["bind"]);
+        int ipAndUdpHeaders = bind.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? 48 : 28;
+        using var sock = UdpBatchSocket.OpenUdp(new IPEndPoint(bind, int.Parse(a["port"])), reusePort: false, bufferBytes: 32 << 20);
         using var batch = new PacketBatch(64, 2000);
         long packets = 0, bytes = 0;
         var sw = Stopwatch.StartNew();
@@ -47,10 +58,10 @@ switch (args[0])
             if (first < 0) first = sw.Elapsed.TotalSeconds;
             last = sw.Elapsed.TotalSeconds;
             packets += n;
-            for (int i = 0; i < n; i++) bytes += batch.Length[i] + 28;
+            for (int i = 0; i < n; i++) bytes += batch.Length[i] + ipAndUdpHeaders;
         }
         double t = Math.Max(1e-3, last - first);
-        Console.WriteLine($"sink: {packets} packets over {t:0.00} s = {packets / t / 1e6:0.000} Mpps, {bytes * 8 / t / 1e9:0.000} Gbit/s (inner IP bytes)");
+        Console.WriteLine($"sink: {packets} packets over {t:0.00} s = {packets / t / 1e6:0.000} Mpps, {bytes * 8 / t / 1e9:0.000} Gbit/s ({(ipAndUdpHeaders == 48 ? "IPv6" : "inner IP")} bytes)");
         break;
     }
     case "xtr":
