@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Net;
-using Lisp.DataPlane.Offload;
 using Lisp.MapCache;
 using Lisp.Wire;
 
@@ -50,14 +49,8 @@ public sealed class EtrWorker : IDisposable
     private UInt128 _lastAccepted;
 
     // Offloads. A UDP_GRO receiver hands us runs of datagrams in one slot (split here by PacketBatch.SegmentSize); a TUN
-    // with virtio-net headers takes coalesced TCP super-packets (TcpCoalescer per TUN) and plain packets behind a zero
-    // header. Plain packets are written in arrival order between the groups formed before them, so a flow's packets
-    // keep their order. Up to CoalesceLimit packets per TUN are gathered before a flush.
-    private readonly TcpCoalescer?[] _coalescers;
-    private readonly int[][] _plainSlot, _plainOffset, _plainLength, _plainAfterGroups;
-    private readonly int[] _plainCount, _offered;
-    /// <summary>Packets gathered per TUN before they are written (coalesced groups and plain packets together).</summary>
-    public const int CoalesceLimit = 256;
+    // with virtio-net headers is written through a VnetTunWriter (coalesced super-packets and plain packets, in order).
+    private readonly VnetTunWriter?[] _vnetWriters;
 
     /// <param name="tuns">TUN per instance-id (the ETR drops other instance-ids).</param>
     /// <param name="control">where instance-id 0xffffff datagrams go (null: dropped and counted)</param>
@@ -84,13 +77,7 @@ public sealed class EtrWorker : IDisposable
         _pollMs = options.PollMs;
         _pending = _tuns.Select(_ => new int[_batch.Capacity]).ToArray();
         _pendingCount = new int[_tuns.Length];
-        _coalescers = _tuns.Select(t => t.VnetHeader ? new TcpCoalescer(CoalesceLimit, 64, Math.Max(options.MaxPacket, 1600)) : null).ToArray();
-        _plainSlot = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
-        _plainOffset = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
-        _plainLength = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
-        _plainAfterGroups = _tuns.Select(_ => new int[CoalesceLimit]).ToArray();
-        _plainCount = new int[_tuns.Length];
-        _offered = new int[_tuns.Length];
+        _vnetWriters = _tuns.Select(t => t.VnetHeader ? new VnetTunWriter(t, options.MaxPacket) : null).ToArray();
         Counters = counters ?? new DataPlaneCounters();
     }
 
@@ -134,7 +121,7 @@ public sealed class EtrWorker : IDisposable
         }
         for (int k = 0; k < _tuns.Length; k++)
         {
-            if (_coalescers[k] is not null) FlushVnet(k);
+            if (_vnetWriters[k] is { Empty: false } writer) writer.Flush(_batch, Counters);
             int m = _pendingCount[k];
             if (m == 0) continue;
             _pendingCount[k] = 0;
@@ -216,9 +203,11 @@ public sealed class EtrWorker : IDisposable
             // Echo-nonce: a request (E) to echo back, or maybe the echo of ours (E clear).
             _echo.OnReceive(rloc, (p[0] & 0x20) != 0, (uint)(p[1] << 16 | p[2] << 8 | p[3]), _now);
         }
-        if (_coalescers[tun] is not null)
+        if (_vnetWriters[tun] is { } vnet)
         {
-            Offer(tun, i, offset + 8, innerLength);
+            if (vnet.Full) vnet.Flush(_batch, Counters);
+            Counters.DecapBytes += innerLength;
+            vnet.Offer(_batch, i, offset + 8, innerLength);
             return;
         }
         if (offset != _batch.Offset[i])
@@ -236,54 +225,6 @@ public sealed class EtrWorker : IDisposable
         _batch.Offset[i] = offset + 8;
         _batch.Length[i] = innerLength;
         _pending[tun][_pendingCount[tun]++] = i;
-    }
-
-    /// <summary>A decapsulated packet for a virtio-net-header TUN: into a coalesced group, or kept in order as a plain packet.</summary>
-    private void Offer(int tun, int slot, int offset, int length)
-    {
-        if (_offered[tun] == CoalesceLimit) FlushVnet(tun);
-        _offered[tun]++;
-        Counters.DecapBytes += length;
-        var c = _coalescers[tun]!;
-        if (c.TryAdd(_batch.Slot(slot).Slice(offset, length), slot)) return;
-        int m = _plainCount[tun]++;
-        _plainSlot[tun][m] = slot;
-        _plainOffset[tun][m] = offset;
-        _plainLength[tun][m] = length;
-        _plainAfterGroups[tun][m] = c.GroupCount;
-    }
-
-    /// <summary>Writes what <see cref="Offer"/> gathered for TUN <paramref name="k"/>: groups and plain packets in arrival order.</summary>
-    private void FlushVnet(int k)
-    {
-        var c = _coalescers[k]!;
-        var tun = _tuns[k];
-        int groups = c.GroupCount, plains = _plainCount[k], g = 0;
-        for (int m = 0; m <= plains; m++)
-        {
-            int until = m < plains ? _plainAfterGroups[k][m] : groups;
-            for (; g < until; g++)
-            {
-                int members = c.Members(g);
-                if (tun.WriteWithHeader(c.Group(g)))
-                {
-                    Counters.DecapPackets += members;
-                    if (members > 1)
-                    {
-                        Counters.CoalescedWrites++;
-                        Counters.CoalescedSegments += members;
-                    }
-                }
-                else Counters.Drop(DropReason.TunWriteError, members);
-            }
-            if (m == plains) break;
-            var packet = _batch.Slot(_plainSlot[k][m]).Slice(_plainOffset[k][m], _plainLength[k][m]);
-            if (tun.Write(packet)) Counters.DecapPackets++;
-            else Counters.Drop(DropReason.TunWriteError);
-        }
-        c.Reset();
-        _plainCount[k] = 0;
-        _offered[k] = 0;
     }
 
     /// <summary>

@@ -152,14 +152,66 @@ public sealed class ItrWorker : IDisposable
 
     private void Flush(PacketBatch batch)
     {
-        if (_n4 > 0) Sent(_v4!.Send(batch, _send4.AsSpan(0, _n4)), _n4);
-        if (_n6 > 0) Sent(_v6!.Send(batch, _send6.AsSpan(0, _n6)), _n6);
+        if (_n4 > 0) Send(_v4!, batch, _send4.AsSpan(0, _n4));
+        if (_n6 > 0) Send(_v6!, batch, _send6.AsSpan(0, _n6));
         if (_nFrag > 0)
         {
             int s = _v4!.Send(_frags, _fragIdx.AsSpan(0, _nFrag));
             if (s < _nFrag) Counters.Drop(DropReason.SendError, _nFrag - s);
         }
         _n4 = _n6 = _nFrag = 0;
+    }
+
+    /// <summary>
+    /// One family's queued packets. Through a UDP_SEGMENT sender, each run of packets of one flow to one RLOC with equal
+    /// lengths (the last of a run may be shorter) is copied back to back and sent in one sendmsg: the kernel then carries
+    /// the run as one buffer down its stack and the far ETR's UDP_GRO socket takes it as one (a 64-byte flood is 64
+    /// packets per system call and per trip through the stack instead of one). Everything else goes by sendmmsg, in order.
+    /// </summary>
+    private void Send(IBatchSender sender, PacketBatch batch, Span<int> queued)
+    {
+        if (sender is not ISegmentSender { GsoEnabled: true } gso || _gso is null || queued.Length < 2)
+        {
+            Sent(sender.Send(batch, queued), queued.Length);
+            return;
+        }
+        int singlesFrom = 0, k = 0;
+        while (k < queued.Length)
+        {
+            int first = queued[k], size = batch.Length[first];
+            int limit = Math.Min(MaxGsoSegments, MaxGsoBytes / Math.Max(1, size));
+            int end = k + 1;
+            while (end < queued.Length && end - k < limit)
+            {
+                int j = queued[end];
+                if (batch.Flow[j] != batch.Flow[first] || batch.Length[j] > size || !batch.AddressBytes(j).SequenceEqual(batch.AddressBytes(first))) break;
+                end++;
+                if (batch.Length[j] < size) break; // a shorter packet ends the run
+            }
+            if (end - k < 2)
+            {
+                k = end;
+                continue;
+            }
+            // The packets before this run leave first, so a flow's packets keep their order.
+            if (singlesFrom < k) Sent(sender.Send(batch, queued[singlesFrom..k]), k - singlesFrom);
+            int at = 0;
+            for (int m = k; m < end; m++)
+            {
+                int j = queued[m];
+                batch.Packet(j).CopyTo(_gso.AsSpan(at));
+                at += batch.Length[j];
+            }
+            int sent;
+            unsafe
+            {
+                sent = gso.SendSegments(_gso.AsSpan(0, at), size, batch.AddressPointer(first), batch.Flow[first]);
+            }
+            Counters.GsoSends++;
+            Sent(sent, end - k);
+            k = singlesFrom = end;
+        }
+        if (singlesFrom < queued.Length) Sent(sender.Send(batch, queued[singlesFrom..]), queued.Length - singlesFrom);
     }
 
     private void Sent(int sent, int tried)

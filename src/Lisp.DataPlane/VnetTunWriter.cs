@@ -1,0 +1,87 @@
+using Lisp.DataPlane.Offload;
+
+namespace Lisp.DataPlane;
+
+/// <summary>
+/// The ETR's writes into one TUN that speaks virtio-net headers: decapsulated packets are offered one by one; runs of
+/// one TCP flow are joined into super-packets (<see cref="TcpCoalescer"/>), everything else stays a plain packet behind
+/// an all-zero header. <see cref="Flush"/> writes them in arrival order, each joined packet at the place of its first
+/// member: a coalescer closes a flow's group when it refuses one of the flow's packets, so no flow is reordered.
+/// One write per super-packet instead of one per segment is what lets the far host's TCP keep up (issue 13).
+/// Owned by one ETR worker; the plain packets are read from the worker's receive batch, so <see cref="Flush"/> must
+/// run before that batch is reused.
+/// </summary>
+internal sealed class VnetTunWriter
+{
+    /// <summary>Packets gathered before a flush (also the coalescer's capacity).</summary>
+    public const int Limit = 256;
+
+    private enum Kind : byte { Tcp, Plain }
+
+    private readonly ITun _tun;
+    private readonly TcpCoalescer _tcp;
+    private readonly Kind[] _kind = new Kind[Limit];
+    private readonly int[] _index = new int[Limit];
+    private readonly int[] _plainSlot = new int[Limit], _plainOffset = new int[Limit], _plainLength = new int[Limit];
+    private int _entries, _plains, _offered;
+
+    public VnetTunWriter(ITun tun, int maxPacket)
+    {
+        _tun = tun;
+        _tcp = new TcpCoalescer(Limit, 64, Math.Max(maxPacket, 1600));
+    }
+
+    public bool Full => _offered == Limit;
+    public bool Empty => _offered == 0;
+
+    /// <summary>Takes the decapsulated packet at <paramref name="offset"/> of <paramref name="batch"/>'s slot <paramref name="slot"/>.</summary>
+    public void Offer(PacketBatch batch, int slot, int offset, int length)
+    {
+        _offered++;
+        var packet = batch.Slot(slot).Slice(offset, length);
+        int before = _tcp.GroupCount;
+        if (_tcp.TryAdd(packet, slot))
+        {
+            if (_tcp.GroupCount > before) Add(Kind.Tcp, before);
+            return;
+        }
+        _plainSlot[_plains] = slot;
+        _plainOffset[_plains] = offset;
+        _plainLength[_plains] = length;
+        Add(Kind.Plain, _plains++);
+    }
+
+    private void Add(Kind kind, int index)
+    {
+        _kind[_entries] = kind;
+        _index[_entries++] = index;
+    }
+
+    /// <summary>Writes everything offered since the last flush, in order; counts packets written and refused.</summary>
+    public void Flush(PacketBatch batch, DataPlaneCounters counters)
+    {
+        for (int e = 0; e < _entries; e++)
+        {
+            int i = _index[e];
+            if (_kind[e] == Kind.Plain)
+            {
+                if (_tun.Write(batch.Slot(_plainSlot[i]).Slice(_plainOffset[i], _plainLength[i]))) counters.DecapPackets++;
+                else counters.Drop(DropReason.TunWriteError);
+                continue;
+            }
+            int members = _tcp.Members(i);
+            if (_tun.WriteWithHeader(_tcp.Group(i)))
+            {
+                counters.DecapPackets += members;
+                if (members > 1)
+                {
+                    counters.CoalescedWrites++;
+                    counters.CoalescedSegments += members;
+                }
+            }
+            else counters.Drop(DropReason.TunWriteError, members);
+        }
+        _tcp.Reset();
+        _entries = _plains = _offered = 0;
+    }
+}
