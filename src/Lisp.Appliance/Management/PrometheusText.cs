@@ -151,7 +151,7 @@ public static class PrometheusText
             w.Family("lisp_dataplane_drops_total", "counter", "Data-plane packets dropped, by worker and reason.");
             foreach (var x in dp.Workers)
                 foreach (var (k, v) in x.Drops) w.Sample("lisp_dataplane_drops_total", v, ("worker", x.Worker), ("reason", k));
-            w.Family("lisp_dataplane_events_total", "counter", "Data-plane feature events (plain control, map-versioning, gleaning), by worker and event.");
+            w.Family("lisp_dataplane_events_total", "counter", "Data-plane feature events (plain control, map-versioning, gleaning, segmentation offloads), by worker and event.");
             foreach (var x in dp.Workers)
                 foreach (var (k, v) in x.Events) w.Sample("lisp_dataplane_events_total", v, ("worker", x.Worker), ("event", k));
             if (dp.EchoNonce is { } e)

@@ -181,6 +181,15 @@ public static class Snapshots
         view.Events["gleans-posted"] = Volatile.Read(ref c.GleansPosted);
         view.Events["gleans-refused"] = Volatile.Read(ref c.GleansRefused);
         view.Events["unknown-source-lookups"] = Volatile.Read(ref c.UnknownSourceLookups);
+        // Segmentation offloads (issue 13): ITR super-packets split, GSO sends, checksums completed; ETR GRO runs and coalesced writes.
+        view.Events["offload-super-packets"] = Volatile.Read(ref c.SuperPackets);
+        view.Events["offload-segments"] = Volatile.Read(ref c.SuperSegments);
+        view.Events["gso-sends"] = Volatile.Read(ref c.GsoSends);
+        view.Events["checksums-completed"] = Volatile.Read(ref c.ChecksumsCompleted);
+        view.Events["gro-buffers"] = Volatile.Read(ref c.GroBuffers);
+        view.Events["gro-datagrams"] = Volatile.Read(ref c.GroDatagrams);
+        view.Events["coalesced-writes"] = Volatile.Read(ref c.CoalescedWrites);
+        view.Events["coalesced-segments"] = Volatile.Read(ref c.CoalescedSegments);
         return view;
     }
 
