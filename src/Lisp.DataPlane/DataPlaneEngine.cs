@@ -214,6 +214,7 @@ public sealed class DataPlaneEngine : IDisposable
                 UdpGso = itrs.Any(t => t.Item2 is UdpBatchSocket { GsoEnabled: true } || t.Item3 is UdpBatchSocket { GsoEnabled: true }),
                 UdpGro = gro,
                 TcpCoalescing = true,
+                UdpCoalescing = tun0.AcceptsUdpSegmentation,
             };
             offloads = offloads with { Notes = offloadNotes };
             var engine = new DataPlaneEngine(o, newReader, misses, itrs, etrs, owned, control, etrTun.Count == etrs.Count ? etrTun : null, gleans, echo);

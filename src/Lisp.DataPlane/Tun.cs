@@ -93,6 +93,8 @@ public sealed unsafe class LinuxTun : ITun
     public bool VnetHeader => _vnet;
     /// <summary>The TUN_F_* flags the kernel accepted (TUNSETOFFLOAD); 0 without the vnet header.</summary>
     public uint OffloadFlags => _offloadFlags;
+    /// <summary>USO was accepted: the kernel knows UDP segmentation on this device (Linux 6.2+), so the ETR may write UDP super-packets.</summary>
+    public bool AcceptsUdpSegmentation => (_offloadFlags & (Native.TUN_F_USO4 | Native.TUN_F_USO6)) != 0;
 
     /// <summary>
     /// The offload sets tried in order, each a fallback of the one before (USO needs Linux 6.2; TSO needs the vnet header;

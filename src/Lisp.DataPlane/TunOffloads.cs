@@ -22,6 +22,8 @@ public sealed record TunOffloads
     public bool UdpGro { get; init; }
     /// <summary>The ETR joins consecutive TCP segments of one flow into one super-packet per TUN write.</summary>
     public bool TcpCoalescing { get; init; }
+    /// <summary>The ETR joins runs of equal-sized datagrams of one UDP flow into one USO super-packet per TUN write.</summary>
+    public bool UdpCoalescing { get; init; }
     public IReadOnlyList<string> Notes { get; init; } = [];
 
     /// <summary>Nothing on: configured off, or the TUN refused the header.</summary>
@@ -39,6 +41,6 @@ public sealed record TunOffloads
         var udp = new List<string>();
         if (UdpGso) udp.Add("gso");
         if (UdpGro) udp.Add("gro");
-        return $"tun: {(tun.Count == 0 ? "vnet header only" : string.Join(' ', tun))}; udp: {(udp.Count == 0 ? "none" : string.Join(' ', udp))}; etr: {(TcpCoalescing ? "tcp-coalescing" : "no coalescing")}";
+        return $"tun: {(tun.Count == 0 ? "vnet header only" : string.Join(' ', tun))}; udp: {(udp.Count == 0 ? "none" : string.Join(' ', udp))}; etr: {(TcpCoalescing || UdpCoalescing ? string.Join(' ', new[] { TcpCoalescing ? "tcp-coalescing" : null, UdpCoalescing ? "udp-coalescing" : null }.Where(x => x is not null)) : "no coalescing")}";
     }
 }

@@ -4,7 +4,8 @@ namespace Lisp.DataPlane;
 
 /// <summary>
 /// The ETR's writes into one TUN that speaks virtio-net headers: decapsulated packets are offered one by one; runs of
-/// one TCP flow are joined into super-packets (<see cref="TcpCoalescer"/>), everything else stays a plain packet behind
+/// one TCP flow are joined into super-packets (<see cref="TcpCoalescer"/>), and so are runs of equal-sized datagrams of
+/// one UDP flow when the device takes UDP segmentation (<see cref="UdpCoalescer"/>, USO); everything else stays a plain packet behind
 /// an all-zero header. <see cref="Flush"/> writes them in arrival order, each joined packet at the place of its first
 /// member: a coalescer closes a flow's group when it refuses one of the flow's packets, so no flow is reordered.
 /// One write per super-packet instead of one per segment is what lets the far host's TCP keep up (issue 13).
@@ -16,19 +17,22 @@ internal sealed class VnetTunWriter
     /// <summary>Packets gathered before a flush (also the coalescer's capacity).</summary>
     public const int Limit = 256;
 
-    private enum Kind : byte { Tcp, Plain }
+    private enum Kind : byte { Tcp, Udp, Plain }
 
     private readonly ITun _tun;
     private readonly TcpCoalescer _tcp;
+    private readonly UdpCoalescer? _udp;
     private readonly Kind[] _kind = new Kind[Limit];
     private readonly int[] _index = new int[Limit];
     private readonly int[] _plainSlot = new int[Limit], _plainOffset = new int[Limit], _plainLength = new int[Limit];
     private int _entries, _plains, _offered;
 
-    public VnetTunWriter(ITun tun, int maxPacket)
+    /// <param name="udp">join UDP runs too (the device accepted USO: Linux 6.2+ takes GSO_UDP_L4 packets from us)</param>
+    public VnetTunWriter(ITun tun, int maxPacket, bool udp)
     {
         _tun = tun;
         _tcp = new TcpCoalescer(Limit, 64, Math.Max(maxPacket, 1600));
+        _udp = udp ? new UdpCoalescer(Limit, 64, Math.Max(maxPacket, 1600)) : null;
     }
 
     public bool Full => _offered == Limit;
@@ -44,6 +48,15 @@ internal sealed class VnetTunWriter
         {
             if (_tcp.GroupCount > before) Add(Kind.Tcp, before);
             return;
+        }
+        if (_udp is not null)
+        {
+            before = _udp.GroupCount;
+            if (_udp.TryAdd(packet, slot))
+            {
+                if (_udp.GroupCount > before) Add(Kind.Udp, before);
+                return;
+            }
         }
         _plainSlot[_plains] = slot;
         _plainOffset[_plains] = offset;
@@ -69,8 +82,9 @@ internal sealed class VnetTunWriter
                 else counters.Drop(DropReason.TunWriteError);
                 continue;
             }
-            int members = _tcp.Members(i);
-            if (_tun.WriteWithHeader(_tcp.Group(i)))
+            bool tcp = _kind[e] == Kind.Tcp;
+            int members = tcp ? _tcp.Members(i) : _udp!.Members(i);
+            if (_tun.WriteWithHeader(tcp ? _tcp.Group(i) : _udp!.Group(i)))
             {
                 counters.DecapPackets += members;
                 if (members > 1)
@@ -82,6 +96,7 @@ internal sealed class VnetTunWriter
             else counters.Drop(DropReason.TunWriteError, members);
         }
         _tcp.Reset();
+        _udp?.Reset();
         _entries = _plains = _offered = 0;
     }
 }

@@ -301,7 +301,19 @@ public sealed class OffloadPipelineTests : IDisposable
         for (int tries = 0; tries < 50 && etr.Counters.DecapPackets < 20; tries++) etr.RunOnce(100);
         Assert.Equal(20, etr.Counters.DecapPackets);
         Assert.True(etr.Counters.GroBuffers >= 1, etr.Counters.ToString());
-        Assert.Equal(sent.Select(Convert.ToHexString), tunB.Written.Select(w => Convert.ToHexString(w.AsSpan(VirtioNetHeader.Size))));
+        // The far TUN gets the run joined again: one USO super-packet (GSO UDP_L4, 36-byte segments) with the first
+        // packet's headers and every payload in order.
+        var written = Assert.Single(tunB.Written);
+        Assert.True(VirtioNetHeader.TryRead(written, out var vh));
+        Assert.Equal(VirtioNetHeader.GsoUdpL4, vh.GsoType);
+        Assert.Equal(36, vh.GsoSize);
+        var super = written[VirtioNetHeader.Size..];
+        Assert.Equal(sent[0].AsSpan(12, 8).ToArray(), super.AsSpan(12, 8).ToArray()); // addresses
+        Assert.Equal(sent[0].AsSpan(20, 4).ToArray(), super.AsSpan(20, 4).ToArray()); // ports
+        Assert.Equal(8 + 20 * 36, OffloadReference.Read16(super, 24));               // UDP length of the whole run
+        Assert.Equal(sent.SelectMany(p => p[28..]).ToArray(), super[28..]);
+        Assert.Equal(1, etr.Counters.CoalescedWrites);
+        Assert.Equal(20, etr.Counters.CoalescedSegments);
     }
 
     public void Dispose()
