@@ -241,11 +241,11 @@ public sealed class MapCacheSnapshot
     }
 
     /// <summary>Steps between a pipeline stage and the next for one destination (stages are this many destinations apart).</summary>
-    private const int PrefetchDistance = 8;
+    private const int PrefetchDistance = 4;
     /// <summary>Below this many destinations the batch is a plain loop (the pipeline's fill and drain cost 5 x distance steps).</summary>
     private const int MinPipelinedBatch = 16;
     /// <summary>In-flight state per destination, indexed modulo this (power of two, more than 5 x distance + 1).</summary>
-    private const int PipelineRing = 64;
+    private const int PipelineRing = 32;
 
     /// <summary>
     /// The IPv4 batch as a six-stage pipeline. Step k works on six destinations at once, each in another stage:
