@@ -75,6 +75,87 @@ if (args.Length > 0 && args[0] == "layouts")
     }
     return;
 }
+// `dotnet run -c Release -- batch [sizes...]`: TryLookupV4 one by one against LookupV4Batch (256 per batch) over the
+// same 1M random destinations, the two interleaved round by round in one process (so load on a shared machine
+// hits both alike); prints the best and the median of 11 rounds, ns per lookup. A cross-check of BatchLookup.
+if (args.Length > 0 && args[0] == "batch")
+{
+    static string Measure(int count, Func<int, int, long> single, Func<int, int, long> batch)
+    {
+        var a = new List<double>();
+        var b = new List<double>();
+        long sink = 0;
+        int reps = Math.Max(1, (1 << 20) / count);
+        for (int round = 0; round < 11; round++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int r = 0; r < reps; r++) sink += single(0, count);
+            a.Add(sw.Elapsed.TotalNanoseconds / ((double)reps * count));
+            sw.Restart();
+            for (int r = 0; r < reps; r++)
+                for (int i = 0; i < count; i += 256) sink += batch(i, Math.Min(256, count - i));
+            b.Add(sw.Elapsed.TotalNanoseconds / ((double)reps * count));
+        }
+        a.Sort();
+        b.Sort();
+        return $"single best {a[0],6:F1} median {a[5],6:F1} ns; batch best {b[0],6:F1} median {b[5],6:F1} ns ({sink & 1})";
+    }
+    var results = new LookupResult[256];
+    foreach (int n in args.Length > 1 ? args.Skip(1).Select(int.Parse).ToArray() : new[] { 100_000, 1_000_000 })
+    {
+        var p = Data.V4Prefixes(n);
+        var s = V4Lookup.Build(p, new MapCacheOptions());
+        foreach (int count in new[] { 1 << 20, 4096 })
+        {
+            var dst = Data.V4Destinations(p, count);
+            Console.WriteLine($"IPv4 {n,9:N0} prefixes, {count,9:N0} destinations: " + Measure(count,
+                (start, len) =>
+                {
+                    long sum = 0;
+                    foreach (uint d in dst.AsSpan(start, len))
+                        if (s.TryLookupV4(0, d, d, out var r)) sum += r.RlocIndex + r.EntryIndex;
+                    return sum;
+                },
+                (start, len) =>
+                {
+                    long sum = 0;
+                    var chunk = dst.AsSpan(start, len);
+                    s.LookupV4Batch(0, chunk, chunk, results);
+                    foreach (ref readonly var r in results.AsSpan(0, len))
+                        if (r.Found) sum += r.RlocIndex + r.EntryIndex;
+                    return sum;
+                }));
+        }
+    }
+    {
+        var p = Data.V6Prefixes(100_000);
+        var w = new MapCacheWriter();
+        foreach (var (a, l) in p) w.AddOrReplaceV6(0, a, l, Data.Rlocs, 60, 0);
+        var s = w.Publish();
+        foreach (int count in new[] { 1 << 20, 4096 })
+        {
+            var dst = Data.V6Destinations(p, count);
+            var flows = dst.Select(d => (uint)d.Lo).ToArray();
+            Console.WriteLine($"IPv6 {100_000,9:N0} prefixes, {count,9:N0} destinations: " + Measure(count,
+                (start, len) =>
+                {
+                    long sum = 0;
+                    for (int i = start; i < start + len; i++)
+                        if (s.TryLookupV6(0, dst[i], flows[i], out var r)) sum += r.RlocIndex + r.EntryIndex;
+                    return sum;
+                },
+                (start, len) =>
+                {
+                    long sum = 0;
+                    s.LookupV6Batch(0, dst.AsSpan(start, len), flows.AsSpan(start, len), results);
+                    foreach (ref readonly var r in results.AsSpan(0, len))
+                        if (r.Found) sum += r.RlocIndex + r.EntryIndex;
+                    return sum;
+                }));
+        }
+    }
+    return;
+}
 // `dotnet run -c Release -- v6 [sizes...]`: the same quick sweep for IPv6 (default layout).
 if (args.Length > 0 && args[0] == "v6")
 {

@@ -100,6 +100,10 @@ internal sealed class ExactTable<TKey, TOps> where TKey : struct where TOps : st
         Count = count;
     }
 
+    /// <summary>The bucket <see cref="TryGet"/> reads first for <paramref name="key"/> (what a batch prefetches).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref Bucket<TKey> FirstBucket(TKey key) => ref _buckets.At((int)(TOps.LookupHash(key) >> 7) & _bucketMask);
+
     /// <summary>Every tag in slot order (tests compare hardware- and software-hashed tables with it).</summary>
     internal uint[] Tags
     {

@@ -1,6 +1,7 @@
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 
 namespace Lisp.MapCache;
 
@@ -75,6 +76,34 @@ internal sealed class V4Lpm
         }
         return LookupHash(addr);
     }
+
+    /// <summary>True for DIR-16 / DIR-24: a lookup starts with one load from the front table.</summary>
+    internal bool HasFront => _stride != 0;
+
+    /// <summary>The front-table entry <see cref="Lookup"/> reads first for <paramref name="addr"/> (DIR layouts only): what a batch prefetches.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref int FrontEntry(uint addr) => ref _front.At((int)(addr >> (32 - _stride)));
+
+    /// <summary>The side entry a negative front value points to (read next when longer prefixes lie under the block).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref LongerBlock LongerEntry(int frontValue) => ref _longer.At(frontValue & int.MaxValue);
+
+    /// <summary>
+    /// For a negative front value (longer prefixes under the block): the first hash bucket <see cref="LookupLonger"/>
+    /// probes (its longest length present under the block), for a prefetch; null ref when there is none.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref Bucket<uint> FirstLongerBucket(uint addr, int frontValue)
+    {
+        uint bits = _longer.At(frontValue & int.MaxValue).Lengths;
+        if (bits == 0) return ref Unsafe.NullRef<Bucket<uint>>();
+        int len = _stride + 1 + (31 - BitOperations.LeadingZeroCount(bits));
+        return ref _tables[len]!.FirstBucket(addr & (uint.MaxValue << (32 - len)));
+    }
+
+    /// <summary>The rest of <see cref="Lookup"/> once the front value <paramref name="frontValue"/> of <paramref name="addr"/> was read.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal int SlotFromFront(uint addr, int frontValue) => frontValue < 0 ? LookupLonger(addr, frontValue & int.MaxValue) : frontValue - 1;
 
     private int LookupLonger(uint addr, int index)
     {
@@ -344,6 +373,17 @@ internal sealed class V6Lpm
         : len == 64 ? new V6Key(a.Hi, 0)
         : len == 0 ? default
         : new V6Key(a.Hi & (ulong.MaxValue << (64 - len)), 0);
+
+    /// <summary>
+    /// Prefetches the first bucket of both first-level probes of <see cref="Lookup"/> (the /48 block table and the
+    /// /16 table) for <paramref name="addr"/>; x86 only (the caller checks <see cref="Sse.IsSupported"/>).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal unsafe void PrefetchFirstLevel(V6Key addr)
+    {
+        if (_blocks.Count != 0) Sse.Prefetch0(Unsafe.AsPointer(ref _blocks.FirstBucket(addr.Hi >> 16)));
+        if (_fronts.Count != 0) Sse.Prefetch0(Unsafe.AsPointer(ref _fronts.FirstBucket(addr.Hi >> 48)));
+    }
 
     public int Lookup(V6Key addr)
     {

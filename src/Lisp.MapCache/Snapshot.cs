@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics.X86;
 using Lisp.Wire;
 
 namespace Lisp.MapCache;
@@ -204,22 +205,33 @@ public sealed class MapCacheSnapshot
     }
 
     /// <summary>
-    /// Batch of IPv4 lookups in one instance: destinations host-order. The loop carries no dependency
-    /// between iterations, so with DIR-24 the CPU overlaps the table loads of consecutive packets.
-    /// Returns the number of results that are <see cref="LookupStatus.Forward"/>.
+    /// Batch of IPv4 lookups in one instance: destinations host-order; results equal <see cref="TryLookupV4"/>'s
+    /// one by one (same slot, same flow-hash RLOC choice). Returns the number of results that are
+    /// <see cref="LookupStatus.Forward"/>.
+    /// <para>
+    /// With a DIR-16/DIR-24 table on x86 the batch runs as a software pipeline (<see cref="PipelinedV4"/>): the
+    /// loads each lookup depends on (front entry, then side entry, then map-cache entry, then its ring) are
+    /// prefetched for the destinations <see cref="PrefetchDistance"/> steps ahead, so their cache misses overlap
+    /// instead of following one another. A plain loop does not get that overlap at 1M prefixes (each lookup is a
+    /// chain of 2-3 dependent DRAM/TLB misses, ~150 ns streamed, perf/RESULTS.md).
+    /// </para>
     /// </summary>
     public int LookupV4Batch(uint iid, ReadOnlySpan<uint> destinations, ReadOnlySpan<uint> flowHashes, Span<LookupResult> results)
     {
         if (flowHashes.Length < destinations.Length || results.Length < destinations.Length)
             throw new ArgumentException("flowHashes and results must be at least as long as destinations");
         int t = IndexOf(_v4Iids, iid);
-        int forwards = 0;
         if (t < 0)
         {
             results.Slice(0, destinations.Length).Clear();
             return 0;
         }
         var lpm = _v4[t];
+        // arm64 has no managed prefetch intrinsic; tiny batches would spend more on the pipeline's fill and drain
+        // than they save; the hash layout (fewer than 64 prefixes) is cache-resident anyway.
+        if (Sse.IsSupported && lpm.HasFront && destinations.Length >= MinPipelinedBatch)
+            return PipelinedV4(lpm, destinations, flowHashes, results);
+        int forwards = 0;
         for (int i = 0; i < destinations.Length; i++)
         {
             Resolve(lpm.Lookup(destinations[i]), flowHashes[i], out results[i]);
@@ -228,17 +240,146 @@ public sealed class MapCacheSnapshot
         return forwards;
     }
 
-    /// <summary>Batch of IPv6 lookups in one instance.</summary>
+    /// <summary>Steps between a pipeline stage and the next for one destination (stages are this many destinations apart).</summary>
+    private const int PrefetchDistance = 4;
+    /// <summary>Below this many destinations the batch is a plain loop (the pipeline's fill and drain cost 5 x distance steps).</summary>
+    private const int MinPipelinedBatch = 16;
+    /// <summary>In-flight state per destination, indexed modulo this (power of two, more than 5 x distance + 1).</summary>
+    private const int PipelineRing = 32;
+
+    /// <summary>
+    /// The IPv4 batch as a six-stage pipeline. Step k works on six destinations at once, each in another stage:
+    /// <list type="number">
+    /// <item>k: prefetch destination k's front-table entry (DIR-24: a random line of a 64 MiB table);</item>
+    /// <item>k - D: read that front value (now cached); if negative (longer prefixes under the block) prefetch its side entry;</item>
+    /// <item>k - 2D: negative only: read the side entry and prefetch the hash bucket of the longest length under the block;</item>
+    /// <item>k - 3D: finish the LPM (<see cref="V4Lpm.SlotFromFront"/>, the single lookup's own code) and prefetch the map-cache entry;</item>
+    /// <item>k - 4D: read the entry and prefetch its locator set's ring (positive entries);</item>
+    /// <item>k - 5D: <see cref="Resolve"/>, exactly as a single lookup.</item>
+    /// </list>
+    /// A prefetch never faults and never changes a result: a wrong or stale address only costs the load. The
+    /// addresses come from refs into managed arrays; the collector may move an array between the prefetch and the
+    /// load, which only makes that prefetch useless.
+    /// </summary>
+    private unsafe int PipelinedV4(V4Lpm lpm, ReadOnlySpan<uint> destinations, ReadOnlySpan<uint> flowHashes, Span<LookupResult> results)
+    {
+        const int D = PrefetchDistance;
+        const int M = PipelineRing - 1;
+        int n = destinations.Length;
+        Span<int> state = stackalloc int[PipelineRing];   // front value after stage 2, slot after stage 4
+        int forwards = 0;
+        for (int k = 0; k < n + 5 * D; k++)
+        {
+            if (k < n)
+                Sse.Prefetch0(Unsafe.AsPointer(ref lpm.FrontEntry(destinations[k])));
+            int i1 = k - D;
+            if ((uint)i1 < (uint)n)
+            {
+                int v = lpm.FrontEntry(destinations[i1]);
+                state[i1 & M] = v;
+                if (v < 0) Sse.Prefetch0(Unsafe.AsPointer(ref lpm.LongerEntry(v)));
+            }
+            int i2 = k - 2 * D;
+            if ((uint)i2 < (uint)n)
+            {
+                int v = state[i2 & M];
+                if (v < 0)
+                {
+                    ref var bucket = ref lpm.FirstLongerBucket(destinations[i2], v);
+                    if (!Unsafe.IsNullRef(ref bucket)) Sse.Prefetch0(Unsafe.AsPointer(ref bucket));
+                }
+            }
+            int i3 = k - 3 * D;
+            if ((uint)i3 < (uint)n)
+            {
+                ref int s = ref state[i3 & M];
+                s = lpm.SlotFromFront(destinations[i3], s);
+                if (s >= 0) Sse.Prefetch0(Unsafe.AsPointer(ref _entries.At(s)));
+            }
+            int i4 = k - 4 * D;
+            if ((uint)i4 < (uint)n)
+            {
+                int slot = state[i4 & M];
+                if (slot >= 0)
+                {
+                    ref Entry e = ref _entries.At(slot);
+                    if (e.Kind == 1) Sse.Prefetch0(Unsafe.AsPointer(ref _ring.At(e.RingStart)));
+                }
+            }
+            int i5 = k - 5 * D;
+            if ((uint)i5 < (uint)n)
+            {
+                Resolve(state[i5 & M], flowHashes[i5], out results[i5]);
+                if (results[i5].Status == LookupStatus.Forward) forwards++;
+            }
+        }
+        return forwards;
+    }
+
+    /// <summary>
+    /// Batch of IPv6 lookups in one instance; results equal <see cref="TryLookupV6"/>'s one by one. On x86 a
+    /// four-stage pipeline (<see cref="PipelinedV6"/>) prefetches the first hash bucket of the /48 and /16 block
+    /// tables, then the map-cache entry, then its ring, <see cref="PrefetchDistance"/> destinations ahead. The
+    /// per-length probes after the block tables depend on the block's length mask and are not prefetched.
+    /// </summary>
     public int LookupV6Batch(uint iid, ReadOnlySpan<V6Key> destinations, ReadOnlySpan<uint> flowHashes, Span<LookupResult> results)
     {
         if (flowHashes.Length < destinations.Length || results.Length < destinations.Length)
             throw new ArgumentException("flowHashes and results must be at least as long as destinations");
         int t = IndexOf(_v6Iids, iid);
+        if (t < 0)
+        {
+            results.Slice(0, destinations.Length).Clear();
+            return 0;
+        }
+        var lpm = _v6[t];
+        if (Sse.IsSupported && destinations.Length >= MinPipelinedBatch)
+            return PipelinedV6(lpm, destinations, flowHashes, results);
         int forwards = 0;
         for (int i = 0; i < destinations.Length; i++)
         {
-            Resolve(t < 0 ? -1 : _v6[t].Lookup(destinations[i]), flowHashes[i], out results[i]);
+            Resolve(lpm.Lookup(destinations[i]), flowHashes[i], out results[i]);
             if (results[i].Status == LookupStatus.Forward) forwards++;
+        }
+        return forwards;
+    }
+
+    /// <summary>
+    /// Step k: prefetch destination k's first-level buckets; k - D: the whole LPM (its first probes now cached),
+    /// prefetch the entry; k - 2D: read the entry, prefetch its ring; k - 3D: <see cref="Resolve"/>.
+    /// </summary>
+    private unsafe int PipelinedV6(V6Lpm lpm, ReadOnlySpan<V6Key> destinations, ReadOnlySpan<uint> flowHashes, Span<LookupResult> results)
+    {
+        const int D = PrefetchDistance;
+        int n = destinations.Length;
+        Span<int> slots = stackalloc int[PipelineRing];
+        int forwards = 0;
+        for (int k = 0; k < n + 3 * D; k++)
+        {
+            if (k < n) lpm.PrefetchFirstLevel(destinations[k]);
+            int i1 = k - D;
+            if ((uint)i1 < (uint)n)
+            {
+                int slot = lpm.Lookup(destinations[i1]);
+                slots[i1 & (PipelineRing - 1)] = slot;
+                if (slot >= 0) Sse.Prefetch0(Unsafe.AsPointer(ref _entries.At(slot)));
+            }
+            int i2 = k - 2 * D;
+            if ((uint)i2 < (uint)n)
+            {
+                int slot = slots[i2 & (PipelineRing - 1)];
+                if (slot >= 0)
+                {
+                    ref Entry e = ref _entries.At(slot);
+                    if (e.Kind == 1) Sse.Prefetch0(Unsafe.AsPointer(ref _ring.At(e.RingStart)));
+                }
+            }
+            int i3 = k - 3 * D;
+            if ((uint)i3 < (uint)n)
+            {
+                Resolve(slots[i3 & (PipelineRing - 1)], flowHashes[i3], out results[i3]);
+                if (results[i3].Status == LookupStatus.Forward) forwards++;
+            }
         }
         return forwards;
     }
