@@ -49,6 +49,37 @@ public sealed class PipelineTests : IDisposable
         _cache.Publish();
     }
 
+    /// <summary>
+    /// A read batch of 16 or more IPv4 packets is looked up with the prefetching LookupV4Batch: the verdicts, the RLOC and
+    /// the per-flow source port must be those of lookups one by one (forward, miss, in any interleaving).
+    /// </summary>
+    [Fact]
+    public void A_large_batch_is_looked_up_in_one_prefetching_batch_with_the_same_verdicts()
+    {
+        Map("10.2.0.0/24", Rloc2);
+        var itr = Itr(Options() with { BatchSize = 64 });
+        var forward = new List<byte[]>();
+        for (int i = 0; i < 48; i++)
+        {
+            bool hit = i % 3 != 0;
+            var p = Packets.UdpV4("10.1.0.1", hit ? $"10.2.0.{i}" : $"10.9.0.{i}", (ushort)(2000 + i), 53, 80);
+            if (hit) forward.Add(p);
+            Assert.True(_tunA.Inject(p));
+        }
+        Assert.Equal(48, itr.RunOnce(0));
+        Assert.Equal(32, itr.Counters.EncapPackets);
+        Assert.Equal(16, itr.Counters[DropReason.Miss]);
+        var outer = _underlay.Sent.ToArray();
+        Assert.Equal(32, outer.Length);
+        for (int k = 0; k < 32; k++)
+        {
+            Assert.Equal(Rloc2, outer[k].To.Address);
+            Assert.True(InMemoryUnderlay.TryStrip(outer[k].Packet, out var payload, out var src, out _, out _));
+            Assert.Equal(forward[k], payload[DataHeader.Length..].ToArray());
+            Assert.Equal(FlowHash.SourcePort(FlowHash.FromPacket(forward[k])), src.Port);
+        }
+    }
+
     [Fact]
     public void V4_round_trip_through_encap_and_decap()
     {
