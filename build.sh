@@ -183,7 +183,7 @@ run_tests() {
 # built into artifacts/fuzz/bin, its assemblies under test instrumented in place by `sharpfuzz`, then run by afl-fuzz.
 fuzz() {
   local target=${1:-} minutes=${2:-}
-  case "$target" in control|ecm|lcaf|decap|config) ;; *) echo "usage: ./build.sh fuzz control|ecm|lcaf|decap|config MINUTES" >&2; return 2 ;; esac
+  case "$target" in control|ecm|lcaf|decap|config|offload) ;; *) echo "usage: ./build.sh fuzz control|ecm|lcaf|decap|config|offload MINUTES" >&2; return 2 ;; esac
   [[ "$minutes" =~ ^[0-9]+$ ]] && [ "$minutes" -gt 0 ] || { echo "usage: ./build.sh fuzz $target MINUTES (a whole number > 0)" >&2; return 2; }
   if ! command -v afl-fuzz >/dev/null 2>&1; then
     echo "build.sh: installing afl++"

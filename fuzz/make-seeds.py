@@ -11,6 +11,9 @@ Provenance of every seed (see FUZZING.md):
   lcaf:         hand-written addresses (IPv4, IPv6, MAC, E.164, distinguished name, and LCAF types 1, 2, 9, 10, 12)
                 plus the addresses cut out of the seed ECMs' ITR-RLOC fields.
   config:       packaging/examples/*.toml, verbatim.
+  offload:      hand-built (offload_seeds below): TCP/UDP super-packets behind a virtio-net header for the ITR side
+                (IPv4 and IPv6, NEEDS_CSUM), and runs of checksummed TCP segments / UDP datagrams of one flow for
+                the ETR side (see FuzzTargets.Offload).
 Run from the repository root: python3 fuzz/make-seeds.py
 """
 import os, struct, glob, shutil
@@ -115,4 +118,52 @@ def main():
         with open(toml, "rb") as f:
             write("config", os.path.basename(toml), f.read())
 
+def csum(data):
+    if len(data) % 2: data += b"\x00"
+    s = sum(struct.unpack(">%dH" % (len(data) // 2), data))
+    while s > 0xffff: s = (s & 0xffff) + (s >> 16)
+    return s
+
+def ip_packet(v6, proto, l4):
+    if v6:
+        return struct.pack(">IHBB", 0x60000000, len(l4), proto, 64) + bytes.fromhex("fd000001" + "00" * 11 + "01") + bytes.fromhex("fd000002" + "00" * 11 + "09") + l4
+    h = bytearray(struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(l4), 0x1234, 0x4000, 64, proto, 0, bytes([10, 1, 0, 1]), bytes([10, 2, 0, 9])))
+    h[10:12] = struct.pack(">H", 0xffff - csum(bytes(h)))
+    return bytes(h) + l4
+
+def pseudo(v6, proto, pkt, l4len):
+    src, dst = (pkt[8:24], pkt[24:40]) if v6 else (pkt[12:16], pkt[16:20])
+    return src + dst + (struct.pack(">IxxxB", l4len, proto) if v6 else struct.pack(">xBH", proto, l4len))
+
+def segment(v6, proto, payload, seq=1000, partial=False):
+    """One TCP (flags ACK) or UDP packet; full checksum, or the pseudo-header sum only (NEEDS_CSUM form)."""
+    l4 = struct.pack(">HHIIBBHHH", 40000, 5001, seq, 1, 0x50, 0x10, 65535, 0, 0) if proto == 6 else struct.pack(">HHHH", 40000, 5001, 8 + len(payload), 0)
+    l4 += payload
+    pkt = bytearray(ip_packet(v6, proto, l4))
+    ip = 40 if v6 else 20
+    field = ip + (16 if proto == 6 else 6)
+    ph = csum(pseudo(v6, proto, bytes(pkt), len(l4)))
+    value = ph if partial else 0xffff - csum(pseudo(v6, proto, bytes(pkt), len(l4)) + bytes(pkt[ip:]))
+    pkt[field:field + 2] = struct.pack(">H", value or (0xffff if proto == 17 else 0))
+    return bytes(pkt)
+
+def vnet(flags, gso, hdr_len, gso_size, csum_start, csum_offset):
+    return struct.pack("<BBHHHH", flags, gso, hdr_len, gso_size, csum_start, csum_offset)
+
+def offload_seeds():
+    pattern = bytes(range(256)) * 40
+    for v6 in (False, True):
+        ip, fam = (40, "v6") if v6 else (20, "v4")
+        tcp = segment(v6, 6, pattern[:6000], partial=True)
+        udp = segment(v6, 17, pattern[:3000], partial=True)
+        for mode in (0, 2):
+            write("offload", f"itr-tso-{fam}-mode{mode}", bytes([mode]) + vnet(1, 4 if v6 else 1, ip + 20, 1400, ip, 16) + tcp)
+            write("offload", f"itr-uso-{fam}-mode{mode}", bytes([mode]) + vnet(1, 5, ip + 8, 1000, ip, 6) + udp)
+            write("offload", f"itr-csum-{fam}-mode{mode}", bytes([mode]) + vnet(1, 0, 0, 0, ip, 6) + segment(v6, 17, pattern[:200], partial=True))
+        run = b"".join(struct.pack(">H", len(p)) + p for p in (segment(v6, 6, pattern[k * 1000:(k + 1) * 1000], seq=1000 + k * 1000) for k in range(5)))
+        write("offload", f"etr-tcp-run-{fam}", b"\x01" + run)
+        run = b"".join(struct.pack(">H", len(p)) + p for p in (segment(v6, 17, pattern[k * 500:(k + 1) * 500]) for k in range(6)))
+        write("offload", f"etr-udp-run-{fam}", b"\x01" + run)
+
 main()
+offload_seeds()

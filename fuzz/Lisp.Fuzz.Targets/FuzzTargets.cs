@@ -21,7 +21,7 @@ public sealed class FuzzInvariantException(string message) : Exception(message);
 /// </summary>
 public static class FuzzTargets
 {
-    public static readonly string[] Names = ["control", "ecm", "lcaf", "decap", "config"];
+    public static readonly string[] Names = ["control", "ecm", "lcaf", "decap", "config", "offload"];
 
     public static Action<byte[]> Get(string name) => name switch
     {
@@ -30,6 +30,7 @@ public static class FuzzTargets
         "lcaf" => Lcaf,
         "decap" => Decap,
         "config" => Config,
+        "offload" => Offload,
         _ => throw new ArgumentException($"unknown fuzz target '{name}' (one of {string.Join(", ", Names)})", nameof(name)),
     };
 
@@ -151,6 +152,64 @@ public static class FuzzTargets
         if (c.DecapPackets > 1)
         {
             throw new FuzzInvariantException($"one datagram decapsulated into {c.DecapPackets} packets");
+        }
+    }
+
+    /// <summary>
+    /// The segmentation offloads (issue 13). Byte 0 bit 0 picks the side:
+    /// <list type="bullet">
+    /// <item>0, ITR: the rest is what a TUN with virtio-net headers hands the ITR (10-byte header + packet, possibly a
+    /// TSO/USO super-packet claiming any sizes): <c>ItrWorker.RunOnce</c> with a map-cache covering 10/8 and fd00::/8,
+    /// raw (bit 1 clear) or UDP-mode (bit 1 set) in-memory sender; it may split into at most <see cref="ItrWorker.MaxSegments"/> packets.</item>
+    /// <item>1, ETR: the rest is a run of inner packets, each [length: 2 bytes big-endian][bytes], up to 32; each goes
+    /// behind a LISP header (I bit, instance-id 0) as one datagram into <c>EtrWorker.RunOnce</c> writing to a
+    /// virtio-net-header TUN, so the TCP and UDP coalescers see them as they would from the network.</item>
+    /// </list>
+    /// Invariants: nothing escapes; the ITR sends no more packets than the segment limit; the ETR delivers no more
+    /// packets than datagrams and every write begins with a vnet header the same code reads back.
+    /// </summary>
+    public static void Offload(byte[] data)
+    {
+        if (data.Length < 2) return;
+        byte mode = data[0];
+        var underlay = new InMemoryUnderlay();
+        using var tun = new InMemoryTun("fo", maxQueued: 64) { VnetHeader = true };
+        var cache = new MapCacheWriter();
+        var rloc = new[] { new RlocSpec(IPAddress.Parse("192.0.2.2"), 1, 50) };
+        cache.AddOrReplace(EidPrefix.Parse("[0]10.0.0.0/8"), rloc, 60, long.MaxValue);
+        cache.AddOrReplace(EidPrefix.Parse("[0]fd00::/8"), rloc, 60, long.MaxValue);
+        cache.Publish();
+        var options = new DataPlaneOptions { InstanceId = 0, LocalRlocV4 = DecapLocal, BatchSize = 32, MaxPacket = 2000, UnderlayMtu = 1500 };
+        if ((mode & 1) == 0)
+        {
+            using var itr = new ItrWorker(tun, () => cache.Current, underlay.Sender(DecapLocal, writesOuterIp: (mode & 2) == 0), null, new MissQueue(capacity: 4), options);
+            if (!tun.Inject(data.AsSpan(1))) return;
+            itr.RunOnce(0);
+            if (underlay.Sent.Count > ItrWorker.MaxSegments)
+                throw new FuzzInvariantException($"one read became {underlay.Sent.Count} packets");
+            return;
+        }
+        var receiver = underlay.Bind(DecapLocal);
+        using var etr = new EtrWorker(receiver, new Dictionary<uint, ITun> { [0] = tun }, options);
+        int datagrams = 0;
+        for (int at = 1; at + 2 <= data.Length && datagrams < 32; datagrams++)
+        {
+            int length = Math.Min((data[at] << 8) | data[at + 1], data.Length - at - 2);
+            var datagram = new byte[DataHeader.Length + length];
+            datagram[0] = 0x08; // I bit: instance-id 0 follows
+            data.AsSpan(at + 2, length).CopyTo(datagram.AsSpan(DataHeader.Length));
+            receiver.Enqueue(datagram, PeerV4);
+            at += 2 + length;
+        }
+        for (int round = 0; round < 4 && etr.RunOnce(0) > 0; round++)
+        {
+        }
+        if (etr.Counters.DecapPackets > datagrams)
+            throw new FuzzInvariantException($"{datagrams} datagrams decapsulated into {etr.Counters.DecapPackets} packets");
+        foreach (var written in tun.Written)
+        {
+            if (!Lisp.DataPlane.Offload.VirtioNetHeader.TryRead(written, out _))
+                throw new FuzzInvariantException("a TUN write without a readable vnet header");
         }
     }
 
