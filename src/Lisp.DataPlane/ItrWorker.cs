@@ -307,13 +307,7 @@ public sealed class ItrWorker : IDisposable
     private Outcome EncapsulateSuper(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
     {
         var pkt = b.Packet(i);
-        bool v4 = rlocs.IsV4(rloc);
-        var sender = v4 ? _v4 : _v6;
-        if (sender is null)
-        {
-            Counters.Drop(DropReason.NoLocalRloc);
-            return Outcome.Dropped;
-        }
+        if (SenderFor(rlocs, rloc, out bool v4) is not { } sender) return Outcome.Dropped;
         int overhead = v4 ? Encapsulation.Ipv4Overhead : Encapsulation.Ipv6Overhead;
         int headers = Segmenter.HeaderLength(pkt, _super);
         if (headers < 0)
@@ -462,17 +456,20 @@ public sealed class ItrWorker : IDisposable
         }
     }
 
+    /// <summary>The sender of the RLOC's address family; null (counted as no-local-rloc) when this node has no RLOC of that family.</summary>
+    private IBatchSender? SenderFor(RlocTable rlocs, int rloc, out bool v4)
+    {
+        v4 = rlocs.IsV4(rloc);
+        var sender = v4 ? _v4 : _v6;
+        if (sender is null) Counters.Drop(DropReason.NoLocalRloc);
+        return sender;
+    }
+
     private Outcome Encapsulate(PacketBatch b, int i, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
     {
         int off = b.Offset[i], len = b.Length[i];
         var slot = b.Slot(i);
-        bool v4 = rlocs.IsV4(rloc);
-        var sender = v4 ? _v4 : _v6;
-        if (sender is null)
-        {
-            Counters.Drop(DropReason.NoLocalRloc);
-            return Outcome.Dropped;
-        }
+        if (SenderFor(rlocs, rloc, out bool v4) is not { } sender) return Outcome.Dropped;
         // The same bytes on the wire whether we write IP + UDP (raw) or the kernel does (UDP fallback).
         int overhead = v4 ? Encapsulation.Ipv4Overhead : Encapsulation.Ipv6Overhead;
         uint nonce = NextNonce();
