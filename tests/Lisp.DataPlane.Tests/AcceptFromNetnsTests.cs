@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.Text.RegularExpressions;
-using Lisp.TestSupport;
 using Xunit;
 using Xunit.Abstractions;
+using static Lisp.DataPlane.Tests.NetnsLab;
 
 namespace Lisp.DataPlane.Tests;
 
@@ -19,85 +19,51 @@ namespace Lisp.DataPlane.Tests;
 [Collection("netns")]
 public sealed class AcceptFromNetnsTests(ITestOutputHelper output)
 {
-    private static int _counter;
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
 
     [SkippableFact]
     public void Known_only_decapsulates_peers_the_mapping_system_vouches_for_and_counts_the_rest()
     {
-        Skip.IfNot(Environment.UserName == "root" || NetnsTests.Sh("id -u").Out.Trim() == "0", "needs root for network namespaces");
-        Skip.IfNot(File.Exists("/dev/net/tun"), "/dev/net/tun is missing");
-        foreach (var tool in new[] { "ip", "ping", "nc" })
-            Skip.If(NetnsTests.Sh($"command -v {tool}").Code != 0, $"{tool} is not installed (./build.sh deps)");
+        using var lab = NetnsLab.Open("ldp-accept-", "ip", "ping", "nc");
+        var (a, b) = lab.AddVethPair("lda", ["192.168.55.1/24", "192.168.55.3/24", "192.168.55.4/24"], ["192.168.55.2/24"]);
+        lab.WriteFile("x1.toml", Config(1, "\"itr\", \"etr\", \"map-server\", \"map-resolver\"", "192.168.55.4", """
+            listen = ["192.168.55.1", "192.168.55.4"]
+            """, """
+            [[site]]
+            name = "s1"
+            key = "k"
+            eid_prefixes = ["[0]10.1.0.0/24"]
+            [[site]]
+            name = "s2"
+            key = "k"
+            eid_prefixes = ["[0]10.2.0.0/24"]
+            """));
+        lab.WriteFile("x2.toml", Config(2, "\"itr\", \"etr\"", "192.168.55.2", "", ""));
 
-        string id = $"{Environment.ProcessId % 100000}{Interlocked.Increment(ref _counter)}";
-        string a = $"lda{id}a", b = $"lda{id}b";
-        var dir = Directory.CreateTempSubdirectory("ldp-accept-");
-        var procs = new List<NsProcess>();
-        try
-        {
-            foreach (var ns in new[] { a, b })
-            {
-                var r = NetnsTests.Sh($"ip netns add {ns}");
-                Skip.If(r.Code != 0, $"ip netns add failed: {r.Err.Trim()}");
-                Must($"ip -n {ns} link set lo up");
-            }
-            Must($"ip link add v1 netns {a} type veth peer name v2 netns {b}");
-            Must($"ip -n {a} addr add 192.168.55.1/24 dev v1 && ip -n {a} addr add 192.168.55.3/24 dev v1 && ip -n {a} addr add 192.168.55.4/24 dev v1 && ip -n {a} link set v1 up");
-            Must($"ip -n {b} addr add 192.168.55.2/24 dev v2 && ip -n {b} link set v2 up");
-            File.WriteAllText(Path.Combine(dir.FullName, "x1.toml"), Config(1, "\"itr\", \"etr\", \"map-server\", \"map-resolver\"", "192.168.55.4", """
-                listen = ["192.168.55.1", "192.168.55.4"]
-                """, """
-                [[site]]
-                name = "s1"
-                key = "k"
-                eid_prefixes = ["[0]10.1.0.0/24"]
-                [[site]]
-                name = "s2"
-                key = "k"
-                eid_prefixes = ["[0]10.2.0.0/24"]
-                """));
-            File.WriteAllText(Path.Combine(dir.FullName, "x2.toml"), Config(2, "\"itr\", \"etr\"", "192.168.55.2", "", ""));
+        var x1 = lab.StartNode(a, lab.PathOf("x1.toml"));
+        x1.WaitFor("node-started", Wait);
+        var x2 = lab.StartNode(b, lab.PathOf("x2.toml"));
+        x2.WaitFor(@"data-plane-started .*accept_from known \(1 configured peer\(s\), 0 prefix\(es\)", Wait);
+        x1.WaitFor(@"registration-accepted .*\[0\]10\.2\.0\.0/24", Wait);
 
-            var x1 = NsProcess.StartNode(a, Path.Combine(dir.FullName, "x1.toml"));
-            procs.Add(x1);
-            x1.WaitFor("node-started", Wait);
-            var x2 = NsProcess.StartNode(b, Path.Combine(dir.FullName, "x2.toml"));
-            procs.Add(x2);
-            x2.WaitFor(@"data-plane-started .*accept_from known \(1 configured peer\(s\), 0 prefix\(es\)", Wait);
-            x1.WaitFor(@"registration-accepted .*\[0\]10\.2\.0\.0/24", Wait);
+        // The ping gets through once xTR 2 has learned 192.168.55.4 from the mapping of 10.1.0.1.
+        var ping = Poll(() => Sh($"ip netns exec {a} ping -c 3 -i 0.3 -W 2 -I 10.1.0.1 10.2.0.1"), 10);
+        output.WriteLine(ping.Out);
+        Assert.True(ping.Code == 0, $"ping failed:\n{ping.Out}{ping.Err}\nx1:\n{x1.Output}\nx2:\n{x2.Output}");
+        x2.WaitFor(@"data-plane-stats .*unknown-source=[1-9]", Wait);
 
-            // The ping gets through once xTR 2 has learned 192.168.55.4 from the mapping of 10.1.0.1.
-            var ping = Poll(() => NetnsTests.Sh($"ip netns exec {a} ping -c 3 -i 0.3 -W 2 -I 10.1.0.1 10.2.0.1"), 10);
-            output.WriteLine(ping.Out);
-            Assert.True(ping.Code == 0, $"ping failed:\n{ping.Out}{ping.Err}\nx1:\n{x1.Output}\nx2:\n{x2.Output}");
-            x2.WaitFor(@"data-plane-stats .*unknown-source=[1-9]", Wait);
-
-            // The intruder: well-formed LISP data packets from 192.168.55.3 with an inner source no mapping covers.
-            long decapBefore = LastDecap(x2);
-            string packet = Path.Combine(dir.FullName, "intruder.bin");
-            File.WriteAllBytes(packet, LispIcmp("10.9.9.9", "10.2.0.1"));
-            for (int i = 0; i < 5; i++) Must($"ip netns exec {a} sh -c 'nc -u -w 0 -s 192.168.55.3 192.168.55.2 4341 < {packet}'");
-            Thread.Sleep(2500);   // two stats intervals
-            var stats = x2.Output.Split('\n').Last(l => l.Contains("data-plane-stats", StringComparison.Ordinal));
-            output.WriteLine(stats);
-            long decapAfter = LastDecap(x2);
-            Assert.Equal(decapBefore, decapAfter);   // nothing from the intruder reached the TUN
-            int unknown = int.Parse(Regex.Match(stats, @"unknown-source=(\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
-            Assert.True(unknown >= 6, $"expected the intruder's 5 packets and the first contact's counted: {stats}");
-        }
-        finally
-        {
-            foreach (var p in procs) p.Dispose();
-            foreach (var ns in new[] { a, b }) NetnsTests.Sh($"ip netns del {ns}");
-            try
-            {
-                dir.Delete(true);
-            }
-            catch (IOException)
-            {
-            }
-        }
+        // The intruder: well-formed LISP data packets from 192.168.55.3 with an inner source no mapping covers.
+        long decapBefore = LastDecap(x2);
+        string packet = lab.PathOf("intruder.bin");
+        File.WriteAllBytes(packet, LispIcmp("10.9.9.9", "10.2.0.1"));
+        for (int i = 0; i < 5; i++) Must($"ip netns exec {a} sh -c 'nc -u -w 0 -s 192.168.55.3 192.168.55.2 4341 < {packet}'");
+        Thread.Sleep(2500);   // two stats intervals
+        var stats = x2.Output.Split('\n').Last(l => l.Contains("data-plane-stats", StringComparison.Ordinal));
+        output.WriteLine(stats);
+        long decapAfter = LastDecap(x2);
+        Assert.Equal(decapBefore, decapAfter);   // nothing from the intruder reached the TUN
+        int unknown = int.Parse(Regex.Match(stats, @"unknown-source=(\d+)").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(unknown >= 6, $"expected the intruder's 5 packets and the first contact's counted: {stats}");
     }
 
     private static long LastDecap(NsProcess x)
@@ -164,21 +130,4 @@ public sealed class AcceptFromNetnsTests(ITestOutputHelper output)
         accept_from = "known"
         {sites}
         """;
-
-    private static (int Code, string Out, string Err) Poll(Func<(int Code, string Out, string Err)> f, int tries)
-    {
-        var r = f();
-        for (int i = 1; i < tries && r.Code != 0; i++)
-        {
-            Thread.Sleep(500);
-            r = f();
-        }
-        return r;
-    }
-
-    private static void Must(string cmd)
-    {
-        var r = NetnsTests.Sh(cmd);
-        if (r.Code != 0) throw new InvalidOperationException($"{cmd}: {r.Err}");
-    }
 }

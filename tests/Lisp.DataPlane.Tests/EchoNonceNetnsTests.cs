@@ -1,6 +1,6 @@
-using Lisp.TestSupport;
 using Xunit;
 using Xunit.Abstractions;
+using static Lisp.DataPlane.Tests.NetnsLab;
 
 namespace Lisp.DataPlane.Tests;
 
@@ -16,83 +16,51 @@ namespace Lisp.DataPlane.Tests;
 [Collection("netns")]
 public sealed class EchoNonceNetnsTests(ITestOutputHelper output)
 {
-    private static int _counter;
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
 
     [SkippableFact]
     public void Echo_nonce_keeps_the_rloc_up_while_echoed_and_marks_it_down_when_the_peer_stops_echoing()
     {
-        Skip.IfNot(Environment.UserName == "root" || NetnsTests.Sh("id -u").Out.Trim() == "0", "needs root for network namespaces");
-        Skip.IfNot(File.Exists("/dev/net/tun"), "/dev/net/tun is missing");
-        foreach (var tool in new[] { "ip", "ping" })
-            Skip.If(NetnsTests.Sh($"command -v {tool}").Code != 0, $"{tool} is not installed (./build.sh deps)");
+        using var lab = NetnsLab.Open("ldp-echo-", "ip", "ping");
+        var (a, b) = lab.AddVethPair("lde", ["192.168.53.1/24"], ["192.168.53.2/24"]);
+        Write(lab, 1, 2);
+        Write(lab, 2, 1);
 
-        string id = $"{Environment.ProcessId % 100000}{Interlocked.Increment(ref _counter)}";
-        string a = $"lde{id}a", b = $"lde{id}b";
-        var dir = Directory.CreateTempSubdirectory("ldp-echo-");
-        var procs = new List<NsProcess>();
-        try
+        var xa = lab.StartNode(a, lab.PathOf("x1.toml"));
+        xa.WaitFor("node-started", Wait);
+        xa.WaitFor(@"data-plane-started.*echo-nonce on \(request every 1 s, timeout 1 s, retry 60 s\)", Wait);
+        var xb = lab.StartNode(b, lab.PathOf("x2.toml"));
+        xb.WaitFor("data-plane-started", Wait);
+        xa.WaitFor(@"registration-accepted .*\[0\]10\.2\.0\.0/24", Wait);
+
+        // Traffic both ways (echo request and reply): each side's requests come back as echoes in the other's packets.
+        var ping = Poll(() => Sh($"ip netns exec {a} ping -c 10 -i 0.2 -W 2 -I 10.1.0.1 10.2.0.1"), 8);
+        output.WriteLine(ping.Out);
+        Assert.True(ping.Code == 0, $"ping failed:\n{ping.Out}{ping.Err}\nA:\n{xa.Output}\nB:\n{xb.Output}");
+        xa.WaitFor(@"data-plane-stats .*echo-nonce requests [1-9]\d*, echoes received [1-9]\d*, echoes sent [1-9]\d*, down 0", Wait);
+        xb.WaitFor(@"data-plane-stats .*echo-nonce requests [1-9]\d*, echoes received [1-9]\d*, echoes sent [1-9]\d*, down 0", Wait);
+        var up = Show(a);
+        output.WriteLine(up);
+        Assert.Matches(@"192\.168\.53\.2\s+up\s", up);
+
+        // B stops: nothing echoes A's requests any more while A keeps sending to B's RLOC.
+        xb.Stop();
+        using (lab.Start(a, "ping", ["-c", "40", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"]))
         {
-            foreach (var ns in new[] { a, b })
-            {
-                var r = NetnsTests.Sh($"ip netns add {ns}");
-                Skip.If(r.Code != 0, $"ip netns add failed: {r.Err.Trim()}");
-                Must($"ip -n {ns} link set lo up");
-            }
-            Must($"ip link add v1 netns {a} type veth peer name v2 netns {b}");
-            Must($"ip -n {a} addr add 192.168.53.1/24 dev v1 && ip -n {a} link set v1 up");
-            Must($"ip -n {b} addr add 192.168.53.2/24 dev v2 && ip -n {b} link set v2 up");
-            Write(dir.FullName, 1, 2);
-            Write(dir.FullName, 2, 1);
-
-            var xa = Start(a, Path.Combine(dir.FullName, "x1.toml"), procs);
-            xa.WaitFor("node-started", Wait);
-            xa.WaitFor(@"data-plane-started.*echo-nonce on \(request every 1 s, timeout 1 s, retry 60 s\)", Wait);
-            var xb = Start(b, Path.Combine(dir.FullName, "x2.toml"), procs);
-            xb.WaitFor("data-plane-started", Wait);
-            xa.WaitFor(@"registration-accepted .*\[0\]10\.2\.0\.0/24", Wait);
-
-            // Traffic both ways (echo request and reply): each side's requests come back as echoes in the other's packets.
-            var ping = Poll(() => NetnsTests.Sh($"ip netns exec {a} ping -c 10 -i 0.2 -W 2 -I 10.1.0.1 10.2.0.1"), 8);
-            output.WriteLine(ping.Out);
-            Assert.True(ping.Code == 0, $"ping failed:\n{ping.Out}{ping.Err}\nA:\n{xa.Output}\nB:\n{xb.Output}");
-            xa.WaitFor(@"data-plane-stats .*echo-nonce requests [1-9]\d*, echoes received [1-9]\d*, echoes sent [1-9]\d*, down 0", Wait);
-            xb.WaitFor(@"data-plane-stats .*echo-nonce requests [1-9]\d*, echoes received [1-9]\d*, echoes sent [1-9]\d*, down 0", Wait);
-            var up = Show(a);
-            output.WriteLine(up);
-            Assert.Matches(@"192\.168\.53\.2\s+up\s", up);
-
-            // B stops: nothing echoes A's requests any more while A keeps sending to B's RLOC.
-            xb.Stop();
-            using (NsProcess.Start(a, "ping", ["-c", "40", "-i", "0.2", "-W", "1", "-I", "10.1.0.1", "10.2.0.1"]))
-            {
-                xa.WaitFor(@"echo-nonce-down rloc 192\.168\.53\.2 marked unreachable: no echo of nonce within 1 s while traffic was sent", Wait);
-                // The map-cache stopped using the RLOC: packets to B are now dropped for want of a usable RLOC, counted.
-                xa.WaitFor(@"data-plane-stats .*no-usable-rloc=[1-9]", Wait);
-            }
-            var down = Show(a);
-            output.WriteLine(down);
-            Assert.Matches(@"192\.168\.53\.2\s+down\s", down);
-            Assert.Matches(@"Echo-nonce: requests [1-9][\d,]*, echoes received [1-9][\d,]*, echoes sent [1-9][\d,]*, down [1-9]", down);
-            xa.Stop();
-            output.WriteLine(string.Join("\n", xa.Output.Split('\n').TakeLast(8)));
-            Assert.Matches(@"data-plane-stopped.*echo-nonce requests [1-9]\d*, echoes received [1-9]\d*, echoes sent [1-9]\d*, down [1-9]", xa.Output);
+            xa.WaitFor(@"echo-nonce-down rloc 192\.168\.53\.2 marked unreachable: no echo of nonce within 1 s while traffic was sent", Wait);
+            // The map-cache stopped using the RLOC: packets to B are now dropped for want of a usable RLOC, counted.
+            xa.WaitFor(@"data-plane-stats .*no-usable-rloc=[1-9]", Wait);
         }
-        finally
-        {
-            foreach (var p in procs) p.Dispose();
-            foreach (var ns in new[] { a, b }) NetnsTests.Sh($"ip netns del {ns}");
-            try
-            {
-                dir.Delete(true);
-            }
-            catch (IOException)
-            {
-            }
-        }
+        var down = Show(a);
+        output.WriteLine(down);
+        Assert.Matches(@"192\.168\.53\.2\s+down\s", down);
+        Assert.Matches(@"Echo-nonce: requests [1-9][\d,]*, echoes received [1-9][\d,]*, echoes sent [1-9][\d,]*, down [1-9]", down);
+        xa.Stop();
+        output.WriteLine(Tail(xa.Output, 8));
+        Assert.Matches(@"data-plane-stopped.*echo-nonce requests [1-9]\d*, echoes received [1-9]\d*, echoes sent [1-9]\d*, down [1-9]", xa.Output);
     }
 
-    private static void Write(string dir, int me, int other)
+    private static void Write(NetnsLab lab, int me, int other)
     {
         string roles = me == 1 ? "\"itr\", \"etr\", \"map-server\", \"map-resolver\"" : "\"itr\", \"etr\"";
         string sites = me == 1 ? """
@@ -107,7 +75,7 @@ public sealed class EchoNonceNetnsTests(ITestOutputHelper output)
             [management]
             listen = "127.0.0.1:18080"
             """ : "";
-        File.WriteAllText(Path.Combine(dir, $"x{me}.toml"), $"""
+        lab.WriteFile($"x{me}.toml", $"""
             [node]
             name = "x{me}"
             roles = [{roles}]
@@ -137,33 +105,8 @@ public sealed class EchoNonceNetnsTests(ITestOutputHelper output)
 
     private static string Show(string ns)
     {
-        var (file, args) = ApplianceProcess.CommandLine("show", "counters", "--management", "127.0.0.1:18080");
-        var r = NetnsTests.Sh($"ip netns exec {ns} {file} {string.Join(' ', args.Select(x => $"'{x}'"))}");
+        var r = Cli(ns, "show", "counters", "--management", "127.0.0.1:18080");
         Assert.True(r.Code == 0, $"show counters failed: {r.Out}{r.Err}");
         return r.Out;
-    }
-
-    private static NsProcess Start(string ns, string config, List<NsProcess> procs)
-    {
-        var p = NsProcess.StartNode(ns, config);
-        procs.Add(p);
-        return p;
-    }
-
-    private static (int Code, string Out, string Err) Poll(Func<(int Code, string Out, string Err)> f, int tries)
-    {
-        var r = f();
-        for (int i = 1; i < tries && r.Code != 0; i++)
-        {
-            Thread.Sleep(500);
-            r = f();
-        }
-        return r;
-    }
-
-    private static void Must(string cmd)
-    {
-        var r = NetnsTests.Sh(cmd);
-        if (r.Code != 0) throw new InvalidOperationException($"{cmd}: {r.Err}");
     }
 }

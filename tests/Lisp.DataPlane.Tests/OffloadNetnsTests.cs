@@ -1,8 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.RegularExpressions;
-using Lisp.TestSupport;
 using Xunit;
 using Xunit.Abstractions;
+using static Lisp.DataPlane.Tests.NetnsLab;
 
 namespace Lisp.DataPlane.Tests;
 
@@ -20,7 +20,6 @@ namespace Lisp.DataPlane.Tests;
 [Collection("netns")]
 public sealed class OffloadNetnsTests(ITestOutputHelper output)
 {
-    private static int _counter;
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(20);
     // Each node's management API listens on the loopback of its own namespace.
     private const string Management = "127.0.0.1:18091";
@@ -33,30 +32,13 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
     [InlineData(6, "off")]
     public void Tcp_through_the_overlay_arrives_byte_for_byte_with_offloads_on_and_off(int family, string offload)
     {
-        Skip.IfNot(Environment.UserName == "root" || NetnsTests.Sh("id -u").Out.Trim() == "0", "needs root for network namespaces");
-        Skip.IfNot(File.Exists("/dev/net/tun"), "/dev/net/tun is missing");
-        foreach (var tool in new[] { "ip", "ping", "nc", "timeout" })
-            Skip.If(NetnsTests.Sh($"command -v {tool}").Code != 0, $"{tool} is not installed (./build.sh deps)");
-
-        string id = $"{Environment.ProcessId % 100000}{Interlocked.Increment(ref _counter)}";
-        string a = $"ldo{id}a", b = $"ldo{id}b";
+        using var lab = NetnsLab.Open("ldp-offload-", "ip", "ping", "nc", "timeout");
+        var (a, b) = lab.AddVethPair("ldo", ["192.168.57.1/24", "fd57::1/64"], ["192.168.57.2/24", "fd57::2/64"]);
         string rlocA = family == 4 ? "192.168.57.1" : "fd57::1", rlocB = family == 4 ? "192.168.57.2" : "fd57::2";
-        var dir = Directory.CreateTempSubdirectory("ldp-offload-");
-        var procs = new List<NsProcess>();
         NsProcess? xa = null, xb = null;
         try
         {
-            foreach (var ns in new[] { a, b })
-            {
-                var r = NetnsTests.Sh($"ip netns add {ns}");
-                Skip.If(r.Code != 0, $"ip netns add failed: {r.Err.Trim()}");
-                Must($"ip -n {ns} link set lo up");
-            }
-            Must($"ip link add v1 netns {a} type veth peer name v2 netns {b}");
-            Must($"ip -n {a} addr add 192.168.57.1/24 dev v1 && ip -n {a} addr add fd57::1/64 dev v1 nodad && ip -n {a} link set v1 up");
-            Must($"ip -n {b} addr add 192.168.57.2/24 dev v2 && ip -n {b} addr add fd57::2/64 dev v2 nodad && ip -n {b} link set v2 up");
-
-            File.WriteAllText(Path.Combine(dir.FullName, "a.toml"), Config(1, "\"itr\", \"etr\", \"map-server\", \"map-resolver\"", rlocA, rlocA, offload, """
+            lab.WriteFile("a.toml", Config(1, "\"itr\", \"etr\", \"map-server\", \"map-resolver\"", rlocA, rlocA, offload, """
                 [[site]]
                 name = "s1"
                 key = "k"
@@ -66,13 +48,11 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
                 key = "k"
                 eid_prefixes = ["[0]10.2.0.0/24"]
                 """));
-            File.WriteAllText(Path.Combine(dir.FullName, "b.toml"), Config(2, "\"itr\", \"etr\"", rlocB, rlocA, offload, ""));
+            lab.WriteFile("b.toml", Config(2, "\"itr\", \"etr\"", rlocB, rlocA, offload, ""));
 
-            xa = NsProcess.StartNode(a, Path.Combine(dir.FullName, "a.toml"));
-            procs.Add(xa);
+            xa = lab.StartNode(a, lab.PathOf("a.toml"));
             xa.WaitFor("node-started", Wait);
-            xb = NsProcess.StartNode(b, Path.Combine(dir.FullName, "b.toml"));
-            procs.Add(xb);
+            xb = lab.StartNode(b, lab.PathOf("b.toml"));
             xb.WaitFor("data-plane-started", Wait);
             xa.WaitFor(@"registration-accepted .*\[0\]10\.2\.0\.0/24", Wait);
 
@@ -121,13 +101,13 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
             }
 
             // The first ping through the overlay: the first packets miss and are held until the Map-Replies arrive.
-            var ping = Poll(() => NetnsTests.Sh($"ip netns exec {a} ping -c 3 -i 0.3 -W 2 -I 10.1.0.1 10.2.0.1"), 10);
+            var ping = Poll(() => Sh($"ip netns exec {a} ping -c 3 -i 0.3 -W 2 -I 10.1.0.1 10.2.0.1"), 10);
             output.WriteLine(ping.Out);
             Assert.True(ping.Code == 0, $"ping failed:\n{ping.Out}{ping.Err}\nA:\n{Tail(xa.Output)}\nB:\n{Tail(xb.Output)}");
 
             // TCP, 8 MB of random bytes each way (different contents), compared byte for byte.
-            Transfer(dir.FullName, "a-to-b", seed: 5701, fromNs: a, fromAddr: "10.1.0.1", toNs: b, toAddr: "10.2.0.1", port: 5701, xa, xb);
-            Transfer(dir.FullName, "b-to-a", seed: 5702, fromNs: b, fromAddr: "10.2.0.1", toNs: a, toAddr: "10.1.0.1", port: 5702, xa, xb);
+            Transfer(lab, "a-to-b", seed: 5701, fromNs: a, fromAddr: "10.1.0.1", toNs: b, toAddr: "10.2.0.1", port: 5701, xa, xb);
+            Transfer(lab, "b-to-a", seed: 5702, fromNs: b, fromAddr: "10.2.0.1", toNs: a, toAddr: "10.1.0.1", port: 5702, xa, xb);
 
             xa.Stop();
             xb.Stop();
@@ -155,36 +135,24 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
             if (xb is not null) output.WriteLine("B:\n" + Tail(xb.Output, 60));
             throw;
         }
-        finally
-        {
-            foreach (var p in procs) p.Dispose();
-            foreach (var ns in new[] { a, b }) NetnsTests.Sh($"ip netns del {ns}");
-            try
-            {
-                dir.Delete(true);
-            }
-            catch (IOException)
-            {
-            }
-        }
     }
 
     /// <summary>`nc -l` on <paramref name="toAddr"/> in <paramref name="toNs"/>, `nc` from <paramref name="fromAddr"/>; SHA-256 of both files compared.</summary>
-    private void Transfer(string dir, string name, int seed, string fromNs, string fromAddr, string toNs, string toAddr, int port, NsProcess xa, NsProcess xb)
+    private void Transfer(NetnsLab lab, string name, int seed, string fromNs, string fromAddr, string toNs, string toAddr, int port, NsProcess xa, NsProcess xb)
     {
-        string source = Path.Combine(dir, name + ".sent"), sink = Path.Combine(dir, name + ".received");
+        string source = lab.PathOf(name + ".sent"), sink = lab.PathOf(name + ".received");
         var bytes = new byte[TransferBytes];
         new Random(seed).NextBytes(bytes);
         File.WriteAllBytes(source, bytes);
         byte[] sentHash = SHA256.HashData(bytes);
 
-        using (var server = NsProcess.Start(toNs, "sh", ["-c", $"timeout 25 nc -l -s {toAddr} -p {port} > {sink}"]))
+        using (var server = lab.Start(toNs, "sh", ["-c", $"timeout 25 nc -l -s {toAddr} -p {port} > {sink}"]))
         {
             // Bounded wait for the listener (ss when present; else a fixed pause).
             bool listening = false;
             for (int i = 0; i < 30 && !listening; i++)
             {
-                var ss = NetnsTests.Sh($"ip netns exec {toNs} ss -Hltn 'sport = :{port}'");
+                var ss = Sh($"ip netns exec {toNs} ss -Hltn 'sport = :{port}'");
                 listening = ss.Code == 0 && ss.Out.Contains($":{port}", StringComparison.Ordinal);
                 if (ss.Code != 0)
                 {
@@ -194,7 +162,7 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
                 if (!listening) Thread.Sleep(100);
             }
             var sw = System.Diagnostics.Stopwatch.StartNew();
-            var send = NetnsTests.Sh($"ip netns exec {fromNs} sh -c 'timeout 20 nc -N -s {fromAddr} {toAddr} {port} < {source}'", 25000);
+            var send = Sh($"ip netns exec {fromNs} sh -c 'timeout 20 nc -N -s {fromAddr} {toAddr} {port} < {source}'", 25000);
             Assert.True(send.Code == 0, $"{name}: nc send failed ({send.Code}): {send.Out}{send.Err}\nA:\n{Tail(xa.Output)}\nB:\n{Tail(xb.Output)}");
             server.WaitExit(TimeSpan.FromSeconds(20));
             output.WriteLine($"{name}: {TransferBytes} bytes sent and the receiver done in {sw.Elapsed.TotalSeconds:F2} s");
@@ -206,8 +174,7 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
 
     private static string ShowStatus(string ns)
     {
-        var (file, args) = ApplianceProcess.CommandLine("show", "status", "--management", Management);
-        var r = NetnsTests.Sh($"ip netns exec {ns} {file} {string.Join(' ', args.Select(x => $"'{x}'"))}");
+        var r = Cli(ns, "show", "status", "--management", Management);
         Assert.True(r.Code == 0, $"show status failed: {r.Out}{r.Err}");
         return r.Out;
     }
@@ -238,23 +205,4 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
         [management]
         listen = "{Management}"
         """;
-
-    private static string Tail(string s, int lines = 40) => string.Join("\n", s.Split('\n').TakeLast(lines));
-
-    private static (int Code, string Out, string Err) Poll(Func<(int Code, string Out, string Err)> f, int tries)
-    {
-        var r = f();
-        for (int i = 1; i < tries && r.Code != 0; i++)
-        {
-            Thread.Sleep(500);
-            r = f();
-        }
-        return r;
-    }
-
-    private static void Must(string cmd)
-    {
-        var r = NetnsTests.Sh(cmd);
-        if (r.Code != 0) throw new InvalidOperationException($"{cmd}: {r.Err}");
-    }
 }

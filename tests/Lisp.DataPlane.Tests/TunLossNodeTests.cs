@@ -1,10 +1,9 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Text.Json;
 using System.Text.RegularExpressions;
-using Lisp.TestSupport;
 using Xunit;
 using Xunit.Abstractions;
+using static Lisp.DataPlane.Tests.NetnsLab;
 
 namespace Lisp.DataPlane.Tests;
 
@@ -19,7 +18,6 @@ namespace Lisp.DataPlane.Tests;
 [Collection("netns")]
 public sealed class TunLossNodeTests(ITestOutputHelper output)
 {
-    private static int _counter;
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
     private const string Tun = "ltl0";
     private const string Management = "127.0.0.1:18081";
@@ -29,119 +27,97 @@ public sealed class TunLossNodeTests(ITestOutputHelper output)
     [InlineData("io_uring")]
     public void Deleting_the_tun_under_a_running_node_is_logged_once_not_spun_on_and_reattached_when_it_returns(string io)
     {
-        Skip.IfNot(Environment.UserName == "root" || NetnsTests.Sh("id -u").Out.Trim() == "0", "needs root for network namespaces");
-        Skip.IfNot(File.Exists("/dev/net/tun"), "/dev/net/tun is missing");
-        foreach (var tool in new[] { "ip", "ping" })
-            Skip.If(NetnsTests.Sh($"command -v {tool}").Code != 0, $"{tool} is not installed (./build.sh deps)");
+        using var lab = NetnsLab.Open("ldp-tunloss-", "ip", "ping");
+        string ns = lab.AddNamespaces("ltl", "x")[0];
+        // The RLOC: one end of a veth pair inside the namespace (nothing leaves it).
+        Veth(ns, "v1", ns, "v2");
+        Up(ns, "v1", "192.168.54.1/24");
+        Up(ns, "v2");
+        string config = lab.PathOf("tunloss.toml");
+        WriteConfig(config, io);
 
-        string ns = $"ltl{Environment.ProcessId % 100000}x{Interlocked.Increment(ref _counter)}";
-        var dir = Directory.CreateTempSubdirectory("ldp-tunloss-");
-        NodeProcess? node = null;
+        // This node keeps the test's PATH (the others run without one; see NetnsLab.StartNode).
+        var node = lab.StartNode(ns, config, emptyPath: false);
+        node.WaitFor("node-started", Wait);
         try
         {
-            var r = NetnsTests.Sh($"ip netns add {ns}");
-            Skip.If(r.Code != 0, $"ip netns add failed: {r.Err.Trim()}");
-            Must($"ip -n {ns} link set lo up");
-            // The RLOC: one end of a veth pair inside the namespace (nothing leaves it).
-            Must($"ip -n {ns} link add v1 type veth peer name v2");
-            Must($"ip -n {ns} addr add 192.168.54.1/24 dev v1 && ip -n {ns} link set v1 up && ip -n {ns} link set v2 up");
-            string config = Path.Combine(dir.FullName, "tunloss.toml");
-            WriteConfig(config, io);
-
-            node = NodeProcess.Start(ns, config);
-            node.WaitFor("node-started", Wait);
-            try
-            {
-                node.WaitFor("data-plane-started", Wait);
-            }
-            catch (TimeoutException) when (io == "io_uring" && Regex.IsMatch(node.Output, "io_uring"))
-            {
-                Skip.If(true, $"io_uring refused here: {node.Output.Split('\n').LastOrDefault(l => l.Contains("io_uring"))}");
-            }
-            Skip.If(io == "io_uring" && Regex.IsMatch(node.Output, "falling back to syscalls"), "io_uring unusable here (the node fell back to syscalls)");
-            int pid = node.NodePid(config);
-            var itrThreads = Threads(pid, "lisp-itr-");
-            Assert.True(itrThreads.Count > 0, $"no lisp-itr-* thread in /proc/{pid}/task: {string.Join(", ", Threads(pid, ""))}");
-            var before = Counters(ns);
-            Assert.Equal(0, TunField(before, "losses"));
-
-            // The device goes away under the running node.
-            Must($"ip -n {ns} link del {Tun}");
-            node.WaitFor(@"\btun-lost\b", TimeSpan.FromSeconds(10));
-            Thread.Sleep(500);
-
-            // (2) No spin: the ITR worker thread(s) together use well under a core over 2 s while the device is gone.
-            double cpu0 = itrThreads.Sum(t => ThreadCpuSeconds(pid, t));
-            var sw = Stopwatch.StartNew();
-            Thread.Sleep(2000);
-            double cpu = itrThreads.Sum(t => ThreadCpuSeconds(pid, t)) - cpu0;
-            double wall = sw.Elapsed.TotalSeconds;
-            output.WriteLine($"ITR thread(s) {string.Join(",", itrThreads)} used {cpu:0.000} s CPU over {wall:0.00} s with the TUN gone ({io})");
-            Assert.True(cpu < 0.2, $"the ITR worker used {cpu:0.000} s CPU in {wall:0.00} s with its TUN gone (a busy loop)");
-            Thread.Sleep(500);
-
-            // (1) Logged exactly once over those ~3 s, as a warning naming the device; no flood.
-            Assert.Equal(1, node.Count(@"\btun-lost\b"));
-            Assert.Matches($@"tun-lost.*TUN {Tun}:", node.Output);
-
-            // (3) Still running, the management API answers and counts the loss; the stats line says so.
-            Assert.False(node.HasExited, $"the node exited after the TUN was deleted:\n{node.Output}");
-            var lost = Counters(ns);
-            Assert.Equal(1, TunField(lost, "losses"));
-            Assert.Equal(0, TunField(lost, "reopens"));
-            long failures = TunField(lost, "reopen-failures");
-            output.WriteLine($"while lost: {failures} failed reattach attempts in ~3 s");
-            // Back-off 10 ms doubling to 1 s: about 10 attempts in 3 s; a retry loop without back-off would make thousands.
-            Assert.InRange(failures, 1, 30);
-            node.WaitFor($@"data-plane-stats {Tun}: .*tun lost 1, reattached 0 \(lost now\)", TimeSpan.FromSeconds(10));
-
-            // (4) The device exists again (persistent, as an operator would recreate it): the node attaches to it.
-            Must($"ip -n {ns} tuntap add dev {Tun} mode tun");
-            node.WaitFor(@"\btun-reopened\b", TimeSpan.FromSeconds(10));
-            node.WaitFor($@"data-plane-stats {Tun}: .*tun lost 1, reattached 1;", TimeSpan.FromSeconds(10));
-            var reopened = Counters(ns);
-            Assert.Equal(1, TunField(reopened, "losses"));
-            Assert.Equal(1, TunField(reopened, "reopens"));
-            Assert.Equal(1, node.Count(@"\btun-lost\b"));
-            Assert.Equal(1, node.Count(@"\btun-reopened\b"));
-
-            // (5) The node configures the new device again (it has none of the old one's addresses and routes: link up,
-            // 10.1.0.1/32, route 10.2.0.0/24, through rtnetlink), and packets sent into it reach the ITR worker again
-            // (10.2.0.0/24 is not registered, so the ITR posts misses and drops: what matters is that it reads them).
-            node.WaitFor($@"tun-configured {Tun}: route 10\.2\.0\.0/24", TimeSpan.FromSeconds(10), 2);
-            Assert.Contains("inet 10.1.0.1/32", NetnsTests.Sh($"ip -n {ns} addr show dev {Tun}").Out);
-            Assert.Contains($"10.2.0.0/24 dev {Tun}", NetnsTests.Sh($"ip -n {ns} route show").Out);
-            long read0 = ItrPackets(reopened);
-            var ping = NetnsTests.Sh($"ip netns exec {ns} ping -c 5 -i 0.2 -W 1 -I 10.1.0.1 10.2.0.1");
-            output.WriteLine(ping.Out);
-            long read1 = read0;
-            for (int i = 0; i < 20 && read1 <= read0; i++)
-            {
-                Thread.Sleep(100);
-                read1 = ItrPackets(Counters(ns));
-            }
-            output.WriteLine($"ITR misses+drops before the ping {read0}, after {read1}");
-            Assert.True(read1 > read0, $"no packet from the reattached TUN reached the ITR ({read0} -> {read1}):\n{node.Output}");
-
-            // (6) SIGTERM: a clean stop.
-            int code = node.Stop(TimeSpan.FromSeconds(10));
-            output.WriteLine(string.Join("\n", node.Output.Split('\n').Where(l => Regex.IsMatch(l, @"\bio: |io_uring|\btun-(lost|reopened)\b")).Concat(node.Output.Split('\n').TakeLast(4))));
-            Assert.True(code == 0, $"exit code {code}:\n{node.Output}");
-            Assert.Matches(@"\bnode-stopped\b", node.Output);
-            Assert.Matches($@"data-plane-stopped {Tun}: .*tun lost 1, reattached 1;", node.Output);
+            node.WaitFor("data-plane-started", Wait);
         }
-        finally
+        catch (TimeoutException) when (io == "io_uring" && Regex.IsMatch(node.Output, "io_uring"))
         {
-            node?.Dispose();
-            NetnsTests.Sh($"ip netns del {ns}");
-            try
-            {
-                dir.Delete(true);
-            }
-            catch (IOException)
-            {
-            }
+            Skip.If(true, $"io_uring refused here: {node.Output.Split('\n').LastOrDefault(l => l.Contains("io_uring"))}");
         }
+        Skip.If(io == "io_uring" && Regex.IsMatch(node.Output, "falling back to syscalls"), "io_uring unusable here (the node fell back to syscalls)");
+        int pid = node.NodePid(config);
+        var itrThreads = Threads(pid, "lisp-itr-");
+        Assert.True(itrThreads.Count > 0, $"no lisp-itr-* thread in /proc/{pid}/task: {string.Join(", ", Threads(pid, ""))}");
+        var before = Counters(ns);
+        Assert.Equal(0, TunField(before, "losses"));
+
+        // The device goes away under the running node.
+        Must($"ip -n {ns} link del {Tun}");
+        node.WaitFor(@"\btun-lost\b", TimeSpan.FromSeconds(10));
+        Thread.Sleep(500);
+
+        // (2) No spin: the ITR worker thread(s) together use well under a core over 2 s while the device is gone.
+        double cpu0 = itrThreads.Sum(t => ThreadCpuSeconds(pid, t));
+        var sw = Stopwatch.StartNew();
+        Thread.Sleep(2000);
+        double cpu = itrThreads.Sum(t => ThreadCpuSeconds(pid, t)) - cpu0;
+        double wall = sw.Elapsed.TotalSeconds;
+        output.WriteLine($"ITR thread(s) {string.Join(",", itrThreads)} used {cpu:0.000} s CPU over {wall:0.00} s with the TUN gone ({io})");
+        Assert.True(cpu < 0.2, $"the ITR worker used {cpu:0.000} s CPU in {wall:0.00} s with its TUN gone (a busy loop)");
+        Thread.Sleep(500);
+
+        // (1) Logged exactly once over those ~3 s, as a warning naming the device; no flood.
+        Assert.Equal(1, node.Count(@"\btun-lost\b"));
+        Assert.Matches($@"tun-lost.*TUN {Tun}:", node.Output);
+
+        // (3) Still running, the management API answers and counts the loss; the stats line says so.
+        Assert.False(node.HasExited, $"the node exited after the TUN was deleted:\n{node.Output}");
+        var lost = Counters(ns);
+        Assert.Equal(1, TunField(lost, "losses"));
+        Assert.Equal(0, TunField(lost, "reopens"));
+        long failures = TunField(lost, "reopen-failures");
+        output.WriteLine($"while lost: {failures} failed reattach attempts in ~3 s");
+        // Back-off 10 ms doubling to 1 s: about 10 attempts in 3 s; a retry loop without back-off would make thousands.
+        Assert.InRange(failures, 1, 30);
+        node.WaitFor($@"data-plane-stats {Tun}: .*tun lost 1, reattached 0 \(lost now\)", TimeSpan.FromSeconds(10));
+
+        // (4) The device exists again (persistent, as an operator would recreate it): the node attaches to it.
+        Must($"ip -n {ns} tuntap add dev {Tun} mode tun");
+        node.WaitFor(@"\btun-reopened\b", TimeSpan.FromSeconds(10));
+        node.WaitFor($@"data-plane-stats {Tun}: .*tun lost 1, reattached 1;", TimeSpan.FromSeconds(10));
+        var reopened = Counters(ns);
+        Assert.Equal(1, TunField(reopened, "losses"));
+        Assert.Equal(1, TunField(reopened, "reopens"));
+        Assert.Equal(1, node.Count(@"\btun-lost\b"));
+        Assert.Equal(1, node.Count(@"\btun-reopened\b"));
+
+        // (5) The node configures the new device again (it has none of the old one's addresses and routes: link up,
+        // 10.1.0.1/32, route 10.2.0.0/24, through rtnetlink), and packets sent into it reach the ITR worker again
+        // (10.2.0.0/24 is not registered, so the ITR posts misses and drops: what matters is that it reads them).
+        node.WaitForCount($@"tun-configured {Tun}: route 10\.2\.0\.0/24", 2, TimeSpan.FromSeconds(10));
+        Assert.Contains("inet 10.1.0.1/32", Sh($"ip -n {ns} addr show dev {Tun}").Out);
+        Assert.Contains($"10.2.0.0/24 dev {Tun}", Sh($"ip -n {ns} route show").Out);
+        long read0 = ItrPackets(reopened);
+        var ping = Sh($"ip netns exec {ns} ping -c 5 -i 0.2 -W 1 -I 10.1.0.1 10.2.0.1");
+        output.WriteLine(ping.Out);
+        long read1 = read0;
+        for (int i = 0; i < 20 && read1 <= read0; i++)
+        {
+            Thread.Sleep(100);
+            read1 = ItrPackets(Counters(ns));
+        }
+        output.WriteLine($"ITR misses+drops before the ping {read0}, after {read1}");
+        Assert.True(read1 > read0, $"no packet from the reattached TUN reached the ITR ({read0} -> {read1}):\n{node.Output}");
+
+        // (6) SIGTERM: a clean stop.
+        int code = node.Stop(TimeSpan.FromSeconds(10));
+        output.WriteLine(string.Join("\n", node.Output.Split('\n').Where(l => Regex.IsMatch(l, @"\bio: |io_uring|\btun-(lost|reopened)\b")).Concat(node.Output.Split('\n').TakeLast(4))));
+        Assert.True(code == 0, $"exit code {code}:\n{node.Output}");
+        Assert.Matches(@"\bnode-stopped\b", node.Output);
+        Assert.Matches($@"data-plane-stopped {Tun}: .*tun lost 1, reattached 1;", node.Output);
     }
 
     private static void WriteConfig(string path, string io) =>
@@ -177,8 +153,7 @@ public sealed class TunLossNodeTests(ITestOutputHelper output)
     /// <summary>`show counters --json` run inside the namespace (the management API listens on its loopback).</summary>
     private static JsonElement Counters(string ns)
     {
-        var (file, args) = ApplianceProcess.CommandLine("show", "counters", "--json", "--management", Management);
-        var r = NetnsTests.Sh($"ip netns exec {ns} {file} {string.Join(' ', args.Select(x => $"'{x}'"))}");
+        var r = Cli(ns, "show", "counters", "--json", "--management", Management);
         Assert.True(r.Code == 0, $"show counters --json failed ({r.Code}): {r.Out}{r.Err}");
         using var doc = JsonDocument.Parse(r.Out);
         return doc.RootElement.Clone();
@@ -248,109 +223,5 @@ public sealed class TunLossNodeTests(ITestOutputHelper output)
         var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
         // After "pid (comm) ": state is field 3, utime 14 and stime 15 (1-based) -> indices 11 and 12 here.
         return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
-    }
-
-    private static void Must(string cmd)
-    {
-        var r = NetnsTests.Sh(cmd);
-        if (r.Code != 0) throw new InvalidOperationException($"{cmd}: {r.Err}");
-    }
-
-    /// <summary>`ip netns exec NS lisp-decent run --config FILE`, its output lines collected; exit code and pid available.</summary>
-    private sealed class NodeProcess : IDisposable
-    {
-        private readonly Process _p;
-        private readonly ConcurrentQueue<string> _lines = new();
-
-        private NodeProcess(Process p) => _p = p;
-
-        public static NodeProcess Start(string ns, string config)
-        {
-            var (file, args) = ApplianceProcess.CommandLine("run", "--config", config);
-            var psi = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var a in new[] { "netns", "exec", ns, file }.Concat(args)) psi.ArgumentList.Add(a);
-            var p = new Process { StartInfo = psi };
-            var np = new NodeProcess(p);
-            p.OutputDataReceived += (_, e) => { if (e.Data is not null) np._lines.Enqueue(e.Data); };
-            p.ErrorDataReceived += (_, e) => { if (e.Data is not null) np._lines.Enqueue(e.Data); };
-            p.Start();
-            p.BeginOutputReadLine();
-            p.BeginErrorReadLine();
-            return np;
-        }
-
-        public string Output => string.Join("\n", _lines);
-        public bool HasExited => _p.HasExited;
-        public int Count(string pattern) => _lines.Count(l => Regex.IsMatch(l, pattern));
-
-        /// <summary>
-        /// The node's own pid: `ip netns exec` execs the command in place (no fork outside batch mode), so normally the
-        /// child's pid; otherwise the process whose command line names this config file.
-        /// </summary>
-        public int NodePid(string config)
-        {
-            if (Cmdline(_p.Id).Contains(config, StringComparison.Ordinal)) return _p.Id;
-            var r = NetnsTests.Sh($"pgrep -f -- '--config {config}'");
-            var pids = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(int.Parse).Where(p => Cmdline(p).Contains(" run ", StringComparison.Ordinal)).ToList();
-            Assert.True(pids.Count == 1, $"cannot find the node's pid (child {_p.Id}: '{Cmdline(_p.Id)}'; pgrep: {r.Out})");
-            return pids[0];
-        }
-
-        private static string Cmdline(int pid)
-        {
-            try
-            {
-                return File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ');
-            }
-            catch (IOException)
-            {
-                return "";
-            }
-        }
-
-        public void WaitFor(string pattern, TimeSpan timeout, int count = 1)
-        {
-            var sw = Stopwatch.StartNew();
-            while (Count(pattern) < count)
-            {
-                if (sw.Elapsed > timeout || _p.HasExited)
-                {
-                    Thread.Sleep(200);
-                    if (Count(pattern) >= count) return;
-                    throw new TimeoutException($"fewer than {count} lines matching /{pattern}/ in {timeout.TotalSeconds}s{(_p.HasExited ? $" (exited {_p.ExitCode})" : "")}:\n{Output}");
-                }
-                Thread.Sleep(100);
-            }
-        }
-
-        /// <summary>SIGTERM to the node, then its exit code (killed and -1 when it does not stop within <paramref name="timeout"/>).</summary>
-        public int Stop(TimeSpan timeout)
-        {
-            if (!_p.HasExited) NetnsTests.Sh($"kill -TERM {_p.Id}");
-            if (!_p.WaitForExit(timeout))
-            {
-                _p.Kill(true);
-                _p.WaitForExit(5000);
-                return -1;
-            }
-            _p.WaitForExit(); // and the asynchronous readers' last lines
-            return _p.ExitCode;
-        }
-
-        public void Dispose()
-        {
-            try
-            {
-                if (!_p.HasExited)
-                {
-                    _p.Kill(true);
-                    _p.WaitForExit(5000);
-                }
-            }
-            catch (InvalidOperationException)
-            {
-            }
-            _p.Dispose();
-        }
     }
 }
