@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 
 namespace Lisp.DataPlane.Offload;
 
@@ -42,257 +43,79 @@ namespace Lisp.DataPlane.Offload;
 /// </remarks>
 public sealed class TcpCoalescer
 {
-    private const byte ProtoTcp = 6;
-    private const byte TcpAck = 0x10;
-    private const byte TcpPsh = 0x08;
-    private const int MaxIpLength = 65535;
-
-    private struct Member
-    {
-        public int Offset;   // in _input
-        public int Length;   // IP length
-        public int Id;
-        public int Next;     // next member of the same group, -1 at the end
-    }
-
-    private struct GroupState
-    {
-        public int First, Last, Count;
-        public int IpHeader, TcpHeader;
-        public bool V6, Psh, Closed;
-        public int GsoSize;          // first member's payload length
-        public int PayloadTotal;
-        public uint NextSeq;
-        public ushort LastIpId;
-        public int FlowSlot;         // -1 once closed
-        public int OutOffset, OutLength; // valid once materialized
-    }
-
-    private struct FlowSlot
-    {
-        public int Group;   // -1 when free
-        public uint Hash;
-        public long LastUse;
-    }
-
-    private readonly int _maxPacketSize;
-    private readonly byte[] _input;
-    private readonly byte[] _output;
-    private readonly Member[] _members;
-    private readonly GroupState[] _groups;
-    private readonly FlowSlot[] _flows;
-    private int _inputUsed;
-    private int _memberCount;
-    private int _groupCount;
-    private int _materialized;
-    private int _outputUsed;
-    private long _clock;
+    // The batch machinery is shared with UdpCoalescer; TcpRules is the TCP part, specialized at compile time.
+    private readonly Coalescer<TcpRules> _batch;
 
     /// <param name="maxPackets">most packets taken per batch (between two <see cref="Reset"/>s).</param>
     /// <param name="maxFlowsPerBatch">most groups open at once; a new flow beyond that closes the least recently used one.</param>
     /// <param name="maxPacketSize">largest inner IP packet taken; larger ones are refused.</param>
     public TcpCoalescer(int maxPackets, int maxFlowsPerBatch = 64, int maxPacketSize = 9216)
-    {
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxPackets, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxFlowsPerBatch, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(maxPacketSize, 60);
-        _maxPacketSize = maxPacketSize;
-        _input = new byte[checked(maxPackets * maxPacketSize)];
-        // Every group's output is at most its members' bytes plus one vnet header.
-        _output = new byte[checked(maxPackets * (maxPacketSize + VirtioNetHeader.Size))];
-        _members = new Member[maxPackets];
-        _groups = new GroupState[maxPackets];
-        _flows = new FlowSlot[maxFlowsPerBatch];
-        Reset();
-    }
+        => _batch = new Coalescer<TcpRules>(maxPackets, maxFlowsPerBatch, maxPacketSize);
 
-    /// <summary>Forgets the batch (every group and copied byte).</summary>
-    public void Reset()
-    {
-        _inputUsed = _memberCount = _groupCount = _materialized = _outputUsed = 0;
-        _clock = 0;
-        for (int i = 0; i < _flows.Length; i++) _flows[i].Group = -1;
-    }
+    /// <inheritdoc cref="Coalescer{TProtocol}.Reset"/>
+    public void Reset() => _batch.Reset();
 
-    /// <summary>Groups formed so far (each holds at least one member).</summary>
-    public int GroupCount => _groupCount;
+    /// <inheritdoc cref="Coalescer{TProtocol}.GroupCount"/>
+    public int GroupCount => _batch.GroupCount;
 
-    /// <summary>Number of packets joined in group g.</summary>
-    public int Members(int g) => _groups[CheckGroup(g)].Count;
+    /// <inheritdoc cref="Coalescer{TProtocol}.Members"/>
+    public int Members(int g) => _batch.Members(g);
 
-    /// <summary>The id passed to <see cref="TryAdd"/> with group g's first member.</summary>
-    public int FirstId(int g) => _members[_groups[CheckGroup(g)].First].Id;
+    /// <inheritdoc cref="Coalescer{TProtocol}.FirstId"/>
+    public int FirstId(int g) => _batch.FirstId(g);
 
-    /// <summary>
-    /// Group g ready to write to a vnet-header TUN: 10-byte vnet header + IP packet. The first call after adds closes
-    /// every open group and builds all groups formed so far; spans stay valid until <see cref="Reset"/>. Packets
-    /// added after that start new groups.
-    /// </summary>
-    public ReadOnlySpan<byte> Group(int g)
-    {
-        CheckGroup(g);
-        if (g >= _materialized) MaterializePending();
-        ref GroupState s = ref _groups[g];
-        return _output.AsSpan(s.OutOffset, s.OutLength);
-    }
+    /// <inheritdoc cref="Coalescer{TProtocol}.Group"/>
+    public ReadOnlySpan<byte> Group(int g) => _batch.Group(g);
+
+    /// <inheritdoc cref="Coalescer{TProtocol}.TryAdd"/>
+    public bool TryAdd(ReadOnlySpan<byte> packet, int id) => _batch.TryAdd(packet, id);
+}
+
+/// <summary>The TCP rules of <see cref="TcpCoalescer"/> (see its remarks) for the shared <see cref="Coalescer{TProtocol}"/>.</summary>
+internal struct TcpRules : ICoalescingProtocol
+{
+    private const byte TcpAck = 0x10;
+    private const byte TcpPsh = 0x08;
+
+    public static byte IpProtocol => 6;
+    public static int MinTransportHeader => 20;
+    public static ushort ChecksumOffset => 16;
+    public static byte GsoType(bool v6) => v6 ? VirtioNetHeader.GsoTcpV6 : VirtioNetHeader.GsoTcpV4;
 
     /// <summary>
-    /// Offers packet <paramref name="id"/> (an inner IP packet). True: it was copied into a group and the caller must
-    /// not write it itself. False: not coalescable (see the class remarks), or out of room; the caller writes it alone.
-    /// Never throws on malformed bytes.
+    /// TCP: ports (0-3), seq (4-7), ack (8-11), data offset + reserved/AE (12), flags (13), window (14-15),
+    /// checksum (16-17), urgent pointer (18-19), options.
     /// </summary>
-    public bool TryAdd(ReadOnlySpan<byte> packet, int id)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static CandidateVerdict ParseTransport(ReadOnlySpan<byte> p, ref Candidate candidate)
     {
-        _clock++;
-        int parsed = Parse(packet, out Info info);
-        if (parsed == ParseNotTcp) return false;
-        int slot = FindFlow(packet, info, out uint hash);
-        if (parsed == ParseRefused)
-        {
-            if (slot >= 0) CloseFlow(slot); // keep the flow's order: later segments go into a new group
-            return false;
-        }
-        if (_memberCount == _members.Length || info.IpLength > _maxPacketSize || _inputUsed + info.IpLength > _input.Length)
-        {
-            if (slot >= 0) CloseFlow(slot);
-            return false;
-        }
+        int tcpRoom = candidate.IpLength - candidate.IpHeader;
+        ReadOnlySpan<byte> tcp = p.Slice(candidate.IpHeader, tcpRoom);
+        int tcpHeader = (tcp[12] >> 4) * 4;
+        if (tcpHeader < 20 || tcpHeader > tcpRoom) return CandidateVerdict.Refused;
+        candidate.TransportHeader = tcpHeader;
+        candidate.Payload = tcpRoom - tcpHeader;
+        if (candidate.Payload == 0) return CandidateVerdict.Refused;
+        byte flags = tcp[13];
+        if ((flags & ~TcpPsh) != TcpAck) return CandidateVerdict.Refused; // only ACK or ACK+PSH
+        if ((tcp[12] & 0x0f) != 0) return CandidateVerdict.Refused;       // reserved / AE bit
+        candidate.Psh = (flags & TcpPsh) != 0;
+        candidate.Seq = BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(4));
 
-        if (slot >= 0)
-        {
-            ref GroupState open = ref _groups[_flows[slot].Group];
-            if (CanJoin(ref open, packet, info))
-            {
-                int m = AddMember(packet, info, id);
-                _members[open.Last].Next = m;
-                open.Last = m;
-                open.Count++;
-                open.PayloadTotal += info.Payload;
-                open.NextSeq = info.Seq + (uint)info.Payload;
-                open.LastIpId = info.IpId;
-                if (info.Psh) open.Psh = true;
-                _flows[slot].LastUse = _clock;
-                if (info.Psh || info.Payload < open.GsoSize) CloseFlow(slot);
-                return true;
-            }
-            CloseFlow(slot); // the slot is free now and is reused below
-        }
-        else if (!info.Psh)
-        {
-            slot = FreeSlot(); // a PSH packet is a finished group of one: it takes no slot
-        }
-
-        int member = AddMember(packet, info, id);
-        int g = _groupCount++;
-        _groups[g] = new GroupState
-        {
-            First = member, Last = member, Count = 1,
-            IpHeader = info.IpHeader, TcpHeader = info.TcpHeader, V6 = info.V6, Psh = info.Psh,
-            GsoSize = info.Payload, PayloadTotal = info.Payload,
-            NextSeq = info.Seq + (uint)info.Payload, LastIpId = info.IpId,
-            FlowSlot = -1,
-        };
-        if (!info.Psh)
-        {
-            _groups[g].FlowSlot = slot;
-            _flows[slot] = new FlowSlot { Group = g, Hash = hash, LastUse = _clock };
-        }
-        return true;
+        // Verify before hiding the packet behind NEEDS_CSUM.
+        return Coalescer<TcpRules>.IpHeaderVerifies(p, candidate) && Coalescer<TcpRules>.TransportVerifies(p, candidate)
+            ? CandidateVerdict.Taken
+            : CandidateVerdict.Refused;
     }
 
-    private int CheckGroup(int g)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool CanJoin(in CoalescedGroup g, ReadOnlySpan<byte> first, ReadOnlySpan<byte> p, in Candidate candidate)
     {
-        if ((uint)g >= (uint)_groupCount) throw new ArgumentOutOfRangeException(nameof(g));
-        return g;
-    }
-
-    private int AddMember(ReadOnlySpan<byte> packet, in Info info, int id)
-    {
-        int m = _memberCount++;
-        packet.Slice(0, info.IpLength).CopyTo(_input.AsSpan(_inputUsed));
-        _members[m] = new Member { Offset = _inputUsed, Length = info.IpLength, Id = id, Next = -1 };
-        _inputUsed += info.IpLength;
-        return m;
-    }
-
-    private void CloseFlow(int slot)
-    {
-        int g = _flows[slot].Group;
-        if (g >= 0) _groups[g].FlowSlot = -1;
-        _flows[slot].Group = -1;
-    }
-
-    private int FreeSlot()
-    {
-        int oldest = 0;
-        for (int i = 0; i < _flows.Length; i++)
-        {
-            if (_flows[i].Group < 0) return i;
-            if (_flows[i].LastUse < _flows[oldest].LastUse) oldest = i;
-        }
-        CloseFlow(oldest);
-        return oldest;
-    }
-
-    private int FindFlow(ReadOnlySpan<byte> packet, in Info info, out uint hash)
-    {
-        hash = FlowHash(packet, info);
-        for (int i = 0; i < _flows.Length; i++)
-        {
-            if (_flows[i].Group < 0 || _flows[i].Hash != hash) continue;
-            ref GroupState g = ref _groups[_flows[i].Group];
-            if (g.V6 != info.V6) continue;
-            ReadOnlySpan<byte> first = FirstBytes(g);
-            if (SameKey(first, g.IpHeader, packet, info)) return i;
-        }
-        return -1;
-    }
-
-    private ReadOnlySpan<byte> FirstBytes(in GroupState g)
-    {
-        ref Member m = ref _members[g.First];
-        return _input.AsSpan(m.Offset, m.Length);
-    }
-
-    private static bool SameKey(ReadOnlySpan<byte> a, int aIpHeader, ReadOnlySpan<byte> b, in Info info)
-    {
-        bool addresses = info.V6
-            ? a.Slice(8, 32).SequenceEqual(b.Slice(8, 32))
-            : a.Slice(12, 8).SequenceEqual(b.Slice(12, 8));
-        return addresses && a.Slice(aIpHeader, 4).SequenceEqual(b.Slice(info.IpHeader, 4));
-    }
-
-    private static uint FlowHash(ReadOnlySpan<byte> p, in Info info)
-    {
-        uint h = info.V6 ? 6u : 4u;
-        ReadOnlySpan<byte> addresses = info.V6 ? p.Slice(8, 32) : p.Slice(12, 8);
-        for (int i = 0; i + 4 <= addresses.Length; i += 4)
-            h = (h ^ BinaryPrimitives.ReadUInt32LittleEndian(addresses.Slice(i))) * 0x9e3779b1u;
-        h = (h ^ BinaryPrimitives.ReadUInt32LittleEndian(p.Slice(info.IpHeader))) * 0x9e3779b1u;
-        return h ^ (h >> 15);
-    }
-
-    private bool CanJoin(ref GroupState g, ReadOnlySpan<byte> p, in Info info)
-    {
-        if (g.Closed || g.TcpHeader != info.TcpHeader || g.IpHeader != info.IpHeader) return false;
-        ReadOnlySpan<byte> first = FirstBytes(g);
-        if (info.V6)
-        {
-            // version, traffic class, flow label (bytes 0-3), hop limit (byte 7)
-            if (!first.Slice(0, 4).SequenceEqual(p.Slice(0, 4)) || first[7] != p[7]) return false;
-        }
-        else
-        {
-            // TOS, DF (flags byte; fragments are refused earlier, so the rest is zero), TTL; ID + 1
-            if (first[1] != p[1] || first[6] != p[6] || first[8] != p[8]) return false;
-            if (info.IpId != (ushort)(g.LastIpId + 1)) return false;
-        }
-        if (info.Seq != g.NextSeq) return false;
-        if (info.Payload > g.GsoSize) return false;
-        if (g.IpHeader + g.TcpHeader + g.PayloadTotal + info.Payload > MaxIpLength) return false;
+        if (!candidate.V6 && candidate.IpId != (ushort)(g.LastIpId + 1)) return false;
+        if (candidate.Seq != g.NextSeq) return false;
         // TCP header equal except seq (4-7), flags PSH (13), checksum (16-17).
-        ReadOnlySpan<byte> a = first.Slice(g.IpHeader, g.TcpHeader);
-        ReadOnlySpan<byte> b = p.Slice(info.IpHeader, info.TcpHeader);
+        ReadOnlySpan<byte> a = first.Slice(g.IpHeader, g.TransportHeader);
+        ReadOnlySpan<byte> b = p.Slice(candidate.IpHeader, candidate.TransportHeader);
         if (!a.Slice(0, 4).SequenceEqual(b.Slice(0, 4))) return false;          // ports
         if (!a.Slice(8, 5).SequenceEqual(b.Slice(8, 5))) return false;          // ack, data offset
         if ((a[13] & ~TcpPsh) != (b[13] & ~TcpPsh)) return false;              // flags (both ACK only, by Parse)
@@ -301,140 +124,19 @@ public sealed class TcpCoalescer
         return true;
     }
 
-    private void MaterializePending()
+    public static void Joined(ref CoalescedGroup g, in Candidate candidate)
     {
-        for (int i = 0; i < _flows.Length; i++) CloseFlow(i);
-        for (int g = _materialized; g < _groupCount; g++)
-        {
-            ref GroupState s = ref _groups[g];
-            s.Closed = true;
-            Span<byte> output = _output.AsSpan(_outputUsed);
-            if (s.Count == 1)
-            {
-                ReadOnlySpan<byte> only = FirstBytes(s);
-                output.Slice(0, VirtioNetHeader.Size).Clear();
-                only.CopyTo(output.Slice(VirtioNetHeader.Size));
-                s.OutLength = VirtioNetHeader.Size + only.Length;
-            }
-            else
-            {
-                s.OutLength = Build(ref s, output);
-            }
-            s.OutOffset = _outputUsed;
-            _outputUsed += s.OutLength;
-        }
-        _materialized = _groupCount;
+        g.NextSeq = candidate.Seq + (uint)candidate.Payload;
+        g.LastIpId = candidate.IpId;
+        if (candidate.Psh) g.Psh = true;
     }
 
-    private int Build(ref GroupState s, Span<byte> output)
+    /// <summary>PSH makes a member the last; a PSH packet that starts a group is a finished group of one.</summary>
+    public static bool EndsGroup(in CoalescedGroup g, in Candidate candidate) => candidate.Psh;
+
+    /// <summary>PSH set if the last member had it.</summary>
+    public static void CompleteHeader(in CoalescedGroup g, Span<byte> tcp, int tcpLength)
     {
-        int headers = s.IpHeader + s.TcpHeader;
-        int ipLength = headers + s.PayloadTotal;
-        new VirtioNetHeader
-        {
-            Flags = VirtioNetHeader.FlagNeedsCsum,
-            GsoType = s.V6 ? VirtioNetHeader.GsoTcpV6 : VirtioNetHeader.GsoTcpV4,
-            HeaderLength = (ushort)headers,
-            GsoSize = (ushort)s.GsoSize,
-            CsumStart = (ushort)s.IpHeader,
-            CsumOffset = 16,
-        }.Write(output);
-        Span<byte> ip = output.Slice(VirtioNetHeader.Size, ipLength);
-        FirstBytes(s).Slice(0, headers).CopyTo(ip);
-        int position = headers;
-        for (int m = s.First; m >= 0; m = _members[m].Next)
-        {
-            ReadOnlySpan<byte> payload = _input.AsSpan(_members[m].Offset + headers, _members[m].Length - headers);
-            payload.CopyTo(ip.Slice(position));
-            position += payload.Length;
-        }
-        int tcpLength = ipLength - s.IpHeader;
-        ulong pseudo;
-        if (s.V6)
-        {
-            BinaryPrimitives.WriteUInt16BigEndian(ip.Slice(4), (ushort)tcpLength);
-            pseudo = InetChecksum.PseudoHeaderV6(ip.Slice(8, 16), ip.Slice(24, 16), ProtoTcp, tcpLength);
-        }
-        else
-        {
-            BinaryPrimitives.WriteUInt16BigEndian(ip.Slice(2), (ushort)ipLength);
-            BinaryPrimitives.WriteUInt16BigEndian(ip.Slice(10), InetChecksum.Ipv4HeaderChecksum(ip.Slice(0, s.IpHeader)));
-            pseudo = InetChecksum.PseudoHeaderV4(ip.Slice(12, 4), ip.Slice(16, 4), ProtoTcp, tcpLength);
-        }
-        Span<byte> tcp = ip.Slice(s.IpHeader);
-        if (s.Psh) tcp[13] |= TcpPsh;
-        BinaryPrimitives.WriteUInt16BigEndian(tcp.Slice(16), InetChecksum.Fold(pseudo));
-        return VirtioNetHeader.Size + ipLength;
-    }
-
-    private struct Info
-    {
-        public bool V6;
-        public int IpHeader, TcpHeader, IpLength, Payload;
-        public uint Seq;
-        public ushort IpId;
-        public bool Psh;
-    }
-
-    private const int ParseNotTcp = 0;   // not a TCP packet whose flow can be told: refused, no flow touched
-    private const int ParseRefused = 1;  // a TCP packet (flow key readable) that must be written alone
-    private const int ParseOk = 2;
-
-    /// <summary>Parses and validates one inner packet; every read is bounds-checked against the span.</summary>
-    private static int Parse(ReadOnlySpan<byte> p, out Info info)
-    {
-        info = default;
-        if (p.Length < 1) return ParseNotTcp;
-        int version = p[0] >> 4;
-        bool optionsOrFragment = false;
-        if (version == 4)
-        {
-            if (p.Length < 20) return ParseNotTcp;
-            int ihl = (p[0] & 0x0f) * 4;
-            int total = BinaryPrimitives.ReadUInt16BigEndian(p.Slice(2));
-            if (ihl < 20 || total < ihl || total > p.Length || p[9] != ProtoTcp) return ParseNotTcp;
-            ushort fragment = BinaryPrimitives.ReadUInt16BigEndian(p.Slice(6));
-            bool isFragment = (fragment & 0x3fff) != 0;
-            if ((fragment & 0x1fff) != 0) return ParseNotTcp; // a later fragment carries no TCP header
-            optionsOrFragment = ihl != 20 || isFragment || (fragment & 0x8000) != 0; // reserved bit set: leave alone
-            info.IpHeader = ihl;
-            info.IpLength = total;
-            info.IpId = BinaryPrimitives.ReadUInt16BigEndian(p.Slice(4));
-        }
-        else if (version == 6)
-        {
-            if (p.Length < 40 || p[6] != ProtoTcp) return ParseNotTcp;
-            int total = 40 + BinaryPrimitives.ReadUInt16BigEndian(p.Slice(4));
-            if (total > p.Length) return ParseNotTcp;
-            info.V6 = true;
-            info.IpHeader = 40;
-            info.IpLength = total;
-        }
-        else
-        {
-            return ParseNotTcp;
-        }
-        int tcpRoom = info.IpLength - info.IpHeader;
-        if (tcpRoom < 20) return ParseNotTcp;
-        // From here the flow key (addresses, ports) is readable.
-        ReadOnlySpan<byte> tcp = p.Slice(info.IpHeader, tcpRoom);
-        int tcpHeader = (tcp[12] >> 4) * 4;
-        if (tcpHeader < 20 || tcpHeader > tcpRoom) return ParseRefused;
-        info.TcpHeader = tcpHeader;
-        info.Payload = tcpRoom - tcpHeader;
-        if (optionsOrFragment || info.Payload == 0) return ParseRefused;
-        byte flags = tcp[13];
-        if ((flags & ~TcpPsh) != TcpAck) return ParseRefused; // only ACK or ACK+PSH
-        if ((tcp[12] & 0x0f) != 0) return ParseRefused;       // reserved / AE bit
-        info.Psh = (flags & TcpPsh) != 0;
-        info.Seq = BinaryPrimitives.ReadUInt32BigEndian(tcp.Slice(4));
-
-        // Verify before hiding the packet behind NEEDS_CSUM.
-        if (!info.V6 && !InetChecksum.Verifies(p.Slice(0, info.IpHeader))) return ParseRefused;
-        ulong pseudo = info.V6
-            ? InetChecksum.PseudoHeaderV6(p.Slice(8, 16), p.Slice(24, 16), ProtoTcp, tcpRoom)
-            : InetChecksum.PseudoHeaderV4(p.Slice(12, 4), p.Slice(16, 4), ProtoTcp, tcpRoom);
-        if (!InetChecksum.Verifies(tcp, pseudo)) return ParseRefused;
-        return ParseOk;
+        if (g.Psh) tcp[13] |= TcpPsh;
     }
 }
