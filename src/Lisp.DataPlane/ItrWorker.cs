@@ -242,7 +242,10 @@ public sealed class ItrWorker : IDisposable
 
     private enum Outcome { Queued, Dropped, Missed }
 
-    /// <summary>Looks the batch's well-formed IPv4 packets up in one <see cref="MapCacheSnapshot.LookupV4Batch"/> call (when there are enough of them).</summary>
+    /// <summary>
+    /// Looks the batch's well-formed IPv4 packets up before they are processed: in one <see cref="MapCacheSnapshot.LookupV4Batch"/>
+    /// call when there are enough of them, one by one otherwise (the flow hash is computed once either way).
+    /// </summary>
     private void LookUpV4Batch(MapCacheSnapshot snap, int n)
     {
         int m = 0;
@@ -255,8 +258,8 @@ public sealed class ItrWorker : IDisposable
             _batchFlows[m] = FlowHash.FromPacket(pkt);
             _batchSlots[m++] = i;
         }
-        if (m < BatchLookupMinimum) return;
-        snap.LookupV4Batch(_o.InstanceId, _batchDestinations.AsSpan(0, m), _batchFlows.AsSpan(0, m), _batchResults.AsSpan(0, m));
+        if (m >= BatchLookupMinimum) snap.LookupV4Batch(_o.InstanceId, _batchDestinations.AsSpan(0, m), _batchFlows.AsSpan(0, m), _batchResults.AsSpan(0, m));
+        else for (int k = 0; k < m; k++) snap.TryLookupV4(_o.InstanceId, _batchDestinations[k], _batchFlows[k], out _batchResults[k]);
         for (int k = 0; k < m; k++) _batchLookup[_batchSlots[k]] = k;
     }
 
