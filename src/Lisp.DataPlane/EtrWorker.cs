@@ -103,15 +103,16 @@ public sealed class EtrWorker : IDisposable
             int size = _batch.SegmentSize[i], length = _batch.Length[i];
             if (size <= 0 || length <= size)
             {
-                Decapsulate(i, _batch.Offset[i], length);
+                Decapsulate(i, _batch.Offset[i], length, wholeSlot: true);
                 continue;
             }
             // UDP_GRO: several datagrams of `size` bytes back to back (the last may be shorter).
             Counters.GroBuffers++;
+            int start = _batch.Offset[i];
             for (int at = 0; at < length; at += size)
             {
                 Counters.GroDatagrams++;
-                Decapsulate(i, _batch.Offset[i] + at, Math.Min(size, length - at));
+                Decapsulate(i, start + at, Math.Min(size, length - at), wholeSlot: false);
             }
         }
         if (_snap is not null)
@@ -145,7 +146,7 @@ public sealed class EtrWorker : IDisposable
     }
 
     /// <summary>One datagram: slot <paramref name="i"/>'s bytes at <paramref name="offset"/> (the whole slot, or one datagram of a UDP_GRO run).</summary>
-    private void Decapsulate(int i, int offset, int len)
+    private void Decapsulate(int i, int offset, int len, bool wholeSlot)
     {
         if (len < 0)
         {
@@ -210,7 +211,7 @@ public sealed class EtrWorker : IDisposable
             vnet.Offer(_batch, i, offset + 8, innerLength);
             return;
         }
-        if (offset != _batch.Offset[i])
+        if (!wholeSlot)
         {
             // One datagram of a UDP_GRO run into a plain TUN (not set up this way by the engine): written on its own.
             if (_tuns[tun].Write(inner.Slice(0, innerLength)))

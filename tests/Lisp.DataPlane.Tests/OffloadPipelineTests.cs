@@ -316,6 +316,29 @@ public sealed class OffloadPipelineTests : IDisposable
         Assert.Equal(20, etr.Counters.CoalescedSegments);
     }
 
+    /// <summary>A UDP_GRO run into a plain TUN (no virtio-net header): every datagram of the run is written on its own, unchanged.</summary>
+    [SkippableFact]
+    public void Over_loopback_a_gro_run_into_a_plain_tun_is_written_datagram_by_datagram()
+    {
+        using var probe = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
+        Skip.IfNot(probe.TryEnableGso(out var why), $"UDP GSO unavailable here: {why}");
+        Skip.IfNot(probe.TryEnableGro(out why), $"UDP GRO unavailable here: {why}");
+        var receiver = Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false));
+        Assert.True(receiver.TryEnableGro(out _));
+        var o = Options((ushort)receiver.LocalPort) with { LocalRlocV4 = IPAddress.Loopback, BatchSize = 32 };
+        Map("10.2.0.0/24", IPAddress.Loopback);
+        var pool = Own(UdpSourcePortPool.Open(IPAddress.Loopback, 2, 32, gso: true, out _));
+        var itr = Own(new ItrWorker(_tunA, () => _cache.Current, pool, null, _misses, o));
+        var tunB = new InMemoryTun("b");
+        var etr = Own(new EtrWorker(receiver, new Dictionary<uint, ITun> { [Iid] = tunB }, o));
+        var sent = Enumerable.Range(0, 12).Select(i => Packets.UdpV4("10.1.0.1", "10.2.0.9", 4000, 9, 100, fill: (byte)i)).ToList();
+        foreach (var p in sent) Assert.True(_tunA.Inject([.. new byte[VirtioNetHeader.Size], .. p]));
+        for (int tries = 0; tries < 20 && itr.Counters.EncapPackets < 12; tries++) itr.RunOnce(100);
+        for (int tries = 0; tries < 50 && etr.Counters.DecapPackets < 12; tries++) etr.RunOnce(100);
+        Assert.True(etr.Counters.GroBuffers >= 1, etr.Counters.ToString());
+        Assert.Equal(sent.Select(Convert.ToHexString), tunB.Written.Select(Convert.ToHexString));
+    }
+
     public void Dispose()
     {
         foreach (var d in _dispose) d.Dispose();
