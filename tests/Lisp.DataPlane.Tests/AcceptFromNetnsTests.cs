@@ -51,6 +51,9 @@ public sealed class AcceptFromNetnsTests(ITestOutputHelper output)
         output.WriteLine(ping.Out);
         Assert.True(ping.Code == 0, $"ping failed:\n{ping.Out}{ping.Err}\nx1:\n{x1.Output}\nx2:\n{x2.Output}");
         x2.WaitFor(@"data-plane-stats .*unknown-source=[1-9]", Wait);
+        // The stats line is logged once a second when something changed: that one may predate the ping's last
+        // decapsulations (a clean-clone run read decap 0 here and 2 after the intruder). Two intervals settle it.
+        Thread.Sleep(2500);
 
         // The intruder: well-formed LISP data packets from 192.168.55.3 with an inner source no mapping covers.
         long decapBefore = LastDecap(x2);
