@@ -168,8 +168,8 @@ public sealed class ItrWorker : IDisposable
 
     private void Flush(PacketBatch batch)
     {
-        if (_n4 > 0) Send(_v4!, batch, _send4.AsSpan(0, _n4));
-        if (_n6 > 0) Send(_v6!, batch, _send6.AsSpan(0, _n6));
+        if (_n4 > 0) Send(_v4!, batch, _send4.AsSpan(0, _n4), _o.UnderlayMtu - 28);
+        if (_n6 > 0) Send(_v6!, batch, _send6.AsSpan(0, _n6), _o.UnderlayMtu - 48);
         if (_nFrag > 0)
         {
             int s = _v4!.Send(_frags, _fragIdx.AsSpan(0, _nFrag));
@@ -184,7 +184,9 @@ public sealed class ItrWorker : IDisposable
     /// the run as one buffer down its stack and the far ETR's UDP_GRO socket takes it as one (a 64-byte flood is 64
     /// packets per system call and per trip through the stack instead of one). Everything else goes by sendmmsg, in order.
     /// </summary>
-    private void Send(IBatchSender sender, PacketBatch batch, Span<int> queued)
+    /// <param name="largestDatagram">UDP payload that fits the underlay MTU unfragmented: a larger packet is never part of a
+    /// run (the kernel refuses a segment size over the MTU, where a single send of it would have been fragmented)</param>
+    private void Send(IBatchSender sender, PacketBatch batch, Span<int> queued, int largestDatagram)
     {
         if (sender is not ISegmentSender { GsoEnabled: true } gso || _gso is null || queued.Length < 2)
         {
@@ -195,7 +197,7 @@ public sealed class ItrWorker : IDisposable
         while (k < queued.Length)
         {
             int first = queued[k], size = batch.Length[first];
-            int limit = Math.Min(MaxGsoSegments, MaxGsoBytes / Math.Max(1, size));
+            int limit = size > largestDatagram ? 1 : Math.Min(MaxGsoSegments, MaxGsoBytes / Math.Max(1, size));
             int end = k + 1;
             while (end < queued.Length && end - k < limit)
             {

@@ -339,6 +339,32 @@ public sealed class OffloadPipelineTests : IDisposable
         Assert.Equal(sent.Select(Convert.ToHexString), tunB.Written.Select(Convert.ToHexString));
     }
 
+    /// <summary>
+    /// Packets too big for the underlay MTU (inner IPv4 without DF: the kernel fragments them in UDP mode) are never sent
+    /// as a UDP_SEGMENT run, which the kernel would refuse for a segment size over the MTU: they go by sendmmsg and arrive.
+    /// </summary>
+    [SkippableFact]
+    public void Packets_over_the_underlay_mtu_are_not_sent_as_a_gso_run()
+    {
+        using var probe = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
+        Skip.IfNot(probe.TryEnableGso(out var why), $"UDP GSO unavailable here: {why}");
+        var receiver = Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false));
+        var o = Options((ushort)receiver.LocalPort) with { LocalRlocV4 = IPAddress.Loopback, BatchSize = 32, UnderlayMtu = 1000 };
+        Map("10.2.0.0/24", IPAddress.Loopback);
+        var pool = Own(UdpSourcePortPool.Open(IPAddress.Loopback, 2, 32, gso: true, out _));
+        var itr = Own(new ItrWorker(_tunA, () => _cache.Current, pool, null, _misses, o));
+        var tunB = new InMemoryTun("b");
+        var etr = Own(new EtrWorker(receiver, new Dictionary<uint, ITun> { [Iid] = tunB }, o));
+        var sent = Enumerable.Range(0, 10).Select(i => Packets.UdpV4("10.1.0.1", "10.2.0.9", 4000, 9, 1100, df: false, fill: (byte)i)).ToList();
+        foreach (var p in sent) Assert.True(_tunA.Inject([.. new byte[VirtioNetHeader.Size], .. p]));
+        for (int tries = 0; tries < 20 && itr.Counters.EncapPackets < 10; tries++) itr.RunOnce(100);
+        Assert.Equal(10, itr.Counters.EncapPackets);
+        Assert.Equal(0, itr.Counters.GsoSends);
+        Assert.Equal(0, itr.Counters.TotalDrops);
+        for (int tries = 0; tries < 50 && etr.Counters.DecapPackets < 10; tries++) etr.RunOnce(100);
+        Assert.Equal(sent.Select(Convert.ToHexString), tunB.Written.Select(Convert.ToHexString));
+    }
+
     public void Dispose()
     {
         foreach (var d in _dispose) d.Dispose();
