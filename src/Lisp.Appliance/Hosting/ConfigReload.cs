@@ -92,7 +92,10 @@ public static class ConfigReload
     private static bool SamePush(DecentPushConfig? a, DecentPushConfig? b) =>
         a is null || b is null ? a is null && b is null : a.Members.SequenceEqual(b.Members) && a with { Members = b.Members } == b;
 
+    // The lists compare by content (a record compares them by reference: every reload of an unchanged [data_plane] with
+    // accept_prefixes was "needs restart" until the lists were compared here).
     private static bool SameDataPlane(DataPlaneConfig? a, DataPlaneConfig? b) =>
         a is null || b is null ? a is null && b is null
-            : a.Addresses.SequenceEqual(b.Addresses) && a.Routes.SequenceEqual(b.Routes) && a with { Addresses = b.Addresses, Routes = b.Routes } == b;
+            : a.Addresses.SequenceEqual(b.Addresses) && a.Routes.SequenceEqual(b.Routes) && a.AcceptPrefixes.SequenceEqual(b.AcceptPrefixes)
+              && a with { Addresses = b.Addresses, Routes = b.Routes, AcceptPrefixes = b.AcceptPrefixes } == b;
 }

@@ -240,4 +240,35 @@ public class ConfigReloadPlanTests
         Assert.Empty(same.NeedRestart);
         Assert.Empty(same.Changed);
     }
+
+    private static Lisp.Appliance.Config.NodeConfig WithDataPlane(string offload) =>
+        Lisp.Appliance.Config.ConfigLoader.Parse($$"""
+            [node]
+            name = "plan"
+            roles = ["itr", "etr"]
+            rlocs = ["192.0.2.1"]
+            [mapping]
+            map_servers = ["127.0.0.1"]
+            map_resolvers = ["127.0.0.1"]
+            key = "k"
+            [[database]]
+            eid = "[0]10.1.1.0/24"
+            [data_plane]
+            addresses = ["10.1.1.1/32"]
+            routes = ["10.2.0.0/16"]
+            accept_from = "known"
+            accept_prefixes = ["192.0.2.0/24"]
+            offload = "{{offload}}"
+            """, "plan.toml");
+
+    [Fact]
+    public void An_unchanged_data_plane_section_needs_no_restart_and_a_changed_offload_setting_does()
+    {
+        var old = WithDataPlane("auto");
+        Assert.Empty(Lisp.Appliance.Hosting.ConfigReload.Compare(old, WithDataPlane("auto")).NeedRestart);
+        var plan = Lisp.Appliance.Hosting.ConfigReload.Compare(old, WithDataPlane("off"));
+        Assert.Equal(["data_plane"], plan.NeedRestart);
+        Assert.Equal("auto", plan.Applied.DataPlane!.Offload);
+    }
 }
+
