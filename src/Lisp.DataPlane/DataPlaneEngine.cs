@@ -211,7 +211,7 @@ public sealed class DataPlaneEngine : IDisposable
                 Checksum = (tun0.OffloadFlags & Native.TUN_F_CSUM) != 0,
                 Tso4 = (tun0.OffloadFlags & Native.TUN_F_TSO4) != 0,
                 Tso6 = (tun0.OffloadFlags & Native.TUN_F_TSO6) != 0,
-                Uso = (tun0.OffloadFlags & (Native.TUN_F_USO4 | Native.TUN_F_USO6)) == (Native.TUN_F_USO4 | Native.TUN_F_USO6),
+                Uso = tun0.AcceptsUdpSegmentation,
                 UdpGso = itrs.Any(t => t.Item2 is ISegmentSender { GsoEnabled: true } || t.Item3 is ISegmentSender { GsoEnabled: true }),
                 UdpGro = gro,
                 TcpCoalescing = true,

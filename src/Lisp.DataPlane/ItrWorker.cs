@@ -244,6 +244,10 @@ public sealed class ItrWorker : IDisposable
 
     private enum Outcome { Queued, Dropped, Missed }
 
+    /// <summary>An IPv4 packet whose total-length field is the length read (the only IPv4 the ITR forwards).</summary>
+    private static bool IsWholeIpv4(ReadOnlySpan<byte> pkt) =>
+        pkt.Length >= 20 && pkt[0] >> 4 == 4 && BinaryPrimitives.ReadUInt16BigEndian(pkt.Slice(2)) == pkt.Length;
+
     /// <summary>
     /// Looks the batch's well-formed IPv4 packets up before they are processed: in one <see cref="MapCacheSnapshot.LookupV4Batch"/>
     /// call when there are enough of them, one by one otherwise (the flow hash is computed once either way).
@@ -255,7 +259,7 @@ public sealed class ItrWorker : IDisposable
         {
             _batchLookup[i] = -1;
             var pkt = _batch.Packet(i);
-            if (pkt.Length < 20 || pkt[0] >> 4 != 4 || BinaryPrimitives.ReadUInt16BigEndian(pkt.Slice(2)) != pkt.Length) continue;
+            if (!IsWholeIpv4(pkt)) continue;
             _batchDestinations[m] = BinaryPrimitives.ReadUInt32BigEndian(pkt.Slice(16));
             _batchFlows[m] = FlowHash.FromPacket(pkt);
             _batchSlots[m++] = i;
@@ -418,7 +422,7 @@ public sealed class ItrWorker : IDisposable
             r = _batchResults[k];
             found = r.Status != LookupStatus.Miss;
         }
-        else if (version == 4 && len >= 20 && BinaryPrimitives.ReadUInt16BigEndian(pkt.Slice(2)) == len)
+        else if (IsWholeIpv4(pkt))
         {
             flow = FlowHash.FromPacket(pkt);
             found = snap.TryLookupV4(_o.InstanceId, BinaryPrimitives.ReadUInt32BigEndian(pkt.Slice(16)), flow, out r);

@@ -29,7 +29,7 @@ public sealed record TunOffloads
     /// <summary>Nothing on: configured off, or the TUN refused the header.</summary>
     public static TunOffloads None { get; } = new();
 
-    /// <summary>One line for logs and `show status`, e.g. "tun: csum tso4 tso6 uso; udp: gso gro; etr: tcp-coalescing".</summary>
+    /// <summary>One line for logs and `show status`, e.g. "tun: csum tso4 tso6 uso; udp: gso gro; etr: tcp-coalescing udp-coalescing".</summary>
     public string Describe()
     {
         if (!VnetHeader) return "off";
@@ -41,6 +41,11 @@ public sealed record TunOffloads
         var udp = new List<string>();
         if (UdpGso) udp.Add("gso");
         if (UdpGro) udp.Add("gro");
-        return $"tun: {(tun.Count == 0 ? "vnet header only" : string.Join(' ', tun))}; udp: {(udp.Count == 0 ? "none" : string.Join(' ', udp))}; etr: {(TcpCoalescing || UdpCoalescing ? string.Join(' ', new[] { TcpCoalescing ? "tcp-coalescing" : null, UdpCoalescing ? "udp-coalescing" : null }.Where(x => x is not null)) : "no coalescing")}";
+        var etr = new List<string>();
+        if (TcpCoalescing) etr.Add("tcp-coalescing");
+        if (UdpCoalescing) etr.Add("udp-coalescing");
+        return $"tun: {Words(tun, "vnet header only")}; udp: {Words(udp, "none")}; etr: {Words(etr, "no coalescing")}";
     }
+
+    private static string Words(List<string> words, string none) => words.Count == 0 ? none : string.Join(' ', words);
 }
