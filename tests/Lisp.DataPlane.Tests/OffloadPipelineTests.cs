@@ -217,25 +217,35 @@ public sealed class OffloadPipelineTests : IDisposable
     }
 
     /// <summary>
+    /// Real sockets on loopback, 10.2.0.0/24 mapped to 127.0.0.1: the ITR (reading the vnet TUN A) sends through a UDP
+    /// source-port pool of <paramref name="ports"/> sockets with UDP_SEGMENT to an ETR socket (UDP_GRO on when
+    /// <paramref name="gro"/>) that writes into <paramref name="tunB"/>. Skips where the kernel lacks GSO or GRO.
+    /// </summary>
+    private (ItrWorker Itr, EtrWorker Etr) OverLoopback(InMemoryTun tunB, int ports, bool gro = true, int underlayMtu = 1500)
+    {
+        using var probe = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
+        Skip.IfNot(probe.TryEnableGso(out var why), $"UDP GSO unavailable here: {why}");
+        if (gro) Skip.IfNot(probe.TryEnableGro(out why), $"UDP GRO unavailable here: {why}");
+        var receiver = Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false));
+        if (gro) Assert.True(receiver.TryEnableGro(out _));
+        var o = Options((ushort)receiver.LocalPort) with { LocalRlocV4 = IPAddress.Loopback, BatchSize = 32, UnderlayMtu = underlayMtu };
+        Map("10.2.0.0/24", IPAddress.Loopback);
+        var pool = Own(UdpSourcePortPool.Open(IPAddress.Loopback, ports, 32, gso: true, out var refused));
+        Assert.Null(refused);
+        var itr = Own(new ItrWorker(_tunA, () => _cache.Current, pool, null, _misses, o));
+        var etr = Own(new EtrWorker(receiver, new Dictionary<uint, ITun> { [Iid] = tunB }, o));
+        return (itr, etr);
+    }
+
+    /// <summary>
     /// Real sockets on loopback: the ITR's UDP source-port pool sends each super-packet's segments with UDP_SEGMENT, the
     /// ETR's socket with UDP_GRO receives them as runs, and the far TUN gets the joined super-packets.
     /// </summary>
     [SkippableFact]
     public void Over_loopback_udp_gso_and_gro_carry_super_packets_end_to_end()
     {
-        using var probe = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
-        Skip.IfNot(probe.TryEnableGso(out var why), $"UDP GSO unavailable here: {why}");
-        Skip.IfNot(probe.TryEnableGro(out why), $"UDP GRO unavailable here: {why}");
-        var receiver = Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false));
-        Assert.True(receiver.TryEnableGro(out _));
-        ushort port = (ushort)receiver.LocalPort;
-        var o = Options(port) with { LocalRlocV4 = IPAddress.Loopback };
-        Map("10.2.0.0/24", IPAddress.Loopback);
-        var pool = Own(UdpSourcePortPool.Open(IPAddress.Loopback, 4, 16, gso: true, out var refused));
-        Assert.Null(refused);
-        var itr = Own(new ItrWorker(_tunA, () => _cache.Current, pool, null, _misses, o));
         var tunB = new InMemoryTun("b") { VnetHeader = true };
-        var etr = Own(new EtrWorker(receiver, new Dictionary<uint, ITun> { [Iid] = tunB }, o));
+        var (itr, etr) = OverLoopback(tunB, ports: 4);
 
         var rng = new Random(11);
         var originals = new List<byte[]>();
@@ -276,17 +286,8 @@ public sealed class OffloadPipelineTests : IDisposable
     [SkippableFact]
     public void Over_loopback_a_run_of_small_packets_of_one_flow_is_one_gso_send_and_one_gro_buffer()
     {
-        using var probe = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
-        Skip.IfNot(probe.TryEnableGso(out var why), $"UDP GSO unavailable here: {why}");
-        Skip.IfNot(probe.TryEnableGro(out why), $"UDP GRO unavailable here: {why}");
-        var receiver = Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false));
-        Assert.True(receiver.TryEnableGro(out _));
-        var o = Options((ushort)receiver.LocalPort) with { LocalRlocV4 = IPAddress.Loopback, BatchSize = 32 };
-        Map("10.2.0.0/24", IPAddress.Loopback);
-        var pool = Own(UdpSourcePortPool.Open(IPAddress.Loopback, 4, 32, gso: true, out _));
-        var itr = Own(new ItrWorker(_tunA, () => _cache.Current, pool, null, _misses, o));
         var tunB = new InMemoryTun("b") { VnetHeader = true };
-        var etr = Own(new EtrWorker(receiver, new Dictionary<uint, ITun> { [Iid] = tunB }, o));
+        var (itr, etr) = OverLoopback(tunB, ports: 4);
         var sent = new List<byte[]>();
         for (int i = 0; i < 20; i++)
         {
@@ -320,17 +321,8 @@ public sealed class OffloadPipelineTests : IDisposable
     [SkippableFact]
     public void Over_loopback_a_gro_run_into_a_plain_tun_is_written_datagram_by_datagram()
     {
-        using var probe = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
-        Skip.IfNot(probe.TryEnableGso(out var why), $"UDP GSO unavailable here: {why}");
-        Skip.IfNot(probe.TryEnableGro(out why), $"UDP GRO unavailable here: {why}");
-        var receiver = Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false));
-        Assert.True(receiver.TryEnableGro(out _));
-        var o = Options((ushort)receiver.LocalPort) with { LocalRlocV4 = IPAddress.Loopback, BatchSize = 32 };
-        Map("10.2.0.0/24", IPAddress.Loopback);
-        var pool = Own(UdpSourcePortPool.Open(IPAddress.Loopback, 2, 32, gso: true, out _));
-        var itr = Own(new ItrWorker(_tunA, () => _cache.Current, pool, null, _misses, o));
         var tunB = new InMemoryTun("b");
-        var etr = Own(new EtrWorker(receiver, new Dictionary<uint, ITun> { [Iid] = tunB }, o));
+        var (itr, etr) = OverLoopback(tunB, ports: 2);
         var sent = Enumerable.Range(0, 12).Select(i => Packets.UdpV4("10.1.0.1", "10.2.0.9", 4000, 9, 100, fill: (byte)i)).ToList();
         foreach (var p in sent) Assert.True(_tunA.Inject([.. new byte[VirtioNetHeader.Size], .. p]));
         for (int tries = 0; tries < 20 && itr.Counters.EncapPackets < 12; tries++) itr.RunOnce(100);
@@ -346,15 +338,8 @@ public sealed class OffloadPipelineTests : IDisposable
     [SkippableFact]
     public void Packets_over_the_underlay_mtu_are_not_sent_as_a_gso_run()
     {
-        using var probe = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
-        Skip.IfNot(probe.TryEnableGso(out var why), $"UDP GSO unavailable here: {why}");
-        var receiver = Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false));
-        var o = Options((ushort)receiver.LocalPort) with { LocalRlocV4 = IPAddress.Loopback, BatchSize = 32, UnderlayMtu = 1000 };
-        Map("10.2.0.0/24", IPAddress.Loopback);
-        var pool = Own(UdpSourcePortPool.Open(IPAddress.Loopback, 2, 32, gso: true, out _));
-        var itr = Own(new ItrWorker(_tunA, () => _cache.Current, pool, null, _misses, o));
         var tunB = new InMemoryTun("b");
-        var etr = Own(new EtrWorker(receiver, new Dictionary<uint, ITun> { [Iid] = tunB }, o));
+        var (itr, etr) = OverLoopback(tunB, ports: 2, gro: false, underlayMtu: 1000);
         var sent = Enumerable.Range(0, 10).Select(i => Packets.UdpV4("10.1.0.1", "10.2.0.9", 4000, 9, 1100, df: false, fill: (byte)i)).ToList();
         foreach (var p in sent) Assert.True(_tunA.Inject([.. new byte[VirtioNetHeader.Size], .. p]));
         for (int tries = 0; tries < 20 && itr.Counters.EncapPackets < 10; tries++) itr.RunOnce(100);
