@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
+using System.Numerics;
 
 namespace Lisp.DataPlane.Offload;
 
@@ -17,7 +17,7 @@ public static class InetChecksum
     /// Adds the bytes of <paramref name="data"/> to <paramref name="initial"/>. The loop adds 8 bytes at a time as two
     /// 32-bit halves into a 64-bit accumulator in host order (the one's-complement sum is byte-order independent,
     /// RFC 1071 2.(B)), then folds and swaps once at the end. Long inputs go through vector lanes first (the same
-    /// 32-bit halves into 64-bit lanes: 128-bit on the x86-64-v2 floor and arm64, 256-bit where AVX2 is the floor):
+    /// 32-bit halves into 64-bit lanes, as wide as <see cref="Vector{T}"/> is on the machine):
     /// the ITR sums every segment it cuts and the ETR every segment it joins, so this runs over every byte of TCP
     /// through the overlay twice.
     /// </summary>
@@ -27,33 +27,21 @@ public static class InetChecksum
         int length = data.Length;
         int i = 0;
         ulong acc = 0;
-        if (Vector256.IsHardwareAccelerated && length >= 64)
+        if (Vector.IsHardwareAccelerated && length >= 2 * Vector<byte>.Count)
         {
-            var low = Vector256.Create(0xffff_ffffUL);
-            Vector256<ulong> s0 = default, s1 = default;
-            while (length - i >= 64)
+            // Vector<ulong> is as wide as the machine allows: 128-bit on the x86-64-v2 floor and arm64, 256-bit with AVX2.
+            int step = Vector<byte>.Count;
+            var low = new Vector<ulong>(0xffff_ffffUL);
+            Vector<ulong> s0 = default, s1 = default;
+            while (length - i >= 2 * step)
             {
-                var a = Vector256.LoadUnsafe(ref Unsafe.As<byte, ulong>(ref Unsafe.Add(ref start, i)));
-                var b = Vector256.LoadUnsafe(ref Unsafe.As<byte, ulong>(ref Unsafe.Add(ref start, i + 32)));
+                var a = Unsafe.ReadUnaligned<Vector<ulong>>(ref Unsafe.Add(ref start, i));
+                var b = Unsafe.ReadUnaligned<Vector<ulong>>(ref Unsafe.Add(ref start, i + step));
                 s0 += (a & low) + (a >> 32);
                 s1 += (b & low) + (b >> 32);
-                i += 64;
+                i += 2 * step;
             }
-            acc += Vector256.Sum(s0 + s1);
-        }
-        else if (Vector128.IsHardwareAccelerated && length >= 32)
-        {
-            var low = Vector128.Create(0xffff_ffffUL);
-            Vector128<ulong> s0 = default, s1 = default;
-            while (length - i >= 32)
-            {
-                var a = Vector128.LoadUnsafe(ref Unsafe.As<byte, ulong>(ref Unsafe.Add(ref start, i)));
-                var b = Vector128.LoadUnsafe(ref Unsafe.As<byte, ulong>(ref Unsafe.Add(ref start, i + 16)));
-                s0 += (a & low) + (a >> 32);
-                s1 += (b & low) + (b >> 32);
-                i += 32;
-            }
-            acc += Vector128.Sum(s0 + s1);
+            acc += Vector.Sum(s0 + s1);
         }
         while (length - i >= 32)
         {
