@@ -77,7 +77,7 @@ public sealed class EtrWorker : IDisposable
         _pollMs = options.PollMs;
         _pending = _tuns.Select(_ => new int[_batch.Capacity]).ToArray();
         _pendingCount = new int[_tuns.Length];
-        _vnetWriters = _tuns.Select(t => t.VnetHeader ? new VnetTunWriter(t, options.MaxPacket, udp: t is not LinuxTun lt || lt.AcceptsUdpSegmentation) : null).ToArray();
+        _vnetWriters = _tuns.Select(t => t.VnetHeader ? new VnetTunWriter(t, options.MaxPacket, udp: t.AcceptsUdpSegmentation) : null).ToArray();
         Counters = counters ?? new DataPlaneCounters();
     }
 

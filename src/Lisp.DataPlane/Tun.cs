@@ -31,6 +31,9 @@ public interface ITun : IDisposable
     /// <summary>Writes bytes that already begin with a virtio-net header (a coalesced super-packet); false when refused or when <see cref="VnetHeader"/> is off.</summary>
     bool WriteWithHeader(ReadOnlySpan<byte> headerAndPacket) => false;
 
+    /// <summary>The device takes UDP super-packets (GSO UDP_L4) written to it: the ETR may join UDP runs. Default: whenever it speaks vnet headers.</summary>
+    bool AcceptsUdpSegmentation => VnetHeader;
+
     /// <summary>
     /// Writes the packets of the slots in <paramref name="indices"/> (each at its Offset/Length) towards the host;
     /// returns how many went in and sets Length to -1 for each one the device refused. The slots are no longer
