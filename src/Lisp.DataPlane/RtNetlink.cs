@@ -37,6 +37,7 @@ public static class RtNetlinkMessages
     public const ushort NlmFCreate = 0x400;
 
     private const ushort IflaMtu = 4;
+    private const ushort IflaGsoMaxSegs = 40;
     private const ushort IfaAddress = 1;
     private const ushort IfaLocal = 2;
     private const ushort IfaFlags = 8;
@@ -60,6 +61,18 @@ public static class RtNetlinkMessages
         var w = new Writer(RtmNewLink, NlmFRequest | NlmFAck, sequence, 16 + Attribute(4));
         w.U8(0).U8(0).U16(0).S32(ifindex).U32(IffUp).U32(IffUp);
         w.AttrU32(IflaMtu, (uint)mtu);
+        return w.Done();
+    }
+
+    /// <summary>
+    /// RTM_NEWLINK on an existing device: the most segments the stack may put in one TSO super-packet for it
+    /// (IFLA_GSO_MAX_SEGS, what `ip link set dev D gso_max_segs N` sends); flags untouched (change mask 0).
+    /// </summary>
+    public static byte[] SetGsoMaxSegments(int ifindex, int segments, uint sequence)
+    {
+        var w = new Writer(RtmNewLink, NlmFRequest | NlmFAck, sequence, 16 + Attribute(4));
+        w.U8(0).U8(0).U16(0).S32(ifindex).U32(0).U32(0);
+        w.AttrU32(IflaGsoMaxSegs, (uint)segments);
         return w.Done();
     }
 

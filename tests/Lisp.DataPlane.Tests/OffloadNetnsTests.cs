@@ -98,6 +98,19 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
                 else Assert.StartsWith("tun: ", shown);
                 // The same text as the start log's offload line (auto) — the log and the API describe one thing.
                 if (offload == "auto") Assert.Equal(1, x.Count("offload: " + Regex.Escape(shown)));
+                // With TSO and UDP GSO the node caps the TUN's super-packets at what one GSO send carries (44 segments at
+                // underlay MTU 1500); with offloads off it leaves the kernel's default (65535).
+                var link = Sh($"ip -d -n {ns} link show dev lisp0").Out;
+                if (offload == "auto" && tso)
+                {
+                    Assert.Contains("gso_max_segs 44 ", link);
+                    Assert.Equal(1, x.Count(@"tun-configured lisp0: gso_max_segs 44 "));
+                }
+                else if (offload == "off")
+                {
+                    Assert.Contains("gso_max_segs 65535 ", link);
+                    Assert.Equal(0, x.Count("gso_max_segs"));
+                }
             }
 
             // The first ping through the overlay: the first packets miss and are held until the Map-Replies arrive.

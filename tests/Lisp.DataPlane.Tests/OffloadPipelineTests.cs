@@ -280,6 +280,37 @@ public sealed class OffloadPipelineTests : IDisposable
     }
 
     /// <summary>
+    /// The TUN's gso_max_segs the node sets (<see cref="ItrWorker.SegmentsPerGsoSend"/>) is the most full-MSS segments
+    /// that still leave in one UDP_SEGMENT sendmsg: at underlay MTU 1500 the largest segment is 1,472 bytes of UDP payload
+    /// (8 LISP + 20 IP + 20 TCP + MSS 1424), and 65,000 / 1,472 = 44.2. A 44-segment super-packet is one send, 45 are two.
+    /// </summary>
+    [SkippableFact]
+    public void Over_loopback_a_super_packet_of_gso_max_segs_full_segments_is_one_send()
+    {
+        Assert.Equal(44, ItrWorker.SegmentsPerGsoSend(1500));
+        Assert.Equal(7, ItrWorker.SegmentsPerGsoSend(9000));   // 65,000 / 8,972
+        Assert.Equal(64, ItrWorker.SegmentsPerGsoSend(576));   // 65,000 / 548 = 118, held to the 64 every kernel takes
+        var tunB = new InMemoryTun("b") { VnetHeader = true };
+        var (itr, etr) = OverLoopback(tunB, ports: 2);
+        const int mss = 1500 - 36 - 40;
+        var rng = new Random(5);
+        var (fits, fitsPacket) = TcpSuper(rng, false, 44 * mss, mss, 1000);
+        var (over, overPacket) = TcpSuper(rng, false, 45 * mss, mss, 1000 + 44 * mss);
+        Assert.True(_tunA.Inject(fits));
+        Assert.Equal(1, itr.RunOnce(100));
+        Assert.Equal(44, itr.Counters.EncapPackets);
+        Assert.Equal(1, itr.Counters.GsoSends);
+        Assert.True(_tunA.Inject(over));
+        Assert.Equal(1, itr.RunOnce(100));
+        Assert.Equal(44 + 45, itr.Counters.EncapPackets);
+        Assert.Equal(3, itr.Counters.GsoSends);
+        for (int tries = 0; tries < 50 && etr.Counters.DecapPackets + etr.Counters.TotalDrops < 89; tries++) etr.RunOnce(100);
+        Assert.Equal(89, etr.Counters.DecapPackets);
+        var arrived = tunB.Written.SelectMany(w => Payload(w[VirtioNetHeader.Size..], false)).ToArray();
+        Assert.Equal(Payload(fitsPacket, false).Concat(Payload(overPacket, false)).ToArray(), arrived);
+    }
+
+    /// <summary>
     /// Small packets of one flow (a UDP flood) leave the ITR as one UDP_SEGMENT sendmsg per run and reach the ETR as one
     /// UDP_GRO buffer; every packet arrives once, in order, unchanged.
     /// </summary>

@@ -25,6 +25,16 @@ public sealed class RtNetlinkTests
     }
 
     [Fact]
+    public void Gso_max_segs_is_byte_exact()
+    {
+        var expected = Hex(
+            "28000000 1000 0500 09000000 00000000 |" +   // nlmsghdr: len 40, RTM_NEWLINK 16, REQUEST|ACK, seq 9, port 0
+            "00 00 0000 07000000 00000000 00000000 |" +  // ifinfomsg: AF_UNSPEC, ifindex 7, flags 0, change 0 (link state untouched)
+            "0800 2800 2c000000");                       // IFLA_GSO_MAX_SEGS (40) = 44
+        Assert.Equal(expected, RtNetlinkMessages.SetGsoMaxSegments(7, 44, 9));
+    }
+
+    [Fact]
     public void Ipv4_address_is_byte_exact()
     {
         var expected = Hex(
@@ -117,6 +127,7 @@ public sealed class RtNetlinkTests
             for (int round = 0; round < 2; round++)
             {
                 Do(s => RtNetlinkMessages.LinkUp(ifindex, 1380, s), "link");
+                Do(s => RtNetlinkMessages.SetGsoMaxSegments(ifindex, 44, s), "gso_max_segs");
                 Do(s => RtNetlinkMessages.AddAddress(ifindex, IPAddress.Parse("10.1.0.1"), 32, s), "v4 address");
                 Do(s => RtNetlinkMessages.AddAddress(ifindex, IPAddress.Parse("fd00:1::1"), 128, s), "v6 address");
                 Do(s => RtNetlinkMessages.ReplaceRoute(ifindex, IPAddress.Parse("10.2.0.0"), 24, s), "v4 route");
@@ -129,6 +140,7 @@ public sealed class RtNetlinkTests
             var link = NetnsTests.Sh($"ip -n {ns.Name} link show dev {name}").Out;
             Assert.Contains("mtu 1380", link);
             Assert.Matches(@"<[^>]*\bUP\b", link);
+            Assert.Contains("gso_max_segs 44 ", NetnsTests.Sh($"ip -d -n {ns.Name} link show dev {name}").Out);
             var addr = NetnsTests.Sh($"ip -n {ns.Name} addr show dev {name}").Out;
             Assert.Contains("inet 10.1.0.1/32", addr);
             Assert.Contains("inet6 fd00:1::1/128", addr);

@@ -118,6 +118,8 @@ public sealed class DataPlaneHost : IDisposable
         {
             foreach (var note in dp._engine.Notes) log.Info("data-plane", note);
             if (config.ConfigureTun) dp.ConfigureTun();
+            else if (dp.GsoSegmentsWanted() is int segments)
+                log.Info("data-plane", $"configure_tun = false: `ip link set dev {config.Tun} gso_max_segs {segments}` lets each TCP super-packet leave in one UDP GSO send");
             host.MapCacheChangedHook = dp.OnMapCacheChanged;
             host.MapCacheTurnEndHook = dp.PublishIfChanged;
             dp._engine.Start();
@@ -163,6 +165,20 @@ public sealed class DataPlaneHost : IDisposable
         uint seq = nl.NextSequence();
         nl.Request(RtNetlinkMessages.LinkUp(ifindex, _config.TunMtu, seq), seq, $"TUN {_config.Tun}: mtu {_config.TunMtu} up");
         _log.Info("tun-configured", $"{_config.Tun}: mtu {_config.TunMtu}, up (netlink)");
+        if (GsoSegmentsWanted() is int segments)
+        {
+            seq = nl.NextSequence();
+            try
+            {
+                nl.Request(RtNetlinkMessages.SetGsoMaxSegments(ifindex, segments, seq), seq, $"TUN {_config.Tun}: gso_max_segs {segments}");
+                _log.Info("tun-configured", $"{_config.Tun}: gso_max_segs {segments} (a TCP super-packet's segments leave in one UDP GSO send)");
+            }
+            catch (IOException e)
+            {
+                // Not fatal: super-packets then take two sendmsg calls each, as before.
+                _log.Warn("tun-gso-segments-refused", $"{e.Message}; TCP super-packets keep the kernel's default size and leave in two UDP GSO sends");
+            }
+        }
         foreach (var a in _config.Addresses)
         {
             seq = nl.NextSequence();
@@ -176,6 +192,10 @@ public sealed class DataPlaneHost : IDisposable
             _log.Info("tun-configured", $"{_config.Tun}: route {r}");
         }
     }
+
+    /// <summary>The TUN's gso_max_segs that fits a TCP super-packet into one UDP GSO send, when TSO and UDP GSO are both on.</summary>
+    private int? GsoSegmentsWanted() =>
+        _engine.Offloads is { UdpGso: true } o && (o.Tso4 || o.Tso6) ? ItrWorker.SegmentsPerGsoSend(_config.UnderlayMtu) : null;
 
     private bool _changed;
 
