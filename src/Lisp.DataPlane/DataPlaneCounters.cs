@@ -48,6 +48,11 @@ public enum DropReason
     ControlQueueFull,
     /// <summary>ETR: accept_from = "known" and the outer source is not a known RLOC (map-cache, peers, accept_prefixes).</summary>
     UnknownSource,
+    /// <summary>
+    /// ETR: datagrams the kernel dropped at the underlay socket before the ETR read them (receive buffer full, or a bad
+    /// UDP checksum): the socket's own count (SO_MEMINFO), read between batches.
+    /// </summary>
+    KernelReceiveDrop,
 }
 
 /// <summary>

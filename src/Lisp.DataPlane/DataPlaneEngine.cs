@@ -189,8 +189,16 @@ public sealed class DataPlaneEngine : IDisposable
             for (int w = 0; w < workers; w++)
             {
                 // Bound to the wildcard address, so the ETR also takes data sent to any other local address.
-                if (Receives(o, AddressFamily.InterNetwork)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort)), owned));
-                if (Receives(o, AddressFamily.InterNetworkV6)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort)), owned));
+                if (Receives(o, AddressFamily.InterNetwork)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Any, o.DataPort), bufferBytes: o.ReceiveBufferBytes), owned));
+                if (Receives(o, AddressFamily.InterNetworkV6)) etrs.Add(Own(UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.IPv6Any, o.DataPort), bufferBytes: o.ReceiveBufferBytes), owned));
+            }
+            if (etrs.FirstOrDefault() is UdpBatchSocket first)
+            {
+                int granted = first.ReceiveBufferBytes;
+                notes.Add(granted >= 2L * o.ReceiveBufferBytes
+                    ? $"etr: receive buffer {Mib(granted)} per socket (asked {Mib(o.ReceiveBufferBytes)}; the kernel doubles it)"
+                    : $"etr: receive buffer {Mib(granted)} per socket, less than the {Mib(2L * o.ReceiveBufferBytes)} asked for " +
+                      "(no CAP_NET_ADMIN to pass net.core.rmem_max): bursts may overflow it, counted as kernel-receive-drop");
             }
             bool gro = false;
             if (vnet)
@@ -233,6 +241,8 @@ public sealed class DataPlaneEngine : IDisposable
             throw;
         }
     }
+
+    private static string Mib(long bytes) => bytes % (1 << 20) == 0 ? $"{bytes >> 20} MiB" : $"{bytes / 1024} KiB";
 
     /// <summary>
     /// Whether <see cref="Open"/> binds an ETR socket (wildcard address, <see cref="DataPlaneOptions.DataPort"/>)

@@ -92,6 +92,9 @@ public sealed class EtrWorker : IDisposable
     public int RunOnce(int timeoutMs)
     {
         int n = _receiver.Receive(_batch, timeoutMs);
+        // The kernel's drop count for the socket: one getsockopt when idle and every 64th batch, so a reader is at
+        // most one poll interval or 64 batches behind, at no per-datagram cost.
+        if (n == 0 || (Counters.Batches & 63) == 0) Counters.Drops[(int)DropReason.KernelReceiveDrop] = _receiver.KernelDrops;
         if (n == 0) return 0;
         Counters.Batches++;
         _snap = null;

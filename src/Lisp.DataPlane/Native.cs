@@ -32,6 +32,10 @@ internal static unsafe partial class Native
     public const int SO_SNDBUF = 7;
     public const int SO_RCVBUF = 8;
     public const int SO_REUSEPORT = 15;
+    /// <summary>Like SO_SNDBUF/SO_RCVBUF but past net.core.wmem_max/rmem_max; needs CAP_NET_ADMIN.</summary>
+    public const int SO_SNDBUFFORCE = 32, SO_RCVBUFFORCE = 33;
+    /// <summary>getsockopt: the socket's sk_meminfo words; word 8 (SK_MEMINFO_DROPS) counts datagrams the kernel dropped for it.</summary>
+    public const int SO_MEMINFO = 55;
     public const int IP_HDRINCL = 3;
     public const int IP_MTU_DISCOVER = 10;
     public const int IP_PMTUDISC_DONT = 0;
@@ -142,6 +146,9 @@ internal static unsafe partial class Native
 
     [LibraryImport(Libc, EntryPoint = "setsockopt", SetLastError = true)]
     public static partial int SetSockOpt(int fd, int level, int name, void* value, uint length);
+
+    [LibraryImport(Libc, EntryPoint = "getsockopt", SetLastError = true)]
+    public static partial int GetSockOpt(int fd, int level, int name, void* value, uint* length);
 
     [LibraryImport(Libc, EntryPoint = "writev", SetLastError = true)]
     public static partial nint Writev(int fd, IoVec* iov, int count);

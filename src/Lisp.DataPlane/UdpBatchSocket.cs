@@ -26,6 +26,9 @@ public interface IBatchReceiver : IDisposable
     /// first datagram; a datagram cut short by the slot size gets Length -1. Sets and returns Count.
     /// </summary>
     int Receive(PacketBatch batch, int timeoutMs);
+
+    /// <summary>Datagrams the kernel dropped before we could read them (receive buffer full), since the socket opened; 0 where not known.</summary>
+    long KernelDrops => 0;
 }
 
 /// <summary>
@@ -160,8 +163,11 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegme
     public long SendErrors { get; private set; }
     public int LastErrno { get; private set; }
 
+    /// <summary>Socket buffers asked for by default: 4 MiB each way (the kernel doubles it).</summary>
+    public const int DefaultBufferBytes = 4 << 20;
+
     /// <summary>UDP socket bound to <paramref name="bind"/>; SO_REUSEPORT so each worker can own one.</summary>
-    public static UdpBatchSocket OpenUdp(IPEndPoint bind, bool reusePort = true, int bufferBytes = 4 << 20)
+    public static UdpBatchSocket OpenUdp(IPEndPoint bind, bool reusePort = true, int bufferBytes = DefaultBufferBytes)
     {
         var family = bind.AddressFamily;
         int fd = Native.Socket(family == AddressFamily.InterNetwork ? Native.AF_INET : Native.AF_INET6, Native.SOCK_DGRAM | Native.SOCK_CLOEXEC, Native.IPPROTO_UDP);
@@ -171,8 +177,8 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegme
         {
             Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEADDR, 1);
             if (reusePort) Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEPORT, 1);
-            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_RCVBUF, bufferBytes);
-            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_SNDBUF, bufferBytes);
+            SetBuffer(fd, Native.SO_RCVBUFFORCE, Native.SO_RCVBUF, bufferBytes);
+            SetBuffer(fd, Native.SO_SNDBUFFORCE, Native.SO_SNDBUF, bufferBytes);
             if (family == AddressFamily.InterNetworkV6)
             {
                 Native.SetInt(fd, Native.IPPROTO_IPV6, Native.IPV6_V6ONLY, 1);
@@ -200,8 +206,44 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegme
         }
     }
 
+    /// <summary>
+    /// Asks for <paramref name="bytes"/> of socket buffer past net.core.rmem_max/wmem_max when the process may
+    /// (CAP_NET_ADMIN, which the data plane has for its TUN), else up to that limit. Debian's limit is 208 KiB: at 10 Gbit/s
+    /// that is 0.2 ms of UDP GRO runs, and a receive buffer of 8 MiB (the most a 4 MiB rmem_max allows) still overflowed
+    /// when the ETR thread waited for a core: four TCP streams through the overlay on 2 cores lost 1,337 GRO buffers in 24 s
+    /// and retransmitted 44,359 segments; at 32 MiB none were lost (issue 13).
+    /// </summary>
+    private static void SetBuffer(int fd, int force, int plain, int bytes)
+    {
+        if (Native.SetInt(fd, Native.SOL_SOCKET, force, bytes) < 0) Native.SetInt(fd, Native.SOL_SOCKET, plain, bytes);
+    }
+
+    /// <summary>The receive buffer the kernel granted (SO_RCVBUF: twice what was asked, for its bookkeeping), in bytes; -1 when unknown.</summary>
+    public int ReceiveBufferBytes => GetInt(Native.SO_RCVBUF);
+
+    private int GetInt(int name)
+    {
+        int v = 0;
+        uint len = 4;
+        return Native.GetSockOpt(_fd, Native.SOL_SOCKET, name, &v, &len) == 0 ? v : -1;
+    }
+
+    /// <summary>
+    /// SK_MEMINFO_DROPS of this socket (SO_MEMINFO, Linux 4.6+): datagrams the kernel threw away for it, mostly because
+    /// the receive buffer was full; one system call, so the ETR reads it between batches, not per datagram.
+    /// </summary>
+    public long KernelDrops
+    {
+        get
+        {
+            uint* words = stackalloc uint[9];
+            uint len = 9 * 4;
+            return Native.GetSockOpt(_fd, Native.SOL_SOCKET, Native.SO_MEMINFO, words, &len) == 0 && len >= 9 * 4 ? words[8] : 0;
+        }
+    }
+
     /// <summary>Raw IP socket (header included) for sending complete outer packets; throws IOException (EPERM without CAP_NET_RAW).</summary>
-    public static UdpBatchSocket OpenRaw(AddressFamily family, int bufferBytes = 4 << 20)
+    public static UdpBatchSocket OpenRaw(AddressFamily family, int bufferBytes = DefaultBufferBytes)
     {
         int fd = Native.Socket(family == AddressFamily.InterNetwork ? Native.AF_INET : Native.AF_INET6, Native.SOCK_RAW | Native.SOCK_CLOEXEC, Native.IPPROTO_RAW);
         if (fd < 0) throw new IOException($"socket(SOCK_RAW, IPPROTO_RAW): {Native.Describe(Native.Errno)}");

@@ -44,6 +44,59 @@ public sealed class SocketTests
         Assert.Equal(Enumerable.Range(10, 32), lengths);
     }
 
+    /// <summary>
+    /// A receive buffer too small for a burst: the kernel drops the rest, the socket's own count (SO_MEMINFO) says how many,
+    /// the same number /proc/net/udp shows in its drops column for the socket, and the ETR reports it as kernel-receive-drop.
+    /// </summary>
+    [Fact]
+    public void Datagrams_the_kernel_dropped_for_a_full_receive_buffer_are_counted()
+    {
+        using var rx = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false, bufferBytes: 64 << 10);
+        using var tx = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false);
+        Assert.Equal(0, rx.KernelDrops);
+        using var batch = new PacketBatch(64, 1500);
+        var idx = Enumerable.Range(0, 64).ToArray();
+        for (int i = 0; i < 64; i++)
+        {
+            batch.Set(i, new byte[1000]);
+            batch.SetV4Address(i, 0x7f000001, (ushort)rx.LocalPort);
+        }
+        int sent = 0;
+        for (int round = 0; round < 20; round++) sent += tx.Send(batch, idx); // 1,280 datagrams, 1.28 MB: far over 128 KiB
+        Assert.Equal(1280, sent);
+        long drops = rx.KernelDrops;
+        Assert.InRange(drops, 1, 1279);
+        Assert.Equal(drops, ProcNetUdpDrops(rx.LocalPort));
+
+        // The ETR reads the count between batches: everything queued is decapsulated or dropped, and the rest is the kernel's.
+        var tun = new InMemoryTun("k");
+        var o = new DataPlaneOptions { InstanceId = 0, LocalRlocV4 = IPAddress.Loopback, BatchSize = 64, MaxPacket = 1600 };
+        var etr = new EtrWorker(rx, new Dictionary<uint, ITun> { [0] = tun }, o);
+        while (etr.RunOnce(50) > 0) { }
+        Assert.Equal(drops, etr.Counters[DropReason.KernelReceiveDrop]);
+        // The zero-filled datagrams are not LISP (inner packet malformed): every one the kernel queued was read and counted.
+        Assert.Equal(1280 - drops, etr.Counters.TotalDrops - drops);
+    }
+
+    /// <summary>The drops column (the last) of the /proc/net/udp line for 127.0.0.1:<paramref name="port"/>.</summary>
+    private static long ProcNetUdpDrops(int port)
+    {
+        string local = $"0100007F:{port:X4}";
+        var line = File.ReadAllLines("/proc/net/udp").Single(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries) is { Length: > 12 } f && f[1] == local);
+        return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[^1]);
+    }
+
+    /// <summary>With CAP_NET_ADMIN (tests run as root) a receive buffer past net.core.rmem_max is granted in full.</summary>
+    [SkippableFact]
+    public void A_receive_buffer_past_rmem_max_is_granted_with_cap_net_admin()
+    {
+        Skip.IfNot(Environment.UserName == "root", "not root: SO_RCVBUFFORCE needs CAP_NET_ADMIN");
+        long max = long.Parse(File.ReadAllText("/proc/sys/net/core/rmem_max").Trim());
+        int ask = (int)Math.Min(1L << 30, Math.Max(16L << 20, max * 2));
+        using var rx = UdpBatchSocket.OpenUdp(new IPEndPoint(IPAddress.Loopback, 0), reusePort: false, bufferBytes: ask);
+        Assert.Equal(2L * ask, rx.ReceiveBufferBytes);
+    }
+
     [Fact]
     public void Udp_v6_receives_zero_checksum_datagrams()
     {

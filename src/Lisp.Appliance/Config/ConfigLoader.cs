@@ -325,7 +325,7 @@ public static partial class ConfigLoader
             const string k = "data_plane.";
             Allow(t, k, "tun", "instance_id", "addresses", "routes", "workers", "data_port", "underlay_mtu", "tun_mtu", "miss_policy",
                 "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval", "io",
-                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry", "accept_from", "accept_prefixes", "offload");
+                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry", "accept_from", "accept_prefixes", "offload", "receive_buffer");
             if (!cfg.Has("itr") && !cfg.Has("etr")) throw Bad("data_plane", "the data plane needs the itr or etr role");
             if (cfg.Rlocs.Count == 0) throw Bad("node.rlocs", "the data plane needs local RLOCs (the outer source addresses)");
             var tun = Str(t, k + "tun") ?? "lisp0";
@@ -349,6 +349,7 @@ public static partial class ConfigLoader
                 MissRate = Int(t, k + "miss_rate", 1, 100000) ?? 100,
                 SendMode = Choice(t, k + "send_mode", ["auto", "raw", "udp"]) ?? "auto",
                 BatchSize = Int(t, k + "batch_size", 1, 1024) ?? 64,
+                ReceiveBuffer = Int(t, k + "receive_buffer", 64 << 10, 1 << 30) ?? Lisp.DataPlane.DataPlaneOptions.DefaultReceiveBufferBytes,
                 Io = Choice(t, k + "io", ["auto", "io_uring", "syscalls"]) ?? "auto",
                 Offload = Choice(t, k + "offload", ["auto", "off"]) ?? "auto",
                 ConfigureTun = Bool(t, k + "configure_tun") ?? true,

@@ -47,6 +47,8 @@ public sealed record DataPlaneConfig
     /// <summary>"auto": TUN virtio-net header with TSO/USO and checksum offload, UDP GSO/GRO, TCP coalescing, each probed with a logged fallback; "off": none.</summary>
     public string Offload { get; init; } = "auto";
     public int BatchSize { get; init; } = 64;
+    /// <summary>Bytes of receive buffer asked for on each ETR underlay socket (granted twice that; past rmem_max with CAP_NET_ADMIN).</summary>
+    public int ReceiveBuffer { get; init; } = Lisp.DataPlane.DataPlaneOptions.DefaultReceiveBufferBytes;
     /// <summary>"auto" (io_uring when the start-up probe passes, else syscalls), "io_uring" (same, logged as forced) or "syscalls".</summary>
     public string Io { get; init; } = "auto";
     /// <summary>Bring the TUN up and add its addresses and routes (rtnetlink from the binary); false when the operator does it.</summary>

@@ -93,6 +93,7 @@ public sealed class DataPlaneHost : IDisposable
             MaxPacket = Math.Max(config.TunMtu, 1500) + 64,
             MapVersion = node.MapVersion,
             Offload = config.Offload != "off",
+            ReceiveBufferBytes = config.ReceiveBuffer,
         };
 
     /// <summary>

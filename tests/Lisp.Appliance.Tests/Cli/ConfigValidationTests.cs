@@ -125,6 +125,7 @@ public sealed class ConfigValidationTests : IDisposable
         { "map_server", "map_reply_ttl = \"0s\"", "map_server.map_reply_ttl", "withdrawal" },
         { "data_plane", "hold_time = \"0s\"", "data_plane.hold_time", "outside 10 ms .. 1 min" },
         { "data_plane", "stats_interval = \"1ms\"", "data_plane.stats_interval", "0 (log the counters only at stop) or 1 s .. 24 h" },
+        { "data_plane", "receive_buffer = 1000", "data_plane.receive_buffer", "1000 is out of range 65536..1073741824" },
         { "data_plane", "echo_nonce_interval = \"0s\"", "data_plane.echo_nonce_interval", "outside 100 ms .. 1 h" },
         { "data_plane", "echo_nonce_timeout = \"0s\"", "data_plane.echo_nonce_timeout", "outside 100 ms .. 1 h" },
         { "data_plane", "echo_nonce_retry = \"0s\"", "data_plane.echo_nonce_retry", "outside 100 ms .. 1 h" },
@@ -198,6 +199,7 @@ public sealed class ConfigValidationTests : IDisposable
     [InlineData("map_server", "registration_timeout = \"5s\"")]
     [InlineData("data_plane", "stats_interval = \"0s\"")]
     [InlineData("data_plane", "hold_time = \"50ms\"")]
+    [InlineData("data_plane", "receive_buffer = 65536")]
     [InlineData("decent.pull", "dns_grace = \"0s\"")]
     [InlineData("decent.pull", "min_dns_ttl = \"10m\"")]
     [InlineData("management", "listen = \"127.0.0.1:8080\"")]
