@@ -338,5 +338,9 @@ public sealed class EtrWorker : IDisposable
     /// <summary>Whether <paramref name="first"/> (the datagram's first byte) carries a LISP control type, 1..8, in its top 4 bits.</summary>
     public static bool IsControlType(byte first) => first >> 4 is >= 1 and <= 8;
 
-    public void Dispose() => _batch.Dispose();
+    public void Dispose()
+    {
+        foreach (var w in _vnetWriters) w?.Dispose();
+        _batch.Dispose();
+    }
 }

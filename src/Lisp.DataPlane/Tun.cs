@@ -31,6 +31,23 @@ public interface ITun : IDisposable
     /// <summary>Writes bytes that already begin with a virtio-net header (a coalesced super-packet); false when refused or when <see cref="VnetHeader"/> is off.</summary>
     bool WriteWithHeader(ReadOnlySpan<byte> headerAndPacket) => false;
 
+    /// <summary>
+    /// <see cref="WriteWithHeader"/> from a gather list (the first entry begins with the virtio-net header) of
+    /// <paramref name="bytes"/> bytes in all. Default: joined into one buffer; a device on a descriptor writes the list
+    /// with one writev, without that copy.
+    /// </summary>
+    internal unsafe bool WriteGather(ReadOnlySpan<Native.IoVec> iov, int bytes)
+    {
+        var joined = new byte[bytes];
+        int at = 0;
+        foreach (var v in iov)
+        {
+            new ReadOnlySpan<byte>(v.Base, (int)v.Length).CopyTo(joined.AsSpan(at));
+            at += (int)v.Length;
+        }
+        return WriteWithHeader(joined);
+    }
+
     /// <summary>The device takes UDP super-packets (GSO UDP_L4) written to it: the ETR may join UDP runs. Default: whenever it speaks vnet headers.</summary>
     bool AcceptsUdpSegmentation => VnetHeader;
 
@@ -351,6 +368,15 @@ public sealed unsafe class LinuxTun : ITun
         fixed (byte* p = headerAndPacket)
         {
             return Native.Write(Fd, p, (nuint)headerAndPacket.Length) == headerAndPacket.Length;
+        }
+    }
+
+    bool ITun.WriteGather(ReadOnlySpan<Native.IoVec> iov, int bytes)
+    {
+        if (!_vnet) return false;
+        fixed (Native.IoVec* v = iov)
+        {
+            return Native.Writev(Fd, v, iov.Length) == bytes;
         }
     }
 

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Lisp.DataPlane.Offload;
 
 namespace Lisp.DataPlane;
@@ -12,7 +13,7 @@ namespace Lisp.DataPlane;
 /// Owned by one ETR worker; the plain packets are read from the worker's receive batch, so <see cref="Flush"/> must
 /// run before that batch is reused.
 /// </summary>
-internal sealed class VnetTunWriter
+internal sealed unsafe class VnetTunWriter : IDisposable
 {
     /// <summary>Packets gathered before a flush (also the coalescer's capacity).</summary>
     public const int Limit = 256;
@@ -20,8 +21,10 @@ internal sealed class VnetTunWriter
     private enum Kind : byte { Tcp, Udp, Plain }
 
     private readonly ITun _tun;
-    private readonly TcpCoalescer _tcp;
-    private readonly UdpCoalescer? _udp;
+    private readonly Coalescer<TcpRules> _tcp;
+    private readonly Coalescer<UdpRules>? _udp;
+    // One group's gather list: its header block, then one entry per member (a group has at most Limit members).
+    private Native.IoVec* _iov = (Native.IoVec*)NativeMemory.Alloc(Limit + 1, (nuint)sizeof(Native.IoVec));
     private readonly Kind[] _kind = new Kind[Limit];
     private readonly int[] _index = new int[Limit];
     private readonly int[] _plainSlot = new int[Limit], _plainOffset = new int[Limit], _plainLength = new int[Limit];
@@ -31,8 +34,8 @@ internal sealed class VnetTunWriter
     public VnetTunWriter(ITun tun, int maxPacket, bool udp)
     {
         _tun = tun;
-        _tcp = new TcpCoalescer(Limit, 64, Math.Max(maxPacket, 1600));
-        _udp = udp ? new UdpCoalescer(Limit, 64, Math.Max(maxPacket, 1600)) : null;
+        _tcp = new Coalescer<TcpRules>(Limit, 64, Math.Max(maxPacket, 1600));
+        _udp = udp ? new Coalescer<UdpRules>(Limit, 64, Math.Max(maxPacket, 1600)) : null;
     }
 
     public bool Full => _offered == Limit;
@@ -42,9 +45,10 @@ internal sealed class VnetTunWriter
     public void Offer(PacketBatch batch, int slot, int offset, int length)
     {
         _offered++;
-        var packet = batch.Slot(slot).Slice(offset, length);
+        // Taken in place: the batch is not reused before Flush, and Flush hands the kernel the members where they lie.
+        byte* packet = batch.SlotPointer(slot) + offset;
         int before = _tcp.GroupCount;
-        if (_tcp.TryAdd(packet, slot))
+        if (_tcp.TryAddInPlace(packet, length, slot))
         {
             if (_tcp.GroupCount > before) Add(Kind.Tcp, before);
             return;
@@ -52,7 +56,7 @@ internal sealed class VnetTunWriter
         if (_udp is not null)
         {
             before = _udp.GroupCount;
-            if (_udp.TryAdd(packet, slot))
+            if (_udp.TryAddInPlace(packet, length, slot))
             {
                 if (_udp.GroupCount > before) Add(Kind.Udp, before);
                 return;
@@ -84,7 +88,9 @@ internal sealed class VnetTunWriter
             }
             bool tcp = _kind[e] == Kind.Tcp;
             int members = tcp ? _tcp.Members(i) : _udp!.Members(i);
-            if (_tun.WriteWithHeader(tcp ? _tcp.Group(i) : _udp!.Group(i)))
+            var iov = new Span<Native.IoVec>(_iov, Limit + 1);
+            int entries = tcp ? _tcp.Gather(i, iov, out int bytes) : _udp!.Gather(i, iov, out bytes);
+            if (_tun.WriteGather(iov.Slice(0, entries), bytes))
             {
                 counters.DecapPackets += members;
                 if (members > 1)
@@ -98,5 +104,11 @@ internal sealed class VnetTunWriter
         _tcp.Reset();
         _udp?.Reset();
         _entries = _plains = _offered = 0;
+    }
+
+    public void Dispose()
+    {
+        NativeMemory.Free(_iov);
+        _iov = null;
     }
 }

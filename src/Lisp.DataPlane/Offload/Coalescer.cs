@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 
 namespace Lisp.DataPlane.Offload;
 
@@ -102,13 +104,13 @@ internal interface ICoalescingProtocol
 /// &lt;= the first member's (a shorter one closes the group); joined IP packet &lt;= 65535 bytes. Each protocol's
 /// class remarks state its full rule set.</para>
 /// </remarks>
-internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescingProtocol
+internal sealed unsafe class Coalescer<TProtocol> where TProtocol : struct, ICoalescingProtocol
 {
     private const int MaxIpLength = 65535;
 
     private struct Member
     {
-        public int Offset;   // in _input
+        public byte* Address; // in _input (copied), or the caller's memory (in place)
         public int Length;   // IP length
         public int Id;
         public int Next;     // next member of the same group, -1 at the end
@@ -122,8 +124,11 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
     }
 
     private readonly int _maxPacketSize;
+    // Pinned, so a copied member is addressed the same way as one taken in place.
     private readonly byte[] _input;
+    private readonly byte* _inputBase;
     private readonly byte[] _output;
+    private readonly byte* _outputBase;
     private readonly Member[] _members;
     private readonly CoalescedGroup[] _groups;
     private readonly FlowSlot[] _flows;
@@ -131,6 +136,7 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
     private int _memberCount;
     private int _groupCount;
     private int _materialized;
+    private int _sealed;
     private int _outputUsed;
     private long _clock;
 
@@ -143,9 +149,11 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
         ArgumentOutOfRangeException.ThrowIfLessThan(maxFlowsPerBatch, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(maxPacketSize, 60);
         _maxPacketSize = maxPacketSize;
-        _input = new byte[checked(maxPackets * maxPacketSize)];
+        _input = GC.AllocateUninitializedArray<byte>(checked(maxPackets * maxPacketSize), pinned: true);
+        _inputBase = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_input));
         // Every group's output is at most its members' bytes plus one vnet header.
-        _output = new byte[checked(maxPackets * (maxPacketSize + VirtioNetHeader.Size))];
+        _output = GC.AllocateUninitializedArray<byte>(checked(maxPackets * (maxPacketSize + VirtioNetHeader.Size)), pinned: true);
+        _outputBase = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(_output));
         _members = new Member[maxPackets];
         _groups = new CoalescedGroup[maxPackets];
         _flows = new FlowSlot[maxFlowsPerBatch];
@@ -155,7 +163,7 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
     /// <summary>Forgets the batch (every group and copied byte).</summary>
     public void Reset()
     {
-        _inputUsed = _memberCount = _groupCount = _materialized = _outputUsed = 0;
+        _inputUsed = _memberCount = _groupCount = _materialized = _sealed = _outputUsed = 0;
         _clock = 0;
         for (int i = 0; i < _flows.Length; i++) _flows[i].Group = -1;
     }
@@ -187,7 +195,16 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
     /// not write it itself. False: not coalescable (see the class remarks), or out of room; the caller writes it alone.
     /// Never throws on malformed bytes.
     /// </summary>
-    public bool TryAdd(ReadOnlySpan<byte> packet, int id)
+    public bool TryAdd(ReadOnlySpan<byte> packet, int id) => TryAdd(packet, id, inPlace: null);
+
+    /// <summary>
+    /// <see cref="TryAdd(ReadOnlySpan{byte}, int)"/> without the copy: a taken packet is referenced where it lies, so
+    /// the caller must keep those <paramref name="length"/> bytes at <paramref name="packet"/> alive and unchanged until
+    /// <see cref="Reset"/> (the ETR's receive batch, which it does not reuse before its flush).
+    /// </summary>
+    public bool TryAddInPlace(byte* packet, int length, int id) => TryAdd(new ReadOnlySpan<byte>(packet, length), id, packet);
+
+    private bool TryAdd(ReadOnlySpan<byte> packet, int id, byte* inPlace)
     {
         _clock++;
         CandidateVerdict verdict = Parse(packet, out Candidate candidate);
@@ -196,7 +213,7 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
         if (verdict == CandidateVerdict.Refused
             || _memberCount == _members.Length
             || candidate.IpLength > _maxPacketSize
-            || _inputUsed + candidate.IpLength > _input.Length)
+            || (inPlace == null && _inputUsed + candidate.IpLength > _input.Length))
         {
             // Keep the flow's order: its later packets go into a new group.
             if (slot >= 0) CloseFlow(slot);
@@ -208,7 +225,7 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
             ref CoalescedGroup open = ref _groups[_flows[slot].Group];
             if (CanJoin(open, packet, candidate))
             {
-                int m = AddMember(packet, candidate, id);
+                int m = AddMember(packet, candidate, id, inPlace);
                 _members[open.Last].Next = m;
                 open.Last = m;
                 open.Count++;
@@ -221,7 +238,7 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
             CloseFlow(slot); // the slot is free now and is reused below
         }
 
-        int member = AddMember(packet, candidate, id);
+        int member = AddMember(packet, candidate, id, inPlace);
         int g = _groupCount++;
         ref CoalescedGroup group = ref _groups[g];
         group = new CoalescedGroup
@@ -246,14 +263,21 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
         return g;
     }
 
-    private int AddMember(ReadOnlySpan<byte> packet, in Candidate candidate, int id)
+    private int AddMember(ReadOnlySpan<byte> packet, in Candidate candidate, int id, byte* inPlace)
     {
         int m = _memberCount++;
-        packet.Slice(0, candidate.IpLength).CopyTo(_input.AsSpan(_inputUsed));
-        _members[m] = new Member { Offset = _inputUsed, Length = candidate.IpLength, Id = id, Next = -1 };
-        _inputUsed += candidate.IpLength;
+        byte* address = inPlace;
+        if (address == null)
+        {
+            packet.Slice(0, candidate.IpLength).CopyTo(_input.AsSpan(_inputUsed));
+            address = _inputBase + _inputUsed;
+            _inputUsed += candidate.IpLength;
+        }
+        _members[m] = new Member { Address = address, Length = candidate.IpLength, Id = id, Next = -1 };
         return m;
     }
+
+    private static ReadOnlySpan<byte> Bytes(in Member m) => new(m.Address, m.Length);
 
     private void CloseFlow(int slot)
     {
@@ -289,8 +313,7 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
 
     private ReadOnlySpan<byte> FirstBytes(in CoalescedGroup g)
     {
-        ref Member m = ref _members[g.First];
-        return _input.AsSpan(m.Offset, m.Length);
+        return Bytes(_members[g.First]);
     }
 
     /// <summary>Same addresses (IPv4 12-19 / IPv6 8-39) and same source and destination ports (transport 0-3).</summary>
@@ -332,6 +355,49 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
         return TProtocol.CanJoin(g, first, p, candidate);
     }
 
+    /// <summary>
+    /// Group g as a gather list for one writev: <paramref name="iov"/>[0] is the vnet header and the rewritten headers
+    /// (kept in this coalescer until <see cref="Reset"/>), then each member's payload where it lies (one whole packet
+    /// for a group of one). No payload byte is copied: with members taken in place, the bytes go from the receive
+    /// batch to the kernel. Returns the entries used (members + 1; <paramref name="iov"/> needs room for that) and the
+    /// total bytes. The first call after adds closes every open group, as <see cref="Group"/> does; use one or the
+    /// other between two <see cref="Reset"/>s.
+    /// </summary>
+    public int Gather(int g, Span<Native.IoVec> iov, out int bytes)
+    {
+        CheckGroup(g);
+        if (g >= _sealed)
+        {
+            for (int i = 0; i < _flows.Length; i++) CloseFlow(i);
+            for (int k = _sealed; k < _groupCount; k++) _groups[k].Closed = true;
+            _sealed = _groupCount;
+        }
+        ref CoalescedGroup s = ref _groups[g];
+        if (iov.Length < s.Count + 1) throw new ArgumentException($"needs {s.Count + 1} entries", nameof(iov));
+        Span<byte> output = _output.AsSpan(_outputUsed);
+        int headerBytes;
+        int n = 1;
+        if (s.Count == 1)
+        {
+            output.Slice(0, VirtioNetHeader.Size).Clear();
+            headerBytes = VirtioNetHeader.Size;
+            ref Member only = ref _members[s.First];
+            iov[n++] = new Native.IoVec { Base = only.Address, Length = (nuint)only.Length };
+            bytes = headerBytes + only.Length;
+        }
+        else
+        {
+            headerBytes = WriteHeaders(s, output);
+            int headers = s.IpHeader + s.TransportHeader;
+            for (int m = s.First; m >= 0; m = _members[m].Next)
+                iov[n++] = new Native.IoVec { Base = _members[m].Address + headers, Length = (nuint)(_members[m].Length - headers) };
+            bytes = headerBytes + s.PayloadTotal;
+        }
+        iov[0] = new Native.IoVec { Base = _outputBase + _outputUsed, Length = (nuint)headerBytes };
+        _outputUsed += headerBytes;
+        return n;
+    }
+
     private void MaterializePending()
     {
         for (int i = 0; i < _flows.Length; i++) CloseFlow(i);
@@ -365,6 +431,22 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
     /// </summary>
     private int Build(in CoalescedGroup s, Span<byte> output)
     {
+        int at = WriteHeaders(s, output);
+        for (int m = s.First; m >= 0; m = _members[m].Next)
+        {
+            ReadOnlySpan<byte> payload = Bytes(_members[m]).Slice(s.IpHeader + s.TransportHeader);
+            payload.CopyTo(output.Slice(at));
+            at += payload.Length;
+        }
+        return at;
+    }
+
+    /// <summary>
+    /// The vnet header and the joined packet's headers of a group of two or more (see <see cref="Build"/>), which need
+    /// no payload byte: lengths, the IPv4 header checksum and the transport pseudo-header sum. Returns the bytes written.
+    /// </summary>
+    private int WriteHeaders(in CoalescedGroup s, Span<byte> output)
+    {
         int headers = s.IpHeader + s.TransportHeader;
         int ipLength = headers + s.PayloadTotal;
         new VirtioNetHeader
@@ -376,15 +458,8 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
             CsumStart = (ushort)s.IpHeader,
             CsumOffset = TProtocol.ChecksumOffset,
         }.Write(output);
-        Span<byte> ip = output.Slice(VirtioNetHeader.Size, ipLength);
+        Span<byte> ip = output.Slice(VirtioNetHeader.Size, headers);
         FirstBytes(s).Slice(0, headers).CopyTo(ip);
-        int position = headers;
-        for (int m = s.First; m >= 0; m = _members[m].Next)
-        {
-            ReadOnlySpan<byte> payload = _input.AsSpan(_members[m].Offset + headers, _members[m].Length - headers);
-            payload.CopyTo(ip.Slice(position));
-            position += payload.Length;
-        }
         int transportLength = ipLength - s.IpHeader;
         ulong pseudo;
         if (s.V6)
@@ -401,7 +476,7 @@ internal sealed class Coalescer<TProtocol> where TProtocol : struct, ICoalescing
         Span<byte> transport = ip.Slice(s.IpHeader);
         TProtocol.CompleteHeader(s, transport, transportLength);
         BinaryPrimitives.WriteUInt16BigEndian(transport.Slice(TProtocol.ChecksumOffset), InetChecksum.Fold(pseudo));
-        return VirtioNetHeader.Size + ipLength;
+        return VirtioNetHeader.Size + headers;
     }
 
     /// <summary>
