@@ -168,6 +168,36 @@ public static class FuzzTargets
     /// Invariants: nothing escapes; the ITR sends no more packets than the segment limit; the ETR delivers no more
     /// packets than datagrams and every write begins with a vnet header the same code reads back.
     /// </summary>
+    /// <summary>
+    /// Differential: the copying Segmenter.Segment (what the raw-socket path sends) and the headers-only SegmentHeaders
+    /// (what UDP GSO sends, payload left in place) must agree on every input: both refuse, or both give the same
+    /// segments, byte for byte once each header block is joined with its payload slice.
+    /// </summary>
+    private static void SegmentFormsAgree(ReadOnlySpan<byte> withHeader)
+    {
+        if (!Lisp.DataPlane.Offload.VirtioNetHeader.TryRead(withHeader, out var h) || h.GsoSize == 0) return;
+        var packet = withHeader.Slice(Lisp.DataPlane.Offload.VirtioNetHeader.Size);
+        int mss = h.GsoSize;
+        int headers = Lisp.DataPlane.Offload.Segmenter.HeaderLength(packet, h);
+        int count = Lisp.DataPlane.Offload.Segmenter.SegmentCount(packet, h, mss);
+        if (headers <= 0 || count <= 0 || count > ItrWorker.MaxSegments) return;
+        var copied = new byte[count * (headers + mss)];
+        var blocks = new byte[count * headers];
+        var a = new int[count];
+        var b = new int[count];
+        int ra = Lisp.DataPlane.Offload.Segmenter.Segment(packet, h, mss, copied, 0, a);
+        int rb = Lisp.DataPlane.Offload.Segmenter.SegmentHeaders(packet, h, mss, blocks, 0, b);
+        if (ra != rb) throw new FuzzInvariantException($"Segment gave {ra}, SegmentHeaders {rb}");
+        for (int k = 0; k < ra; k++)
+        {
+            if (a[k] != b[k]) throw new FuzzInvariantException($"segment {k}: length {a[k]} copied, {b[k]} headers-only");
+            var whole = copied.AsSpan(k * (headers + mss), a[k]);
+            if (!whole.Slice(0, headers).SequenceEqual(blocks.AsSpan(k * headers, headers))
+                || !whole.Slice(headers).SequenceEqual(packet.Slice(headers + k * mss, b[k] - headers)))
+                throw new FuzzInvariantException($"segment {k} differs between the copied and the headers-only form");
+        }
+    }
+
     public static void Offload(byte[] data)
     {
         if (data.Length < 2) return;
@@ -187,6 +217,7 @@ public static class FuzzTargets
             itr.RunOnce(0);
             if (underlay.Sent.Count > ItrWorker.MaxSegments)
                 throw new FuzzInvariantException($"one read became {underlay.Sent.Count} packets");
+            SegmentFormsAgree(data.AsSpan(1));
             return;
         }
         var receiver = underlay.Bind(DecapLocal);

@@ -14,6 +14,11 @@ using Lisp.Wire;
 //         (UDP payload + 28 for IPv4, + 48 for IPv6)
 //   xtr   --tun NAME --local IP --remote IP --eid PREFIX --addr A/L [--seconds S] [--workers N] [--io auto|io_uring|syscalls]
 //         static-mapping xTR: EID PREFIX -> remote RLOC; TUN gets address A/L and a route for PREFIX
+//   copies [--rounds N]
+//         user-space cost of one 44-segment TCP super-packet (IPv4, MSS 1412: what the TUN hands the ITR at gso_max_segs
+//         44) on each side, copying against copy-free, interleaved round by round; best and median ns per super-packet.
+//         ITR: Segmenter.Segment (payload copied behind each header) vs SegmentHeaders (payload left for a gather send).
+//         ETR: Coalescer TryAdd + Group (two copies) vs TryAddInPlace + Gather (none); both verify every checksum.
 var a = args.Skip(1).Select((x, i) => (x, i)).Where(p => p.i % 2 == 0).ToDictionary(p => p.x.TrimStart('-'), p => args[p.i + 2]);
 double seconds = a.TryGetValue("seconds", out var s) ? double.Parse(s) : 5;
 switch (args[0])
@@ -86,8 +91,10 @@ switch (args[0])
             $"etr {etr.Batches} (avg {(etr.Batches > 0 ? (double)etr.DecapPackets / etr.Batches : 0):0.0} pkts)");
         break;
     }
+    case "copies":
+        return CopiesBench.Run(a.TryGetValue("rounds", out var r) ? int.Parse(r) : 11);
     default:
-        Console.Error.WriteLine("blast | sink | xtr");
+        Console.Error.WriteLine("blast | sink | xtr | copies");
         return 2;
 }
 return 0;

@@ -349,11 +349,16 @@ public sealed class ItrWorker : IDisposable
             : SendSuperAsBatch(pkt, headers, mss, rlocs, rloc, flow, destVersion, now);
     }
 
-    /// <summary>UDP mode with UDP_SEGMENT: [LISP header][segment] back to back, one sendmsg per 64 segments or 65,000 bytes.</summary>
-    private Outcome SendSuperWithGso(ISegmentSender socket, ReadOnlySpan<byte> pkt, int headers, int mss, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
+    /// <summary>
+    /// UDP mode with UDP_SEGMENT: each segment is [LISP header][inner headers] written into <see cref="_gso"/> and its
+    /// payload where it lies in the read slot, one gather list per sendmsg of up to <see cref="SegmentsPerGsoSend"/>
+    /// segments (64 or 65,000 bytes); the kernel cuts the datagrams every stride bytes of the joined list. The payload
+    /// is read once, for its checksum, and copied only by the kernel (it was copied into <see cref="_gso"/> as well before).
+    /// </summary>
+    private unsafe Outcome SendSuperWithGso(ISegmentSender socket, ReadOnlySpan<byte> pkt, int headers, int mss, RlocTable rlocs, int rloc, uint flow, ushort destVersion, long now)
     {
-        int stride = DataHeader.Length + headers + mss;
-        int n = Segmenter.Segment(pkt, _super, mss, _gso, DataHeader.Length, _segmentLengths);
+        int headerStride = DataHeader.Length + headers;
+        int n = Segmenter.SegmentHeaders(pkt, _super, mss, _gso, DataHeader.Length, _segmentLengths);
         if (n <= 0)
         {
             Counters.Drop(DropReason.Malformed);
@@ -362,27 +367,34 @@ public sealed class ItrWorker : IDisposable
         long bytes = 0;
         for (int k = 0; k < n; k++)
         {
-            var lisp = _gso.AsSpan(k * stride, DataHeader.Length);
+            var lisp = _gso.AsSpan(k * headerStride, DataHeader.Length);
             FastEncapsulation.WriteLispHeader(lisp, _o.InstanceId, NextNonce());
             Stamp(lisp, rlocs, rloc, destVersion, now);
             bytes += _segmentLengths[k];
         }
         if (rlocs.IsV4(rloc)) PacketBatch.WriteV4Address(_gsoAddress, rlocs.V4(rloc), _o.DataPort);
         else PacketBatch.WriteV6Address(_gsoAddress, rlocs.Bytes(rloc), _o.DataPort);
+        int stride = headerStride + mss;
         int perSend = Math.Max(1, Math.Min(MaxGsoSegments, MaxGsoBytes / stride));
+        var iov = stackalloc Native.IoVec[2 * MaxGsoSegments];
         int sent = 0;
-        for (int k = 0; k < n; k += perSend)
+        fixed (byte* headerBlocks = _gso)
+        fixed (byte* packet = pkt)
+        fixed (byte* address = _gsoAddress)
         {
-            int m = Math.Min(perSend, n - k);
-            int length = (m - 1) * stride + DataHeader.Length + _segmentLengths[k + m - 1];
-            unsafe
+            for (int k = 0; k < n; k += perSend)
             {
-                fixed (byte* address = _gsoAddress)
+                int m = Math.Min(perSend, n - k), length = 0;
+                for (int j = 0; j < m; j++)
                 {
-                    sent += socket.SendSegments(_gso!.AsSpan(k * stride, length), stride, address, flow);
+                    int s = k + j, payload = _segmentLengths[s] - headers;
+                    iov[2 * j] = new Native.IoVec { Base = headerBlocks + s * headerStride, Length = (nuint)headerStride };
+                    iov[2 * j + 1] = new Native.IoVec { Base = packet + headers + (long)s * mss, Length = (nuint)payload };
+                    length += headerStride + payload;
                 }
+                sent += socket.SendSegments(new ReadOnlySpan<Native.IoVec>(iov, 2 * m), length, stride, address, flow);
+                Counters.GsoSends++;
             }
-            Counters.GsoSends++;
         }
         Counters.SuperSegments += n;
         Counters.EncapPackets += sent;

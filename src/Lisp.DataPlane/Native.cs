@@ -3,6 +3,7 @@ using System.Runtime.InteropServices;
 
 [assembly: InternalsVisibleTo("Lisp.DataPlane.Tests")]
 [assembly: InternalsVisibleTo("Lisp.Load")]
+[assembly: InternalsVisibleTo("Lisp.DataPlane.Bench")]
 
 namespace Lisp.DataPlane;
 

@@ -122,8 +122,21 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegme
 
     public int SendSegments(ReadOnlySpan<byte> data, int segmentSize, byte* address)
     {
-        if (data.Length == 0) return 0;
-        int count = (data.Length + segmentSize - 1) / segmentSize;
+        fixed (byte* p = data)
+        {
+            var iov = new Native.IoVec { Base = p, Length = (nuint)data.Length };
+            return SendSegments(new ReadOnlySpan<Native.IoVec>(&iov, 1), data.Length, segmentSize, address);
+        }
+    }
+
+    int ISegmentSender.SendSegments(ReadOnlySpan<Native.IoVec> iov, int bytes, int segmentSize, byte* address, uint flow) =>
+        SendSegments(iov, bytes, segmentSize, address);
+
+    /// <summary>One sendmsg of the gather list <paramref name="iov"/> (<paramref name="bytes"/> in all) as datagrams of <paramref name="segmentSize"/> bytes (UDP_SEGMENT).</summary>
+    internal int SendSegments(ReadOnlySpan<Native.IoVec> iov, int bytes, int segmentSize, byte* address)
+    {
+        if (bytes == 0) return 0;
+        int count = (bytes + segmentSize - 1) / segmentSize;
         // cmsghdr { size_t len; int level; int type; } then the u16 segment size (CMSG_LEN(2) = 18, CMSG_SPACE(2) = 24).
         byte* control = stackalloc byte[24];
         new Span<byte>(control, 24).Clear();
@@ -131,15 +144,14 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegme
         *(int*)(control + 8) = Native.IPPROTO_UDP;
         *(int*)(control + 12) = Native.UDP_SEGMENT;
         *(ushort*)(control + 16) = (ushort)segmentSize;
-        fixed (byte* p = data)
+        fixed (Native.IoVec* v = iov)
         {
-            var iov = new Native.IoVec { Base = p, Length = (nuint)data.Length };
             var h = new Native.MsgHdr
             {
                 Name = address,
                 NameLength = (uint)_addressLength,
-                Iov = &iov,
-                IovLength = 1,
+                Iov = v,
+                IovLength = (nuint)iov.Length,
                 Control = count > 1 ? control : null,
                 ControlLength = count > 1 ? 24u : 0u,
             };

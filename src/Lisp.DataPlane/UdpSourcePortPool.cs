@@ -12,6 +12,13 @@ public unsafe interface ISegmentSender
     /// <summary>Sends <paramref name="data"/> as datagrams of <paramref name="segmentSize"/> bytes to <paramref name="address"/>
     /// from the source port of <paramref name="flow"/>; returns the datagrams sent.</summary>
     int SendSegments(ReadOnlySpan<byte> data, int segmentSize, byte* address, uint flow);
+
+    /// <summary>
+    /// <see cref="SendSegments(ReadOnlySpan{byte}, int, byte*, uint)"/> from a gather list of <paramref name="bytes"/>
+    /// bytes in all (the datagrams are cut every <paramref name="segmentSize"/> bytes of the joined list, wherever its
+    /// entries begin): headers and payloads where they lie, with no copy into one buffer first.
+    /// </summary>
+    internal int SendSegments(ReadOnlySpan<Native.IoVec> iov, int bytes, int segmentSize, byte* address, uint flow);
 }
 
 /// <summary>
@@ -88,6 +95,9 @@ public sealed unsafe class UdpSourcePortPool : IBatchSender, ISegmentSender
 
     public int SendSegments(ReadOnlySpan<byte> data, int segmentSize, byte* address, uint flow) =>
         _sockets[Pick(flow)].SendSegments(data, segmentSize, address);
+
+    int ISegmentSender.SendSegments(ReadOnlySpan<Native.IoVec> iov, int bytes, int segmentSize, byte* address, uint flow) =>
+        _sockets[Pick(flow)].SendSegments(iov, bytes, segmentSize, address);
 
     public void Dispose()
     {

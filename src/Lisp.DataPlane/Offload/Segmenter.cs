@@ -98,6 +98,25 @@ public static class Segmenter
     {
         if (mss <= 0 || prefix < 0) return (int)SegmentError.InvalidArgument;
         if (h.GsoKind == VirtioNetHeader.GsoNone) return Single(superPacket, h, output, prefix, lengths);
+        return Split(superPacket, h, mss, output, prefix, lengths, copyPayload: true);
+    }
+
+    /// <summary>
+    /// <see cref="Segment"/> without copying the payload: only each segment's headers are written, at
+    /// output[k * (prefix + HeaderLength) + prefix ..]; segment k's payload is <paramref name="superPacket"/>[HeaderLength
+    /// + k * mss ..] of lengths[k] - HeaderLength bytes, where it lies, and its checksum is computed over the headers
+    /// written and that payload. Headers then payload, segment by segment, is the segment (a gather list for sendmsg).
+    /// GSO packets only: gso NONE is <see cref="SegmentError.Unsupported"/> here (use <see cref="Segment"/>).
+    /// </summary>
+    public static int SegmentHeaders(ReadOnlySpan<byte> superPacket, in VirtioNetHeader h, int mss, Span<byte> output, int prefix, Span<int> lengths)
+    {
+        if (mss <= 0 || prefix < 0) return (int)SegmentError.InvalidArgument;
+        if (h.GsoKind == VirtioNetHeader.GsoNone) return (int)SegmentError.Unsupported;
+        return Split(superPacket, h, mss, output, prefix, lengths, copyPayload: false);
+    }
+
+    private static int Split(ReadOnlySpan<byte> superPacket, in VirtioNetHeader h, int mss, Span<byte> output, int prefix, Span<int> lengths, bool copyPayload)
+    {
 
         int r = Parse(superPacket, h, out bool v6, out int ipHeader, out int l4Header, out int ipLength, out byte protocol);
         if (r < 0) return r;
@@ -105,9 +124,9 @@ public static class Segmenter
         int payload = ipLength - headers;
         int count = payload == 0 ? 1 : (int)(((long)payload + mss - 1) / mss);
         if (count > lengths.Length) return (int)SegmentError.TooManySegments;
-        long stride = (long)prefix + headers + mss;
+        long stride = (long)prefix + headers + (copyPayload ? mss : 0);
         int lastPayload = payload - (count - 1) * mss;
-        if ((count - 1) * stride + prefix + headers + lastPayload > output.Length) return (int)SegmentError.OutputTooSmall;
+        if ((count - 1) * stride + prefix + headers + (copyPayload ? lastPayload : 0) > output.Length) return (int)SegmentError.OutputTooSmall;
 
         ReadOnlySpan<byte> headerBytes = superPacket.Slice(0, headers);
         ulong addresses = v6
@@ -122,9 +141,10 @@ public static class Segmenter
         {
             int segmentPayload = k == count - 1 ? lastPayload : mss;
             int segmentLength = headers + segmentPayload;
-            Span<byte> segment = output.Slice((int)(k * stride + prefix), segmentLength);
+            Span<byte> segment = output.Slice((int)(k * stride + prefix), copyPayload ? segmentLength : headers);
             headerBytes.CopyTo(segment);
-            superPacket.Slice(headers + k * mss, segmentPayload).CopyTo(segment.Slice(headers));
+            ReadOnlySpan<byte> payloadBytes = superPacket.Slice(headers + k * mss, segmentPayload);
+            if (copyPayload) payloadBytes.CopyTo(segment.Slice(headers));
 
             if (v6)
             {
@@ -156,7 +176,10 @@ public static class Segmenter
             }
             l4[checksumField] = 0;
             l4[checksumField + 1] = 0;
+            // Uncopied, the payload is summed where it lies: it starts at an even offset of the transport header (TCP and
+            // UDP header lengths are multiples of 4), so the two sums add up to the sum over the whole segment.
             ulong sum = InetChecksum.Sum(l4, addresses + protocol + ((uint)l4Length >> 16) + ((uint)l4Length & 0xffff));
+            if (!copyPayload) sum = InetChecksum.Sum(payloadBytes, sum);
             ushort checksum = InetChecksum.Finish(sum);
             if (!tcp && checksum == 0) checksum = 0xffff;
             BinaryPrimitives.WriteUInt16BigEndian(l4.Slice(checksumField), checksum);
