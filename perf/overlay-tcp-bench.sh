@@ -31,6 +31,9 @@
 #   LOGDIR=DIR                   keep each LISP run's node logs and configs there (default: deleted on exit)
 #   UDP=1                        also measure the UDP packet rate (0: TCP only)
 #   UDP_SIZES="64"               inner IPv4 packet sizes for the UDP runs (29..1420), e.g. "64 1400"
+#   REPEAT=1                     per family, the whole sequence (VXLAN, blaster, every variant) this many times in a
+#                                row; each ratio is to the VXLAN/blaster row of the same repeat (minutes apart, not a
+#                                whole run apart), and a last table gives per row the median and the range over repeats
 # Output: a header (machine, load), one line per measurement with the ratio to the VXLAN row (TCP) or to the
 # blaster row (UDP) of the same family and streams/size, the nodes' counters and offload/io/send-mode lines per
 # LISP run, and markdown tables at the end (TCP, then UDP: Mpps counted at the sink).
@@ -45,6 +48,8 @@ VARIANTS=${VARIANTS:-}
 LOGDIR=${LOGDIR:-}
 UDP=${UDP:-1}
 UDP_SIZES=${UDP_SIZES:-64}
+REPEAT=${REPEAT:-1}
+REP=1
 UDP_PORT=9000
 LOG_SEQ=0
 
@@ -53,6 +58,7 @@ die() { echo "overlay-tcp-bench: $*" >&2; exit 1; }
 [ -x "$BIN" ] || die "no binary at $BIN (set LISP_DECENT_BINARY)"
 [ -e /dev/net/tun ] || die "/dev/net/tun is missing"
 [ -z "$LOGDIR" ] || mkdir -p "$LOGDIR" || die "cannot create LOGDIR $LOGDIR"
+{ [[ "$REPEAT" =~ ^[0-9]+$ ]] && [ "$REPEAT" -ge 1 ] && [ "$REPEAT" -le 20 ]; } || die "REPEAT: '$REPEAT' is not 1..20"
 BIN=$(readlink -f "$BIN")
 if [ "$UDP" = 1 ]; then
   for z in $UDP_SIZES; do
@@ -167,7 +173,7 @@ iperf_gbps() { # dst bind streams tag
 }
 
 declare -A VXLAN          # "family,streams" -> Gbit/s
-ROWS=()                   # family, variant, streams, gbps, ratio joined by the unit separator (labels may hold '|')
+ROWS=()                   # family, variant, streams, gbps, ratio, repeat joined by the unit separator (labels may hold '|')
 US=$'\x1f'
 ratio_of() { # gbps family streams
   local base=${VXLAN["$2,$3"]:-FAIL}
@@ -176,8 +182,8 @@ ratio_of() { # gbps family streams
 }
 report() { # family variant streams gbps
   local r; r=$(ratio_of "$4" "$1" "$3")
-  printf 'result: underlay IPv%s  %-28s  -P %s  %8s Gbit/s  ratio-to-vxlan %s\n' "$1" "$2" "$3" "$4" "$r"
-  ROWS+=("$1$US$2$US$3$US$4$US$r")
+  printf 'result: underlay IPv%s  %-28s  -P %s  %8s Gbit/s  ratio-to-vxlan %s  (repeat %s/%s)\n' "$1" "$2" "$3" "$4" "$r" "$REP" "$REPEAT"
+  ROWS+=("$1$US$2$US$3$US$4$US$r$US$REP")
 }
 
 declare -A BLASTER        # "family,size" -> Mpps at the sink, blaster straight over the underlay
@@ -188,8 +194,8 @@ udp_report() { # family path size "mpps offered"
   base=${BLASTER["$f,$z"]:-FAIL}
   if [ "$m" = FAIL ] || [ "$base" = FAIL ]; then r="-"
   else r=$(awk -v a="$m" -v b="$base" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'); fi
-  printf 'result: underlay IPv%s  %-28s  UDP %4s B (payload %s B)  %8s Mpps at sink (offered %s)  ratio-to-blaster %s\n' \
-    "$f" "$l" "$z" $((z - 28)) "$m" "$o" "$r"
+  printf 'result: underlay IPv%s  %-28s  UDP %4s B (payload %s B)  %8s Mpps at sink (offered %s)  ratio-to-blaster %s  (repeat %s/%s)\n' \
+    "$f" "$l" "$z" $((z - 28)) "$m" "$o" "$r" "$REP" "$REPEAT"
   UROWS+=("$f$US$l$US$z$US$m$US$o$US$r")
 }
 
@@ -380,20 +386,46 @@ if [ "$UDP" = 1 ]; then
 fi
 echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 for f in $UNDERLAYS; do
-  run_vxlan "$f"
-  [ "$UDP" = 1 ] && run_udp_blaster "$f"
-  for i in "${!LABELS[@]}"; do
-    run_lisp "$f" "${LABELS[$i]}" "${EXTRAS[$i]}"
+  for REP in $(seq "$REPEAT"); do
+    run_vxlan "$f"
+    [ "$UDP" = 1 ] && run_udp_blaster "$f"
+    for i in "${!LABELS[@]}"; do
+      run_lisp "$f" "${LABELS[$i]}" "${EXTRAS[$i]}"
+    done
   done
 done
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| underlay | path | streams | Gbit/s | ratio to VXLAN |"
-echo "|---|---|---|---|---|"
+echo "| underlay | path | streams | repeat | Gbit/s | ratio to VXLAN |"
+echo "|---|---|---|---|---|---|"
 for r in "${ROWS[@]}"; do
-  IFS=$US read -r f l p g q <<<"$r"
-  echo "| IPv$f | ${l//|/ + } | $p | $g | $q |"
+  IFS=$US read -r f l p g q k <<<"$r"
+  echo "| IPv$f | ${l//|/ + } | $p | $k | $g | $q |"
 done
+if [ "$REPEAT" -gt 1 ]; then
+  # Per row: the median (middle value; the lower middle for an even count) and the range of the Gbit/s and of the
+  # ratios over the repeats that did not fail.
+  echo
+  echo "Over $REPEAT repeats (each ratio to the VXLAN row of its own repeat):"
+  echo
+  echo "| underlay | path | streams | median Gbit/s | median ratio | ratio range | repeats |"
+  echo "|---|---|---|---|---|---|---|"
+  for r in "${ROWS[@]}"; do
+    IFS=$US read -r f l p _ <<<"$r"
+    echo "$f$US$l$US$p"
+  done | awk '!seen[$0]++' | while IFS=$US read -r f l p; do
+    gs=(); qs=()
+    for r in "${ROWS[@]}"; do
+      IFS=$US read -r f2 l2 p2 g q _ <<<"$r"
+      [ "$f2" = "$f" ] && [ "$l2" = "$l" ] && [ "$p2" = "$p" ] || continue
+      [ "$g" = FAIL ] || gs+=("$g")
+      [ "$q" = "-" ] || qs+=("$q")
+    done
+    med() { if [ $# -eq 0 ]; then echo "-"; else printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; fi; }
+    range() { if [ $# -eq 0 ]; then echo "-"; else printf '%s\n' "$@" | sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "-" hi }'; fi; }
+    echo "| IPv$f | ${l//|/ + } | $p | $(med "${gs[@]}") | $(med "${qs[@]}") | $(range "${qs[@]}") | ${#gs[@]} |"
+  done
+fi
 if [ "$UDP" = 1 ]; then
   echo
   echo "UDP packet rate, Mpps counted at the sink; size = inner IPv4 packet bytes, the UDP payload (size - 28) is the"

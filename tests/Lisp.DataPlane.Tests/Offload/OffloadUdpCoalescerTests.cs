@@ -520,9 +520,7 @@ public sealed class OffloadUdpCoalescerTests
         }
 
         Batch(); // warm up (JIT)
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int i = 0; i < 50; i++) Batch();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = SteadyAllocation(Batch);
         Assert.Equal(22, count);
         Assert.Equal(1, groups);
         Assert.Equal(super, coalescer.Group(0)[10..].ToArray());
