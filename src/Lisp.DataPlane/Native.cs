@@ -33,8 +33,8 @@ internal static unsafe partial class Native
     public const int SO_SNDBUF = 7;
     public const int SO_RCVBUF = 8;
     public const int SO_REUSEPORT = 15;
-    /// <summary>Like SO_SNDBUF/SO_RCVBUF but past net.core.wmem_max/rmem_max; needs CAP_NET_ADMIN.</summary>
-    public const int SO_SNDBUFFORCE = 32, SO_RCVBUFFORCE = 33;
+    /// <summary>Like SO_RCVBUF but past net.core.rmem_max; needs CAP_NET_ADMIN.</summary>
+    public const int SO_RCVBUFFORCE = 33;
     /// <summary>getsockopt: the socket's sk_meminfo words; word 8 (SK_MEMINFO_DROPS) counts datagrams the kernel dropped for it.</summary>
     public const int SO_MEMINFO = 55;
     public const int IP_HDRINCL = 3;

@@ -189,8 +189,9 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegme
         {
             Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEADDR, 1);
             if (reusePort) Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_REUSEPORT, 1);
-            SetBuffer(fd, Native.SO_RCVBUFFORCE, Native.SO_RCVBUF, bufferBytes);
-            SetBuffer(fd, Native.SO_SNDBUFFORCE, Native.SO_SNDBUF, bufferBytes);
+            SetReceiveBuffer(fd, bufferBytes);
+            // The send side stays within net.core.wmem_max: a full send buffer makes sendmsg wait, it loses nothing.
+            Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_SNDBUF, bufferBytes);
             if (family == AddressFamily.InterNetworkV6)
             {
                 Native.SetInt(fd, Native.IPPROTO_IPV6, Native.IPV6_V6ONLY, 1);
@@ -219,15 +220,15 @@ public sealed unsafe class UdpBatchSocket : IBatchSender, IBatchReceiver, ISegme
     }
 
     /// <summary>
-    /// Asks for <paramref name="bytes"/> of socket buffer past net.core.rmem_max/wmem_max when the process may
-    /// (CAP_NET_ADMIN, which the data plane has for its TUN), else up to that limit. Debian's limit is 208 KiB: at 10 Gbit/s
+    /// Asks for <paramref name="bytes"/> of receive buffer past net.core.rmem_max when the process may (CAP_NET_ADMIN,
+    /// which the data plane has for its TUN), else up to that limit. Debian's limit is 208 KiB: at 10 Gbit/s
     /// that is 0.2 ms of UDP GRO runs, and a receive buffer of 8 MiB (the most a 4 MiB rmem_max allows) still overflowed
     /// when the ETR thread waited for a core: four TCP streams through the overlay on 2 cores lost 1,337 GRO buffers in 24 s
     /// and retransmitted 44,359 segments; at 32 MiB none were lost (issue 13).
     /// </summary>
-    private static void SetBuffer(int fd, int force, int plain, int bytes)
+    private static void SetReceiveBuffer(int fd, int bytes)
     {
-        if (Native.SetInt(fd, Native.SOL_SOCKET, force, bytes) < 0) Native.SetInt(fd, Native.SOL_SOCKET, plain, bytes);
+        if (Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_RCVBUFFORCE, bytes) < 0) Native.SetInt(fd, Native.SOL_SOCKET, Native.SO_RCVBUF, bytes);
     }
 
     /// <summary>The receive buffer the kernel granted (SO_RCVBUF: twice what was asked, for its bookkeeping), in bytes; -1 when unknown.</summary>

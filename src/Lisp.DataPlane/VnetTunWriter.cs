@@ -10,7 +10,8 @@ namespace Lisp.DataPlane;
 /// an all-zero header. <see cref="Flush"/> writes them in arrival order, each joined packet at the place of its first
 /// member: a coalescer closes a flow's group when it refuses one of the flow's packets, so no flow is reordered.
 /// One write per super-packet instead of one per segment is what lets the far host's TCP keep up (issue 13).
-/// Owned by one ETR worker; the plain packets are read from the worker's receive batch, so <see cref="Flush"/> must
+/// Owned by one ETR worker. Every packet, joined or plain, is read where it lies in the worker's receive batch (a
+/// joined one goes out as one writev of its rewritten headers and its members' payloads), so <see cref="Flush"/> must
 /// run before that batch is reused.
 /// </summary>
 internal sealed unsafe class VnetTunWriter : IDisposable
