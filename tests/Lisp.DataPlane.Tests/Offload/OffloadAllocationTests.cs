@@ -8,20 +8,28 @@ namespace Lisp.DataPlane.Tests.Offload;
 public sealed class OffloadAllocationTests
 {
     [Fact]
-    public void Segment_and_coalesce_allocate_nothing_per_batch()
+    public void Segment_and_coalesce_allocate_nothing_per_batch() =>
+        SegmentAndCoalesceAllocateNothing(new Coalescer<TcpRules>(64, 64, 9216), Build(new Random(99), false, 6, 30000),
+            new VirtioNetHeader { GsoType = VirtioNetHeader.GsoTcpV4, GsoSize = 1400 });
+
+    /// <summary>The same for UDP (USO, IPv6): segmenting, joining the datagrams again and reading the group.</summary>
+    [Fact]
+    public void Udp_segment_and_coalesce_allocate_nothing_per_batch() =>
+        SegmentAndCoalesceAllocateNothing(new Coalescer<UdpRules>(64, 64, 9216), Build(new Random(99), true, 17, 30000),
+            new VirtioNetHeader { Flags = VirtioNetHeader.FlagNeedsCsum, GsoType = VirtioNetHeader.GsoUdpL4, GsoSize = 1400 });
+
+    /// <summary>A 30,000-byte super-packet cut at 1400 (22 segments), joined back into one group equal to it, 0 bytes per batch.</summary>
+    private static void SegmentAndCoalesceAllocateNothing<T>(Coalescer<T> coalescer, byte[] super, VirtioNetHeader h)
+        where T : struct, ICoalescingProtocol
     {
-        var rng = new Random(99);
-        var super = Build(rng, false, 6, 30000);
-        var h = new VirtioNetHeader { GsoType = VirtioNetHeader.GsoTcpV4, GsoSize = 1400 };
         var output = new byte[64 * 1500];
         var lengths = new int[64];
-        var coalescer = new TcpCoalescer(64);
+        int stride = 8 + Segmenter.HeaderLength(super, h) + 1400;
         int count = 0, groups = 0;
 
         void Batch()
         {
             count = Segmenter.Segment(super, h, 1400, output, 8, lengths);
-            int stride = 8 + Segmenter.HeaderLength(super, h) + 1400;
             coalescer.Reset();
             for (int k = 0; k < count; k++) coalescer.TryAdd(output.AsSpan(k * stride + 8, lengths[k]), k);
             groups = 0;
