@@ -20,6 +20,7 @@ namespace Lisp.DataPlane;
 /// ifaddrmsg  u8 family | u8 prefix length | u8 flags | u8 scope | u32 ifindex                       (8 bytes)
 /// rtmsg      u8 family | u8 dst length | u8 src length | u8 tos | u8 table | u8 protocol | u8 scope
 ///            | u8 type | u32 flags                                                                  (12 bytes)
+/// tcmsg      u8 family | u8 pad | u16 pad | s32 ifindex | u32 handle | u32 parent | u32 info            (20 bytes)
 /// nlmsgerr   s32 error (0: the acknowledgement, else -errno) | the request's nlmsghdr ...
 /// </code>
 /// </para>
@@ -30,6 +31,7 @@ public static class RtNetlinkMessages
     public const ushort RtmNewLink = 16;
     public const ushort RtmNewAddr = 20;
     public const ushort RtmNewRoute = 24;
+    public const ushort RtmNewQdisc = 36;
 
     public const ushort NlmFRequest = 0x1;
     public const ushort NlmFAck = 0x4;
@@ -43,6 +45,9 @@ public static class RtNetlinkMessages
     private const ushort IfaFlags = 8;
     private const ushort RtaDst = 1;
     private const ushort RtaOif = 4;
+    private const ushort TcaKind = 1;
+    /// <summary>TC_H_ROOT: the device's root qdisc (the one every transmit queue uses).</summary>
+    private const uint TcHRoot = 0xFFFFFFFF;
 
     private const uint IffUp = 0x1;
     /// <summary>IFA_F_NODAD: the IPv6 address is usable at once, without duplicate address detection (a TUN has no neighbours).</summary>
@@ -73,6 +78,21 @@ public static class RtNetlinkMessages
         var w = new Writer(RtmNewLink, NlmFRequest | NlmFAck, sequence, 16 + Attribute(4));
         w.U8(0).U8(0).U16(0).S32(ifindex).U32(0).U32(0);
         w.AttrU32(IflaGsoMaxSegs, (uint)segments);
+        return w.Done();
+    }
+
+    /// <summary>
+    /// RTM_NEWQDISC, create or replace, on the device's root: the qdisc named <paramref name="kind"/> (what
+    /// `tc qdisc replace dev D root noqueue` sends for "noqueue"); handle 0 lets the kernel pick one.
+    /// </summary>
+    public static byte[] ReplaceRootQdisc(int ifindex, string kind, uint sequence)
+    {
+        if (kind.Length is 0 or > 15 || !kind.All(char.IsAsciiLetterOrDigit)) throw new ArgumentException($"'{kind}' is not a qdisc kind", nameof(kind));
+        Span<byte> name = stackalloc byte[kind.Length + 1]; // NUL-terminated, as the kernel's nla_strcmp expects
+        for (int i = 0; i < kind.Length; i++) name[i] = (byte)kind[i];
+        var w = new Writer(RtmNewQdisc, NlmFRequest | NlmFAck | NlmFCreate | NlmFReplace, sequence, 20 + Attribute(name.Length));
+        w.U8(0).U8(0).U16(0).S32(ifindex).U32(0).U32(TcHRoot).U32(0);
+        w.Attr(TcaKind, name);
         return w.Done();
     }
 

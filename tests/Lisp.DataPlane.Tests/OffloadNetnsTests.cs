@@ -48,7 +48,8 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
                 key = "k"
                 eid_prefixes = ["[0]10.2.0.0/24"]
                 """));
-            lab.WriteFile("b.toml", Config(2, "\"itr\", \"etr\"", rlocB, rlocA, offload, ""));
+            // Node B with offloads off also keeps the kernel's default qdisc on its TUN (the other three TUNs get noqueue).
+            lab.WriteFile("b.toml", Config(2, "\"itr\", \"etr\"", rlocB, rlocA, offload, "", offload == "off" ? "tun_qdisc = \"kernel\"" : ""));
 
             xa = lab.StartNode(a, lab.PathOf("a.toml"));
             xa.WaitFor("node-started", Wait);
@@ -110,6 +111,18 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
                 {
                     Assert.Contains("gso_max_segs 65535 ", link);
                     Assert.Equal(0, x.Count("gso_max_segs"));
+                }
+                // Root qdisc noqueue by default (the TUN never holds packets back, so a queue step is pure cost);
+                // tun_qdisc = "kernel" leaves the kernel's default one.
+                if (offload == "off" && x == xb)
+                {
+                    Assert.DoesNotContain(" qdisc noqueue ", link);
+                    Assert.Equal(0, x.Count("qdisc noqueue"));
+                }
+                else
+                {
+                    Assert.Contains(" qdisc noqueue ", link);
+                    Assert.Equal(1, x.Count(@"tun-configured lisp0: qdisc noqueue "));
                 }
             }
 
@@ -192,7 +205,7 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
         return r.Out;
     }
 
-    private static string Config(int me, string roles, string rloc, string mapServer, string offload, string sites) => $"""
+    private static string Config(int me, string roles, string rloc, string mapServer, string offload, string sites, string dataPlane = "") => $"""
         [node]
         name = "x{me}"
         roles = [{roles}]
@@ -214,6 +227,7 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
         miss_policy = "queue"
         stats_interval = "1s"
         offload = "{offload}"
+        {dataPlane}
         {sites}
         [management]
         listen = "{Management}"

@@ -35,6 +35,21 @@ public sealed class RtNetlinkTests
     }
 
     [Fact]
+    public void Noqueue_root_qdisc_is_byte_exact()
+    {
+        // The fields are those of iproute2's own request for `tc qdisc replace dev t0 root noqueue`, as strace decoded
+        // it (nlmsg_len 48, RTM_NEWQDISC, REQUEST|ACK|REPLACE|CREATE, tcm_family AF_UNSPEC, tcm_handle 0,
+        // tcm_parent 4294967295, TCA_KIND "noqueue\0" in a 12-byte attribute), with ifindex 7 and sequence 8.
+        var expected = Hex(
+            "30000000 2400 0505 08000000 00000000 |" +   // nlmsghdr: len 48, RTM_NEWQDISC 36, REQUEST|ACK|REPLACE|CREATE, seq 8
+            "00 00 0000 07000000 00000000 ffffffff 00000000 |" + // tcmsg: AF_UNSPEC, pads, ifindex 7, handle 0, parent TC_H_ROOT, info 0
+            "0c00 0100 6e6f717565756500");               // TCA_KIND (1) = "noqueue" and its NUL
+        Assert.Equal(expected, RtNetlinkMessages.ReplaceRootQdisc(7, "noqueue", 8));
+        Assert.Throws<ArgumentException>(() => RtNetlinkMessages.ReplaceRootQdisc(7, "", 8));
+        Assert.Throws<ArgumentException>(() => RtNetlinkMessages.ReplaceRootQdisc(7, "no queue", 8));
+    }
+
+    [Fact]
     public void Ipv4_address_is_byte_exact()
     {
         var expected = Hex(
@@ -128,6 +143,7 @@ public sealed class RtNetlinkTests
             {
                 Do(s => RtNetlinkMessages.LinkUp(ifindex, 1380, s), "link");
                 Do(s => RtNetlinkMessages.SetGsoMaxSegments(ifindex, 44, s), "gso_max_segs");
+                Do(s => RtNetlinkMessages.ReplaceRootQdisc(ifindex, "noqueue", s), "qdisc");
                 Do(s => RtNetlinkMessages.AddAddress(ifindex, IPAddress.Parse("10.1.0.1"), 32, s), "v4 address");
                 Do(s => RtNetlinkMessages.AddAddress(ifindex, IPAddress.Parse("fd00:1::1"), 128, s), "v6 address");
                 Do(s => RtNetlinkMessages.ReplaceRoute(ifindex, IPAddress.Parse("10.2.0.0"), 24, s), "v4 route");
@@ -141,6 +157,7 @@ public sealed class RtNetlinkTests
             Assert.Contains("mtu 1380", link);
             Assert.Matches(@"<[^>]*\bUP\b", link);
             Assert.Contains("gso_max_segs 44 ", NetnsTests.Sh($"ip -d -n {ns.Name} link show dev {name}").Out);
+            Assert.Contains(" qdisc noqueue ", link);
             var addr = NetnsTests.Sh($"ip -n {ns.Name} addr show dev {name}").Out;
             Assert.Contains("inet 10.1.0.1/32", addr);
             Assert.Contains("inet6 fd00:1::1/128", addr);

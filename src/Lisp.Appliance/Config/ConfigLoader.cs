@@ -325,7 +325,7 @@ public static partial class ConfigLoader
             const string k = "data_plane.";
             Allow(t, k, "tun", "instance_id", "addresses", "routes", "workers", "data_port", "underlay_mtu", "tun_mtu", "miss_policy",
                 "hold_time", "hold_packets", "miss_rate", "send_mode", "batch_size", "configure_tun", "stats_interval", "io",
-                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry", "accept_from", "accept_prefixes", "offload", "receive_buffer");
+                "echo_nonce", "echo_nonce_interval", "echo_nonce_timeout", "echo_nonce_retry", "accept_from", "accept_prefixes", "offload", "receive_buffer", "tun_qdisc");
             if (!cfg.Has("itr") && !cfg.Has("etr")) throw Bad("data_plane", "the data plane needs the itr or etr role");
             if (cfg.Rlocs.Count == 0) throw Bad("node.rlocs", "the data plane needs local RLOCs (the outer source addresses)");
             var tun = Str(t, k + "tun") ?? "lisp0";
@@ -353,6 +353,7 @@ public static partial class ConfigLoader
                 Io = Choice(t, k + "io", ["auto", "io_uring", "syscalls"]) ?? "auto",
                 Offload = Choice(t, k + "offload", ["auto", "off"]) ?? "auto",
                 ConfigureTun = Bool(t, k + "configure_tun") ?? true,
+                TunQdisc = Choice(t, k + "tun_qdisc", ["noqueue", "kernel"]) ?? "noqueue",
                 StatsInterval = Duration(t, k + "stats_interval", Limits.StatsInterval) ?? TimeSpan.FromSeconds(10),
                 EchoNonce = Bool(t, k + "echo_nonce") ?? false,
                 EchoNonceInterval = Duration(t, k + "echo_nonce_interval", Limits.EchoNonce) ?? TimeSpan.FromSeconds(10),

@@ -53,6 +53,13 @@ public sealed record DataPlaneConfig
     public string Io { get; init; } = "auto";
     /// <summary>Bring the TUN up and add its addresses and routes (rtnetlink from the binary); false when the operator does it.</summary>
     public bool ConfigureTun { get; init; } = true;
+    /// <summary>
+    /// With <see cref="ConfigureTun"/>: "noqueue" (default) replaces the TUN's root qdisc with noqueue, so the stack
+    /// hands each packet straight to the TUN (as the kernel's WireGuard device does): the TUN never asks a qdisc to
+    /// hold packets (a full read queue drops either way), so a qdisc only adds a lock and a queue step per packet.
+    /// "kernel" leaves the kernel's default qdisc (net.core.default_qdisc).
+    /// </summary>
+    public string TunQdisc { get; init; } = "noqueue";
     /// <summary>Log the counters this often when they changed (zero = only at stop).</summary>
     public TimeSpan StatsInterval { get; init; } = TimeSpan.FromSeconds(10);
     /// <summary>Echo-nonce locator reachability (RFC 9300 section 10.1): request echoes, echo peers' nonces, mark RLOCs down.</summary>

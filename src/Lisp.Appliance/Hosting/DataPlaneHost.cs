@@ -119,8 +119,13 @@ public sealed class DataPlaneHost : IDisposable
         {
             foreach (var note in dp._engine.Notes) log.Info("data-plane", note);
             if (config.ConfigureTun) dp.ConfigureTun();
-            else if (dp.GsoSegmentsWanted() is int segments)
-                log.Info("data-plane", $"configure_tun = false: `ip link set dev {config.Tun} gso_max_segs {segments}` lets each TCP super-packet leave in one UDP GSO send");
+            else
+            {
+                if (dp.GsoSegmentsWanted() is int segments)
+                    log.Info("data-plane", $"configure_tun = false: `ip link set dev {config.Tun} gso_max_segs {segments}` lets each TCP super-packet leave in one UDP GSO send");
+                if (config.TunQdisc == "noqueue")
+                    log.Info("data-plane", $"configure_tun = false: `tc qdisc replace dev {config.Tun} root noqueue` saves a qdisc step per packet sent into the TUN");
+            }
             host.MapCacheChangedHook = dp.OnMapCacheChanged;
             host.MapCacheTurnEndHook = dp.PublishIfChanged;
             dp._engine.Start();
@@ -178,6 +183,20 @@ public sealed class DataPlaneHost : IDisposable
             {
                 // Not fatal: super-packets then take two sendmsg calls each, as before.
                 _log.Warn("tun-gso-segments-refused", $"{e.Message}; TCP super-packets keep the kernel's default size and leave in two UDP GSO sends");
+            }
+        }
+        if (_config.TunQdisc == "noqueue")
+        {
+            seq = nl.NextSequence();
+            try
+            {
+                nl.Request(RtNetlinkMessages.ReplaceRootQdisc(ifindex, "noqueue", seq), seq, $"TUN {_config.Tun}: root qdisc noqueue");
+                _log.Info("tun-configured", $"{_config.Tun}: qdisc noqueue (packets go straight to the TUN's read queue)");
+            }
+            catch (IOException e)
+            {
+                // Not fatal: the kernel's default qdisc stays, which only costs a queue step per packet.
+                _log.Warn("tun-qdisc-refused", $"{e.Message}; the TUN keeps the kernel's default qdisc");
             }
         }
         foreach (var a in _config.Addresses)
