@@ -87,8 +87,8 @@ public static class RtNetlinkMessages
     /// </summary>
     public static byte[] ReplaceRootQdisc(int ifindex, string kind, uint sequence)
     {
-        if (kind.Length is 0 or > 15 || !kind.All(char.IsAsciiLetterOrDigit)) throw new ArgumentException($"'{kind}' is not a qdisc kind", nameof(kind));
-        Span<byte> name = stackalloc byte[kind.Length + 1]; // NUL-terminated, as the kernel's nla_strcmp expects
+        if (kind.Length is 0 or > 15 || !kind.All(c => char.IsAsciiLetterOrDigit(c) || c == '_')) throw new ArgumentException($"'{kind}' is not a qdisc kind", nameof(kind));
+        Span<byte> name = stackalloc byte[kind.Length + 1]; // NUL-terminated, as tc sends it
         for (int i = 0; i < kind.Length; i++) name[i] = (byte)kind[i];
         var w = new Writer(RtmNewQdisc, NlmFRequest | NlmFAck | NlmFCreate | NlmFReplace, sequence, 20 + Attribute(name.Length));
         w.U8(0).U8(0).U16(0).S32(ifindex).U32(0).U32(TcHRoot).U32(0);

@@ -49,7 +49,7 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
                 eid_prefixes = ["[0]10.2.0.0/24"]
                 """));
             // Node B with offloads off also keeps the kernel's default qdisc on its TUN (the other three TUNs get noqueue).
-            lab.WriteFile("b.toml", Config(2, "\"itr\", \"etr\"", rlocB, rlocA, offload, "", offload == "off" ? "tun_qdisc = \"kernel\"" : ""));
+            lab.WriteFile("b.toml", Config(2, "\"itr\", \"etr\"", rlocB, rlocA, offload, "", offload == "off" ? "tun_qdisc = \"keep\"" : ""));
 
             xa = lab.StartNode(a, lab.PathOf("a.toml"));
             xa.WaitFor("node-started", Wait);
@@ -113,7 +113,7 @@ public sealed class OffloadNetnsTests(ITestOutputHelper output)
                     Assert.Equal(0, x.Count("gso_max_segs"));
                 }
                 // Root qdisc noqueue by default (the TUN never holds packets back, so a queue step is pure cost);
-                // tun_qdisc = "kernel" leaves the kernel's default one.
+                // tun_qdisc = "keep" leaves the one the new TUN got (the kernel's default).
                 if (offload == "off" && x == xb)
                 {
                     Assert.DoesNotContain(" qdisc noqueue ", link);

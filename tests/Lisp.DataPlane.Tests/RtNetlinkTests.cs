@@ -47,6 +47,10 @@ public sealed class RtNetlinkTests
         Assert.Equal(expected, RtNetlinkMessages.ReplaceRootQdisc(7, "noqueue", 8));
         Assert.Throws<ArgumentException>(() => RtNetlinkMessages.ReplaceRootQdisc(7, "", 8));
         Assert.Throws<ArgumentException>(() => RtNetlinkMessages.ReplaceRootQdisc(7, "no queue", 8));
+        Assert.Throws<ArgumentException>(() => RtNetlinkMessages.ReplaceRootQdisc(7, "sixteen_letters_", 8));
+        // A kind with an underscore: TCA_KIND "fq_codel\0" is 4 + 9 bytes, padded to 16, so the message is 16 + 20 + 16.
+        var fq = RtNetlinkMessages.ReplaceRootQdisc(7, "fq_codel", 8);
+        Assert.Equal(Hex("34000000 2400 0505 08000000 00000000 | 00 00 0000 07000000 00000000 ffffffff 00000000 | 0d00 0100 66715f636f64656c 00 000000"), fq);
     }
 
     [Fact]

@@ -353,7 +353,7 @@ public static partial class ConfigLoader
                 Io = Choice(t, k + "io", ["auto", "io_uring", "syscalls"]) ?? "auto",
                 Offload = Choice(t, k + "offload", ["auto", "off"]) ?? "auto",
                 ConfigureTun = Bool(t, k + "configure_tun") ?? true,
-                TunQdisc = Choice(t, k + "tun_qdisc", ["noqueue", "kernel"]) ?? "noqueue",
+                TunQdisc = Choice(t, k + "tun_qdisc", ["noqueue", "keep"]) ?? "noqueue",
                 StatsInterval = Duration(t, k + "stats_interval", Limits.StatsInterval) ?? TimeSpan.FromSeconds(10),
                 EchoNonce = Bool(t, k + "echo_nonce") ?? false,
                 EchoNonceInterval = Duration(t, k + "echo_nonce_interval", Limits.EchoNonce) ?? TimeSpan.FromSeconds(10),

@@ -57,7 +57,8 @@ public sealed record DataPlaneConfig
     /// With <see cref="ConfigureTun"/>: "noqueue" (default) replaces the TUN's root qdisc with noqueue, so the stack
     /// hands each packet straight to the TUN (as the kernel's WireGuard device does): the TUN never asks a qdisc to
     /// hold packets (a full read queue drops either way), so a qdisc only adds a lock and a queue step per packet.
-    /// "kernel" leaves the kernel's default qdisc (net.core.default_qdisc).
+    /// "keep" leaves the qdisc the TUN has: the kernel's default (net.core.default_qdisc) on a new TUN, or one the
+    /// operator put on a persistent TUN (a shaper, say), which "noqueue" would replace at every start.
     /// </summary>
     public string TunQdisc { get; init; } = "noqueue";
     /// <summary>Log the counters this often when they changed (zero = only at stop).</summary>

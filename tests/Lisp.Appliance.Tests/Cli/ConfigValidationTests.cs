@@ -126,7 +126,7 @@ public sealed class ConfigValidationTests : IDisposable
         { "data_plane", "hold_time = \"0s\"", "data_plane.hold_time", "outside 10 ms .. 1 min" },
         { "data_plane", "stats_interval = \"1ms\"", "data_plane.stats_interval", "0 (log the counters only at stop) or 1 s .. 24 h" },
         { "data_plane", "receive_buffer = 1000", "data_plane.receive_buffer", "1000 is out of range 65536..1073741824" },
-        { "data_plane", "tun_qdisc = \"fq_codel\"", "data_plane.tun_qdisc", "'fq_codel' is not one of noqueue, kernel" },
+        { "data_plane", "tun_qdisc = \"fq_codel\"", "data_plane.tun_qdisc", "'fq_codel' is not one of noqueue, keep" },
         { "data_plane", "echo_nonce_interval = \"0s\"", "data_plane.echo_nonce_interval", "outside 100 ms .. 1 h" },
         { "data_plane", "echo_nonce_timeout = \"0s\"", "data_plane.echo_nonce_timeout", "outside 100 ms .. 1 h" },
         { "data_plane", "echo_nonce_retry = \"0s\"", "data_plane.echo_nonce_retry", "outside 100 ms .. 1 h" },
@@ -201,7 +201,7 @@ public sealed class ConfigValidationTests : IDisposable
     [InlineData("data_plane", "stats_interval = \"0s\"")]
     [InlineData("data_plane", "hold_time = \"50ms\"")]
     [InlineData("data_plane", "receive_buffer = 65536")]
-    [InlineData("data_plane", "tun_qdisc = \"kernel\"")]
+    [InlineData("data_plane", "tun_qdisc = \"keep\"")]
     [InlineData("decent.pull", "dns_grace = \"0s\"")]
     [InlineData("decent.pull", "min_dns_ttl = \"10m\"")]
     [InlineData("management", "listen = \"127.0.0.1:8080\"")]
