@@ -171,34 +171,28 @@ public sealed class DataPlaneHost : IDisposable
         uint seq = nl.NextSequence();
         nl.Request(RtNetlinkMessages.LinkUp(ifindex, _config.TunMtu, seq), seq, $"TUN {_config.Tun}: mtu {_config.TunMtu} up");
         _log.Info("tun-configured", $"{_config.Tun}: mtu {_config.TunMtu}, up (netlink)");
+        // Optional steps: a refusal is logged and the TUN works as before, only a little slower.
+        void Optional(Func<uint, byte[]> build, string what, string done, string refusedEvent, string refusedConsequence)
+        {
+            uint s = nl.NextSequence();
+            try
+            {
+                nl.Request(build(s), s, $"TUN {_config.Tun}: {what}");
+                _log.Info("tun-configured", $"{_config.Tun}: {done}");
+            }
+            catch (IOException e)
+            {
+                _log.Warn(refusedEvent, $"{e.Message}; {refusedConsequence}");
+            }
+        }
         if (GsoSegmentsWanted() is int segments)
-        {
-            seq = nl.NextSequence();
-            try
-            {
-                nl.Request(RtNetlinkMessages.SetGsoMaxSegments(ifindex, segments, seq), seq, $"TUN {_config.Tun}: gso_max_segs {segments}");
-                _log.Info("tun-configured", $"{_config.Tun}: gso_max_segs {segments} (a TCP super-packet's segments leave in one UDP GSO send)");
-            }
-            catch (IOException e)
-            {
-                // Not fatal: super-packets then take two sendmsg calls each, as before.
-                _log.Warn("tun-gso-segments-refused", $"{e.Message}; TCP super-packets keep the kernel's default size and leave in two UDP GSO sends");
-            }
-        }
+            Optional(s => RtNetlinkMessages.SetGsoMaxSegments(ifindex, segments, s), $"gso_max_segs {segments}",
+                $"gso_max_segs {segments} (a TCP super-packet's segments leave in one UDP GSO send)",
+                "tun-gso-segments-refused", "TCP super-packets keep the kernel's default size and leave in two UDP GSO sends");
         if (_config.TunQdisc == "noqueue")
-        {
-            seq = nl.NextSequence();
-            try
-            {
-                nl.Request(RtNetlinkMessages.ReplaceRootQdisc(ifindex, "noqueue", seq), seq, $"TUN {_config.Tun}: root qdisc noqueue");
-                _log.Info("tun-configured", $"{_config.Tun}: qdisc noqueue (packets go straight to the TUN's read queue)");
-            }
-            catch (IOException e)
-            {
-                // Not fatal: the kernel's default qdisc stays, which only costs a queue step per packet.
-                _log.Warn("tun-qdisc-refused", $"{e.Message}; the TUN keeps the kernel's default qdisc");
-            }
-        }
+            Optional(s => RtNetlinkMessages.ReplaceRootQdisc(ifindex, "noqueue", s), "root qdisc noqueue",
+                "qdisc noqueue (packets go straight to the TUN's read queue)",
+                "tun-qdisc-refused", "the TUN keeps the kernel's default qdisc");
         foreach (var a in _config.Addresses)
         {
             seq = nl.NextSequence();
