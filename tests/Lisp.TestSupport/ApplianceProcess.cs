@@ -234,7 +234,7 @@ public sealed class ApplianceProcess : IDisposable
     /// <summary>Stops the node the way an operator would (SIGTERM, then kill after a grace period).</summary>
     public void Stop(TimeSpan? grace = null)
     {
-        if (_process.HasExited) return;
+        if (ExitedAndDrained()) return;
         try
         {
             // The child of `ip netns exec` is the same process (exec), so the signal reaches lisp-decent.
@@ -245,7 +245,10 @@ public sealed class ApplianceProcess : IDisposable
         {
             // already gone
         }
+        // WaitForExit with a timeout does not wait for the output readers: a test reading Lines right after Stop
+        // could miss the last lines (a clean-clone run once missed " node-stopped ").
         _process.WaitForExit(5000);
+        ExitedAndDrained();
     }
 
     public void Kill()
@@ -259,6 +262,7 @@ public sealed class ApplianceProcess : IDisposable
             // already gone
         }
         _process.WaitForExit(5000);
+        ExitedAndDrained();
     }
 
     public void Dispose()
